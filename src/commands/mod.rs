@@ -1,0 +1,81 @@
+//! One module per verb: each wires the pipeline stages together for that verb
+//! and reports the outcome as an [`ExitStatus`].
+
+mod render;
+mod validate;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use crate::cli::{Command, DefinitionArgs};
+use crate::fleet::Fleet;
+use crate::load::{self, diagnostic};
+
+/// How a verb ended, when it did not fail. One place decides exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Done; nothing to report.
+    Success,
+    /// Done, and the plan has changes (only with `--detailed-exitcode`).
+    Changes,
+    /// The definition or the request was refused; the reasons are printed.
+    Failure,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Failure => ExitCode::from(1),
+            ExitStatus::Changes => ExitCode::from(2),
+        }
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
+    match command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Render(args) => render::run(&args),
+        Command::Plan(_) => not_implemented("plan"),
+        Command::Apply(_) => not_implemented("apply"),
+    }
+}
+
+fn not_implemented(verb: &str) -> anyhow::Result<ExitStatus> {
+    bail!("`fleet {verb}` is not implemented yet")
+}
+
+/// Loads the definition, the first step of every verb: prints every
+/// diagnostic to stderr (and as GitHub annotations on stdout inside Actions),
+/// and returns the fleet only when there were no errors.
+pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
+    let loaded = load::load(&args.file, args.env.as_deref())?;
+    if !loaded.diagnostics.is_empty() {
+        let mut stderr = anstream::stderr();
+        write!(
+            stderr,
+            "{}",
+            diagnostic::render(&loaded.diagnostics, &loaded.sources, true)
+        )?;
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            print!(
+                "{}",
+                diagnostic::github_annotations(&loaded.diagnostics, &loaded.sources)
+            );
+        }
+    }
+    let errors = loaded.errors();
+    if errors > 0 {
+        let mut stderr = anstream::stderr();
+        writeln!(
+            stderr,
+            "error: {} has {errors} problem{}; nothing was changed",
+            args.file.display(),
+            if errors == 1 { "" } else { "s" }
+        )?;
+        return Ok(None);
+    }
+    Ok(loaded.fleet)
+}

@@ -1,0 +1,221 @@
+//! The validated fleet for one environment: what `load` produces and `render`
+//! consumes. Every value here has been checked (names, quantities, durations,
+//! references), so later stages never re-check strings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A Kubernetes resource quantity, kept as written (the seed's `2000m` stays
+/// `2000m` in rendered objects) with its value for comparisons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantity {
+    pub text: String,
+    /// In base units (cores, bytes).
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    /// Names the fleet's ownership of objects, streams and consumers.
+    pub name: String,
+    /// The environment loaded, if any.
+    pub environment: Option<String>,
+    pub namespace: String,
+    /// Domain of fleet's descriptive labels: `<domain>/role`, `<domain>/tier`.
+    pub label_domain: String,
+    pub target: Target,
+    /// The fleet-wide ServiceMonitor; `None` when no agent exports metrics.
+    pub service_monitor: Option<ServiceMonitor>,
+    /// Enabled agents, by role.
+    pub agents: Vec<Agent>,
+    /// Streams, by name.
+    pub streams: Vec<Stream>,
+}
+
+/// Where the environment lives: the cluster and the NATS server fleet talks to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Target {
+    /// kubeconfig context; `None` means the current context (or in-cluster).
+    pub kube_context: Option<String>,
+    /// NATS URL fleet itself connects to (not the one given to agents).
+    pub nats_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceMonitor {
+    pub name: String,
+    pub interval: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub role: String,
+    pub tier: Option<String>,
+    pub image: String,
+    pub args: Vec<String>,
+    /// Environment variables after the built-in NATS_URL / AGENT_ID / AGENT_NAMESPACE.
+    pub env: Vec<EnvVar>,
+    /// NATS URL the agent's pods are given.
+    pub nats_url: String,
+    /// Files mounted at `config_dir` from the agent's ConfigMap, by file name.
+    pub config_files: BTreeMap<String, String>,
+    pub config_dir: String,
+    pub workspace_size: Option<Quantity>,
+    /// Fixed replica count; ignored when `autoscaling` is set.
+    pub replicas: u32,
+    pub security: SecurityContext,
+    pub metrics_port: u16,
+    pub health_port: u16,
+    pub liveness: Probe,
+    pub readiness: Probe,
+    pub resources: Resources,
+    pub placement: Placement,
+    pub autoscaling: Option<Autoscaling>,
+    pub consumer: Option<Consumer>,
+    pub network: Option<NetworkPolicy>,
+    pub rbac: Vec<RbacRule>,
+    pub metrics: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: EnvValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvValue {
+    Literal(String),
+    /// A key of an existing Secret; its value never passes through fleet.
+    Secret {
+        name: String,
+        key: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityContext {
+    pub run_as_non_root: bool,
+    pub run_as_user: i64,
+    pub fs_group: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub path: String,
+    pub initial_delay_seconds: i32,
+    pub period_seconds: i32,
+    pub timeout_seconds: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub requests: ResourceList,
+    pub limits: ResourceList,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceList {
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    pub node_selector: BTreeMap<String, String>,
+    /// Required node affinity: label key -> allowed values.
+    pub node_affinity: BTreeMap<String, Vec<String>>,
+    /// Spread the agent's tier across zones (maxSkew 1, DoNotSchedule).
+    pub zone_spread: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Autoscaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Target pending messages per replica on the agent's consumer.
+    pub pending_per_replica: Option<u32>,
+    pub memory_utilization: Option<u32>,
+    pub scale_up: ScalingRules,
+    pub scale_down: ScalingRules,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingRules {
+    pub stabilization_window_seconds: i32,
+    /// At most this many pods per period.
+    pub pods: i32,
+    pub period_seconds: i32,
+}
+
+/// The agent's durable pull consumer on its task stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumer {
+    /// `<role>-agent`.
+    pub name: String,
+    pub stream: String,
+    pub filter_subjects: Vec<String>,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    pub max_ack_pending: i64,
+    pub backoff: Vec<Duration>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkPolicy {
+    pub ingress: Vec<NetworkRule>,
+    pub egress: Vec<NetworkRule>,
+}
+
+/// One ingress or egress rule: who (any of `peers`; none means anyone) on
+/// which ports (none means all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkRule {
+    pub peers: Vec<NetworkPeer>,
+    pub ports: Vec<NetworkPort>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkPeer {
+    /// Pods in the fleet's namespace with these labels.
+    Pods(BTreeMap<String, String>),
+    /// Namespaces with these labels; empty means every namespace.
+    Namespaces(BTreeMap<String, String>),
+    /// Another agent of this fleet, by role.
+    Agent(String),
+    Cidr(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkPort {
+    pub protocol: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RbacRule {
+    pub api_groups: Vec<String>,
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+    pub resource_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub name: String,
+    pub subjects: Vec<String>,
+    pub retention: String,
+    pub storage: String,
+    pub replicas: u32,
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<i64>,
+    pub max_msgs: Option<i64>,
+    pub max_msg_size: Option<i32>,
+    pub discard: String,
+    pub duplicate_window: Option<Duration>,
+    pub description: Option<String>,
+}

@@ -1,0 +1,275 @@
+//! load: `fleet.toml` (+ `environments/<env>.toml`) -> a validated [`Fleet`].
+//!
+//! Built-in defaults, then the fleet file, then the environment file are laid
+//! over each other (tables merge key by key, arrays replace), then read into
+//! the typed model in one pass that reports every problem with its file, line
+//! and column. Reads files; never touches a cluster or a NATS server.
+
+mod decode;
+pub mod diagnostic;
+mod merge;
+pub mod read;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+
+use diagnostic::{Diagnostic, Severity};
+use source::{Node, Sources, Value};
+
+use crate::fleet::Fleet;
+
+const BUILTIN: &str = include_str!("builtin.toml");
+
+/// What a load produced: the fleet when there were no errors, and every
+/// diagnostic (warnings included) with the sources they quote.
+#[derive(Debug)]
+pub struct Loaded {
+    pub fleet: Option<Fleet>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: Sources,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// The environment file for `env` beside the fleet file.
+pub fn environment_path(fleet_file: &Path, env: &str) -> PathBuf {
+    fleet_file
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join("environments")
+        .join(format!("{env}.toml"))
+}
+
+/// Loads the fleet file and, when `env` is given, its environment overlay.
+/// Only a file that cannot be read at all is an `Err`; everything wrong inside
+/// the files is a diagnostic in [`Loaded`].
+pub fn load(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Loaded> {
+    let text = std::fs::read_to_string(fleet_file)
+        .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", fleet_file.display()))?;
+    let overlay = match env {
+        Some(env) => {
+            if !valid_env_name(env) {
+                anyhow::bail!(
+                    "`{env}` is not an environment name: use letters, digits, '-' and '_'"
+                );
+            }
+            let path = environment_path(fleet_file, env);
+            let text = std::fs::read_to_string(&path).map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot read {} for environment `{env}`: {err}\n  (environments are files in environments/ beside {})",
+                    path.display(),
+                    fleet_file.display()
+                )
+            })?;
+            Some((path, text))
+        }
+        None => None,
+    };
+    let base_dir = fleet_file.parent().unwrap_or(Path::new("")).to_path_buf();
+    let files = DirectoryFiles { base_dir };
+    Ok(load_str(
+        fleet_file,
+        &text,
+        overlay.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+        env,
+        &files,
+    ))
+}
+
+fn valid_env_name(env: &str) -> bool {
+    !env.is_empty()
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// [`load`] on text already read; `files` resolves config files named by path.
+pub fn load_str(
+    fleet_path: &Path,
+    fleet_text: &str,
+    overlay: Option<(&Path, &str)>,
+    env: Option<&str>,
+    files: &dyn decode::ConfigFiles,
+) -> Loaded {
+    let mut sources = Sources::default();
+    let mut diagnostics = Vec::new();
+
+    let builtin_id = sources.add(Path::new("<built-in defaults>"), BUILTIN.to_string());
+    let mut root = source::parse(builtin_id, BUILTIN).expect("the built-in defaults parse");
+
+    let mut parse = |sources: &mut Sources, path: &Path, text: &str| {
+        let id = sources.add(path, text.to_string());
+        match source::parse(id, text) {
+            Ok(node) => Some(node),
+            Err(errors) => {
+                diagnostics.extend(errors.into_iter().map(|e| {
+                    Diagnostic::error(&e.origin, format!("invalid TOML: {}", e.message))
+                        .with_label("here")
+                }));
+                None
+            }
+        }
+    };
+    let fleet_root = parse(&mut sources, fleet_path, fleet_text);
+    let overlay_root = overlay.and_then(|(path, text)| parse(&mut sources, path, text));
+    let (Some(fleet_root), true) = (fleet_root, overlay.is_none() || overlay_root.is_some()) else {
+        return Loaded {
+            fleet: None,
+            diagnostics,
+            sources,
+        };
+    };
+
+    merge::overlay(&mut root, &fleet_root);
+    if let Some(overlay_root) = &overlay_root {
+        diagnostics.extend(unknown_agents(&fleet_root, overlay_root, env.unwrap_or("")));
+        merge::overlay(&mut root, overlay_root);
+    }
+    let decoded = decode::decode(&root, env, files);
+    diagnostics.extend(decoded.diagnostics);
+    let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    Loaded {
+        fleet: if has_errors { None } else { decoded.fleet },
+        diagnostics,
+        sources,
+    }
+}
+
+/// An environment may only tune agents the fleet defines.
+fn unknown_agents(fleet: &Node, overlay: &Node, env: &str) -> Vec<Diagnostic> {
+    let agents = |node: &Node| match &node.value {
+        Value::Table(t) => t.get("agents").and_then(|e| match &e.node.value {
+            Value::Table(agents) => Some(agents.clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let known = agents(fleet).unwrap_or_default();
+    let known_names: Vec<&str> = known.entries.iter().map(|e| e.key.as_str()).collect();
+    let mut out = Vec::new();
+    for entry in agents(overlay).map(|a| a.entries).unwrap_or_default() {
+        if known.get(&entry.key).is_none() {
+            let mut d = Diagnostic::error(
+                &entry.key_origin,
+                format!(
+                    "environment `{env}` configures agent `{}`, which the fleet does not define",
+                    entry.key
+                ),
+            )
+            .with_label("not an agent of this fleet");
+            d = match read::suggest(&entry.key, &known_names) {
+                Some(best) => d.with_help(format!("did you mean `{best}`?")),
+                None => d.with_help(
+                    "define the agent in fleet.toml first; an environment only adjusts agents",
+                ),
+            };
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Config files named by path, relative to the fleet file's directory.
+struct DirectoryFiles {
+    base_dir: PathBuf,
+}
+
+impl decode::ConfigFiles for DirectoryFiles {
+    fn read(&self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(self.base_dir.join(path)).map_err(|err| err.to_string())
+    }
+}
+
+/// Config files for tests: a fixed map of paths to texts.
+#[cfg(test)]
+pub struct MapFiles(pub std::collections::BTreeMap<String, String>);
+
+#[cfg(test)]
+impl decode::ConfigFiles for MapFiles {
+    fn read(&self, path: &str) -> Result<String, String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory (os error 2)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const FLEET: &str = r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+
+[agents.devops]
+replicas = 2
+
+[agents.observer]
+profile = "observer"
+"#;
+
+    fn load_with(overlay: Option<&str>) -> Loaded {
+        let files = MapFiles(BTreeMap::new());
+        load_str(
+            Path::new("fleet.toml"),
+            FLEET,
+            overlay.map(|text| (Path::new("environments/prod.toml"), text)),
+            overlay.map(|_| "prod"),
+            &files,
+        )
+    }
+
+    #[test]
+    fn environment_overlays_the_fleet() {
+        let loaded = load_with(Some(
+            "[environment]\nnamespace = \"agents-prod\"\n[defaults]\nimage = \"example.com/agent:2\"\n[agents.observer]\nenabled = false\n",
+        ));
+        assert_eq!(loaded.errors(), 0, "{:?}", loaded.diagnostics);
+        let fleet = loaded.fleet.unwrap();
+        assert_eq!(fleet.namespace, "agents-prod");
+        assert_eq!(fleet.environment.as_deref(), Some("prod"));
+        let roles: Vec<_> = fleet.agents.iter().map(|a| a.role.as_str()).collect();
+        assert_eq!(roles, ["devops"]);
+        assert_eq!(fleet.agents[0].image, "example.com/agent:2");
+        assert_eq!(fleet.agents[0].replicas, 2);
+    }
+
+    #[test]
+    fn environment_may_not_invent_agents() {
+        let loaded = load_with(Some("[agents.devopz]\nreplicas = 3\n"));
+        assert_eq!(loaded.errors(), 1);
+        let d = &loaded.diagnostics[0];
+        assert_eq!(
+            d.message,
+            "environment `prod` configures agent `devopz`, which the fleet does not define"
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean `devops`?"));
+        assert_eq!(loaded.sources.line_col(d.origin.as_ref().unwrap()), (1, 9));
+    }
+
+    #[test]
+    fn profiles_fill_in_resources() {
+        let fleet = load_with(None).fleet.unwrap();
+        let observer = fleet.agents.iter().find(|a| a.role == "observer").unwrap();
+        assert_eq!(
+            observer.resources.requests.memory.as_ref().unwrap().text,
+            "256Mi"
+        );
+        assert_eq!(observer.resources.limits.cpu.as_ref().unwrap().text, "500m");
+    }
+}

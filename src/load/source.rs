@@ -1,0 +1,223 @@
+//! TOML text -> a tree of values that remember which file and byte range they
+//! came from, so every later error can point at the exact spot.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+
+/// Index of a file in [`Sources`].
+pub type FileId = usize;
+
+/// Where a value or key was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: FileId,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug)]
+pub struct SourceFile {
+    /// The path as the user would write it (relative to the working directory
+    /// when it was given that way), used in messages.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Every file read for one load, so diagnostics can quote them.
+#[derive(Debug, Default)]
+pub struct Sources {
+    files: Vec<SourceFile>,
+}
+
+impl Sources {
+    pub fn add(&mut self, path: &Path, text: String) -> FileId {
+        self.files.push(SourceFile {
+            path: path.to_path_buf(),
+            text,
+        });
+        self.files.len() - 1
+    }
+
+    pub fn file(&self, id: FileId) -> &SourceFile {
+        &self.files[id]
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, origin: &Origin) -> (usize, usize) {
+        let text = &self.files[origin.file].text;
+        let offset = origin.span.start.min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub value: Value,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    String(String),
+    Integer(i64),
+    // No setting takes a float or a datetime: only their type matters, for messages.
+    Float,
+    Boolean(bool),
+    Datetime,
+    Array(Vec<Node>),
+    Table(Table),
+}
+
+impl Value {
+    /// The TOML type name, for "expected X, found Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float => "a float",
+            Value::Boolean(_) => "a boolean",
+            Value::Datetime => "a datetime",
+            Value::Array(_) => "an array",
+            Value::Table(_) => "a table",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub key_origin: Origin,
+    pub node: Node,
+}
+
+/// A TOML table in source order.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub entries: Vec<Entry>,
+}
+
+impl Table {
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|entry| entry.key == key)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|entry| entry.key == key)
+    }
+}
+
+/// A TOML syntax error, with where it is.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub message: String,
+    pub origin: Origin,
+}
+
+/// Parses one file. Syntax errors are all returned (the parser recovers), and
+/// the tree is only returned when there are none.
+pub fn parse(file: FileId, text: &str) -> Result<Node, Vec<SyntaxError>> {
+    let (document, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        return Err(errors
+            .into_iter()
+            .map(|error| SyntaxError {
+                message: error.message().trim().to_string(),
+                origin: Origin {
+                    file,
+                    span: error.span().unwrap_or(0..0),
+                },
+            })
+            .collect());
+    }
+    let span = document.span();
+    Ok(Node {
+        value: Value::Table(convert_table(file, document.into_inner())),
+        origin: Origin { file, span },
+    })
+}
+
+fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
+    let mut entries: Vec<Entry> = table
+        .into_iter()
+        .map(|(key, value)| {
+            let key_origin = Origin {
+                file,
+                span: key.span(),
+            };
+            Entry {
+                key: key.into_inner().into_owned(),
+                key_origin,
+                node: convert(file, value.span(), value.into_inner()),
+            }
+        })
+        .collect();
+    // Source order reads best in messages and keeps rendering stable.
+    entries.sort_by_key(|entry| entry.key_origin.span.start);
+    Table { entries }
+}
+
+fn convert(file: FileId, span: Range<usize>, value: DeValue<'_>) -> Node {
+    let value = match value {
+        DeValue::String(s) => Value::String(s.into_owned()),
+        DeValue::Integer(i) => {
+            let digits = i.as_str().replace('_', "");
+            // The parser has checked the syntax; only overflow is left.
+            Value::Integer(i64::from_str_radix(&digits, i.radix()).unwrap_or(i64::MAX))
+        }
+        DeValue::Float(_) => Value::Float,
+        DeValue::Boolean(b) => Value::Boolean(b),
+        DeValue::Datetime(_) => Value::Datetime,
+        DeValue::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|item| {
+                    let span = item.span();
+                    convert(file, span, item.into_inner())
+                })
+                .collect(),
+        ),
+        DeValue::Table(table) => Value::Table(convert_table(file, table)),
+    };
+    Node {
+        value,
+        origin: Origin { file, span },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_keep_their_position() {
+        let text = "name = \"a\"\n[agents.devops]\nreplicas = 2\n";
+        let mut sources = Sources::default();
+        let file = sources.add(Path::new("fleet.toml"), text.to_string());
+        let root = parse(file, text).unwrap();
+        let Value::Table(root_table) = &root.value else {
+            panic!()
+        };
+        let agents = &root_table.get("agents").unwrap().node;
+        let Value::Table(agents) = &agents.value else {
+            panic!()
+        };
+        let Value::Table(devops) = &agents.get("devops").unwrap().node.value else {
+            panic!()
+        };
+        let replicas = devops.get("replicas").unwrap();
+        assert!(matches!(replicas.node.value, Value::Integer(2)));
+        assert_eq!(sources.line_col(&replicas.node.origin), (3, 12));
+        assert_eq!(sources.line_col(&replicas.key_origin), (3, 1));
+    }
+
+    #[test]
+    fn syntax_errors_are_all_reported() {
+        let errors = parse(0, "a = \nb = [1,\n").unwrap_err();
+        assert!(!errors.is_empty());
+    }
+}

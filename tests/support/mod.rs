@@ -1,0 +1,245 @@
+//! Test support for integration tests: the running local control plane, and a
+//! per-test environment (its own namespace and stream-name prefix) that is
+//! removed again when the test ends, so tests run in parallel.
+//!
+//! If the control plane is not running it is started with
+//! `scripts/controlplane up`; a test never passes by skipping.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// The admin context of the kubeconfig that `scripts/controlplane` writes.
+pub const ADMIN_CONTEXT: &str = "fleet-local";
+/// A user that may act only inside [`RESTRICTED_NAMESPACE`].
+pub const RESTRICTED_CONTEXT: &str = "fleet-restricted";
+pub const RESTRICTED_NAMESPACE: &str = "fleet-restricted";
+
+/// Where the running control plane can be reached.
+#[derive(Debug)]
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    pub nats_url: String,
+    /// nats-server of the oldest supported line (2.10).
+    pub nats_old_url: String,
+    /// Directory holding kubectl and the other control-plane binaries.
+    pub bin_dir: PathBuf,
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    repo_root().join("scripts/controlplane")
+}
+
+/// The control plane, started once per test binary if it is not running.
+pub fn control_plane() -> &'static ControlPlane {
+    static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+    CONTROL_PLANE.get_or_init(|| {
+        let running = Command::new("bash")
+            .arg(script())
+            .arg("status")
+            .output()
+            .expect("running scripts/controlplane status")
+            .status
+            .success();
+        if !running {
+            eprintln!("the local control plane is not running: starting it with scripts/controlplane up");
+            let status = Command::new("bash")
+                .arg(script())
+                .arg("up")
+                .status()
+                .expect("running scripts/controlplane up");
+            assert!(
+                status.success(),
+                "could not start the local control plane; run `scripts/controlplane up` and read target/controlplane/run/logs/"
+            );
+        }
+        let output = Command::new("bash")
+            .arg(script())
+            .arg("env")
+            .output()
+            .expect("running scripts/controlplane env");
+        let exports = String::from_utf8(output.stdout).expect("utf-8 from scripts/controlplane env");
+        let var = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("scripts/controlplane env did not print {name}"))
+                .to_string()
+        };
+        ControlPlane {
+            kubeconfig: var("KUBECONFIG").into(),
+            nats_url: var("FLEET_NATS_URL"),
+            nats_old_url: var("FLEET_NATS_OLD_URL"),
+            bin_dir: var("FLEET_CP_BIN").into(),
+        }
+    })
+}
+
+impl ControlPlane {
+    /// A kube client acting as the user of `context`.
+    pub async fn kube_client(&self, context: &str) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .expect("reading the control plane's kubeconfig");
+        let options = KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..KubeConfigOptions::default()
+        };
+        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .expect("loading the control plane's kubeconfig");
+        Client::try_from(config).expect("building a kube client")
+    }
+
+    pub async fn nats(&self) -> async_nats::Client {
+        async_nats::connect(&self.nats_url)
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "connecting to nats-server at {}: {err}; run scripts/controlplane up",
+                    self.nats_url
+                )
+            })
+    }
+
+    /// kubectl for this control plane, as the admin.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.bin_dir.join("kubectl"));
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--context")
+            .arg(ADMIN_CONTEXT);
+        command
+    }
+}
+
+/// One test's slice of the control plane: a namespace and a stream-name
+/// prefix of its own. Both are removed when it is dropped.
+pub struct TestEnv {
+    pub control_plane: &'static ControlPlane,
+    pub kube: Client,
+    pub nats: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    /// The test's namespace, created empty.
+    pub namespace: String,
+    /// Prefix for every stream (and subject) the test creates, e.g. `T1234_5_`.
+    pub stream_prefix: String,
+}
+
+impl TestEnv {
+    pub async fn new(test: &str) -> TestEnv {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let control_plane = control_plane();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let unique = format!("{}-{n}", std::process::id());
+        let mut short: String = test
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        short.truncate(40);
+        let namespace = format!("t-{}-{unique}", short.trim_end_matches('-'));
+
+        let kube = control_plane.kube_client(ADMIN_CONTEXT).await;
+        let namespaces: Api<Namespace> = Api::all(kube.clone());
+        let object: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": namespace, "labels": { "fleet.test/namespace": "true" } }
+        }))
+        .unwrap();
+        namespaces
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|err| panic!("creating namespace {namespace}: {err}"));
+
+        let nats = control_plane.nats().await;
+        let jetstream = async_nats::jetstream::new(nats.clone());
+        TestEnv {
+            control_plane,
+            kube,
+            nats,
+            jetstream,
+            namespace,
+            stream_prefix: format!("T{}_", unique.replace('-', "_")),
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which must not block on its own
+        // clients: clean up from a thread with a runtime and clients of its own.
+        let namespace = self.namespace.clone();
+        let prefix = self.stream_prefix.clone();
+        let control_plane = self.control_plane;
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let kube = control_plane.kube_client(ADMIN_CONTEXT).await;
+                let _ = Api::<Namespace>::all(kube)
+                    .delete(&namespace, &DeleteParams::background())
+                    .await;
+                if let Ok(nats) = async_nats::connect(&control_plane.nats_url).await {
+                    delete_streams_with_prefix(&async_nats::jetstream::new(nats), &prefix).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn delete_streams_with_prefix(jetstream: &async_nats::jetstream::Context, prefix: &str) {
+    use futures::TryStreamExt;
+    let names: Vec<String> = match jetstream.stream_names().try_collect().await {
+        Ok(names) => names,
+        Err(_) => return,
+    };
+    for name in names.into_iter().filter(|name| name.starts_with(prefix)) {
+        let _ = jetstream.delete_stream(&name).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
