@@ -1,22 +1,26 @@
 //! `fleet`: parse the command line, run one verb, turn its outcome into an
 //! exit code. Nothing else lives here.
 
-mod cli;
-mod commands;
-mod fleet;
-mod load;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use fleet::{cli, commands};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli.command) {
         Ok(status) => status.into(),
+        // A reader that stops early (`fleet render | head`) is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            anstream::eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use crate::cli::{Command, DefinitionArgs};
-use crate::fleet::Fleet;
 use crate::load::{self, diagnostic};
+use crate::model::Fleet;
 
 /// How a verb ended, when it did not fail. One place decides exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

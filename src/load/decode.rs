@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::diagnostic::Diagnostic;
 use super::read::{At, Reader, suggest};
 use super::source::{Node, Origin, Table, Value};
-use crate::fleet::*;
+use crate::model::*;
 
 const ROOT_KEYS: &[&str] = &[
     "fleet",

@@ -5,7 +5,7 @@
 //! the typed model in one pass that reports every problem with its file, line
 //! and column. Reads files; never touches a cluster or a NATS server.
 
-mod decode;
+pub mod decode;
 pub mod diagnostic;
 mod merge;
 pub mod read;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use diagnostic::{Diagnostic, Severity};
 use source::{Node, Sources, Value};
 
-use crate::fleet::Fleet;
+use crate::model::Fleet;
 
 const BUILTIN: &str = include_str!("builtin.toml");
 
@@ -177,8 +177,8 @@ fn unknown_agents(fleet: &Node, overlay: &Node, env: &str) -> Vec<Diagnostic> {
 }
 
 /// Config files named by path, relative to the fleet file's directory.
-struct DirectoryFiles {
-    base_dir: PathBuf,
+pub struct DirectoryFiles {
+    pub base_dir: PathBuf,
 }
 
 impl decode::ConfigFiles for DirectoryFiles {

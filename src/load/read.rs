@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::diagnostic::Diagnostic;
 use super::source::{Entry, Node, Origin, Table, Value};
-use crate::fleet::Quantity;
+use crate::model::Quantity;
 
 /// Collects problems while the tree is read.
 #[derive(Debug, Default)]

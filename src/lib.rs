@@ -1,0 +1,13 @@
+//! fleet: deploy fleets of AI agents to Kubernetes and NATS JetStream.
+//!
+//! The pipeline, one module per stage:
+//! `load` (files -> [`model::Fleet`]) -> `render` (desired objects and
+//! JetStream configuration). `commands` wires the stages together per verb.
+
+pub mod cli;
+pub mod commands;
+pub mod load;
+pub mod model;
+pub mod ownership;
+pub mod render;
+pub mod report;

@@ -1,0 +1,123 @@
+//! Fleet -> desired JetStream streams and consumers, as the JSON configuration
+//! the JetStream API takes (durations in nanoseconds), marked as fleet's.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::model::{Consumer, Fleet, Stream};
+use crate::ownership;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredJetStream {
+    pub streams: Vec<DesiredStream>,
+    pub consumers: Vec<DesiredConsumer>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredStream {
+    pub name: String,
+    pub config: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredConsumer {
+    pub stream: String,
+    pub name: String,
+    pub config: Value,
+}
+
+pub fn desired(fleet: &Fleet) -> DesiredJetStream {
+    let metadata = json!({ ownership::JETSTREAM_OWNER_KEY: fleet.name });
+    let mut consumers: Vec<DesiredConsumer> = fleet
+        .agents
+        .iter()
+        .filter_map(|agent| agent.consumer.as_ref())
+        .map(|consumer| DesiredConsumer {
+            stream: consumer.stream.clone(),
+            name: consumer.name.clone(),
+            config: consumer_config(consumer, &metadata),
+        })
+        .collect();
+    consumers.sort_by(|a, b| (&a.stream, &a.name).cmp(&(&b.stream, &b.name)));
+    DesiredJetStream {
+        streams: fleet
+            .streams
+            .iter()
+            .map(|stream| DesiredStream {
+                name: stream.name.clone(),
+                config: stream_config(stream, &metadata),
+            })
+            .collect(),
+        consumers,
+    }
+}
+
+fn nanos(duration: Duration) -> Value {
+    Value::from(duration.as_nanos() as u64)
+}
+
+fn stream_config(stream: &Stream, metadata: &Value) -> Value {
+    let mut config = Map::new();
+    config.insert("name".into(), stream.name.clone().into());
+    config.insert("subjects".into(), stream.subjects.clone().into());
+    config.insert("retention".into(), stream.retention.clone().into());
+    config.insert("storage".into(), stream.storage.clone().into());
+    config.insert("num_replicas".into(), stream.replicas.into());
+    config.insert("discard".into(), stream.discard.clone().into());
+    config.insert(
+        "max_age".into(),
+        stream.max_age.map_or(Value::from(0), nanos),
+    );
+    config.insert("max_bytes".into(), stream.max_bytes.unwrap_or(-1).into());
+    config.insert("max_msgs".into(), stream.max_msgs.unwrap_or(-1).into());
+    config.insert(
+        "max_msg_size".into(),
+        stream.max_msg_size.unwrap_or(-1).into(),
+    );
+    if let Some(window) = stream.duplicate_window {
+        config.insert("duplicate_window".into(), nanos(window));
+    }
+    if let Some(description) = &stream.description {
+        config.insert("description".into(), description.clone().into());
+    }
+    config.insert("metadata".into(), metadata.clone());
+    Value::Object(config)
+}
+
+fn consumer_config(consumer: &Consumer, metadata: &Value) -> Value {
+    let mut config = Map::new();
+    config.insert("durable_name".into(), consumer.name.clone().into());
+    if let [single] = consumer.filter_subjects.as_slice() {
+        config.insert("filter_subject".into(), single.clone().into());
+    } else {
+        config.insert(
+            "filter_subjects".into(),
+            consumer.filter_subjects.clone().into(),
+        );
+    }
+    config.insert("deliver_policy".into(), "all".into());
+    // An omitted ack policy means `none`; task consumers must acknowledge.
+    config.insert("ack_policy".into(), "explicit".into());
+    config.insert("ack_wait".into(), nanos(consumer.ack_wait));
+    config.insert("max_deliver".into(), consumer.max_deliver.into());
+    config.insert("max_ack_pending".into(), consumer.max_ack_pending.into());
+    if !consumer.backoff.is_empty() {
+        config.insert(
+            "backoff".into(),
+            consumer
+                .backoff
+                .iter()
+                .copied()
+                .map(nanos)
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
+    if let Some(description) = &consumer.description {
+        config.insert("description".into(), description.clone().into());
+    }
+    config.insert("metadata".into(), metadata.clone());
+    Value::Object(config)
+}

@@ -1,0 +1,706 @@
+//! Fleet -> desired Kubernetes objects, built with k8s-openapi's typed structs
+//! (the compiler checks every field name) and turned into JSON only at the end.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, ExternalMetricSource, HPAScalingPolicy, HPAScalingRules,
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, HorizontalPodAutoscalerSpec,
+    MetricIdentifier, MetricSpec, MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, Namespace, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, Service, ServiceAccount,
+    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::{Metadata, Resource};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::DesiredObject;
+use crate::model::{self, Agent, Fleet, NetworkPeer, NetworkRule};
+use crate::ownership;
+
+/// Name of the metric the seed's NATS exporter publishes per consumer.
+const PENDING_METRIC: &str = "nats_consumer_pending_messages";
+
+pub fn objects(fleet: &Fleet) -> Vec<DesiredObject> {
+    let r = Renderer::new(fleet);
+    let mut objects = vec![r.namespace()];
+    for agent in &fleet.agents {
+        objects.push(r.service_account(agent));
+        if !agent.rbac.is_empty() {
+            objects.push(r.role(agent));
+            objects.push(r.role_binding(agent));
+        }
+        if !agent.config_files.is_empty() {
+            objects.push(r.config_map(agent));
+        }
+        objects.push(r.deployment(agent));
+        if agent.metrics {
+            objects.push(r.service(agent));
+        }
+        if agent.autoscaling.is_some() {
+            objects.push(r.autoscaler(agent));
+        }
+        if runs_more_than_one(agent) {
+            objects.push(r.disruption_budget(agent));
+        }
+        if agent.network.is_some() {
+            objects.push(r.network_policy(agent));
+        }
+    }
+    if let Some(monitor) = &fleet.service_monitor {
+        objects.push(r.service_monitor(monitor));
+    }
+    objects.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    objects
+}
+
+fn runs_more_than_one(agent: &Agent) -> bool {
+    match &agent.autoscaling {
+        Some(autoscaling) => autoscaling.min_replicas > 1,
+        None => agent.replicas > 1,
+    }
+}
+
+pub fn deployment_name(role: &str) -> String {
+    format!("agent-{role}")
+}
+
+struct Renderer<'a> {
+    fleet: &'a Fleet,
+    applyset_id: String,
+}
+
+type Labels = BTreeMap<String, String>;
+
+impl<'a> Renderer<'a> {
+    fn new(fleet: &'a Fleet) -> Self {
+        let parent = ownership::applyset_parent_name(&fleet.name);
+        Self {
+            fleet,
+            applyset_id: ownership::applyset_id(&parent, &fleet.namespace),
+        }
+    }
+
+    fn label(&self, name: &str) -> String {
+        format!("{}/{name}", self.fleet.label_domain)
+    }
+
+    /// The marks that make an object fleet's (see [`ownership`]).
+    fn ownership_labels(&self) -> Labels {
+        Labels::from([
+            (
+                ownership::MANAGED_BY_LABEL.to_string(),
+                ownership::MANAGED_BY.to_string(),
+            ),
+            (
+                ownership::PART_OF_LABEL.to_string(),
+                self.applyset_id.clone(),
+            ),
+        ])
+    }
+
+    /// Labels on the agent's objects: role and tier as the seed shows them,
+    /// the agent's own labels, and fleet's ownership marks.
+    fn agent_labels(&self, agent: &Agent) -> Labels {
+        let mut labels = agent.labels.clone();
+        labels.insert(self.label("role"), agent.role.clone());
+        if let Some(tier) = &agent.tier {
+            labels.insert(self.label("tier"), tier.clone());
+        }
+        labels.extend(self.ownership_labels());
+        labels
+    }
+
+    fn meta(&self, name: String, labels: Labels) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.fleet.namespace.clone()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn agent_meta(&self, agent: &Agent, name: String) -> ObjectMeta {
+        let mut meta = self.meta(name, self.agent_labels(agent));
+        if !agent.annotations.is_empty() {
+            meta.annotations = Some(agent.annotations.clone());
+        }
+        meta
+    }
+
+    fn namespace(&self) -> DesiredObject {
+        let mut labels = self.ownership_labels();
+        // The seed's network policies select the namespace by `name`.
+        labels.insert("name".into(), self.fleet.namespace.clone());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(self.fleet.namespace.clone()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        DesiredObject::new(&namespace)
+    }
+
+    fn service_account(&self, agent: &Agent) -> DesiredObject {
+        let account = ServiceAccount {
+            metadata: self.agent_meta(agent, deployment_name(&agent.role)),
+            ..ServiceAccount::default()
+        };
+        DesiredObject::new(&account)
+    }
+
+    fn role(&self, agent: &Agent) -> DesiredObject {
+        let role = Role {
+            metadata: self.agent_meta(agent, deployment_name(&agent.role)),
+            rules: Some(
+                agent
+                    .rbac
+                    .iter()
+                    .map(|rule| PolicyRule {
+                        api_groups: Some(rule.api_groups.clone()),
+                        resources: Some(rule.resources.clone()),
+                        verbs: rule.verbs.clone(),
+                        resource_names: (!rule.resource_names.is_empty())
+                            .then(|| rule.resource_names.clone()),
+                        non_resource_urls: None,
+                    })
+                    .collect(),
+            ),
+        };
+        DesiredObject::new(&role)
+    }
+
+    fn role_binding(&self, agent: &Agent) -> DesiredObject {
+        let name = deployment_name(&agent.role);
+        let binding = RoleBinding {
+            metadata: self.agent_meta(agent, name.clone()),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "Role".into(),
+                name: name.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name,
+                namespace: Some(self.fleet.namespace.clone()),
+                api_group: None,
+            }]),
+        };
+        DesiredObject::new(&binding)
+    }
+
+    fn config_map(&self, agent: &Agent) -> DesiredObject {
+        let config = ConfigMap {
+            metadata: self.agent_meta(agent, config_map_name(agent)),
+            data: Some(agent.config_files.clone()),
+            ..ConfigMap::default()
+        };
+        DesiredObject::new(&config)
+    }
+
+    fn deployment(&self, agent: &Agent) -> DesiredObject {
+        let name = deployment_name(&agent.role);
+        let selector = Labels::from([("app".to_string(), name.clone())]);
+
+        let mut pod_labels = agent.labels.clone();
+        pod_labels.insert("app".into(), name.clone());
+        pod_labels.insert(self.label("role"), agent.role.clone());
+        // The zone spread selects pods by tier, so they must carry it.
+        if agent.placement.zone_spread
+            && let Some(tier) = &agent.tier
+        {
+            pod_labels.insert(self.label("tier"), tier.clone());
+        }
+        let mut pod_annotations = agent.annotations.clone();
+        if agent.metrics {
+            pod_annotations.insert("prometheus.io/scrape".into(), "true".into());
+            pod_annotations.insert("prometheus.io/port".into(), agent.metrics_port.to_string());
+        }
+
+        let deployment = Deployment {
+            metadata: self.agent_meta(agent, name.clone()),
+            spec: DeploymentSpec {
+                // With an autoscaler the replica count is the autoscaler's:
+                // setting it here would fight it on every apply.
+                replicas: agent.autoscaling.is_none().then_some(agent.replicas as i32),
+                selector: LabelSelector {
+                    match_labels: Some(selector),
+                    match_expressions: None,
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(pod_labels),
+                        annotations: (!pod_annotations.is_empty()).then_some(pod_annotations),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(self.pod_spec(agent, &name)),
+                },
+                ..DeploymentSpec::default()
+            },
+            status: None,
+        };
+        DesiredObject::new(&deployment)
+    }
+
+    fn pod_spec(&self, agent: &Agent, name: &str) -> PodSpec {
+        let mut volumes = Vec::new();
+        let mut mounts = Vec::new();
+        if !agent.config_files.is_empty() {
+            volumes.push(Volume {
+                name: "agent-config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_map_name(agent),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "agent-config".into(),
+                mount_path: agent.config_dir.clone(),
+                ..VolumeMount::default()
+            });
+        }
+        volumes.push(Volume {
+            name: "workspace".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: agent
+                    .workspace_size
+                    .as_ref()
+                    .map(|q| Quantity(q.text.clone())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "workspace".into(),
+            mount_path: "/workspace".into(),
+            ..VolumeMount::default()
+        });
+
+        let container = Container {
+            name: "agent".into(),
+            image: Some(agent.image.clone()),
+            args: Some(agent.args.clone()),
+            ports: Some(vec![
+                ContainerPort {
+                    name: Some("metrics".into()),
+                    container_port: agent.metrics_port.into(),
+                    ..ContainerPort::default()
+                },
+                ContainerPort {
+                    name: Some("health".into()),
+                    container_port: agent.health_port.into(),
+                    ..ContainerPort::default()
+                },
+            ]),
+            env: Some(self.env(agent)),
+            resources: resources(&agent.resources),
+            liveness_probe: Some(probe(&agent.liveness)),
+            readiness_probe: Some(probe(&agent.readiness)),
+            volume_mounts: Some(mounts),
+            ..Container::default()
+        };
+
+        PodSpec {
+            service_account_name: Some(name.to_string()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(agent.security.run_as_non_root),
+                run_as_user: Some(agent.security.run_as_user),
+                fs_group: Some(agent.security.fs_group),
+                ..PodSecurityContext::default()
+            }),
+            containers: vec![container],
+            volumes: Some(volumes),
+            node_selector: (!agent.placement.node_selector.is_empty())
+                .then(|| agent.placement.node_selector.clone()),
+            affinity: node_affinity(&agent.placement),
+            topology_spread_constraints: self.zone_spread(agent),
+            ..PodSpec::default()
+        }
+    }
+
+    fn env(&self, agent: &Agent) -> Vec<EnvVar> {
+        let field = |path: &str| EnvVar {
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: path.into(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        };
+        let mut env = vec![
+            EnvVar {
+                name: "NATS_URL".into(),
+                value: Some(agent.nats_url.clone()),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "AGENT_ID".into(),
+                ..field("metadata.name")
+            },
+            EnvVar {
+                name: "AGENT_NAMESPACE".into(),
+                ..field("metadata.namespace")
+            },
+        ];
+        for var in &agent.env {
+            env.push(match &var.value {
+                model::EnvValue::Literal(value) => EnvVar {
+                    name: var.name.clone(),
+                    value: Some(value.clone()),
+                    ..EnvVar::default()
+                },
+                model::EnvValue::Secret { name, key } => EnvVar {
+                    name: var.name.clone(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: name.clone(),
+                            key: key.clone(),
+                            optional: None,
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                    ..EnvVar::default()
+                },
+            });
+        }
+        env
+    }
+
+    fn zone_spread(&self, agent: &Agent) -> Option<Vec<TopologySpreadConstraint>> {
+        if !agent.placement.zone_spread {
+            return None;
+        }
+        // The seed spreads a tier; an agent without one spreads its own pods.
+        let match_labels = match &agent.tier {
+            Some(tier) => Labels::from([(self.label("tier"), tier.clone())]),
+            None => Labels::from([("app".to_string(), deployment_name(&agent.role))]),
+        };
+        Some(vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            when_unsatisfiable: "DoNotSchedule".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(match_labels),
+                match_expressions: None,
+            }),
+            ..TopologySpreadConstraint::default()
+        }])
+    }
+
+    fn service(&self, agent: &Agent) -> DesiredObject {
+        let name = deployment_name(&agent.role);
+        let mut labels = self.agent_labels(agent);
+        labels.insert("app".into(), name.clone());
+        labels.insert(self.label("monitored"), "true".into());
+        let service = Service {
+            metadata: ObjectMeta {
+                labels: Some(labels),
+                ..self.agent_meta(agent, name.clone())
+            },
+            spec: Some(ServiceSpec {
+                selector: Some(Labels::from([("app".to_string(), name)])),
+                ports: Some(vec![ServicePort {
+                    name: Some("metrics".into()),
+                    port: agent.metrics_port.into(),
+                    target_port: Some(IntOrString::String("metrics".into())),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        };
+        DesiredObject::new(&service)
+    }
+
+    fn autoscaler(&self, agent: &Agent) -> DesiredObject {
+        let autoscaling = agent
+            .autoscaling
+            .as_ref()
+            .expect("only called for autoscaled agents");
+        let mut metrics = Vec::new();
+        if let (Some(pending), Some(consumer)) = (autoscaling.pending_per_replica, &agent.consumer)
+        {
+            metrics.push(MetricSpec {
+                type_: "External".into(),
+                external: Some(ExternalMetricSource {
+                    metric: MetricIdentifier {
+                        name: PENDING_METRIC.into(),
+                        selector: Some(LabelSelector {
+                            match_labels: Some(Labels::from([
+                                ("consumer".to_string(), consumer.name.clone()),
+                                ("stream".to_string(), consumer.stream.clone()),
+                            ])),
+                            match_expressions: None,
+                        }),
+                    },
+                    target: MetricTarget {
+                        type_: "AverageValue".into(),
+                        average_value: Some(Quantity(pending.to_string())),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            });
+        }
+        if let Some(utilization) = autoscaling.memory_utilization {
+            metrics.push(MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "memory".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(utilization as i32),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            });
+        }
+        let rules = |r: &model::ScalingRules| HPAScalingRules {
+            stabilization_window_seconds: Some(r.stabilization_window_seconds),
+            policies: Some(vec![HPAScalingPolicy {
+                type_: "Pods".into(),
+                value: r.pods,
+                period_seconds: r.period_seconds,
+            }]),
+            ..HPAScalingRules::default()
+        };
+        let hpa = HorizontalPodAutoscaler {
+            metadata: self.agent_meta(agent, format!("{}-hpa", deployment_name(&agent.role))),
+            spec: HorizontalPodAutoscalerSpec {
+                scale_target_ref: CrossVersionObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: "Deployment".into(),
+                    name: deployment_name(&agent.role),
+                },
+                min_replicas: Some(autoscaling.min_replicas as i32),
+                max_replicas: autoscaling.max_replicas as i32,
+                metrics: Some(metrics),
+                behavior: Some(HorizontalPodAutoscalerBehavior {
+                    scale_up: Some(rules(&autoscaling.scale_up)),
+                    scale_down: Some(rules(&autoscaling.scale_down)),
+                }),
+            },
+            status: None,
+        };
+        DesiredObject::new(&hpa)
+    }
+
+    fn disruption_budget(&self, agent: &Agent) -> DesiredObject {
+        let name = deployment_name(&agent.role);
+        let budget = PodDisruptionBudget {
+            metadata: self.agent_meta(agent, name.clone()),
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(Labels::from([("app".to_string(), name)])),
+                    match_expressions: None,
+                }),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            status: None,
+        };
+        DesiredObject::new(&budget)
+    }
+
+    fn network_policy(&self, agent: &Agent) -> DesiredObject {
+        let network = agent
+            .network
+            .as_ref()
+            .expect("only called for agents with network rules");
+        let ports = |rule: &NetworkRule| {
+            (!rule.ports.is_empty()).then(|| {
+                rule.ports
+                    .iter()
+                    .map(|p| NetworkPolicyPort {
+                        protocol: Some(p.protocol.clone()),
+                        port: Some(IntOrString::Int(p.port.into())),
+                        end_port: None,
+                    })
+                    .collect()
+            })
+        };
+        let peers = |rule: &NetworkRule| {
+            (!rule.peers.is_empty()).then(|| rule.peers.iter().map(|p| self.peer(p)).collect())
+        };
+        let policy = NetworkPolicy {
+            metadata: self.agent_meta(agent, format!("{}-network", deployment_name(&agent.role))),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(Labels::from([(self.label("role"), agent.role.clone())])),
+                    match_expressions: None,
+                }),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ingress: Some(
+                    network
+                        .ingress
+                        .iter()
+                        .map(|rule| NetworkPolicyIngressRule {
+                            from: peers(rule),
+                            ports: ports(rule),
+                        })
+                        .collect(),
+                ),
+                egress: Some(
+                    network
+                        .egress
+                        .iter()
+                        .map(|rule| NetworkPolicyEgressRule {
+                            to: peers(rule),
+                            ports: ports(rule),
+                        })
+                        .collect(),
+                ),
+            }),
+        };
+        DesiredObject::new(&policy)
+    }
+
+    fn peer(&self, peer: &NetworkPeer) -> NetworkPolicyPeer {
+        let selector = |labels: &Labels| LabelSelector {
+            match_labels: (!labels.is_empty()).then(|| labels.clone()),
+            match_expressions: None,
+        };
+        match peer {
+            NetworkPeer::Pods(labels) => NetworkPolicyPeer {
+                pod_selector: Some(selector(labels)),
+                ..NetworkPolicyPeer::default()
+            },
+            NetworkPeer::Namespaces(labels) => NetworkPolicyPeer {
+                namespace_selector: Some(selector(labels)),
+                ..NetworkPolicyPeer::default()
+            },
+            NetworkPeer::Agent(role) => NetworkPolicyPeer {
+                pod_selector: Some(selector(&Labels::from([(
+                    self.label("role"),
+                    role.clone(),
+                )]))),
+                ..NetworkPolicyPeer::default()
+            },
+            NetworkPeer::Cidr(cidr) => NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: cidr.clone(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            },
+        }
+    }
+
+    /// The Prometheus operator's ServiceMonitor has no k8s-openapi type.
+    fn service_monitor(&self, monitor: &model::ServiceMonitor) -> DesiredObject {
+        let body = json!({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {
+                "name": monitor.name,
+                "namespace": self.fleet.namespace,
+                "labels": self.ownership_labels(),
+            },
+            "spec": {
+                "selector": { "matchLabels": { self.label("monitored"): "true" } },
+                "endpoints": [{ "port": "metrics", "interval": monitor.interval, "path": monitor.path }],
+            },
+        });
+        DesiredObject::from_json(body)
+    }
+}
+
+fn config_map_name(agent: &Agent) -> String {
+    format!("agent-{}-config", agent.role)
+}
+
+fn resources(resources: &model::Resources) -> Option<ResourceRequirements> {
+    let list = |list: &model::ResourceList| {
+        let mut out = BTreeMap::new();
+        if let Some(memory) = &list.memory {
+            out.insert("memory".to_string(), Quantity(memory.text.clone()));
+        }
+        if let Some(cpu) = &list.cpu {
+            out.insert("cpu".to_string(), Quantity(cpu.text.clone()));
+        }
+        (!out.is_empty()).then_some(out)
+    };
+    let requests = list(&resources.requests);
+    let limits = list(&resources.limits);
+    (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {
+        requests,
+        limits,
+        ..ResourceRequirements::default()
+    })
+}
+
+fn probe(probe: &model::Probe) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(probe.path.clone()),
+            port: IntOrString::String("health".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(probe.initial_delay_seconds),
+        period_seconds: Some(probe.period_seconds),
+        timeout_seconds: probe.timeout_seconds,
+        ..Probe::default()
+    }
+}
+
+fn node_affinity(placement: &model::Placement) -> Option<Affinity> {
+    if placement.node_affinity.is_empty() {
+        return None;
+    }
+    let expressions = placement
+        .node_affinity
+        .iter()
+        .map(|(key, values)| NodeSelectorRequirement {
+            key: key.clone(),
+            operator: "In".into(),
+            values: Some(values.clone()),
+        })
+        .collect();
+    Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(expressions),
+                    match_fields: None,
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+impl DesiredObject {
+    fn new<K>(object: &K) -> Self
+    where
+        K: Resource + Metadata<Ty = ObjectMeta> + Serialize,
+    {
+        let mut body = serde_json::to_value(object).expect("k8s-openapi objects serialise");
+        // k8s-openapi adds apiVersion and kind when serialising a typed object;
+        // make sure of it for objects built field by field.
+        body["apiVersion"] = Value::String(K::API_VERSION.into());
+        body["kind"] = Value::String(K::KIND.into());
+        Self::from_json(body)
+    }
+}

@@ -1,0 +1,132 @@
+//! render: a validated [`Fleet`] -> the desired Kubernetes objects and the
+//! desired JetStream streams and consumers. Pure: no I/O, and the same fleet
+//! always renders to the same objects in the same order.
+
+pub mod jetstream;
+pub mod kube;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::Fleet;
+
+/// Everything the fleet wants to exist.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendered {
+    pub kubernetes: Vec<DesiredObject>,
+    pub jetstream: jetstream::DesiredJetStream,
+}
+
+pub fn render(fleet: &Fleet) -> Rendered {
+    Rendered {
+        kubernetes: kube::objects(fleet),
+        jetstream: jetstream::desired(fleet),
+    }
+}
+
+/// Identifies one Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The API group ("" for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map_or("", |(group, _)| group)
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A desired object: its identity and the exact JSON fleet will apply.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredObject {
+    #[serde(skip)]
+    pub id: ObjectRef,
+    #[serde(flatten)]
+    pub body: Value,
+}
+
+impl DesiredObject {
+    pub fn from_json(body: Value) -> Self {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let id = ObjectRef {
+            api_version: text(&body["apiVersion"]),
+            kind: text(&body["kind"]),
+            namespace: body["metadata"]["namespace"].as_str().map(str::to_string),
+            name: text(&body["metadata"]["name"]),
+        };
+        Self { id, body }
+    }
+
+    /// The wave this object is applied in: what others depend on goes first.
+    pub fn wave(&self) -> Wave {
+        Wave::of_kind(&self.id.kind)
+    }
+
+    fn order_key(&self) -> (Wave, usize, &str, &str) {
+        let kind_rank = KIND_ORDER
+            .iter()
+            .position(|k| *k == self.id.kind)
+            .unwrap_or(KIND_ORDER.len());
+        (
+            self.wave(),
+            kind_rank,
+            self.id.namespace.as_deref().unwrap_or(""),
+            &self.id.name,
+        )
+    }
+}
+
+/// Kinds in the order they are rendered and applied within their wave.
+const KIND_ORDER: &[&str] = &[
+    "Namespace",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "ServiceMonitor",
+];
+
+/// Apply waves, in order. JetStream changes happen between configuration
+/// and workloads, so consumers exist before the agents that read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wave {
+    Namespace,
+    Configuration,
+    JetStream,
+    Workloads,
+    Policy,
+}
+
+impl Wave {
+    pub fn of_kind(kind: &str) -> Wave {
+        match kind {
+            "Namespace" => Wave::Namespace,
+            "ServiceAccount" | "Role" | "RoleBinding" | "ConfigMap" | "Secret" => {
+                Wave::Configuration
+            }
+            "Deployment" => Wave::Workloads,
+            _ => Wave::Policy,
+        }
+    }
+}

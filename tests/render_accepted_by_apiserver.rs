@@ -1,0 +1,134 @@
+//! Every object rendered from the example fleet, in every environment, is
+//! accepted by the real kube-apiserver (server-side dry-run create).
+
+mod support;
+
+use std::path::Path;
+
+use fleet::load::{DirectoryFiles, load_str};
+use fleet::render::render;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use support::TestEnv;
+
+/// A minimal ServiceMonitor CRD, standing in for the Prometheus operator's.
+pub fn install_service_monitor_crd(env: &TestEnv) {
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+    let mut kubectl = env.control_plane.kubectl();
+    kubectl.args(["apply", "--server-side", "-f", "-"]);
+    kubectl
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = kubectl.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(crd.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "installing the ServiceMonitor CRD"
+    );
+    let mut wait = env.control_plane.kubectl();
+    wait.args([
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "--timeout=60s",
+    ]);
+    assert!(wait.status().unwrap().success());
+}
+
+#[tokio::test]
+async fn every_rendered_object_is_accepted_by_the_apiserver() {
+    let env = TestEnv::new("render-accepted").await;
+    install_service_monitor_crd(&env);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fleet_text = std::fs::read_to_string(root.join("fleet.toml")).unwrap();
+
+    let mut checked = 0;
+    for environment in ["local", "staging", "production"] {
+        let overlay_path = root.join(format!("environments/{environment}.toml"));
+        // Render into the test's namespace, so the dry run has one to check against.
+        let overlay = format!(
+            "{}\n",
+            std::fs::read_to_string(&overlay_path).unwrap().replace(
+                "[environment]",
+                &format!("[environment]\nnamespace = \"{}\"\n# ", env.namespace)
+            )
+        );
+        let overlay = overlay.replace("# \nnamespace", "namespace");
+        let files = DirectoryFiles {
+            base_dir: root.into(),
+        };
+        let loaded = load_str(
+            &root.join("fleet.toml"),
+            &fleet_text,
+            Some((&overlay_path, &overlay)),
+            Some(environment),
+            &files,
+        );
+        assert_eq!(
+            loaded.errors(),
+            0,
+            "{environment}: {:?}",
+            loaded.diagnostics
+        );
+        let rendered = render(&loaded.fleet.unwrap());
+
+        for object in rendered.kubernetes {
+            if object.id.kind == "Namespace" {
+                continue; // it exists: the test created it
+            }
+            let (group, version) = match object.id.api_version.split_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", object.id.api_version.as_str()),
+            };
+            let resource =
+                ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &object.id.kind));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
+            let dynamic: DynamicObject = serde_json::from_value(object.body.clone()).unwrap();
+            api.create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &dynamic,
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
+            // Server-side apply takes it too, with fleet's field manager.
+            api.patch(
+                &object.id.name,
+                &PatchParams::apply("fleet").dry_run(),
+                &Patch::Apply(&object.body),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{environment}: apply of {} refused: {err}", object.id));
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "only {checked} objects checked");
+}
