@@ -23,10 +23,10 @@ pub enum Command {
     Validate(DefinitionArgs),
     /// Print the desired Kubernetes objects and JetStream configuration (no cluster needed).
     Render(RenderArgs),
-    /// Show what `apply` would change in the cluster and on the NATS server.
-    Plan(DefinitionArgs),
+    /// Show what `apply` would change in the cluster.
+    Plan(PlanArgs),
     /// Carry out the plan.
-    Apply(DefinitionArgs),
+    Apply(ApplyArgs),
 }
 
 /// Where the definition lives and which environment to load.
@@ -53,4 +53,65 @@ pub struct RenderArgs {
 pub enum RenderFormat {
     Yaml,
     Json,
+}
+
+/// What plan and apply share: how to reach the cluster and how to plan.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub definition: DefinitionArgs,
+    /// Kube context to use instead of the environment's.
+    #[arg(long, env = "FLEET_KUBE_CONTEXT")]
+    pub context: Option<String>,
+    /// Requests to the API server in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Take over fields that another field manager owns.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Take over same-named objects that fleet does not own.
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Also write the plan as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 2 when the plan has changes (0: none, 1: error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Apply without asking for confirmation (required without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for Deployments to roll out.
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+    /// Do not wait for rollouts.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::load::read::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 90s, 5m)"))
 }

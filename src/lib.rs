@@ -4,10 +4,13 @@
 //! `load` (files -> [`model::Fleet`]) -> `render` (desired objects and
 //! JetStream configuration). `commands` wires the stages together per verb.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod live;
 pub mod load;
 pub mod model;
 pub mod ownership;
+pub mod plan;
 pub mod render;
 pub mod report;

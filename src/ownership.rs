@@ -12,6 +12,11 @@ pub const MANAGED_BY: &str = "fleet";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// ApplySet (KEP-3659) membership label, so kubectl recognises the set.
 pub const PART_OF_LABEL: &str = "applyset.kubernetes.io/part-of";
+/// ApplySet parent's label holding the set's id.
+pub const APPLYSET_ID_LABEL: &str = "applyset.kubernetes.io/id";
+/// ApplySet parent annotations.
+pub const APPLYSET_TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
+pub const APPLYSET_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-kinds";
 
 /// JetStream metadata key naming the fleet that owns a stream or consumer.
 pub const JETSTREAM_OWNER_KEY: &str = "fleet.owner";

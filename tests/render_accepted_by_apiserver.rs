@@ -71,14 +71,15 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
     for environment in ["local", "staging", "production"] {
         let overlay_path = root.join(format!("environments/{environment}.toml"));
         // Render into the test's namespace, so the dry run has one to check against.
-        let overlay = format!(
-            "{}\n",
-            std::fs::read_to_string(&overlay_path).unwrap().replace(
-                "[environment]",
-                &format!("[environment]\nnamespace = \"{}\"\n# ", env.namespace)
-            )
-        );
-        let overlay = overlay.replace("# \nnamespace", "namespace");
+        let overlay: String = std::fs::read_to_string(&overlay_path)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with("namespace ="))
+            .map(|line| match line {
+                "[environment]" => format!("[environment]\nnamespace = \"{}\"\n", env.namespace),
+                other => format!("{other}\n"),
+            })
+            .collect();
         let files = DirectoryFiles {
             base_dir: root.into(),
         };

@@ -1,13 +1,13 @@
 //! One module per verb: each wires the pipeline stages together for that verb
 //! and reports the outcome as an [`ExitStatus`].
 
+mod apply;
+mod plan;
 mod render;
 mod validate;
 
 use std::io::Write;
 use std::process::ExitCode;
-
-use anyhow::bail;
 
 use crate::cli::{Command, DefinitionArgs};
 use crate::load::{self, diagnostic};
@@ -38,13 +38,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
-        Command::Plan(_) => not_implemented("plan"),
-        Command::Apply(_) => not_implemented("apply"),
+        Command::Plan(args) => runtime()?.block_on(plan::run(&args)),
+        Command::Apply(args) => runtime()?.block_on(apply::run(&args)),
     }
 }
 
-fn not_implemented(verb: &str) -> anyhow::Result<ExitStatus> {
-    bail!("`fleet {verb}` is not implemented yet")
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Loads the definition, the first step of every verb: prints every

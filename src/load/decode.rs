@@ -1,7 +1,7 @@
 //! The merged source tree -> a validated [`Fleet`]. Every check that needs a
 //! position happens here, so the model that leaves `load` is known good.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostic::Diagnostic;
@@ -140,9 +140,16 @@ fn decode_fleet(
     r.check_keys(root_table, "the fleet definition", ROOT_KEYS);
 
     let empty = Table::default();
-    let fleet_table = r.get_table(root_table, "fleet").map_or(&empty, |t| t.value);
+    let fleet_at = r.get_table(root_table, "fleet");
+    let fleet_table = fleet_at.as_ref().map_or(&empty, |t| t.value);
     r.check_keys(fleet_table, "[fleet]", FLEET_KEYS);
-    let name = required_string(r, fleet_table, "name", "[fleet]", &root.origin)
+    // A missing setting of [fleet] is reported at its header in the fleet
+    // file, or at the fleet file when it has none.
+    let fleet_origin = fleet_at
+        .map(|t| t.origin)
+        .filter(|origin| origin.file == root.origin.file)
+        .unwrap_or_else(|| root.origin.clone());
+    let name = required_string(r, fleet_table, "name", "[fleet]", &fleet_origin)
         .and_then(|name| dns_label(r, &name, "fleet name", 63));
 
     let env_table = r
@@ -154,8 +161,8 @@ fn decode_fleet(
         .or_else(|| r.string(fleet_table, "namespace"))
         .or_else(|| {
             r.report(
-                Diagnostic::error(&root.origin, "the fleet has no namespace")
-                    .with_label("in this definition")
+                Diagnostic::error(&fleet_origin, "the fleet has no namespace")
+                    .with_label("`namespace` is required here")
                     .with_help("set `namespace` under [fleet] (or under [environment] in the environment file)"),
             );
             None
@@ -198,9 +205,18 @@ fn decode_fleet(
     }
 
     let defaults = root_table.get("defaults").map(|e| e.node.clone());
-    let mut agents = Vec::new();
+    // Keys are checked where they are written: [defaults] once, each agent
+    // in its own table, so a typo in [defaults] is not reported per agent.
+    if let Some(Value::Table(defaults)) = defaults.as_ref().map(|d| &d.value) {
+        r.check_keys(defaults, "[defaults]", AGENT_KEYS);
+    }
+    let mut merged_agents = Vec::new();
     if let Some(agents_table) = r.get_table(root_table, "agents") {
         for entry in &agents_table.value.entries {
+            let Some(own) = r.table(&entry.node) else {
+                continue;
+            };
+            r.check_keys(own, &format!("agent `{}`", entry.key), AGENT_KEYS);
             // Each agent is its own table laid over [defaults].
             let mut merged = match &defaults {
                 Some(defaults) => defaults.clone(),
@@ -209,24 +225,32 @@ fn decode_fleet(
                     origin: entry.node.origin.clone(),
                 },
             };
-            if r.table(&entry.node).is_none() {
-                continue;
-            }
             super::merge::overlay(&mut merged, &entry.node);
-            let context = AgentContext {
-                role_origin: &entry.key_origin,
-                profiles: &profiles,
-                streams: &streams,
-                label_domain: &label_domain,
-                environment,
-                files,
-            };
-            if let Some(agent) = decode_agent(r, &entry.key, &merged, &context) {
-                agents.push(agent);
-            }
+            merged_agents.push((entry, merged));
         }
     }
-    check_agent_references(r, &agents, agents_origins(root_table));
+    // Network rules may name the agents the fleet runs (whether or not they
+    // have problems of their own).
+    let running: Vec<&str> = merged_agents
+        .iter()
+        .filter(|(_, merged)| !disabled(merged))
+        .map(|(entry, _)| entry.key.as_str())
+        .collect();
+    let mut agents = Vec::new();
+    for (entry, merged) in &merged_agents {
+        let context = AgentContext {
+            role_origin: &entry.key_origin,
+            profiles: &profiles,
+            streams: &streams,
+            running: &running,
+            label_domain: &label_domain,
+            environment,
+            files,
+        };
+        if let Some(agent) = decode_agent(r, &entry.key, merged, &context) {
+            agents.push(agent);
+        }
+    }
     agents.sort_by(|a, b| a.role.cmp(&b.role));
 
     let mut streams: Vec<Stream> = streams.into_iter().map(|s| s.value).collect();
@@ -244,39 +268,10 @@ fn decode_fleet(
     })
 }
 
-fn agents_origins(root: &Table) -> BTreeMap<String, Origin> {
-    let mut origins = BTreeMap::new();
-    if let Some(Value::Table(agents)) = root.get("agents").map(|e| &e.node.value) {
-        for entry in &agents.entries {
-            origins.insert(entry.key.clone(), entry.key_origin.clone());
-        }
-    }
-    origins
-}
-
-/// Network rules may name other agents; each must exist and be enabled.
-fn check_agent_references(r: &mut Reader, agents: &[Agent], origins: BTreeMap<String, Origin>) {
-    let roles: BTreeSet<&str> = agents.iter().map(|a| a.role.as_str()).collect();
-    for agent in agents {
-        let Some(network) = &agent.network else {
-            continue;
-        };
-        for rule in network.ingress.iter().chain(&network.egress) {
-            for peer in &rule.peers {
-                if let NetworkPeer::Agent(role) = peer
-                    && !roles.contains(role.as_str())
-                {
-                    let origin = &origins[&agent.role];
-                    let mut d = Diagnostic::error(origin, format!("agent `{}`'s network rules name agent `{role}`, which the fleet does not run", agent.role))
-                        .with_label("in this agent");
-                    if let Some(best) = suggest(role, &roles.iter().copied().collect::<Vec<_>>()) {
-                        d = d.with_help(format!("did you mean `{best}`?"));
-                    }
-                    r.report(d);
-                }
-            }
-        }
-    }
+/// Whether a table (an agent, a consumer) says `enabled = false`.
+fn disabled(node: &Node) -> bool {
+    matches!(&node.value, Value::Table(t)
+        if matches!(t.get("enabled").map(|e| &e.node.value), Some(Value::Boolean(false))))
 }
 
 fn required_string(
@@ -324,6 +319,8 @@ struct AgentContext<'a> {
     role_origin: &'a Origin,
     profiles: &'a Table,
     streams: &'a [At<Stream>],
+    /// The roles of the agents the fleet runs (not disabled).
+    running: &'a [&'a str],
     label_domain: &'a str,
     environment: Option<&'a str>,
     files: &'a dyn ConfigFiles,
@@ -335,7 +332,6 @@ const MAX_ROLE_LEN: usize = 63 - "agent-".len() - "-network".len();
 fn decode_agent(r: &mut Reader, role: &str, node: &Node, cx: &AgentContext<'_>) -> Option<Agent> {
     let t = r.table(node)?;
     let what = format!("agent `{role}`");
-    r.check_keys(t, &what, AGENT_KEYS);
     if r.boolean(t, "enabled") == Some(false) {
         return None;
     }
@@ -354,7 +350,10 @@ fn decode_agent(r: &mut Reader, role: &str, node: &Node, cx: &AgentContext<'_>) 
         r.report(
             Diagnostic::warning(
                 &image.origin,
-                format!("agent `{role}` runs image tag `latest` in environment `{env}`"),
+                format!(
+                    "image `{}` uses tag `latest` in environment `{env}`",
+                    image.value
+                ),
             )
             .with_label("a moving tag")
             .with_help("pin a version (or a digest) so a rollout is repeatable"),
@@ -410,8 +409,11 @@ fn decode_agent(r: &mut Reader, role: &str, node: &Node, cx: &AgentContext<'_>) 
     let readiness = decode_probe(r, t, "readiness", "/readyz");
     let autoscaling = decode_autoscaling(r, t, &resources, cx.role_origin);
     let consumer = decode_consumer(r, t, role, cx);
+    // A consumer that is configured but has problems was reported already.
+    let consumer_configured = matches!(t.get("consumer"), Some(c) if !disabled(&c.node));
     if let (Some(autoscaling), None) = (&autoscaling, &consumer)
         && autoscaling.pending_per_replica.is_some()
+        && !consumer_configured
     {
         r.report(
             Diagnostic::error(cx.role_origin, format!("agent `{role}` scales on pending tasks but has no consumer"))
@@ -420,7 +422,7 @@ fn decode_agent(r: &mut Reader, role: &str, node: &Node, cx: &AgentContext<'_>) 
         );
     }
     let env = decode_env(r, t);
-    let network = decode_network(r, t);
+    let network = decode_network(r, t, cx.running);
     let rbac = decode_rbac(r, t);
     let labels = r.string_map(t, "labels").unwrap_or_default();
     let annotations = r.string_map(t, "annotations").unwrap_or_default();
@@ -533,26 +535,39 @@ fn decode_resources(r: &mut Reader, t: &Table, profile: Option<&Table>, role: &s
     let (o_req, o_req_cpu, o_req_mem) = decode_resource_list(r, own, "requests");
     let (o_lim, o_lim_cpu, o_lim_mem) = decode_resource_list(r, own, "limits");
 
+    // The value, where it was written, and whether the agent's own
+    // `resources` set it (rather than its profile).
     let pick = |own: Option<Quantity>,
                 own_at: Option<Origin>,
                 base: Option<Quantity>,
                 base_at: Option<Origin>| {
         if own.is_some() {
-            (own, own_at)
+            (own, own_at, true)
         } else {
-            (base, base_at)
+            (base, base_at, false)
         }
     };
-    let (req_cpu, req_cpu_at) = pick(o_req.cpu, o_req_cpu, p_req.cpu, p_req_cpu);
-    let (req_mem, req_mem_at) = pick(o_req.memory, o_req_mem, p_req.memory, p_req_mem);
-    let (lim_cpu, _) = pick(o_lim.cpu, o_lim_cpu, p_lim.cpu, p_lim_cpu);
-    let (lim_mem, _) = pick(o_lim.memory, o_lim_mem, p_lim.memory, p_lim_mem);
+    let req_cpu = pick(o_req.cpu, o_req_cpu, p_req.cpu, p_req_cpu);
+    let req_mem = pick(o_req.memory, o_req_mem, p_req.memory, p_req_mem);
+    let lim_cpu = pick(o_lim.cpu, o_lim_cpu, p_lim.cpu, p_lim_cpu);
+    let lim_mem = pick(o_lim.memory, o_lim_mem, p_lim.memory, p_lim_mem);
 
-    for (resource, request, request_at, limit) in [
-        ("cpu", &req_cpu, &req_cpu_at, &lim_cpu),
-        ("memory", &req_mem, &req_mem_at, &lim_mem),
-    ] {
-        if let (Some(request), Some(at), Some(limit)) = (request, request_at, limit)
+    for (resource, request, limit) in [("cpu", &req_cpu, &lim_cpu), ("memory", &req_mem, &lim_mem)]
+    {
+        let ((Some(request), request_at, request_own), (Some(limit), limit_at, limit_own)) =
+            (request, limit)
+        else {
+            continue;
+        };
+        // Point at what the agent itself set: the request, unless only the
+        // limit is its own (the request then comes from its profile, which
+        // may be a built-in one).
+        let at = if *limit_own && !request_own {
+            limit_at
+        } else {
+            request_at
+        };
+        if let Some(at) = at
             && request.value > limit.value
         {
             r.report(
@@ -564,12 +579,12 @@ fn decode_resources(r: &mut Reader, t: &Table, profile: Option<&Table>, role: &s
     }
     Resources {
         requests: ResourceList {
-            cpu: req_cpu,
-            memory: req_mem,
+            cpu: req_cpu.0,
+            memory: req_mem.0,
         },
         limits: ResourceList {
-            cpu: lim_cpu,
-            memory: lim_mem,
+            cpu: lim_cpu.0,
+            memory: lim_mem.0,
         },
     }
 }
@@ -959,13 +974,22 @@ fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
     };
     let mut env = Vec::new();
     for entry in &table.value.entries {
-        if !valid_env_name(&entry.key)
-            || ["NATS_URL", "AGENT_ID", "AGENT_NAMESPACE"].contains(&entry.key.as_str())
-        {
+        if ["NATS_URL", "AGENT_ID", "AGENT_NAMESPACE"].contains(&entry.key.as_str()) {
             r.report(
-                Diagnostic::error(&entry.key_origin, format!("`{}` cannot be set here", entry.key))
-                    .with_label("invalid or reserved variable name")
-                    .with_help("use letters, digits and '_' (not starting with a digit); NATS_URL, AGENT_ID and AGENT_NAMESPACE are set by fleet"),
+                Diagnostic::error(&entry.key_origin, format!("`{}` is set by fleet and cannot be set in `env`", entry.key))
+                    .with_label("reserved variable name")
+                    .with_help("fleet sets NATS_URL from the agent's `nats_url`, and AGENT_ID and AGENT_NAMESPACE from its pod; set `nats_url` to change the NATS server"),
+            );
+            continue;
+        }
+        if !valid_env_name(&entry.key) {
+            r.report(
+                Diagnostic::error(
+                    &entry.key_origin,
+                    format!("`{}` is not a valid environment variable name", entry.key),
+                )
+                .with_label("invalid variable name")
+                .with_help("use letters, digits and '_', not starting with a digit"),
             );
             continue;
         }
@@ -1044,7 +1068,7 @@ fn dns_subdomain(r: &mut Reader, name: &At<String>, what: &str) -> Option<String
     None
 }
 
-fn decode_network(r: &mut Reader, t: &Table) -> Option<NetworkPolicy> {
+fn decode_network(r: &mut Reader, t: &Table, running: &[&str]) -> Option<NetworkPolicy> {
     let table = r.get_table(t, "network")?;
     let n = table.value;
     r.check_keys(n, "network", NETWORK_KEYS);
@@ -1052,8 +1076,8 @@ fn decode_network(r: &mut Reader, t: &Table) -> Option<NetworkPolicy> {
         return None;
     }
     Some(NetworkPolicy {
-        ingress: decode_rules(r, n, "ingress", "from", INGRESS_RULE_KEYS),
-        egress: decode_rules(r, n, "egress", "to", EGRESS_RULE_KEYS),
+        ingress: decode_rules(r, n, "ingress", "from", INGRESS_RULE_KEYS, running),
+        egress: decode_rules(r, n, "egress", "to", EGRESS_RULE_KEYS, running),
     })
 }
 
@@ -1063,6 +1087,7 @@ fn decode_rules(
     key: &str,
     peers_key: &str,
     keys: &[&str],
+    running: &[&str],
 ) -> Vec<NetworkRule> {
     let Some(items) = r.array(n, key) else {
         return Vec::new();
@@ -1093,7 +1118,22 @@ fn decode_rules(
             } else if let Some(labels) = r.string_map(p, "namespaces") {
                 peers.push(NetworkPeer::Namespaces(labels));
             } else if let Some(role) = r.string(p, "agent") {
-                peers.push(NetworkPeer::Agent(role.value));
+                if running.contains(&role.value.as_str()) {
+                    peers.push(NetworkPeer::Agent(role.value));
+                } else {
+                    let mut d = Diagnostic::error(
+                        &role.origin,
+                        format!(
+                            "network rule names agent `{}`, which the fleet does not run",
+                            role.value
+                        ),
+                    )
+                    .with_label("no such agent");
+                    if let Some(best) = suggest(&role.value, running) {
+                        d = d.with_help(format!("did you mean `{best}`?"));
+                    }
+                    r.report(d);
+                }
             } else if let Some(cidr) = r.string(p, "cidr") {
                 if valid_cidr(&cidr.value) {
                     peers.push(NetworkPeer::Cidr(cidr.value));
@@ -1214,7 +1254,8 @@ fn decode_streams(r: &mut Reader, root: &Table) -> Vec<At<Stream>> {
                     .with_label("not a JetStream name")
                     .with_help("use letters, digits, '-' and '_' (no spaces, '.', '*', '>', '/' or '\\'), at most 255 characters"),
             );
-            continue;
+            // Read on, so its subjects are checked and consumers naming it
+            // are not told it is undefined.
         }
         let subjects = required_strings(r, s, "subjects", &what, &entry.key_origin);
         for subject in &subjects {

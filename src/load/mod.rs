@@ -14,7 +14,7 @@ pub mod source;
 use std::path::{Path, PathBuf};
 
 use diagnostic::{Diagnostic, Severity};
-use source::{Node, Sources, Value};
+use source::{Node, Origin, Sources, Value};
 
 use crate::model::Fleet;
 
@@ -132,6 +132,12 @@ pub fn load_str(
         diagnostics.extend(unknown_agents(&fleet_root, overlay_root, env.unwrap_or("")));
         merge::overlay(&mut root, overlay_root);
     }
+    // Problems with the definition as a whole point at the fleet file, not
+    // at the built-in defaults it was laid over.
+    root.origin = Origin {
+        file: fleet_root.origin.file,
+        span: 0..0,
+    };
     let decoded = decode::decode(&root, env, files);
     diagnostics.extend(decoded.diagnostics);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);

@@ -23,11 +23,13 @@ pub struct At<T> {
 
 impl Reader {
     pub fn report(&mut self, diagnostic: Diagnostic) {
-        // Defaults are read once per agent: report each problem once.
-        let duplicate = self
-            .diagnostics
-            .iter()
-            .any(|d| d.origin == diagnostic.origin && d.message == diagnostic.message);
+        // Defaults and profiles are read once per agent: report each problem
+        // once, though its message may name the agent it was first found in.
+        let duplicate = self.diagnostics.iter().any(|d| {
+            d.origin == diagnostic.origin
+                && d.severity == diagnostic.severity
+                && d.label == diagnostic.label
+        });
         if !duplicate {
             self.diagnostics.push(diagnostic);
         }
@@ -204,10 +206,17 @@ impl Reader {
     /// A duration in whole seconds, as Kubernetes fields take them.
     pub fn seconds(&mut self, table: &Table, key: &str) -> Option<At<i32>> {
         let duration = self.duration(table, key)?;
-        if duration.value.subsec_nanos() != 0 || duration.value.as_secs() > i32::MAX as u64 {
+        let problem = if duration.value.subsec_nanos() != 0 {
+            Some("must be a whole number of seconds")
+        } else if duration.value.as_secs() > i32::MAX as u64 {
+            Some("is too long")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             self.report(
-                Diagnostic::error(&duration.origin, "Kubernetes takes whole seconds here")
-                    .with_label("not whole seconds"),
+                Diagnostic::error(&duration.origin, format!("`{key}` {problem}"))
+                    .with_label("Kubernetes takes whole seconds here"),
             );
             return None;
         }

@@ -125,12 +125,19 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Vec<SyntaxError>> {
     if !errors.is_empty() {
         return Err(errors
             .into_iter()
-            .map(|error| SyntaxError {
-                message: error.message().trim().to_string(),
-                origin: Origin {
-                    file,
-                    span: error.span().unwrap_or(0..0),
-                },
+            .map(|error| {
+                let span = error.span().unwrap_or(0..0);
+                let mut message = error.message().trim().to_string();
+                // The parser does not say which key; the span holds it.
+                if message == "duplicate key"
+                    && let Some(key) = text.get(span.clone()).filter(|k| !k.is_empty())
+                {
+                    message = format!("duplicate key `{key}`");
+                }
+                SyntaxError {
+                    message,
+                    origin: Origin { file, span },
+                }
             })
             .collect());
     }

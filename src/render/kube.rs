@@ -65,6 +65,7 @@ pub fn objects(fleet: &Fleet) -> Vec<DesiredObject> {
     if let Some(monitor) = &fleet.service_monitor {
         objects.push(r.service_monitor(monitor));
     }
+    objects.push(r.applyset_parent(&objects));
     objects.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     objects
 }
@@ -156,6 +157,37 @@ impl<'a> Renderer<'a> {
             ..Namespace::default()
         };
         DesiredObject::new(&namespace)
+    }
+
+    /// The ApplySet parent (KEP-3659): a Secret without data whose labels and
+    /// annotations name the set and the kinds in it, so `kubectl` users can
+    /// see and prune fleet's objects too.
+    fn applyset_parent(&self, members: &[DesiredObject]) -> DesiredObject {
+        let kinds: std::collections::BTreeSet<String> = members
+            .iter()
+            .map(|m| match m.id.group() {
+                "" => m.id.kind.clone(),
+                group => format!("{}.{group}", m.id.kind),
+            })
+            .collect();
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": ownership::applyset_parent_name(&self.fleet.name),
+                "namespace": self.fleet.namespace,
+                "labels": {
+                    ownership::APPLYSET_ID_LABEL: self.applyset_id,
+                    ownership::MANAGED_BY_LABEL: ownership::MANAGED_BY,
+                },
+                "annotations": {
+                    ownership::APPLYSET_TOOLING_ANNOTATION: format!("fleet/v{}", env!("CARGO_PKG_VERSION")),
+                    ownership::APPLYSET_KINDS_ANNOTATION: kinds.into_iter().collect::<Vec<_>>().join(","),
+                },
+            },
+            "type": "Opaque",
+        });
+        DesiredObject::from_json(body)
     }
 
     fn service_account(&self, agent: &Agent) -> DesiredObject {

@@ -5,7 +5,7 @@
 pub mod jetstream;
 pub mod kube;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::Fleet;
@@ -25,7 +25,7 @@ pub fn render(fleet: &Fleet) -> Rendered {
 }
 
 /// Identifies one Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjectRef {
     pub api_version: String,
     pub kind: String,
@@ -94,6 +94,7 @@ impl DesiredObject {
 /// Kinds in the order they are rendered and applied within their wave.
 const KIND_ORDER: &[&str] = &[
     "Namespace",
+    "Secret",
     "ServiceAccount",
     "Role",
     "RoleBinding",
@@ -108,7 +109,7 @@ const KIND_ORDER: &[&str] = &[
 
 /// Apply waves, in order. JetStream changes happen between configuration
 /// and workloads, so consumers exist before the agents that read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Wave {
     Namespace,

@@ -3,6 +3,9 @@
 
 use std::io::Write;
 
+use anstyle::{AnsiColor, Style};
+
+use crate::plan::{Action, Change, Plan};
 use crate::render::Rendered;
 
 /// Multi-document YAML: every Kubernetes object (ready for `kubectl apply -f`),
@@ -36,4 +39,185 @@ pub fn rendered_json(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result
     serde_json::to_writer_pretty(&mut *out, rendered)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// The plan for people, Terraform-style: one block per change with its
+/// field-level diff, then the summary line. Always styled: the stream it is
+/// written to (anstream) drops the colour when it is not a terminal or
+/// `NO_COLOR` is set.
+pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    let changes = shown_changes(plan);
+    let environment = plan
+        .environment
+        .as_deref()
+        .map(|e| format!(", environment {e}"))
+        .unwrap_or_default();
+    if changes.is_empty() {
+        writeln!(
+            out,
+            "{}No changes.{} Your cluster matches the configuration (fleet {}{environment}, kube context `{}`).",
+            BOLD.render(),
+            BOLD.render_reset(),
+            plan.fleet,
+            plan.kube_context
+        )?;
+        write_notes(plan, out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "fleet {}{environment} on kube context `{}` will perform the following actions:\n",
+        plan.fleet, plan.kube_context
+    )?;
+    for change in changes {
+        let style = action_style(change.action);
+        writeln!(
+            out,
+            "  {BOLD}# {} {}{BOLD:#}",
+            change.target,
+            change.action.verb()
+        )?;
+        if let Some(reason) = &change.reason {
+            writeln!(out, "  # ({reason})")?;
+        }
+        writeln!(
+            out,
+            "  {style}{}{style:#} {}",
+            change.action.symbol(),
+            change.target
+        )?;
+        if let Some(diff) = &change.diff {
+            for line in diff.lines() {
+                let line_style = match line.as_bytes().first() {
+                    Some(b'+') => GREEN,
+                    Some(b'-') => RED,
+                    Some(b'@') => DIM,
+                    _ => Style::new(),
+                };
+                writeln!(out, "      {line_style}{line}{line_style:#}")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    write_notes(plan, out)?;
+    writeln!(out, "{BOLD}{}{BOLD:#}", summary_line(plan))?;
+    Ok(())
+}
+
+/// Changes worth a block of their own; kinds that are not installed are
+/// reported once, in the notes.
+fn shown_changes(plan: &Plan) -> Vec<&Change> {
+    plan.changes
+        .iter()
+        .filter(|c| !matches!(c.action, Action::NoOp | Action::NotInstalled))
+        .collect()
+}
+
+fn write_notes(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    for note in &plan.notes {
+        writeln!(out, "{YELLOW}Note:{YELLOW:#} {note}")?;
+    }
+    if !plan.notes.is_empty() {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// `Plan: 3 to add, 2 to change, 0 to destroy.` (plus what apply will refuse).
+pub fn summary_line(plan: &Plan) -> String {
+    let s = plan.summary();
+    let mut line = format!(
+        "Plan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.destroy
+    );
+    if s.blocked > 0 {
+        line.push_str(&format!(
+            " {} {} --force-conflicts or --adopt.",
+            s.blocked,
+            if s.blocked == 1 {
+                "change needs"
+            } else {
+                "changes need"
+            }
+        ));
+    }
+    line
+}
+
+/// The plan as JSON (schema: `plan::Plan`, `format_version` 1), with its summary.
+pub fn plan_json(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct WithSummary<'a> {
+        #[serde(flatten)]
+        plan: &'a Plan,
+        summary: crate::plan::Summary,
+    }
+    serde_json::to_writer_pretty(
+        &mut *out,
+        &WithSummary {
+            plan,
+            summary: plan.summary(),
+        },
+    )?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The plan for a pull-request comment or the GitHub step summary.
+pub fn plan_markdown(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    let environment = plan
+        .environment
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    writeln!(out, "### fleet plan: {}{environment}\n", plan.fleet)?;
+    let changes = shown_changes(plan);
+    if changes.is_empty() {
+        writeln!(
+            out,
+            "**No changes.** The cluster matches the configuration."
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "**{}**\n", summary_line(plan))?;
+    writeln!(out, "| | object | action |\n|---|---|---|")?;
+    for change in &changes {
+        writeln!(
+            out,
+            "| `{}` | {} | {} |",
+            change.action.symbol(),
+            change.target,
+            change.action.verb()
+        )?;
+    }
+    writeln!(out)?;
+    for change in changes {
+        let Some(diff) = &change.diff else { continue };
+        writeln!(
+            out,
+            "<details><summary><code>{}</code> {}</summary>\n\n```diff\n{}```\n</details>\n",
+            change.action.symbol(),
+            change.target,
+            diff
+        )?;
+    }
+    for note in &plan.notes {
+        writeln!(out, "> **Note:** {note}\n")?;
+    }
+    Ok(())
+}
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const GREEN: Style = AnsiColor::Green.on_default();
+const RED: Style = AnsiColor::Red.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+
+fn action_style(action: Action) -> Style {
+    match action {
+        Action::Create => GREEN,
+        Action::Update | Action::Conflict | Action::Unowned | Action::NotInstalled => YELLOW,
+        Action::Delete | Action::Replace => RED,
+        Action::NoOp => Style::new(),
+    }
 }

@@ -243,3 +243,102 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A fleet definition in a directory of its own, and the `fleet` binary run
+/// on it against the local control plane, as a user would.
+pub struct FleetDir {
+    pub dir: tempfile::TempDir,
+    pub namespace: String,
+}
+
+/// What one run of `fleet` printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl FleetDir {
+    /// The repository's example fleet, deployed into `namespace` on the
+    /// local control plane through `environments/test.toml`.
+    pub fn example(namespace: &str) -> FleetDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            repo_root().join("fleet.toml"),
+            dir.path().join("fleet.toml"),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        for file in std::fs::read_dir(repo_root().join("config")).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(
+                file.path(),
+                dir.path().join("config").join(file.file_name()),
+            )
+            .unwrap();
+        }
+        let fleet = FleetDir {
+            dir,
+            namespace: namespace.to_string(),
+        };
+        fleet.set_environment("");
+        fleet
+    }
+
+    /// A fleet from the given fleet.toml text.
+    pub fn with_definition(namespace: &str, fleet_toml: &str) -> FleetDir {
+        let fleet = Self::example(namespace);
+        std::fs::write(fleet.dir.path().join("fleet.toml"), fleet_toml).unwrap();
+        fleet
+    }
+
+    /// Writes `environments/test.toml`: the test's namespace and context,
+    /// then `extra`.
+    pub fn set_environment(&self, extra: &str) {
+        let environments = self.dir.path().join("environments");
+        std::fs::create_dir_all(&environments).unwrap();
+        let text = format!(
+            "[environment]\nkube_context = \"{ADMIN_CONTEXT}\"\nnamespace = \"{}\"\nnats_url = \"{}\"\n\n{extra}\n",
+            self.namespace,
+            control_plane().nats_url
+        );
+        std::fs::write(environments.join("test.toml"), text).unwrap();
+    }
+
+    /// Runs `fleet ARGS --env test` in the fleet's directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let control_plane = control_plane();
+        let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
+            .args(args)
+            .args(["--env", "test"])
+            .current_dir(self.dir.path())
+            .env("KUBECONFIG", &control_plane.kubeconfig)
+            .env("NO_COLOR", "1")
+            .env_remove("FLEET_ENV")
+            .env_remove("GITHUB_ACTIONS")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running fleet");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for FleetDir {
+    fn drop(&mut self) {
+        let _ = control_plane()
+            .kubectl()
+            .args([
+                "delete",
+                "namespace",
+                &self.namespace,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .output();
+    }
+}

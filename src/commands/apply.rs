@@ -1,0 +1,78 @@
+//! `fleet apply`: plan, show the plan, confirm, carry it out.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use super::ExitStatus;
+use super::plan::make_plan;
+use crate::apply::{self, Outcome};
+use crate::cli::ApplyArgs;
+use crate::report;
+
+pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let Some(planned) = make_plan(&args.cluster).await? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let plan = &planned.plan;
+    let mut stdout = anstream::stdout();
+    report::plan_text(plan, &mut stdout)?;
+    if !plan.has_changes() {
+        return Ok(ExitStatus::Success);
+    }
+    if !args.auto_approve && !confirm(&planned.cluster.context)? {
+        writeln!(stdout, "Apply cancelled; nothing was changed.")?;
+        return Ok(ExitStatus::Failure);
+    }
+
+    let options = apply::Options {
+        concurrency: usize::from(args.cluster.concurrency),
+        force_conflicts: args.cluster.force_conflicts,
+        adopt: args.cluster.adopt,
+        rollout_timeout: if args.no_wait {
+            Duration::ZERO
+        } else {
+            args.timeout
+        },
+    };
+    writeln!(stdout)?;
+    let mut done = 0usize;
+    let mut print = |outcome: &Outcome| {
+        done += 1;
+        let _ = writeln!(anstream::stdout(), "{}: {}", outcome.target, outcome.done);
+    };
+    let result = apply::apply(&planned.cluster, &planned.live, plan, &options, &mut print).await;
+    match result {
+        Ok(()) => {
+            let summary = plan.summary();
+            writeln!(
+                stdout,
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                summary.add, summary.change, summary.destroy
+            )?;
+            Ok(ExitStatus::Success)
+        }
+        Err(err) => {
+            writeln!(
+                stdout,
+                "\nApply stopped after {done} step(s); later waves were not started. Run apply again once fixed: it picks up where this left off."
+            )?;
+            Err(err)
+        }
+    }
+}
+
+/// Asks on the terminal; without one, refuses (CI must say --auto-approve).
+fn confirm(context: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no terminal to confirm on: run `fleet apply --auto-approve` to apply without confirmation; nothing was changed"
+        );
+    }
+    print!(
+        "\nDo you want to perform these actions on kube context `{context}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}

@@ -1,0 +1,245 @@
+//! Reading the cluster: connection, discovery, owned objects by label
+//! selector, and a GET for each desired object not among them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, Discovery, Scope};
+use kube::{Api, Client, Config};
+use serde_json::Value;
+
+use crate::render::{DesiredObject, ObjectRef};
+use crate::{model, ownership};
+
+/// Every kind fleet renders: listed on each plan so that objects of a kind
+/// the definition no longer uses are still found and destroyed.
+pub const MANAGED_KINDS: &[(&str, &str)] = &[
+    ("v1", "Namespace"),
+    ("v1", "Secret"),
+    ("v1", "ServiceAccount"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("v1", "ConfigMap"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+];
+
+/// A cluster connection and where it points, for messages.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    /// The kube context name (or "in-cluster").
+    pub context: String,
+    pub server: String,
+}
+
+impl Cluster {
+    /// Connects as kubectl would: the named context of the kubeconfig
+    /// (KUBECONFIG or ~/.kube/config), else the current context, else the
+    /// in-cluster service account.
+    pub async fn connect(target: &model::Target) -> anyhow::Result<Cluster> {
+        let (config, context) = match &target.kube_context {
+            Some(context) => {
+                let kubeconfig = Kubeconfig::read()
+                    .context("reading the kubeconfig (KUBECONFIG or ~/.kube/config)")?;
+                let options = KubeConfigOptions {
+                    context: Some(context.clone()),
+                    ..KubeConfigOptions::default()
+                };
+                let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .with_context(|| format!("loading kube context `{context}`"))?;
+                (config, context.clone())
+            }
+            None => {
+                let context = Kubeconfig::read()
+                    .ok()
+                    .and_then(|k| k.current_context)
+                    .unwrap_or_else(|| "in-cluster".into());
+                let config = Config::infer()
+                    .await
+                    .context("finding a kubeconfig or in-cluster configuration")?;
+                (config, context)
+            }
+        };
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config)
+            .with_context(|| format!("building a client for kube context `{context}`"))?;
+        Ok(Cluster {
+            client,
+            context,
+            server,
+        })
+    }
+
+    /// Says which server and context a failed request was for.
+    pub fn describe(&self) -> String {
+        format!("kube context `{}` ({})", self.context, self.server)
+    }
+}
+
+/// A kind's API as the cluster serves it.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+impl Kind {
+    pub fn api(&self, client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &self.resource),
+            _ => Api::all_with(client.clone(), &self.resource),
+        }
+    }
+}
+
+/// What the cluster holds for the fleet.
+#[derive(Debug, Default)]
+pub struct LiveState {
+    /// Installed kinds, by (apiVersion, kind).
+    pub kinds: BTreeMap<(String, String), Kind>,
+    /// Kinds fleet renders whose API the cluster does not serve.
+    pub missing_kinds: BTreeSet<(String, String)>,
+    /// Objects fleet owns.
+    pub owned: BTreeMap<ObjectRef, Value>,
+    /// Same-named objects of desired ones that fleet does not own.
+    pub unowned: BTreeMap<ObjectRef, Value>,
+}
+
+impl LiveState {
+    pub fn kind(&self, id: &ObjectRef) -> Option<&Kind> {
+        self.kinds.get(&(id.api_version.clone(), id.kind.clone()))
+    }
+}
+
+/// Whether a live object carries fleet's ownership marks for this ApplySet
+/// (the parent is marked by its id label, members by `part-of`).
+pub fn is_owned(object: &Value, applyset_id: &str) -> bool {
+    let labels = &object["metadata"]["labels"];
+    labels[ownership::PART_OF_LABEL] == applyset_id
+        || labels[ownership::APPLYSET_ID_LABEL] == applyset_id
+}
+
+pub async fn read(
+    cluster: &Cluster,
+    desired: &[DesiredObject],
+    namespace: &str,
+    applyset_id: &str,
+    concurrency: usize,
+) -> anyhow::Result<LiveState> {
+    let mut state = LiveState::default();
+    let groups: BTreeSet<&str> = MANAGED_KINDS
+        .iter()
+        .map(|(api_version, _)| api_version.rsplit_once('/').map_or("", |(g, _)| g))
+        .collect();
+    let groups: Vec<&str> = groups.into_iter().collect();
+    let discovery = Discovery::new(cluster.client.clone())
+        .filter(&groups)
+        .run()
+        .await
+        .with_context(|| format!("discovering the APIs of {}", cluster.describe()))?;
+    for (api_version, kind) in MANAGED_KINDS {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let key = (api_version.to_string(), kind.to_string());
+        match discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, kind)) {
+            Some((resource, ApiCapabilities { scope, .. })) => {
+                let namespaced = scope == Scope::Namespaced;
+                state.kinds.insert(
+                    key,
+                    Kind {
+                        resource,
+                        namespaced,
+                    },
+                );
+            }
+            None => {
+                state.missing_kinds.insert(key);
+            }
+        }
+    }
+
+    // One LIST per kind, by ownership label.
+    let selector = format!("{}={applyset_id}", ownership::PART_OF_LABEL);
+    let lists = stream::iter(state.kinds.values().cloned())
+        .map(|kind| {
+            let api = kind.api(&cluster.client, Some(namespace));
+            let params = ListParams::default().labels(&selector);
+            async move {
+                let list = api.list(&params).await.map_err(|err| {
+                    let what = ObjectRef {
+                        api_version: kind.resource.api_version.clone(),
+                        kind: kind.resource.kind.clone(),
+                        namespace: kind.namespaced.then(|| namespace.to_string()),
+                        name: "(all owned by fleet)".into(),
+                    };
+                    crate::apply::explain_read_error(err, "listing", &what, cluster)
+                })?;
+                anyhow::Ok((kind, list.items))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    for (kind, items) in lists {
+        for item in items {
+            let value = serde_json::to_value(&item)?;
+            let id = object_ref(&kind, &value);
+            state.owned.insert(id, value);
+        }
+    }
+
+    // A GET for each desired object not found by label: is the name taken?
+    let unlisted: Vec<&DesiredObject> = desired
+        .iter()
+        .filter(|d| !state.owned.contains_key(&d.id) && state.kind(&d.id).is_some())
+        .collect();
+    let found = stream::iter(unlisted)
+        .map(|object| {
+            let kind = state
+                .kind(&object.id)
+                .cloned()
+                .expect("filtered on installed kinds");
+            let api = kind.api(&cluster.client, object.id.namespace.as_deref());
+            async move {
+                let live = api.get_opt(&object.id.name).await.map_err(|err| {
+                    crate::apply::explain_read_error(err, "reading", &object.id, cluster)
+                })?;
+                anyhow::Ok((object.id.clone(), live))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    for (id, live) in found {
+        if let Some(live) = live {
+            let value = serde_json::to_value(&live)?;
+            if is_owned(&value, applyset_id) {
+                state.owned.insert(id, value);
+            } else {
+                state.unowned.insert(id, value);
+            }
+        }
+    }
+    Ok(state)
+}
+
+fn object_ref(kind: &Kind, value: &Value) -> ObjectRef {
+    ObjectRef {
+        api_version: kind.resource.api_version.clone(),
+        kind: kind.resource.kind.clone(),
+        namespace: value["metadata"]["namespace"].as_str().map(str::to_string),
+        name: value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}

@@ -1,0 +1,142 @@
+//! plan: the centre of the program. A [`Plan`] is plain, serialisable data:
+//! every change fleet would make, to which object, why, and the field-level
+//! diff. Every output format and `apply` read the same Plan; nothing computes
+//! a change anywhere else.
+
+pub mod kube;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::render::{ObjectRef, Wave};
+
+/// Version of the JSON form of a plan (`fleet plan --out`, `--format json`).
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub fleet: String,
+    pub environment: Option<String>,
+    pub namespace: String,
+    /// The kube context the plan was made against.
+    pub kube_context: String,
+    pub changes: Vec<Change>,
+    /// Things the user should know that are not changes (a kind whose API is
+    /// not installed, for example).
+    pub notes: Vec<String>,
+}
+
+/// What happens to one object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub target: Target,
+    pub action: Action,
+    pub wave: Wave,
+    /// Why, when the action needs explaining: the immutable field that forces
+    /// a replace, the manager that owns a conflicting field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unified diff of the object's YAML, live -> planned (secrets masked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// The exact body apply sends (create, update, replace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "system", rename_all = "lowercase")]
+pub enum Target {
+    Kubernetes(ObjectRef),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Kubernetes(object) => write!(f, "{object}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    /// Delete and create again: an immutable field changes.
+    Replace,
+    /// Owned by fleet, no longer in the definition.
+    Delete,
+    /// Another field manager owns a field fleet wants to set; apply needs
+    /// `--force-conflicts`.
+    Conflict,
+    /// A same-named object exists that fleet does not own; apply needs `--adopt`.
+    Unowned,
+    /// The kind's API is not installed in the cluster; skipped.
+    NotInstalled,
+    NoOp,
+}
+
+impl Action {
+    /// Terraform's symbols.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::Conflict | Action::Unowned => "!",
+            Action::NotInstalled => "?",
+            Action::NoOp => " ",
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "will be created",
+            Action::Update => "will be updated in place",
+            Action::Replace => "must be replaced",
+            Action::Delete => "will be destroyed",
+            Action::Conflict => "conflicts with another field manager",
+            Action::Unowned => "exists and is not managed by fleet",
+            Action::NotInstalled => "cannot be planned: its API is not installed",
+            Action::NoOp => "is up to date",
+        }
+    }
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    /// Changes apply refuses without a flag (conflicts, unowned objects).
+    pub blocked: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for change in &self.changes {
+            match change.action {
+                Action::Create => summary.add += 1,
+                Action::Update => summary.change += 1,
+                Action::Delete => summary.destroy += 1,
+                Action::Replace => {
+                    summary.add += 1;
+                    summary.destroy += 1;
+                }
+                Action::Conflict | Action::Unowned => summary.blocked += 1,
+                Action::NotInstalled | Action::NoOp => {}
+            }
+        }
+        summary
+    }
+
+    pub fn has_changes(&self) -> bool {
+        let s = self.summary();
+        s.add + s.change + s.destroy + s.blocked > 0
+    }
+}

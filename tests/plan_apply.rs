@@ -1,0 +1,431 @@
+//! `fleet plan` and `fleet apply` against the local control plane, each test
+//! a user story. Each deploys into a namespace of its own.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::{FleetDir, Run, TestEnv, eventually};
+
+fn assert_ok(run: &Run, what: &str) {
+    assert_eq!(
+        run.code, 0,
+        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+/// The namespace fleet deploys into: the test's own name plus `-f`, so that
+/// fleet creates (and owns) it.
+fn fleet_namespace(env: &TestEnv) -> String {
+    format!("{}-f", env.namespace)
+}
+
+fn apply(fleet: &FleetDir, extra: &[&str]) -> Run {
+    let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
+    args.extend_from_slice(extra);
+    fleet.run(&args)
+}
+
+fn plan_is_empty(fleet: &FleetDir) {
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.code, 0,
+        "the plan after apply is not empty:\n{}{}",
+        plan.stdout, plan.stderr
+    );
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+}
+
+#[tokio::test]
+async fn second_plan_after_apply_is_empty() {
+    let env = TestEnv::new("second-plan-empty").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let creates = plan
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  + "))
+        .count();
+    assert!(creates >= 22, "{creates} creates:\n{}", plan.stdout);
+    assert!(plan.stdout.contains("  + Deployment"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(&format!(
+            "Plan: {creates} to add, 0 to change, 0 to destroy."
+        )),
+        "{}",
+        plan.stdout
+    );
+
+    let applied = apply(&fleet, &[]);
+    assert_ok(&applied, "apply");
+    assert!(applied.stdout.contains("rolled out"), "{}", applied.stdout);
+    assert!(
+        applied
+            .stdout
+            .contains(&format!("Apply complete! Resources: {creates} added")),
+        "{}",
+        applied.stdout
+    );
+
+    plan_is_empty(&fleet);
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let devops = deployments.get("agent-devops").await.unwrap();
+    assert_eq!(devops.status.unwrap().available_replicas, Some(1));
+}
+
+#[tokio::test]
+async fn image_change_is_one_in_place_update() {
+    let env = TestEnv::new("image-change").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    assert_ok(&apply(&fleet, &[]), "apply");
+
+    fleet.set_environment("[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n");
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    let header = format!("  ~ Deployment {}/agent-devops", fleet.namespace);
+    assert!(plan.stdout.contains(&header), "{}", plan.stdout);
+    // Diff lines are indented six spaces, then their marker.
+    let diff_lines = |marker: char| -> Vec<&str> {
+        plan.stdout
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("      ")
+                    .is_some_and(|rest| rest.starts_with(marker))
+            })
+            .collect()
+    };
+    let (removed, added) = (diff_lines('-'), diff_lines('+'));
+    assert_eq!(removed.len(), 1, "{}", plan.stdout);
+    assert_eq!(added.len(), 1, "{}", plan.stdout);
+    assert!(
+        removed[0].contains("image: gcr.io/agent-ceo/agent-runtime:latest"),
+        "{}",
+        removed[0]
+    );
+    assert!(
+        added[0].contains("image: gcr.io/agent-ceo/agent-runtime:1.4.3"),
+        "{}",
+        added[0]
+    );
+
+    assert_ok(&apply(&fleet, &[]), "apply of the new image");
+    plan_is_empty(&fleet);
+}
+
+#[tokio::test]
+async fn replicas_scaled_by_another_manager_conflict_until_forced() {
+    let env = TestEnv::new("scaled-conflict").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    assert_ok(&apply(&fleet, &[]), "apply");
+
+    // As `kubectl scale deployment agent-observer --replicas=4` would.
+    let scaled = env
+        .control_plane
+        .kubectl()
+        .args([
+            "-n",
+            &fleet.namespace,
+            "scale",
+            "deployment/agent-observer",
+            "--replicas=4",
+        ])
+        .output()
+        .unwrap();
+    assert!(scaled.status.success());
+
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("conflicts with another field manager"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains(".spec.replicas"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("\"kubectl\""), "{}", plan.stdout);
+    assert!(plan.stdout.contains("-  replicas: 4"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("+  replicas: 2"), "{}", plan.stdout);
+
+    let refused = apply(&fleet, &[]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("--force-conflicts"),
+        "{}",
+        refused.stderr
+    );
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    assert_eq!(
+        deployments
+            .get("agent-observer")
+            .await
+            .unwrap()
+            .spec
+            .replicas,
+        Some(4)
+    );
+
+    assert_ok(
+        &apply(&fleet, &["--force-conflicts"]),
+        "apply --force-conflicts",
+    );
+    assert_eq!(
+        deployments
+            .get("agent-observer")
+            .await
+            .unwrap()
+            .spec
+            .replicas,
+        Some(2)
+    );
+    plan_is_empty(&fleet);
+}
+
+#[tokio::test]
+async fn autoscaler_scaling_is_not_a_change() {
+    let env = TestEnv::new("autoscaler-scales").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    assert_ok(&apply(&fleet, &[]), "apply");
+    // The autoscaler moves replicas through the scale subresource.
+    let scaled = env
+        .control_plane
+        .kubectl()
+        .args([
+            "-n",
+            &fleet.namespace,
+            "scale",
+            "deployment/agent-devops",
+            "--replicas=3",
+        ])
+        .output()
+        .unwrap();
+    assert!(scaled.status.success());
+    plan_is_empty(&fleet);
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    assert_ok(&apply(&fleet, &[]), "apply with nothing to do");
+    assert_eq!(
+        deployments.get("agent-devops").await.unwrap().spec.replicas,
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn removed_agent_is_destroyed_and_unowned_objects_survive() {
+    let env = TestEnv::new("agent-removed").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    assert_ok(&apply(&fleet, &[]), "apply");
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let bystander: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "not-fleets", "labels": { "agent.ceo/role": "observer" } },
+        "data": { "a": "b" }
+    }))
+    .unwrap();
+    configmaps
+        .create(&PostParams::default(), &bystander)
+        .await
+        .unwrap();
+
+    fleet.set_environment("[agents.observer]\nenabled = false\n");
+    let plan = fleet.run(&["plan"]);
+    assert_ok(&plan, "plan");
+    let destroyed: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  - "))
+        .collect();
+    for object in [
+        "ServiceAccount {ns}/agent-observer",
+        "ConfigMap {ns}/agent-observer-config",
+        "Deployment {ns}/agent-observer",
+        "Service {ns}/agent-observer",
+        "PodDisruptionBudget {ns}/agent-observer",
+        "NetworkPolicy {ns}/agent-observer-network",
+    ] {
+        let line = format!("  - {}", object.replace("{ns}", &fleet.namespace));
+        assert!(
+            destroyed.contains(&line.as_str()),
+            "{line} not destroyed:\n{}",
+            plan.stdout
+        );
+    }
+    assert_eq!(destroyed.len(), 6, "{}", plan.stdout);
+    assert!(!plan.stdout.contains("not-fleets"), "{}", plan.stdout);
+
+    assert_ok(&apply(&fleet, &[]), "apply");
+    plan_is_empty(&fleet);
+    assert!(configmaps.get_opt("not-fleets").await.unwrap().is_some());
+    assert!(
+        configmaps
+            .get_opt("agent-observer-config")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        configmaps
+            .get_opt("agent-devops-config")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn same_named_object_is_not_taken_over_without_adopt() {
+    let env = TestEnv::new("adopt").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    assert_ok(&apply(&fleet, &[]), "apply");
+    fleet.set_environment("[agents.observer]\nenabled = false\n");
+    assert_ok(&apply(&fleet, &[]), "apply without the observer");
+
+    // Someone else's ConfigMap takes the observer's config name.
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "agent-observer-config" }, "data": { "theirs": "yes" }
+    }))
+    .unwrap();
+    configmaps
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+
+    fleet.set_environment("");
+    let plan = fleet.run(&["plan"]);
+    assert!(
+        plan.stdout.contains("exists and is not managed by fleet"),
+        "{}",
+        plan.stdout
+    );
+    let refused = apply(&fleet, &[]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("--adopt"), "{}", refused.stderr);
+    assert!(
+        configmaps
+            .get("agent-observer-config")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .contains_key("theirs")
+    );
+
+    assert_ok(&apply(&fleet, &["--adopt"]), "apply --adopt");
+    plan_is_empty(&fleet);
+}
+
+#[tokio::test]
+async fn selector_change_is_planned_and_applied_as_a_replace() {
+    let env = TestEnv::new("selector-replace").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    assert_ok(&apply(&fleet, &[]), "apply");
+
+    // An older rendering with another selector, as fleet itself applied it.
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let mut old = serde_json::to_value(deployments.get("agent-reviewer").await.unwrap()).unwrap();
+    deployments
+        .delete("agent-reviewer", &Default::default())
+        .await
+        .unwrap();
+    eventually(
+        "the old Deployment to go",
+        Duration::from_secs(30),
+        || async {
+            deployments
+                .get_opt("agent-reviewer")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let object = old.as_object_mut().unwrap();
+    object.remove("status");
+    let metadata = object["metadata"].as_object_mut().unwrap();
+    for key in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "annotations",
+    ] {
+        metadata.remove(key);
+    }
+    old["spec"]["selector"]["matchLabels"] =
+        json!({ "app": "agent-reviewer", "generation": "old" });
+    old["spec"]["template"]["metadata"]["labels"]["generation"] = json!("old");
+    deployments
+        .patch(
+            "agent-reviewer",
+            &PatchParams::apply("fleet"),
+            &Patch::Apply(&old),
+        )
+        .await
+        .unwrap();
+
+    let plan = fleet.run(&["plan"]);
+    assert_ok(&plan, "plan");
+    assert!(
+        plan.stdout.contains(&format!(
+            "  -/+ Deployment {}/agent-reviewer",
+            fleet.namespace
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("spec.selector"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("Plan: 1 to add, 0 to change, 1 to destroy."),
+        "{}",
+        plan.stdout
+    );
+
+    let applied = apply(&fleet, &[]);
+    assert_ok(&applied, "apply");
+    assert!(applied.stdout.contains("replaced"), "{}", applied.stdout);
+    plan_is_empty(&fleet);
+    let selector = deployments
+        .get("agent-reviewer")
+        .await
+        .unwrap()
+        .spec
+        .selector
+        .match_labels
+        .unwrap();
+    assert!(!selector.contains_key("generation"));
+}
+
+#[tokio::test]
+async fn restricted_user_gets_a_specific_permission_error() {
+    let env = TestEnv::new("restricted-apply").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    let run = fleet.run(&["plan", "--context", support::RESTRICTED_CONTEXT]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("forbidden"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("User \"fleet-restricted\" cannot list resource"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("kube context `fleet-restricted`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
