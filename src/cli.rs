@@ -69,9 +69,47 @@ pub struct ClusterArgs {
     /// Take over fields that another field manager owns.
     #[arg(long)]
     pub force_conflicts: bool,
-    /// Take over same-named objects that fleet does not own.
+    /// Take over same-named objects, streams and consumers that fleet does not own.
     #[arg(long)]
     pub adopt: bool,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// How fleet reaches the NATS server (not the URL agents are given).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "NATS connection")]
+pub struct NatsArgs {
+    /// NATS URL; overrides the environment's `nats_url`.
+    #[arg(long, env = "FLEET_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Credentials file (JWT and NKey seed), as `nats --creds`.
+    #[arg(long, env = "FLEET_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// File holding an NKey seed.
+    #[arg(long, env = "FLEET_NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+    /// Authentication token.
+    #[arg(long, env = "FLEET_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    #[arg(long, env = "FLEET_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "FLEET_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// CA certificate to verify the server with.
+    #[arg(long, env = "FLEET_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (with --nats-tls-key).
+    #[arg(long, env = "FLEET_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "FLEET_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// JetStream domain.
+    #[arg(long, env = "FLEET_NATS_DOMAIN", conflicts_with = "nats_api_prefix")]
+    pub nats_domain: Option<String>,
+    /// JetStream API prefix (instead of a domain).
+    #[arg(long, env = "FLEET_NATS_API_PREFIX")]
+    pub nats_api_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +147,10 @@ pub struct ApplyArgs {
     /// Do not wait for rollouts.
     #[arg(long)]
     pub no_wait: bool,
+    /// Allow changes that lose queued messages (destroying or replacing a
+    /// stream that holds messages, a consumer with pending ones).
+    #[arg(long)]
+    pub allow_destroy: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {

@@ -21,6 +21,12 @@ pub const APPLYSET_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-gro
 /// JetStream metadata key naming the fleet that owns a stream or consumer.
 pub const JETSTREAM_OWNER_KEY: &str = "fleet.owner";
 
+/// The owner written into JetStream metadata. A NATS server may serve several
+/// deployments of one fleet (one per namespace), so the namespace is part of it.
+pub fn jetstream_owner(fleet: &str, namespace: &str) -> String {
+    format!("{fleet}/{namespace}")
+}
+
 /// The ApplySet parent: a Secret (kubectl's default kind) in the fleet's
 /// namespace, named after the fleet.
 pub fn applyset_parent_name(fleet: &str) -> String {

@@ -260,7 +260,10 @@ async fn removed_agent_is_destroyed_and_unowned_objects_survive() {
             plan.stdout
         );
     }
-    assert_eq!(destroyed.len(), 6, "{}", plan.stdout);
+    // Its task consumer goes too; the stream stays, other agents use it.
+    let consumer = format!("  - jetstream consumer {}/observer-agent", fleet.stream());
+    assert!(destroyed.contains(&consumer.as_str()), "{}", plan.stdout);
+    assert_eq!(destroyed.len(), 7, "{}", plan.stdout);
     assert!(!plan.stdout.contains("not-fleets"), "{}", plan.stdout);
 
     assert_ok(&apply(&fleet, &[]), "apply");

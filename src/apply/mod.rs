@@ -1,22 +1,28 @@
-//! apply: the only writes. Carries out a [`Plan`] wave by wave (namespace;
-//! configuration; workloads; autoscaling and policy; then deletions in
-//! reverse), each wave's changes concurrently. A failure stops before the
-//! next wave; running apply again converges.
+//! apply: the only writes. Carries out a [`Plan`] wave by wave: namespace;
+//! configuration; JetStream (streams, then consumers); workloads; autoscaling
+//! and policy; then deletions in reverse (consumers before their stream).
+//! Each step's changes run concurrently. A failure stops before the next
+//! step; running apply again converges.
+
+mod jetstream;
+mod kube;
 
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 
+pub use self::kube::{explain_api_error, explain_read_error};
+use crate::live::jetstream::JetStream;
 use crate::live::kube::{Cluster, LiveState};
-use crate::ownership;
 use crate::plan::{Action, Change, Plan, Target};
-use crate::render::{ObjectRef, Wave};
+use crate::render::Wave;
 
 pub struct Options {
     pub concurrency: usize,
     pub force_conflicts: bool,
     pub adopt: bool,
+    /// Allow changes that lose queued messages.
+    pub allow_destroy: bool,
     /// How long to wait for Deployments to roll out; zero means don't wait.
     pub rollout_timeout: Duration,
 }
@@ -28,81 +34,121 @@ pub struct Outcome {
     pub done: &'static str,
 }
 
-/// Carries out the plan. `report` is called with each outcome as it happens.
-pub async fn apply(
-    cluster: &Cluster,
-    live: &LiveState,
-    plan: &Plan,
-    options: &Options,
-    report: &mut dyn FnMut(&Outcome),
-) -> anyhow::Result<()> {
+/// What apply writes to.
+pub struct Systems<'a> {
+    pub cluster: &'a Cluster,
+    pub live: &'a LiveState,
+    pub jetstream: Option<&'a JetStream>,
+}
+
+/// Refuses, before any write, a plan that needs a flag it was not given.
+pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
     for change in &plan.changes {
+        let reason = change.reason.as_deref().unwrap_or_default();
         match change.action {
             Action::Conflict if !options.force_conflicts => {
                 anyhow::bail!(
-                    "{} {}: {}",
+                    "{} {}: {reason}. Nothing was changed.",
                     change.target,
-                    change.action.verb(),
-                    change.reason.as_deref().unwrap_or_default()
+                    change.action.verb()
                 )
             }
             Action::Unowned if !options.adopt => anyhow::bail!(
                 "{} exists and is not managed by fleet; nothing was changed. Apply with --adopt to take it over",
                 change.target
             ),
+            _ if change.loses_data && !options.allow_destroy => anyhow::bail!(
+                "{} {} and would lose queued messages ({reason}). Nothing was changed; apply with --allow-destroy if that is intended",
+                change.target,
+                change.action.verb()
+            ),
             _ => {}
         }
-    }
-
-    let waves = [
-        Wave::Namespace,
-        Wave::Configuration,
-        Wave::JetStream,
-        Wave::Workloads,
-        Wave::Policy,
-    ];
-    for wave in waves {
-        let writes: Vec<&Change> = plan
-            .changes
-            .iter()
-            .filter(|c| {
-                c.wave == wave
-                    && matches!(
-                        c.action,
-                        Action::Create
-                            | Action::Update
-                            | Action::Replace
-                            | Action::Conflict
-                            | Action::Unowned
-                    )
-            })
-            .collect();
-        run_wave(cluster, live, writes, options, report).await?;
-    }
-    // Deletions last, dependents first.
-    for wave in waves.iter().rev() {
-        let deletes: Vec<&Change> = plan
-            .changes
-            .iter()
-            .filter(|c| c.wave == *wave && c.action == Action::Delete)
-            .collect();
-        run_wave(cluster, live, deletes, options, report).await?;
-    }
-    if !options.rollout_timeout.is_zero() {
-        wait_for_rollouts(cluster, plan, options.rollout_timeout, report).await?;
     }
     Ok(())
 }
 
-async fn run_wave(
-    cluster: &Cluster,
-    live: &LiveState,
+/// The order of writes: each step completes before the next starts.
+fn steps() -> Vec<(Wave, Step)> {
+    let mut steps = Vec::new();
+    for wave in [Wave::Namespace, Wave::Configuration] {
+        steps.push((wave, Step::Write));
+    }
+    steps.push((Wave::JetStream, Step::WriteStreams));
+    steps.push((Wave::JetStream, Step::WriteConsumers));
+    for wave in [Wave::Workloads, Wave::Policy] {
+        steps.push((wave, Step::Write));
+    }
+    for wave in [Wave::Policy, Wave::Workloads] {
+        steps.push((wave, Step::Delete));
+    }
+    steps.push((Wave::JetStream, Step::DeleteConsumers));
+    steps.push((Wave::JetStream, Step::DeleteStreams));
+    for wave in [Wave::Configuration, Wave::Namespace] {
+        steps.push((wave, Step::Delete));
+    }
+    steps
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Write,
+    Delete,
+    WriteStreams,
+    WriteConsumers,
+    DeleteConsumers,
+    DeleteStreams,
+}
+
+impl Step {
+    fn includes(self, change: &Change) -> bool {
+        let delete = change.action == Action::Delete;
+        let writes = matches!(
+            change.action,
+            Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
+        );
+        let stream = matches!(change.target, Target::Stream { .. });
+        match self {
+            Step::Write => writes,
+            Step::Delete => delete,
+            Step::WriteStreams => writes && stream,
+            Step::WriteConsumers => writes && !stream,
+            Step::DeleteConsumers => delete && !stream,
+            Step::DeleteStreams => delete && stream,
+        }
+    }
+}
+
+/// Carries out the plan. `report` is called with each outcome as it happens.
+pub async fn apply(
+    systems: &Systems<'_>,
+    plan: &Plan,
+    options: &Options,
+    report: &mut dyn FnMut(&Outcome),
+) -> anyhow::Result<()> {
+    check_allowed(plan, options)?;
+    for (wave, step) in steps() {
+        let changes: Vec<&Change> = plan
+            .changes
+            .iter()
+            .filter(|c| c.wave == wave && step.includes(c))
+            .collect();
+        run_step(systems, changes, options, report).await?;
+    }
+    if !options.rollout_timeout.is_zero() {
+        kube::wait_for_rollouts(systems.cluster, plan, options.rollout_timeout, report).await?;
+    }
+    Ok(())
+}
+
+async fn run_step(
+    systems: &Systems<'_>,
     changes: Vec<&Change>,
     options: &Options,
     report: &mut dyn FnMut(&Outcome),
 ) -> anyhow::Result<()> {
     let mut results = stream::iter(changes)
-        .map(|change| async move { (change, apply_change(cluster, live, change, options).await) })
+        .map(|change| async move { (change, apply_change(systems, change, options).await) })
         .buffer_unordered(options.concurrency.max(1));
     let mut first_error = None;
     while let Some((change, result)) = results.next().await {
@@ -112,208 +158,31 @@ async fn run_wave(
                 done,
             }),
             Err(err) => {
-                if first_error.is_none() {
-                    first_error = Some(err);
-                }
+                first_error.get_or_insert(err);
             }
         }
     }
     match first_error {
-        // The rest of this wave ran; no further wave starts.
+        // The rest of this step ran; no further step starts.
         Some(err) => Err(err),
         None => Ok(()),
     }
 }
 
 async fn apply_change(
-    cluster: &Cluster,
-    live: &LiveState,
+    systems: &Systems<'_>,
     change: &Change,
     options: &Options,
 ) -> anyhow::Result<&'static str> {
-    let Target::Kubernetes(id) = &change.target;
-    let kind = live
-        .kind(id)
-        .ok_or_else(|| anyhow::anyhow!("{id}: the cluster does not serve {}", id.api_version))?;
-    let api = kind.api(&cluster.client, id.namespace.as_deref());
-    let explain =
-        |action: &'static str| move |err: kube::Error| explain_read_error(err, action, id, cluster);
-    let mut params = PatchParams::apply(ownership::FIELD_MANAGER);
-    // Taking fields over from other managers is what these flags allow.
-    params.force = options.force_conflicts || (options.adopt && live.unowned.contains_key(id));
-    let body = || {
-        change.desired.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("{id}: the plan has no object to apply (was it edited?)")
-        })
-    };
-    match change.action {
-        Action::Delete => {
-            api.delete(&id.name, &DeleteParams::background())
-                .await
-                .map_err(explain("deleting"))?;
-            Ok("destroyed")
+    match &change.target {
+        Target::Kubernetes(id) => {
+            kube::apply_change(systems.cluster, systems.live, change, id, options).await
         }
-        Action::Replace => {
-            let foreground = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                ..DeleteParams::default()
-            };
-            api.delete(&id.name, &foreground)
-                .await
-                .map_err(explain("deleting (to replace)"))?;
-            wait_until_gone(&api, id).await?;
-            api.patch(&id.name, &params, &Patch::Apply(body()?))
-                .await
-                .map_err(explain("creating (to replace)"))?;
-            Ok("replaced (destroyed, then created)")
+        Target::Stream { .. } | Target::Consumer { .. } => {
+            let js = systems.jetstream.ok_or_else(|| {
+                anyhow::anyhow!("{}: no NATS connection to apply it with", change.target)
+            })?;
+            jetstream::apply_change(js, change).await
         }
-        _ => {
-            api.patch(&id.name, &params, &Patch::Apply(body()?))
-                .await
-                .map_err(explain("applying"))?;
-            Ok(match change.action {
-                Action::Create => "created",
-                _ => "updated",
-            })
-        }
-    }
-}
-
-async fn wait_until_gone(
-    api: &kube::Api<kube::api::DynamicObject>,
-    id: &ObjectRef,
-) -> anyhow::Result<()> {
-    for _ in 0..600 {
-        if api.get_opt(&id.name).await?.is_none() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!(
-        "{id} was deleted but is still there after 60s (a finalizer?); it was not recreated"
-    )
-}
-
-/// Waits until every Deployment the plan wrote has rolled out.
-async fn wait_for_rollouts(
-    cluster: &Cluster,
-    plan: &Plan,
-    timeout: Duration,
-    report: &mut dyn FnMut(&Outcome),
-) -> anyhow::Result<()> {
-    use k8s_openapi::api::apps::v1::Deployment;
-    let deadline = tokio::time::Instant::now() + timeout;
-    for change in &plan.changes {
-        let Target::Kubernetes(id) = &change.target;
-        if id.kind != "Deployment"
-            || !matches!(
-                change.action,
-                Action::Create
-                    | Action::Update
-                    | Action::Replace
-                    | Action::Conflict
-                    | Action::Unowned
-            )
-        {
-            continue;
-        }
-        let api: kube::Api<Deployment> = kube::Api::namespaced(
-            cluster.client.clone(),
-            id.namespace.as_deref().unwrap_or_default(),
-        );
-        loop {
-            let deployment = api.get(&id.name).await?;
-            if rolled_out(&deployment) {
-                report(&Outcome {
-                    target: change.target.clone(),
-                    done: "rolled out",
-                });
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!(
-                    "{id} has not rolled out after {}s; see `kubectl rollout status deployment/{} -n {}`",
-                    timeout.as_secs(),
-                    id.name,
-                    id.namespace.as_deref().unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-    Ok(())
-}
-
-fn rolled_out(deployment: &k8s_openapi::api::apps::v1::Deployment) -> bool {
-    let (Some(generation), Some(status)) = (deployment.metadata.generation, &deployment.status)
-    else {
-        return false;
-    };
-    let desired = deployment.spec.replicas.unwrap_or(1);
-    status.observed_generation.unwrap_or(0) >= generation
-        && status.updated_replicas.unwrap_or(0) == desired
-        && status.available_replicas.unwrap_or(0) == desired
-        && status.replicas.unwrap_or(0) == desired
-}
-
-/// [`explain_api_error`] for any client error: connection failures name the
-/// server and the context.
-pub fn explain_read_error(
-    err: kube::Error,
-    action: &str,
-    id: &ObjectRef,
-    cluster: &Cluster,
-) -> anyhow::Error {
-    match err {
-        kube::Error::Api(status) => explain_api_error(&status, action, id, cluster),
-        other => anyhow::Error::new(other).context(format!(
-            "{action} {id}: cannot reach {}; is the cluster up and the context right?",
-            cluster.describe()
-        )),
-    }
-}
-
-/// Turns an API error into what a person needs: what was refused, why, and
-/// what to do.
-pub fn explain_api_error(
-    status: &kube::core::Status,
-    action: &str,
-    id: &ObjectRef,
-    cluster: &Cluster,
-) -> anyhow::Error {
-    let namespace = id
-        .namespace
-        .as_deref()
-        .map(|ns| format!(" in namespace {ns}"))
-        .unwrap_or_default();
-    match status.code {
-        403 => anyhow::anyhow!(
-            "{action} {id}: forbidden: {}\n  The identity of {} lacks this permission{namespace}; grant it (RBAC) or use a context that has it.",
-            status.message,
-            cluster.describe()
-        ),
-        422 => {
-            let causes: Vec<String> = status
-                .details
-                .iter()
-                .flat_map(|d| d.causes.iter())
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect();
-            anyhow::anyhow!(
-                "{action} {id}: the API server refused the object as invalid: {}",
-                if causes.is_empty() {
-                    status.message.clone()
-                } else {
-                    causes.join("; ")
-                }
-            )
-        }
-        409 => anyhow::anyhow!("{action} {id}: conflict: {}", status.message),
-        code => anyhow::anyhow!(
-            "{action} {id} on {}: {} ({code} {})",
-            cluster.describe(),
-            status.message,
-            status.reason
-        ),
     }
 }

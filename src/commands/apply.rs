@@ -19,28 +19,36 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     if !plan.has_changes() {
         return Ok(ExitStatus::Success);
     }
-    if !args.auto_approve && !confirm(&planned.cluster.context)? {
-        writeln!(stdout, "Apply cancelled; nothing was changed.")?;
-        return Ok(ExitStatus::Failure);
-    }
-
     let options = apply::Options {
         concurrency: usize::from(args.cluster.concurrency),
         force_conflicts: args.cluster.force_conflicts,
         adopt: args.cluster.adopt,
+        allow_destroy: args.allow_destroy,
         rollout_timeout: if args.no_wait {
             Duration::ZERO
         } else {
             args.timeout
         },
     };
+    // Refuse what needs a flag before asking anyone to confirm it.
+    apply::check_allowed(plan, &options)?;
+    if !args.auto_approve && !confirm(&planned.cluster.context)? {
+        writeln!(stdout, "Apply cancelled; nothing was changed.")?;
+        return Ok(ExitStatus::Failure);
+    }
+
     writeln!(stdout)?;
     let mut done = 0usize;
     let mut print = |outcome: &Outcome| {
         done += 1;
         let _ = writeln!(anstream::stdout(), "{}: {}", outcome.target, outcome.done);
     };
-    let result = apply::apply(&planned.cluster, &planned.live, plan, &options, &mut print).await;
+    let systems = apply::Systems {
+        cluster: &planned.cluster,
+        live: &planned.live,
+        jetstream: planned.jetstream.as_ref(),
+    };
+    let result = apply::apply(&systems, plan, &options, &mut print).await;
     match result {
         Ok(()) => {
             let summary = plan.summary();

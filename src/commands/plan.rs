@@ -5,7 +5,8 @@ use std::io::Write;
 use anyhow::Context as _;
 
 use super::{ExitStatus, load_definition};
-use crate::cli::{ClusterArgs, PlanArgs, PlanFormat};
+use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
+use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
 use crate::plan::{self, FORMAT_VERSION, Plan};
 use crate::{ownership, render, report};
@@ -15,6 +16,7 @@ pub struct Planned {
     pub plan: Plan,
     pub cluster: Cluster,
     pub live: LiveState,
+    pub jetstream: Option<JetStream>,
 }
 
 /// The pipeline up to the plan. `None` when the definition has errors (they
@@ -27,6 +29,22 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         fleet.target.kube_context = Some(context.clone());
     }
     let rendered = render::render(&fleet);
+    // NATS first: a server that is down or refuses us fails the plan before
+    // anything else is read, let alone changed.
+    let nats_url = args
+        .nats
+        .nats_url
+        .clone()
+        .or_else(|| fleet.target.nats_url.clone());
+    let wants_jetstream =
+        !rendered.jetstream.streams.is_empty() || !rendered.jetstream.consumers.is_empty();
+    let jetstream = match &nats_url {
+        Some(url) => Some(JetStream::connect(&nats_connection(&args.nats, url)?).await?),
+        None if wants_jetstream => anyhow::bail!(
+            "the fleet defines JetStream streams or consumers but no NATS URL is set: set `nats_url` under [environment], --nats-url or FLEET_NATS_URL"
+        ),
+        None => None,
+    };
     let cluster = Cluster::connect(&fleet.target).await?;
     let applyset_id = ownership::applyset_id(
         &ownership::applyset_parent_name(&fleet.name),
@@ -47,6 +65,23 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         adopt: args.adopt,
     };
     let mut changes = plan::kube::plan(&cluster, &rendered.kubernetes, &live, &options).await?;
+    if let Some(js) = &jetstream {
+        let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
+        let desired_streams: Vec<&str> = rendered
+            .jetstream
+            .streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let live_js = crate::live::jetstream::read(js, &owner, &desired_streams).await?;
+        changes.extend(plan::jetstream::plan(
+            &rendered.jetstream,
+            &live_js,
+            &owner,
+            js.server_version,
+            args.adopt,
+        ));
+    }
     changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
     let notes = live
         .missing_kinds
@@ -64,6 +99,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         environment: fleet.environment.clone(),
         namespace: fleet.namespace.clone(),
         kube_context: cluster.context.clone(),
+        nats_url: jetstream.as_ref().map(|js| js.url.clone()),
         changes,
         notes,
     };
@@ -71,7 +107,33 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         plan,
         cluster,
         live,
+        jetstream,
     }))
+}
+
+fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
+    let nkey_seed = match &args.nats_nkey {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the NKey seed {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(Connection {
+        url: url.to_string(),
+        creds_file: args.nats_creds.clone(),
+        nkey_seed,
+        token: args.nats_token.clone(),
+        user: args.nats_user.clone(),
+        password: args.nats_password.clone(),
+        tls_ca: args.nats_tls_ca.clone(),
+        tls_cert: args.nats_tls_cert.clone(),
+        tls_key: args.nats_tls_key.clone(),
+        domain: args.nats_domain.clone(),
+        api_prefix: args.nats_api_prefix.clone(),
+    })
 }
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {

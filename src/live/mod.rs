@@ -2,4 +2,5 @@
 //! fleet owns (one LIST per kind, by label), same-named objects it does not
 //! own, and which kinds' APIs are installed.
 
+pub mod jetstream;
 pub mod kube;

@@ -55,6 +55,7 @@ pub async fn plan(
                 )),
                 diff: None,
                 desired: None,
+                loses_data: false,
             });
         } else if live.unowned.contains_key(&object.id) && !options.adopt {
             changes.push(Change {
@@ -64,6 +65,7 @@ pub async fn plan(
                 reason: Some("an object of this name exists without fleet's labels; apply with --adopt to take it over".into()),
                 diff: None,
                 desired: Some(object.body.clone()),
+                loses_data: false,
             });
         } else {
             to_dry_run.push(object);
@@ -90,6 +92,7 @@ pub async fn plan(
                 reason: None,
                 diff: Some(unified_diff(&id.kind, Some(object), None)),
                 desired: None,
+                loses_data: false,
             });
         }
     }
@@ -128,6 +131,7 @@ fn classify(object: &DesiredObject, before: Option<&Value>, dry_run: DryRun) -> 
         reason,
         diff,
         desired: Some(object.body.clone()),
+        loses_data: false,
     };
     match dry_run {
         DryRun::NamespaceMissing => change(

@@ -3,6 +3,7 @@
 //! diff. Every output format and `apply` read the same Plan; nothing computes
 //! a change anywhere else.
 
+pub mod jetstream;
 pub mod kube;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,9 @@ pub struct Plan {
     pub namespace: String,
     /// The kube context the plan was made against.
     pub kube_context: String,
+    /// The NATS server the JetStream part was planned against, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<String>,
     pub changes: Vec<Change>,
     /// Things the user should know that are not changes (a kind whose API is
     /// not installed, for example).
@@ -43,18 +47,34 @@ pub struct Change {
     /// The exact body apply sends (create, update, replace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired: Option<Value>,
+    /// Queued messages would be lost (a stream destroyed or replaced while it
+    /// holds messages, a consumer destroyed with pending ones): apply refuses
+    /// without `--allow-destroy`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loses_data: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "system", rename_all = "lowercase")]
 pub enum Target {
     Kubernetes(ObjectRef),
+    #[serde(rename = "jetstream-stream")]
+    Stream {
+        name: String,
+    },
+    #[serde(rename = "jetstream-consumer")]
+    Consumer {
+        stream: String,
+        name: String,
+    },
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Kubernetes(object) => write!(f, "{object}"),
+            Target::Stream { name } => write!(f, "jetstream stream {name}"),
+            Target::Consumer { stream, name } => write!(f, "jetstream consumer {stream}/{name}"),
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct DesiredConsumer {
 }
 
 pub fn desired(fleet: &Fleet) -> DesiredJetStream {
-    let metadata = json!({ ownership::JETSTREAM_OWNER_KEY: fleet.name });
+    let metadata = json!({ ownership::JETSTREAM_OWNER_KEY: ownership::jetstream_owner(&fleet.name, &fleet.namespace) });
     let mut consumers: Vec<DesiredConsumer> = fleet
         .agents
         .iter()

@@ -264,11 +264,6 @@ impl FleetDir {
     /// local control plane through `environments/test.toml`.
     pub fn example(namespace: &str) -> FleetDir {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(
-            repo_root().join("fleet.toml"),
-            dir.path().join("fleet.toml"),
-        )
-        .unwrap();
         std::fs::create_dir(dir.path().join("config")).unwrap();
         for file in std::fs::read_dir(repo_root().join("config")).unwrap() {
             let file = file.unwrap();
@@ -282,26 +277,56 @@ impl FleetDir {
             dir,
             namespace: namespace.to_string(),
         };
+        fleet.set_definition(&std::fs::read_to_string(repo_root().join("fleet.toml")).unwrap());
         fleet.set_environment("");
         fleet
     }
 
-    /// A fleet from the given fleet.toml text.
+    /// A fleet from the given fleet.toml text (its `agent-tasks` stream
+    /// renamed as in [`FleetDir::example`]).
     pub fn with_definition(namespace: &str, fleet_toml: &str) -> FleetDir {
         let fleet = Self::example(namespace);
-        std::fs::write(fleet.dir.path().join("fleet.toml"), fleet_toml).unwrap();
+        fleet.set_definition(fleet_toml);
         fleet
+    }
+
+    pub fn set_definition(&self, fleet_toml: &str) {
+        std::fs::write(
+            self.dir.path().join("fleet.toml"),
+            Self::private_streams(&self.namespace, fleet_toml),
+        )
+        .unwrap();
+    }
+
+    fn private_streams(namespace: &str, fleet_toml: &str) -> String {
+        fleet_toml
+            .replace("agent-tasks", &format!("{namespace}-agent-tasks"))
+            .replace("\"tasks.>\"", &format!("\"{namespace}.tasks.>\""))
+    }
+
+    /// The name the example's `agent-tasks` stream has in this fleet.
+    pub fn stream(&self) -> String {
+        format!("{}-agent-tasks", self.namespace)
+    }
+
+    /// The subject prefix of this fleet's tasks, e.g. `<namespace>.tasks`.
+    pub fn task_subject(&self, role: &str) -> String {
+        format!("{}.tasks.{role}.new", self.namespace)
     }
 
     /// Writes `environments/test.toml`: the test's namespace and context,
     /// then `extra`.
     pub fn set_environment(&self, extra: &str) {
+        self.set_environment_with_nats(&control_plane().nats_url, extra);
+    }
+
+    /// [`FleetDir::set_environment`] with another NATS server.
+    pub fn set_environment_with_nats(&self, nats_url: &str, extra: &str) {
         let environments = self.dir.path().join("environments");
         std::fs::create_dir_all(&environments).unwrap();
         let text = format!(
-            "[environment]\nkube_context = \"{ADMIN_CONTEXT}\"\nnamespace = \"{}\"\nnats_url = \"{}\"\n\n{extra}\n",
+            "[environment]\nkube_context = \"{ADMIN_CONTEXT}\"\nnamespace = \"{}\"\nnats_url = \"{nats_url}\"\n\n{extra}\n",
             self.namespace,
-            control_plane().nats_url
         );
         std::fs::write(environments.join("test.toml"), text).unwrap();
     }
@@ -316,6 +341,7 @@ impl FleetDir {
             .env("KUBECONFIG", &control_plane.kubeconfig)
             .env("NO_COLOR", "1")
             .env_remove("FLEET_ENV")
+            .env_remove("FLEET_NATS_URL")
             .env_remove("GITHUB_ACTIONS")
             .stdin(std::process::Stdio::null())
             .output()

@@ -1,0 +1,208 @@
+//! Writes to the cluster: server-side apply with field manager `fleet`,
+//! deletions, replacements, and waiting for rollouts.
+
+use std::time::Duration;
+
+use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
+
+use super::{Options, Outcome};
+use crate::live::kube::{Cluster, LiveState};
+use crate::ownership;
+use crate::plan::{Action, Change, Plan, Target};
+use crate::render::ObjectRef;
+
+/// Carries out one change to one Kubernetes object.
+pub async fn apply_change(
+    cluster: &Cluster,
+    live: &LiveState,
+    change: &Change,
+    id: &ObjectRef,
+    options: &Options,
+) -> anyhow::Result<&'static str> {
+    let kind = live
+        .kind(id)
+        .ok_or_else(|| anyhow::anyhow!("{id}: the cluster does not serve {}", id.api_version))?;
+    let api = kind.api(&cluster.client, id.namespace.as_deref());
+    let explain =
+        |action: &'static str| move |err: kube::Error| explain_read_error(err, action, id, cluster);
+    let mut params = PatchParams::apply(ownership::FIELD_MANAGER);
+    // Taking fields over from other managers is what these flags allow.
+    params.force = options.force_conflicts || (options.adopt && live.unowned.contains_key(id));
+    let body = || {
+        change.desired.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("{id}: the plan has no object to apply (was it edited?)")
+        })
+    };
+    match change.action {
+        Action::Delete => {
+            api.delete(&id.name, &DeleteParams::background())
+                .await
+                .map_err(explain("deleting"))?;
+            Ok("destroyed")
+        }
+        Action::Replace => {
+            let foreground = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Foreground),
+                ..DeleteParams::default()
+            };
+            api.delete(&id.name, &foreground)
+                .await
+                .map_err(explain("deleting (to replace)"))?;
+            wait_until_gone(&api, id).await?;
+            api.patch(&id.name, &params, &Patch::Apply(body()?))
+                .await
+                .map_err(explain("creating (to replace)"))?;
+            Ok("replaced (destroyed, then created)")
+        }
+        _ => {
+            api.patch(&id.name, &params, &Patch::Apply(body()?))
+                .await
+                .map_err(explain("applying"))?;
+            Ok(match change.action {
+                Action::Create => "created",
+                _ => "updated",
+            })
+        }
+    }
+}
+
+async fn wait_until_gone(
+    api: &kube::Api<kube::api::DynamicObject>,
+    id: &ObjectRef,
+) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if api.get_opt(&id.name).await?.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "{id} was deleted but is still there after 60s (a finalizer?); it was not recreated"
+    )
+}
+
+/// Waits until every Deployment the plan wrote has rolled out.
+pub async fn wait_for_rollouts(
+    cluster: &Cluster,
+    plan: &Plan,
+    timeout: Duration,
+    report: &mut dyn FnMut(&Outcome),
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deadline = tokio::time::Instant::now() + timeout;
+    for change in &plan.changes {
+        let Target::Kubernetes(id) = &change.target else {
+            continue;
+        };
+        if id.kind != "Deployment"
+            || !matches!(
+                change.action,
+                Action::Create
+                    | Action::Update
+                    | Action::Replace
+                    | Action::Conflict
+                    | Action::Unowned
+            )
+        {
+            continue;
+        }
+        let api: kube::Api<Deployment> = kube::Api::namespaced(
+            cluster.client.clone(),
+            id.namespace.as_deref().unwrap_or_default(),
+        );
+        loop {
+            let deployment = api.get(&id.name).await?;
+            if rolled_out(&deployment) {
+                report(&Outcome {
+                    target: change.target.clone(),
+                    done: "rolled out",
+                });
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{id} has not rolled out after {}s; see `kubectl rollout status deployment/{} -n {}`",
+                    timeout.as_secs(),
+                    id.name,
+                    id.namespace.as_deref().unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
+
+fn rolled_out(deployment: &k8s_openapi::api::apps::v1::Deployment) -> bool {
+    let (Some(generation), Some(status)) = (deployment.metadata.generation, &deployment.status)
+    else {
+        return false;
+    };
+    let desired = deployment.spec.replicas.unwrap_or(1);
+    status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) == desired
+        && status.available_replicas.unwrap_or(0) == desired
+        && status.replicas.unwrap_or(0) == desired
+}
+
+/// [`explain_api_error`] for any client error: connection failures name the
+/// server and the context.
+pub fn explain_read_error(
+    err: kube::Error,
+    action: &str,
+    id: &ObjectRef,
+    cluster: &Cluster,
+) -> anyhow::Error {
+    match err {
+        kube::Error::Api(status) => explain_api_error(&status, action, id, cluster),
+        other => anyhow::Error::new(other).context(format!(
+            "{action} {id}: cannot reach {}; is the cluster up and the context right?",
+            cluster.describe()
+        )),
+    }
+}
+
+/// Turns an API error into what a person needs: what was refused, why, and
+/// what to do.
+pub fn explain_api_error(
+    status: &kube::core::Status,
+    action: &str,
+    id: &ObjectRef,
+    cluster: &Cluster,
+) -> anyhow::Error {
+    let namespace = id
+        .namespace
+        .as_deref()
+        .map(|ns| format!(" in namespace {ns}"))
+        .unwrap_or_default();
+    match status.code {
+        403 => anyhow::anyhow!(
+            "{action} {id}: forbidden: {}\n  The identity of {} lacks this permission{namespace}; grant it (RBAC) or use a context that has it.",
+            status.message,
+            cluster.describe()
+        ),
+        422 => {
+            let causes: Vec<String> = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect();
+            anyhow::anyhow!(
+                "{action} {id}: the API server refused the object as invalid: {}",
+                if causes.is_empty() {
+                    status.message.clone()
+                } else {
+                    causes.join("; ")
+                }
+            )
+        }
+        409 => anyhow::anyhow!("{action} {id}: conflict: {}", status.message),
+        code => anyhow::anyhow!(
+            "{action} {id} on {}: {} ({code} {})",
+            cluster.describe(),
+            status.message,
+            status.reason
+        ),
+    }
+}

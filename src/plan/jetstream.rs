@@ -1,0 +1,631 @@
+//! Planning the JetStream side, field by field: desired configs are filled in
+//! with the defaults the server would apply, so a stream just created plans
+//! as unchanged; what cannot change in place is a replace; anything that
+//! would drop queued messages is marked so apply can refuse it.
+//! Pure: takes what `live::jetstream` read, returns changes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::{Action, Change, Target};
+use crate::live::jetstream::{LiveJetStream, LiveStream, is_owned};
+use crate::render::Wave;
+use crate::render::jetstream::DesiredJetStream;
+
+/// Fields fleet manages on a stream; the others are the server's or the
+/// operator's, and an update keeps them.
+const STREAM_FIELDS: &[&str] = &[
+    "subjects",
+    "retention",
+    "storage",
+    "num_replicas",
+    "discard",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "max_msg_size",
+    "duplicate_window",
+    "description",
+    "metadata",
+];
+
+const CONSUMER_FIELDS: &[&str] = &[
+    "filter_subjects",
+    "deliver_policy",
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+    "backoff",
+    "description",
+    "metadata",
+];
+
+/// Durations the API takes in nanoseconds; shown as `7d`, `30s`.
+const DURATION_FIELDS: &[&str] = &["max_age", "duplicate_window", "ack_wait", "backoff"];
+
+const TWO_MINUTES: u64 = 120_000_000_000;
+
+pub fn plan(
+    desired: &DesiredJetStream,
+    live: &LiveJetStream,
+    owner: &str,
+    server: (u64, u64, u64),
+    adopt: bool,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut recreated_streams = BTreeSet::new();
+
+    for stream in &desired.streams {
+        let target = Target::Stream {
+            name: stream.name.clone(),
+        };
+        let change = match live.get(&stream.name) {
+            None => {
+                recreated_streams.insert(stream.name.clone());
+                new_change(
+                    target,
+                    Action::Create,
+                    Some(describe_all(&normalized_stream(&stream.config))),
+                    Some(stream.config.clone()),
+                )
+            }
+            Some(existing) if !is_owned(&existing.config, owner) && !adopt => {
+                unowned(target, "stream")
+            }
+            Some(existing) => {
+                let before = normalized_stream(&existing.config);
+                let after = normalized_stream(&stream.config);
+                let diff = field_diff(&before, &after);
+                let immutable = immutable_stream_changes(&before, &after, server);
+                if diff.is_empty() {
+                    new_change(target, Action::NoOp, None, None)
+                } else if !immutable.is_empty() {
+                    recreated_streams.insert(stream.name.clone());
+                    let mut change = new_change(
+                        target,
+                        Action::Replace,
+                        Some(diff),
+                        Some(stream.config.clone()),
+                    );
+                    change.reason = Some(format!(
+                        "{} cannot change in place; {}",
+                        immutable.join(", "),
+                        holds(existing)
+                    ));
+                    change.loses_data = existing.messages > 0;
+                    change
+                } else {
+                    new_change(
+                        target,
+                        Action::Update,
+                        Some(diff),
+                        Some(merged(&existing.config, &stream.config)),
+                    )
+                }
+            }
+        };
+        changes.push(change);
+    }
+
+    for consumer in &desired.consumers {
+        let target = Target::Consumer {
+            stream: consumer.stream.clone(),
+            name: consumer.name.clone(),
+        };
+        let existing = live
+            .get(&consumer.stream)
+            .filter(|_| !recreated_streams.contains(&consumer.stream))
+            .and_then(|s| s.consumers.get(&consumer.name));
+        let change = match existing {
+            None => new_change(
+                target,
+                Action::Create,
+                Some(describe_all(&normalized_consumer(&consumer.config))),
+                Some(consumer.config.clone()),
+            ),
+            Some(existing) if !is_owned(&existing.config, owner) && !adopt => {
+                unowned(target, "consumer")
+            }
+            Some(existing) => {
+                let before = normalized_consumer(&existing.config);
+                let after = normalized_consumer(&consumer.config);
+                let diff = field_diff(&before, &after);
+                let immutable = immutable_consumer_changes(&before, &after);
+                if diff.is_empty() {
+                    new_change(target, Action::NoOp, None, None)
+                } else if !immutable.is_empty() {
+                    let mut change = new_change(
+                        target,
+                        Action::Replace,
+                        Some(diff),
+                        Some(consumer.config.clone()),
+                    );
+                    change.reason = Some(format!(
+                        "{} cannot change in place; {} messages pending or unacknowledged",
+                        immutable.join(", "),
+                        existing.pending
+                    ));
+                    change.loses_data = existing.pending > 0;
+                    change
+                } else {
+                    new_change(
+                        target,
+                        Action::Update,
+                        Some(diff),
+                        Some(merged(&existing.config, &consumer.config)),
+                    )
+                }
+            }
+        };
+        changes.push(change);
+    }
+
+    // Owned, and no longer desired. Consumers of a destroyed stream go with it.
+    let desired_streams: BTreeSet<&str> = desired.streams.iter().map(|s| s.name.as_str()).collect();
+    let desired_consumers: BTreeSet<(&str, &str)> = desired
+        .consumers
+        .iter()
+        .map(|c| (c.stream.as_str(), c.name.as_str()))
+        .collect();
+    for (name, stream) in live {
+        let owned_stream = is_owned(&stream.config, owner);
+        if owned_stream && !desired_streams.contains(name.as_str()) {
+            let mut change = new_change(
+                Target::Stream { name: name.clone() },
+                Action::Delete,
+                None,
+                None,
+            );
+            change.reason = Some(holds(stream));
+            change.loses_data = stream.messages > 0;
+            changes.push(change);
+            continue;
+        }
+        for (consumer_name, consumer) in &stream.consumers {
+            // Consumers agents create for themselves carry no mark: never touched.
+            if is_owned(&consumer.config, owner)
+                && !desired_consumers.contains(&(name.as_str(), consumer_name.as_str()))
+            {
+                let mut change = new_change(
+                    Target::Consumer {
+                        stream: name.clone(),
+                        name: consumer_name.clone(),
+                    },
+                    Action::Delete,
+                    None,
+                    None,
+                );
+                change.reason = Some(format!(
+                    "{} messages pending or unacknowledged",
+                    consumer.pending
+                ));
+                change.loses_data = consumer.pending > 0;
+                changes.push(change);
+            }
+        }
+    }
+    changes
+}
+
+fn new_change(
+    target: Target,
+    action: Action,
+    diff: Option<String>,
+    desired: Option<Value>,
+) -> Change {
+    Change {
+        target,
+        action,
+        wave: Wave::JetStream,
+        reason: None,
+        diff,
+        desired,
+        loses_data: false,
+    }
+}
+
+fn unowned(target: Target, what: &str) -> Change {
+    let mut change = new_change(target, Action::Unowned, None, None);
+    change.reason = Some(format!(
+        "a {what} of this name exists without fleet's metadata; apply with --adopt to take it over"
+    ));
+    change
+}
+
+fn holds(stream: &LiveStream) -> String {
+    format!(
+        "holds {} messages ({} bytes)",
+        stream.messages, stream.bytes
+    )
+}
+
+/// The live config with fleet's fields laid over it: settings made outside
+/// fleet survive an update, and so does the server's own `_nats.*` metadata.
+fn merged(live: &Value, desired: &Value) -> Value {
+    let mut out = live.clone();
+    if let (Some(out_map), Some(desired_map)) = (out.as_object_mut(), desired.as_object()) {
+        for (key, value) in desired_map {
+            if key == "metadata" {
+                let mut metadata = server_metadata(&live["metadata"]);
+                if let Some(values) = value.as_object() {
+                    metadata.extend(values.clone());
+                }
+                out_map.insert(key.clone(), Value::Object(metadata));
+            } else {
+                out_map.insert(key.clone(), value.clone());
+            }
+        }
+        // Both forms cannot be sent at once.
+        if desired_map.contains_key("filter_subject") {
+            out_map.remove("filter_subjects");
+        } else if desired_map.contains_key("filter_subjects") {
+            out_map.remove("filter_subject");
+        }
+    }
+    out
+}
+
+fn server_metadata(metadata: &Value) -> Map<String, Value> {
+    metadata
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("_nats."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Metadata without the server's own `_nats.*` keys: those are not changes.
+fn user_metadata(metadata: &Value) -> Value {
+    Value::Object(
+        metadata
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !k.starts_with("_nats."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The managed fields of a stream config, with the server's defaults filled in.
+pub fn normalized_stream(config: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    for field in STREAM_FIELDS {
+        let value = &config[*field];
+        let value = match (*field, value) {
+            ("metadata", v) => user_metadata(v),
+            ("duplicate_window", v) if v.as_u64().unwrap_or(0) == 0 => {
+                // The server's default: 2m, or max_age when that is shorter.
+                let max_age = config["max_age"].as_u64().unwrap_or(0);
+                json!(if max_age > 0 && max_age < TWO_MINUTES {
+                    max_age
+                } else {
+                    TWO_MINUTES
+                })
+            }
+            (_, Value::Null) => match *field {
+                "subjects" => json!([]),
+                "retention" => json!("limits"),
+                "storage" => json!("file"),
+                "num_replicas" => json!(1),
+                "discard" => json!("old"),
+                "max_age" => json!(0),
+                "max_bytes" | "max_msgs" | "max_msg_size" => json!(-1),
+                "description" => json!(""),
+                _ => Value::Null,
+            },
+            (_, v) => v.clone(),
+        };
+        out.insert(field.to_string(), value);
+    }
+    out
+}
+
+/// The managed fields of a consumer config, with the server's defaults.
+pub fn normalized_consumer(config: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    for field in CONSUMER_FIELDS {
+        let value = match *field {
+            // One filter or several: the same thing, compared as a sorted set.
+            "filter_subjects" => {
+                let mut filters: Vec<String> = config["filter_subjects"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(single) = config["filter_subject"].as_str().filter(|s| !s.is_empty()) {
+                    filters.push(single.to_string());
+                }
+                filters.sort();
+                filters.dedup();
+                json!(filters)
+            }
+            // The server sets ack_wait to the first backoff step when there is one.
+            "ack_wait" => match config["backoff"].as_array().and_then(|b| b.first()) {
+                Some(first) => first.clone(),
+                None => config["ack_wait"]
+                    .as_u64()
+                    .map_or(json!(30_000_000_000u64), |v| json!(v)),
+            },
+            "metadata" => user_metadata(&config["metadata"]),
+            field => match (field, &config[field]) {
+                ("deliver_policy", Value::Null) => json!("all"),
+                ("ack_policy", Value::Null) => json!("none"),
+                ("max_deliver", Value::Null) => json!(-1),
+                ("max_ack_pending", Value::Null) => json!(1000),
+                ("backoff", Value::Null) => json!([]),
+                ("description", Value::Null) => json!(""),
+                (_, v) => v.clone(),
+            },
+        };
+        out.insert(field.to_string(), value);
+    }
+    out
+}
+
+fn immutable_stream_changes(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+    server: (u64, u64, u64),
+) -> Vec<String> {
+    let mut fields = Vec::new();
+    if before["storage"] != after["storage"] {
+        fields.push("storage".to_string());
+    }
+    let workqueue = |m: &Map<String, Value>| m["retention"] == "workqueue";
+    if before["retention"] != after["retention"]
+        && (workqueue(before) || workqueue(after) || server < (2, 10, 0))
+    {
+        fields.push("retention (to or from workqueue)".to_string());
+    }
+    fields
+}
+
+fn immutable_consumer_changes(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> Vec<String> {
+    ["deliver_policy", "ack_policy"]
+        .into_iter()
+        .filter(|field| before[*field] != after[*field])
+        .map(str::to_string)
+        .collect()
+}
+
+/// `field: before -> after`, one line per changed field.
+fn field_diff(before: &Map<String, Value>, after: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    for (field, new) in after {
+        let old = &before[field];
+        if old != new {
+            out.push_str(&format!(
+                "~ {field}: {} -> {}\n",
+                show(field, old),
+                show(field, new)
+            ));
+        }
+    }
+    out
+}
+
+fn describe_all(config: &Map<String, Value>) -> String {
+    config
+        .iter()
+        .map(|(field, value)| format!("+ {field}: {}\n", show(field, value)))
+        .collect()
+}
+
+fn show(field: &str, value: &Value) -> String {
+    if DURATION_FIELDS.contains(&field) {
+        return match value {
+            Value::Number(n) => format_nanos(n.as_u64().unwrap_or(0)),
+            Value::Array(items) => format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|v| format_nanos(v.as_u64().unwrap_or(0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            other => other.to_string(),
+        };
+    }
+    match value {
+        Value::String(s) if s.is_empty() => "\"\"".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn format_nanos(nanos: u64) -> String {
+    if nanos == 0 {
+        return "0s (unlimited)".into();
+    }
+    let duration = Duration::from_nanos(nanos);
+    let mut millis = duration.as_millis();
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if millis >= size {
+            out.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    if out.is_empty() {
+        format!("{nanos}ns")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::live::jetstream::LiveConsumer;
+    use crate::render::jetstream::{DesiredConsumer, DesiredStream};
+
+    const DAY: u64 = 86_400_000_000_000;
+
+    fn desired(max_age_days: u64, storage: &str) -> DesiredJetStream {
+        DesiredJetStream {
+            streams: vec![DesiredStream {
+                name: "agent-tasks".into(),
+                config: json!({
+                    "name": "agent-tasks", "subjects": ["tasks.>"], "retention": "workqueue", "storage": storage,
+                    "num_replicas": 1, "discard": "old", "max_age": max_age_days * DAY, "max_bytes": -1, "max_msgs": -1,
+                    "max_msg_size": -1, "metadata": { "fleet.owner": "demo" }
+                }),
+            }],
+            consumers: vec![DesiredConsumer {
+                stream: "agent-tasks".into(),
+                name: "devops-agent".into(),
+                config: json!({
+                    "durable_name": "devops-agent", "filter_subject": "tasks.devops.>", "deliver_policy": "all",
+                    "ack_policy": "explicit", "ack_wait": 30_000_000_000u64, "max_deliver": 5, "max_ack_pending": 1000,
+                    "metadata": { "fleet.owner": "demo" }
+                }),
+            }],
+        }
+    }
+
+    /// What a 2.12 server reports for the desired config above.
+    fn live(max_age_days: u64, messages: u64) -> LiveJetStream {
+        let stream = LiveStream {
+            config: json!({
+                "name": "agent-tasks", "subjects": ["tasks.>"], "retention": "workqueue", "storage": "file",
+                "num_replicas": 1, "discard": "old", "max_age": max_age_days * DAY, "max_bytes": -1, "max_msgs": -1,
+                "max_msg_size": -1, "duplicate_window": TWO_MINUTES, "max_msgs_per_subject": -1, "allow_direct": true,
+                "metadata": { "fleet.owner": "demo", "_nats.req.level": "0", "_nats.ver": "2.12.0" }
+            }),
+            messages,
+            bytes: messages * 100,
+            consumers: BTreeMap::from([(
+                "devops-agent".to_string(),
+                LiveConsumer {
+                    config: json!({
+                        "durable_name": "devops-agent", "name": "devops-agent", "filter_subject": "tasks.devops.>",
+                        "deliver_policy": "all", "ack_policy": "explicit", "ack_wait": 30_000_000_000u64, "max_deliver": 5,
+                        "max_ack_pending": 1000, "max_waiting": 512, "replay_policy": "instant", "num_replicas": 0,
+                        "metadata": { "fleet.owner": "demo", "_nats.ver": "2.12.0" }
+                    }),
+                    pending: 0,
+                },
+            )]),
+        };
+        BTreeMap::from([("agent-tasks".to_string(), stream)])
+    }
+
+    fn actions(changes: &[Change]) -> Vec<(String, Action)> {
+        changes
+            .iter()
+            .map(|c| (c.target.to_string(), c.action))
+            .collect()
+    }
+
+    #[test]
+    fn server_defaults_are_not_changes() {
+        let changes = plan(&desired(7, "file"), &live(7, 0), "demo", (2, 12, 0), false);
+        assert!(
+            changes.iter().all(|c| c.action == Action::NoOp),
+            "{changes:#?}"
+        );
+    }
+
+    #[test]
+    fn max_age_is_updated_in_place_keeping_other_settings() {
+        let changes = plan(&desired(14, "file"), &live(7, 3), "demo", (2, 12, 0), false);
+        let stream = &changes[0];
+        assert_eq!(stream.action, Action::Update);
+        assert_eq!(stream.diff.as_deref(), Some("~ max_age: 7d -> 14d\n"));
+        let body = stream.desired.as_ref().unwrap();
+        assert_eq!(
+            body["allow_direct"], true,
+            "a setting made outside fleet survives"
+        );
+        assert_eq!(body["metadata"]["_nats.ver"], "2.12.0");
+        assert_eq!(body["max_age"], 14 * DAY);
+    }
+
+    #[test]
+    fn storage_change_is_a_replace_that_loses_messages() {
+        let changes = plan(
+            &desired(7, "memory"),
+            &live(7, 12),
+            "demo",
+            (2, 12, 0),
+            false,
+        );
+        assert_eq!(
+            actions(&changes),
+            [
+                ("jetstream stream agent-tasks".to_string(), Action::Replace),
+                (
+                    "jetstream consumer agent-tasks/devops-agent".to_string(),
+                    Action::Create
+                ),
+            ]
+        );
+        assert!(changes[0].loses_data);
+        assert!(
+            changes[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("holds 12 messages"),
+            "{:?}",
+            changes[0].reason
+        );
+    }
+
+    #[test]
+    fn unowned_consumers_are_never_touched() {
+        let mut live = live(7, 0);
+        let stream = live.get_mut("agent-tasks").unwrap();
+        stream.consumers.insert(
+            "adhoc".into(),
+            LiveConsumer {
+                config: json!({ "durable_name": "adhoc" }),
+                pending: 4,
+            },
+        );
+        let mut desired = desired(7, "file");
+        desired.consumers.clear();
+        let changes = plan(&desired, &live, "demo", (2, 12, 0), false);
+        assert_eq!(
+            actions(&changes),
+            [
+                ("jetstream stream agent-tasks".to_string(), Action::NoOp),
+                (
+                    "jetstream consumer agent-tasks/devops-agent".to_string(),
+                    Action::Delete
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_fleet_does_not_own_is_left_alone() {
+        let mut live = live(7, 0);
+        live.get_mut("agent-tasks").unwrap().config["metadata"] = json!({});
+        let changes = plan(&desired(14, "file"), &live, "demo", (2, 12, 0), false);
+        assert_eq!(changes[0].action, Action::Unowned);
+    }
+}
