@@ -1,0 +1,384 @@
+//! JetStream in the plan, against real nats-servers: the pinned latest and the
+//! oldest supported (2.10). Each test has its own stream (see FleetDir).
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{FleetDir, Run, TestEnv, control_plane, eventually};
+
+fn assert_ok(run: &Run, what: &str) {
+    assert_eq!(
+        run.code, 0,
+        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+fn apply(fleet: &FleetDir, extra: &[&str]) -> Run {
+    let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
+    args.extend_from_slice(extra);
+    fleet.run(&args)
+}
+
+fn plan_is_empty(fleet: &FleetDir) {
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.code, 0,
+        "the plan after apply is not empty:\n{}{}",
+        plan.stdout, plan.stderr
+    );
+}
+
+fn fleet_for(env: &TestEnv) -> FleetDir {
+    FleetDir::example(&format!("{}-f", env.namespace))
+}
+
+async fn stream_info(env: &TestEnv, name: &str) -> async_nats::jetstream::stream::Info {
+    env.jetstream
+        .get_stream(name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn max_age_and_max_deliver_are_updated_in_place() {
+    let env = TestEnv::new("js-update").await;
+    let fleet = fleet_for(&env);
+    assert_ok(&apply(&fleet, &[]), "apply");
+    plan_is_empty(&fleet);
+
+    fleet.set_environment(&format!(
+        "[streams.{}]\nmax_age = \"14d\"\n\n[agents.devops.consumer]\nmax_deliver = 7\n",
+        fleet.stream()
+    ));
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains(&format!(
+            "  ~ jetstream stream {}\n      ~ max_age: 7d -> 14d\n",
+            fleet.stream()
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(&format!(
+            "  ~ jetstream consumer {}/devops-agent\n      ~ max_deliver: 5 -> 7\n",
+            fleet.stream()
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 2 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+
+    assert_ok(&apply(&fleet, &[]), "apply of the update");
+    plan_is_empty(&fleet);
+    let info = stream_info(&env, &fleet.stream()).await;
+    assert_eq!(info.config.max_age, Duration::from_secs(14 * 86_400));
+}
+
+#[tokio::test]
+async fn storage_change_is_refused_while_the_stream_holds_messages() {
+    let env = TestEnv::new("js-replace").await;
+    let fleet = fleet_for(&env);
+    assert_ok(&apply(&fleet, &[]), "apply");
+    for _ in 0..3 {
+        env.jetstream
+            .publish(fleet.task_subject("devops"), "task".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    fleet.set_environment(&format!(
+        "[streams.{}]\nstorage = \"memory\"\n",
+        fleet.stream()
+    ));
+    let plan = fleet.run(&["plan"]);
+    assert_ok(&plan, "plan");
+    assert!(
+        plan.stdout
+            .contains(&format!("  -/+ jetstream stream {}", fleet.stream())),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("storage cannot change in place; holds 3 messages"),
+        "{}",
+        plan.stdout
+    );
+
+    let refused = apply(&fleet, &[]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains(&fleet.stream()),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("holds 3 messages"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("--allow-destroy"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(stream_info(&env, &fleet.stream()).await.state.messages, 3);
+
+    let replaced = apply(&fleet, &["--allow-destroy"]);
+    assert_ok(&replaced, "apply --allow-destroy");
+    assert!(replaced.stdout.contains("replaced"), "{}", replaced.stdout);
+    plan_is_empty(&fleet);
+    let info = stream_info(&env, &fleet.stream()).await;
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::Memory
+    );
+    assert_eq!(info.state.messages, 0);
+}
+
+#[tokio::test]
+async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
+    let env = TestEnv::new("js-prune").await;
+    let fleet = fleet_for(&env);
+    assert_ok(&apply(&fleet, &[]), "apply");
+
+    // An agent's own consumer on fleet's stream, and a stream fleet does not own.
+    let stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("adhoc".into()),
+            filter_subject: fleet.task_subject("adhoc"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let other = format!("{}-other", fleet.namespace);
+    env.jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: other.clone(),
+            subjects: vec![format!("{}.other.>", fleet.namespace)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    fleet.set_environment("[agents.observer.consumer]\nenabled = false\n");
+    let plan = fleet.run(&["plan"]);
+    assert_ok(&plan, "plan");
+    assert!(
+        plan.stdout.contains(&format!(
+            "  - jetstream consumer {}/observer-agent",
+            fleet.stream()
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 0 to change, 1 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("adhoc") && !plan.stdout.contains(&other),
+        "{}",
+        plan.stdout
+    );
+
+    assert_ok(&apply(&fleet, &[]), "apply");
+    plan_is_empty(&fleet);
+    let mut stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
+    assert!(stream.consumer_info("adhoc").await.is_ok());
+    assert!(stream.consumer_info("observer-agent").await.is_err());
+    assert!(env.jetstream.get_stream(&other).await.is_ok());
+}
+
+#[tokio::test]
+async fn nats_down_fails_before_any_kubernetes_change() {
+    let env = TestEnv::new("js-down").await;
+    let fleet = fleet_for(&env);
+    fleet.set_environment_with_nats("nats://127.0.0.1:1", "");
+    let run = apply(&fleet, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot connect to NATS at nats://127.0.0.1:1"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Nothing was changed"), "{}", run.stderr);
+    // fleet would have created the namespace first.
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.kube.clone());
+    assert!(
+        namespaces
+            .get_opt(&fleet.namespace)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A nats-server of the pinned version that requires a user and password.
+struct AuthServer {
+    child: Child,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+impl AuthServer {
+    async fn start() -> AuthServer {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let store = tempfile::tempdir().unwrap();
+        let child = Command::new(control_plane().bin_dir.join("nats-server"))
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-js",
+                "--user",
+                "fleet",
+                "--pass",
+                "s3cret",
+            ])
+            .arg("-sd")
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("nats://127.0.0.1:{port}");
+        eventually(
+            "the auth nats-server to listen",
+            Duration::from_secs(20),
+            || async {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        AuthServer {
+            child,
+            url,
+            _store: store,
+        }
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_clearly_and_right_ones_work() {
+    let env = TestEnv::new("js-auth").await;
+    let server = AuthServer::start().await;
+    let fleet = fleet_for(&env);
+    fleet.set_environment_with_nats(&server.url, "");
+
+    let refused = fleet.run(&[
+        "apply",
+        "--auto-approve",
+        "--nats-user",
+        "fleet",
+        "--nats-password",
+        "wrong",
+    ]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("cannot connect to NATS at {}", server.url)),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.to_lowercase().contains("authorization"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("wrong"),
+        "the password is never printed: {}",
+        refused.stderr
+    );
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(env.kube.clone());
+    assert!(
+        namespaces
+            .get_opt(&fleet.namespace)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let plan = fleet.run(&["plan", "--nats-user", "fleet", "--nats-password", "s3cret"]);
+    assert_ok(&plan, "plan with the right credentials");
+    assert!(
+        plan.stdout
+            .contains(&format!("  + jetstream stream {}", fleet.stream())),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[tokio::test]
+async fn example_fleet_converges_on_nats_2_10() {
+    let env = TestEnv::new("js-2-10").await;
+    let fleet = fleet_for(&env);
+    let old = &control_plane().nats_old_url;
+    fleet.set_environment_with_nats(old, "");
+    assert_ok(&apply(&fleet, &[]), "apply on 2.10");
+    plan_is_empty(&fleet);
+
+    fleet.set_environment_with_nats(
+        old,
+        &format!("[streams.{}]\nmax_age = \"14d\"\n", fleet.stream()),
+    );
+    let plan = fleet.run(&["plan"]);
+    assert!(
+        plan.stdout.contains("~ max_age: 7d -> 14d"),
+        "{}",
+        plan.stdout
+    );
+    assert_ok(&apply(&fleet, &[]), "update on 2.10");
+    plan_is_empty(&fleet);
+
+    let nats = async_nats::connect(old.as_str()).await.unwrap();
+    let info = async_nats::jetstream::new(nats)
+        .get_stream(fleet.stream())
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.config.metadata.get("fleet.owner"),
+        Some(&format!("agent-ceo/{}", fleet.namespace))
+    );
+}
