@@ -203,7 +203,7 @@ async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
 
     assert_ok(&apply(&fleet, &[]), "apply");
     plan_is_empty(&fleet);
-    let mut stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
+    let stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
     assert!(stream.consumer_info("adhoc").await.is_ok());
     assert!(stream.consumer_info("observer-agent").await.is_err());
     assert!(env.jetstream.get_stream(&other).await.is_ok());
