@@ -382,3 +382,26 @@ async fn example_fleet_converges_on_nats_2_10() {
         Some(&format!("agent-ceo/{}", fleet.namespace))
     );
 }
+
+#[tokio::test]
+async fn replicated_stream_on_a_three_node_cluster() {
+    let env = TestEnv::new("js-cluster").await;
+    let fleet = fleet_for(&env);
+    let cluster = &control_plane().nats_cluster_url;
+    fleet.set_environment_with_nats(
+        cluster,
+        &format!("[streams.{}]\nreplicas = 3\n", fleet.stream()),
+    );
+    assert_ok(&apply(&fleet, &[]), "apply on the cluster");
+    plan_is_empty(&fleet);
+
+    let nats = async_nats::connect(cluster.as_str()).await.unwrap();
+    let mut stream = async_nats::jetstream::new(nats)
+        .get_stream(fleet.stream())
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    let cluster_info = info.cluster.as_ref().expect("cluster info");
+    assert_eq!(cluster_info.replicas.len(), 2, "a leader and two replicas");
+}

@@ -12,58 +12,10 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use support::TestEnv;
 
-/// A minimal ServiceMonitor CRD, standing in for the Prometheus operator's.
-pub fn install_service_monitor_crd(env: &TestEnv) {
-    let crd = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: servicemonitors.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
-    let mut kubectl = env.control_plane.kubectl();
-    kubectl.args(["apply", "--server-side", "-f", "-"]);
-    kubectl
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = kubectl.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(crd.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "installing the ServiceMonitor CRD"
-    );
-    let mut wait = env.control_plane.kubectl();
-    wait.args([
-        "wait",
-        "--for=condition=Established",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "--timeout=60s",
-    ]);
-    assert!(wait.status().unwrap().success());
-}
-
 #[tokio::test]
 async fn every_rendered_object_is_accepted_by_the_apiserver() {
     let env = TestEnv::new("render-accepted").await;
-    install_service_monitor_crd(&env);
+    support::install_service_monitor_crd(env.control_plane);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fleet_text = std::fs::read_to_string(root.join("fleet.toml")).unwrap();
 

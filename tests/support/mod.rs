@@ -6,6 +6,7 @@
 //! `scripts/controlplane up`; a test never passes by skipping.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -30,6 +31,8 @@ pub struct ControlPlane {
     pub nats_url: String,
     /// nats-server of the oldest supported line (2.10).
     pub nats_old_url: String,
+    /// One node of a three-node JetStream cluster.
+    pub nats_cluster_url: String,
     /// Directory holding kubectl and the other control-plane binaries.
     pub bin_dir: PathBuf,
 }
@@ -82,6 +85,7 @@ pub fn control_plane() -> &'static ControlPlane {
             kubeconfig: var("KUBECONFIG").into(),
             nats_url: var("FLEET_NATS_URL"),
             nats_old_url: var("FLEET_NATS_OLD_URL"),
+            nats_cluster_url: var("FLEET_NATS_CLUSTER_URL"),
             bin_dir: var("FLEET_CP_BIN").into(),
         }
     })
@@ -367,4 +371,73 @@ impl Drop for FleetDir {
             ])
             .output();
     }
+}
+
+/// A minimal ServiceMonitor CRD, standing in for the Prometheus operator's.
+pub fn install_service_monitor_crd(control_plane: &ControlPlane) {
+    let crd = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+    let mut kubectl = control_plane.kubectl();
+    kubectl.args(["apply", "--server-side", "-f", "-"]);
+    kubectl
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = kubectl.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(crd.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "installing the ServiceMonitor CRD"
+    );
+    let mut wait = control_plane.kubectl();
+    wait.args([
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "--timeout=60s",
+    ]);
+    assert!(
+        wait.stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Removes the ServiceMonitor CRD, as a cluster without the Prometheus operator.
+pub fn remove_service_monitor_crd(control_plane: &ControlPlane) {
+    let status = control_plane
+        .kubectl()
+        .args([
+            "delete",
+            "crd",
+            "servicemonitors.monitoring.coreos.com",
+            "--ignore-not-found",
+            "--wait=true",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "removing the ServiceMonitor CRD");
 }
