@@ -23,10 +23,12 @@ pub enum Command {
     Validate(DefinitionArgs),
     /// Print the desired Kubernetes objects and JetStream configuration (no cluster needed).
     Render(RenderArgs),
-    /// Show what `apply` would change in the cluster.
+    /// Show what `apply` would change in the cluster and on the NATS server.
     Plan(PlanArgs),
     /// Carry out the plan.
     Apply(ApplyArgs),
+    /// Print the JSON Schema of fleet.toml and environment files (for editors).
+    Schema,
 }
 
 /// Where the definition lives and which environment to load.

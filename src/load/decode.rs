@@ -9,7 +9,7 @@ use super::read::{At, Reader, suggest};
 use super::source::{Node, Origin, Table, Value};
 use crate::model::*;
 
-const ROOT_KEYS: &[&str] = &[
+pub(super) const ROOT_KEYS: &[&str] = &[
     "fleet",
     "environment",
     "defaults",
@@ -17,10 +17,10 @@ const ROOT_KEYS: &[&str] = &[
     "agents",
     "streams",
 ];
-const FLEET_KEYS: &[&str] = &["name", "namespace", "label_domain", "service_monitor"];
-const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
-const SERVICE_MONITOR_KEYS: &[&str] = &["enabled", "name", "interval", "path"];
-const AGENT_KEYS: &[&str] = &[
+pub(super) const FLEET_KEYS: &[&str] = &["name", "namespace", "label_domain", "service_monitor"];
+pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
+pub(super) const SERVICE_MONITOR_KEYS: &[&str] = &["enabled", "name", "interval", "path"];
+pub(super) const AGENT_KEYS: &[&str] = &[
     "enabled",
     "tier",
     "profile",
@@ -46,25 +46,25 @@ const AGENT_KEYS: &[&str] = &[
     "labels",
     "annotations",
 ];
-const PROFILE_KEYS: &[&str] = &[
+pub(super) const PROFILE_KEYS: &[&str] = &[
     "requests",
     "limits",
     "node_selector",
     "workload_type",
     "zone_spread",
 ];
-const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
-const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
-const SECURITY_KEYS: &[&str] = &["run_as_non_root", "run_as_user", "fs_group"];
-const PORTS_KEYS: &[&str] = &["metrics", "health"];
-const PROBE_KEYS: &[&str] = &["path", "initial_delay", "period", "timeout"];
-const PLACEMENT_KEYS: &[&str] = &[
+pub(super) const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
+pub(super) const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
+pub(super) const SECURITY_KEYS: &[&str] = &["run_as_non_root", "run_as_user", "fs_group"];
+pub(super) const PORTS_KEYS: &[&str] = &["metrics", "health"];
+pub(super) const PROBE_KEYS: &[&str] = &["path", "initial_delay", "period", "timeout"];
+pub(super) const PLACEMENT_KEYS: &[&str] = &[
     "node_selector",
     "workload_type",
     "node_affinity",
     "zone_spread",
 ];
-const AUTOSCALING_KEYS: &[&str] = &[
+pub(super) const AUTOSCALING_KEYS: &[&str] = &[
     "enabled",
     "min",
     "max",
@@ -73,8 +73,8 @@ const AUTOSCALING_KEYS: &[&str] = &[
     "scale_up",
     "scale_down",
 ];
-const SCALING_KEYS: &[&str] = &["stabilization", "pods", "period"];
-const CONSUMER_KEYS: &[&str] = &[
+pub(super) const SCALING_KEYS: &[&str] = &["stabilization", "pods", "period"];
+pub(super) const CONSUMER_KEYS: &[&str] = &[
     "enabled",
     "stream",
     "filter_subjects",
@@ -84,14 +84,14 @@ const CONSUMER_KEYS: &[&str] = &[
     "backoff",
     "description",
 ];
-const NETWORK_KEYS: &[&str] = &["enabled", "ingress", "egress"];
-const INGRESS_RULE_KEYS: &[&str] = &["from", "ports"];
-const EGRESS_RULE_KEYS: &[&str] = &["to", "ports"];
-const PEER_KEYS: &[&str] = &["pods", "namespaces", "agent", "cidr"];
-const RBAC_KEYS: &[&str] = &["api_groups", "resources", "verbs", "resource_names"];
-const ENV_SECRET_KEYS: &[&str] = &["secret", "key"];
-const CONFIG_FILE_KEYS: &[&str] = &["file"];
-const STREAM_KEYS: &[&str] = &[
+pub(super) const NETWORK_KEYS: &[&str] = &["enabled", "ingress", "egress"];
+pub(super) const INGRESS_RULE_KEYS: &[&str] = &["from", "ports"];
+pub(super) const EGRESS_RULE_KEYS: &[&str] = &["to", "ports"];
+pub(super) const PEER_KEYS: &[&str] = &["pods", "namespaces", "agent", "cidr"];
+pub(super) const RBAC_KEYS: &[&str] = &["api_groups", "resources", "verbs", "resource_names"];
+pub(super) const ENV_SECRET_KEYS: &[&str] = &["secret", "key"];
+pub(super) const CONFIG_FILE_KEYS: &[&str] = &["file"];
+pub(super) const STREAM_KEYS: &[&str] = &[
     "subjects",
     "retention",
     "storage",

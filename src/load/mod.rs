@@ -9,6 +9,7 @@ pub mod decode;
 pub mod diagnostic;
 mod merge;
 pub mod read;
+pub mod schema;
 pub mod source;
 
 use std::path::{Path, PathBuf};

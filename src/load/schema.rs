@@ -1,0 +1,290 @@
+//! JSON Schema of fleet.toml and environment files, for editors (Taplo, Even
+//! Better TOML, IntelliJ) to complete and check them. The tests below keep it
+//! in step with the keys `decode` accepts.
+
+use serde_json::{Value, json};
+
+fn string(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+
+fn integer(description: &str, minimum: i64) -> Value {
+    json!({ "type": "integer", "minimum": minimum, "description": description })
+}
+
+fn boolean(description: &str) -> Value {
+    json!({ "type": "boolean", "description": description })
+}
+
+fn duration(description: &str) -> Value {
+    json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h|d))+$", "description": description })
+}
+
+fn quantity(description: &str) -> Value {
+    json!({ "type": "string", "pattern": "^[0-9.]+(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$", "description": description })
+}
+
+fn strings(description: &str) -> Value {
+    json!({ "type": "array", "items": { "type": "string" }, "description": description })
+}
+
+fn labels(description: &str) -> Value {
+    json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": description })
+}
+
+fn table(description: &str, properties: Value) -> Value {
+    json!({ "type": "object", "additionalProperties": false, "description": description, "properties": properties })
+}
+
+/// The schema (draft 2020-12) of both files: an environment file is a fleet
+/// file whose tables are laid over the fleet's.
+pub fn schema() -> Value {
+    let resources = table(
+        "CPU and memory",
+        json!({
+            "cpu": quantity("CPU, e.g. \"500m\" or \"2\""),
+            "memory": quantity("memory, e.g. \"512Mi\" or \"4Gi\""),
+        }),
+    );
+    let probe = table(
+        "HTTP probe on the health port",
+        json!({
+            "path": string("HTTP path"),
+            "initial_delay": duration("delay before the first probe"),
+            "period": duration("time between probes"),
+            "timeout": duration("probe timeout"),
+        }),
+    );
+    let scaling = table(
+        "scaling behaviour",
+        json!({
+            "stabilization": duration("stabilization window"),
+            "pods": integer("at most this many pods per period", 1),
+            "period": duration("policy period"),
+        }),
+    );
+    let port = json!({ "oneOf": [
+        { "type": "integer", "minimum": 1, "maximum": 65535 },
+        { "type": "string", "pattern": "^[0-9]+(/(tcp|udp|sctp))?$" }
+    ]});
+    let peer = table(
+        "one peer: pods, namespaces, another agent or a CIDR",
+        json!({
+            "pods": labels("pods with these labels in the fleet's namespace"),
+            "namespaces": labels("namespaces with these labels ({} for all)"),
+            "agent": string("another agent of this fleet, by role"),
+            "cidr": string("an IP block, e.g. \"10.0.0.1/32\""),
+        }),
+    );
+    let rule = |peers: &str| {
+        table(
+            "a network rule",
+            json!({
+                peers: { "type": "array", "items": peer.clone() },
+                "ports": { "type": "array", "items": port.clone() },
+            }),
+        )
+    };
+    let agent = table(
+        "an agent (a role); [defaults] takes the same keys",
+        json!({
+            "enabled": boolean("false switches the agent off (e.g. in one environment)"),
+            "tier": string("value of the <domain>/tier label"),
+            "profile": string("resource profile: cognitive, executor, observer or one of [profiles]"),
+            "image": string("container image"),
+            "args": strings("container args (default: --role=<role>, --config=<config_dir>/config.yaml)"),
+            "env": { "type": "object", "description": "environment variables: a value, or { secret, key }",
+                     "additionalProperties": { "oneOf": [
+                         { "type": "string" },
+                         table("a key of an existing Secret", json!({ "secret": string("Secret name"), "key": string("key in the Secret") })),
+                     ]}},
+            "nats_url": string("NATS URL given to the agent's pods"),
+            "config": { "type": "object", "description": "files mounted at config_dir: text, or { file = \"path\" }",
+                        "additionalProperties": { "oneOf": [
+                            { "type": "string" },
+                            table("a file beside fleet.toml", json!({ "file": string("path relative to fleet.toml") })),
+                        ]}},
+            "config_dir": string("where config files are mounted"),
+            "workspace_size": quantity("size limit of the /workspace emptyDir"),
+            "replicas": integer("replicas when not autoscaled", 0),
+            "security": table("pod security context", json!({
+                "run_as_non_root": boolean("runAsNonRoot"),
+                "run_as_user": integer("runAsUser", 0),
+                "fs_group": integer("fsGroup", 0),
+            })),
+            "ports": table("container ports", json!({
+                "metrics": integer("metrics port", 1),
+                "health": integer("health port", 1),
+            })),
+            "liveness": probe.clone(),
+            "readiness": probe,
+            "resources": table("overrides the profile's requests and limits", json!({
+                "requests": resources.clone(),
+                "limits": resources.clone(),
+            })),
+            "placement": table("node placement", json!({
+                "node_selector": labels("nodeSelector"),
+                "workload_type": string("required node affinity on <domain>/workload-type"),
+                "node_affinity": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } },
+                                   "description": "required node affinity: label -> allowed values" },
+                "zone_spread": boolean("spread the tier across zones"),
+            })),
+            "autoscaling": table("HorizontalPodAutoscaler", json!({
+                "enabled": boolean("false turns autoscaling off"),
+                "min": integer("minimum replicas", 1),
+                "max": integer("maximum replicas", 1),
+                "pending_per_replica": integer("target pending tasks per replica on the agent's consumer", 1),
+                "memory_utilization": integer("target memory utilization, percent", 1),
+                "scale_up": scaling.clone(),
+                "scale_down": scaling,
+            })),
+            "consumer": table("the agent's durable pull consumer, <role>-agent", json!({
+                "enabled": boolean("false: no consumer"),
+                "stream": string("stream name"),
+                "filter_subjects": strings("filter subjects (default <stream prefix>.<role>.>)"),
+                "ack_wait": duration("ack wait"),
+                "max_deliver": integer("maximum deliveries (-1: unlimited)", -1),
+                "max_ack_pending": integer("maximum unacknowledged messages", -1),
+                "backoff": { "type": "array", "items": { "type": "string" }, "description": "redelivery backoff durations" },
+                "description": string("description"),
+            })),
+            "network": table("NetworkPolicy", json!({
+                "enabled": boolean("false: no NetworkPolicy"),
+                "ingress": { "type": "array", "items": rule("from") },
+                "egress": { "type": "array", "items": rule("to") },
+            })),
+            "rbac": { "type": "array", "description": "Role rules for the agent's ServiceAccount", "items": table("a rule", json!({
+                "api_groups": strings("API groups (\"\" is core)"),
+                "resources": strings("resources"),
+                "verbs": strings("verbs"),
+                "resource_names": strings("resource names"),
+            }))},
+            "metrics": boolean("expose the metrics port (Service, ServiceMonitor, annotations)"),
+            "labels": labels("extra labels"),
+            "annotations": labels("extra annotations"),
+        }),
+    );
+    let profile = table(
+        "a resource profile",
+        json!({
+            "requests": resources.clone(),
+            "limits": resources,
+            "node_selector": labels("nodeSelector"),
+            "workload_type": string("required node affinity on <domain>/workload-type"),
+            "zone_spread": boolean("spread the tier across zones"),
+        }),
+    );
+    let stream = table(
+        "a JetStream stream",
+        json!({
+            "subjects": strings("subjects"),
+            "retention": { "enum": ["limits", "interest", "workqueue"] },
+            "storage": { "enum": ["file", "memory"] },
+            "replicas": integer("replicas (1-5)", 1),
+            "max_age": duration("maximum message age"),
+            "max_bytes": { "type": ["integer", "string"], "description": "maximum bytes, e.g. \"1Gi\"" },
+            "max_msgs": integer("maximum messages (-1: unlimited)", -1),
+            "max_msg_size": { "type": ["integer", "string"], "description": "maximum message size" },
+            "discard": { "enum": ["old", "new"] },
+            "duplicate_window": duration("duplicate detection window"),
+            "description": string("description"),
+        }),
+    );
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "fleet definition (fleet.toml or environments/<env>.toml)",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "fleet": table("the fleet", json!({
+                "name": string("names fleet's ownership marks"),
+                "namespace": string("namespace of every object"),
+                "label_domain": string("domain of role/tier labels (default agent.ceo)"),
+                "service_monitor": table("the fleet's ServiceMonitor", json!({
+                    "enabled": boolean("false: no ServiceMonitor"),
+                    "name": string("name"),
+                    "interval": string("scrape interval"),
+                    "path": string("metrics path"),
+                })),
+            })),
+            "environment": table("where an environment lives", json!({
+                "kube_context": string("kubeconfig context"),
+                "namespace": string("overrides [fleet] namespace"),
+                "nats_url": string("the NATS server fleet connects to"),
+            })),
+            "defaults": agent.clone(),
+            "profiles": { "type": "object", "additionalProperties": profile },
+            "agents": { "type": "object", "additionalProperties": agent },
+            "streams": { "type": "object", "additionalProperties": stream },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::*;
+    use super::*;
+
+    fn properties<'a>(schema: &'a Value, path: &[&str]) -> Vec<&'a str> {
+        let mut node = schema;
+        for step in path {
+            node = &node[*step];
+        }
+        let mut keys: Vec<&str> = node["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(keys: &[&'static str]) -> Vec<&'static str> {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn schema_knows_exactly_the_keys_the_loader_accepts() {
+        let schema = schema();
+        let agent = &schema["properties"]["agents"]["additionalProperties"];
+        assert_eq!(properties(&schema, &[]), sorted(ROOT_KEYS));
+        assert_eq!(
+            properties(&schema, &["properties", "fleet"]),
+            sorted(FLEET_KEYS)
+        );
+        assert_eq!(
+            properties(&schema, &["properties", "environment"]),
+            sorted(ENVIRONMENT_KEYS)
+        );
+        assert_eq!(properties(agent, &[]), sorted(AGENT_KEYS));
+        assert_eq!(
+            properties(agent, &["properties", "autoscaling"]),
+            sorted(AUTOSCALING_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "consumer"]),
+            sorted(CONSUMER_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "placement"]),
+            sorted(PLACEMENT_KEYS)
+        );
+        assert_eq!(
+            properties(
+                &schema["properties"]["profiles"]["additionalProperties"],
+                &[]
+            ),
+            sorted(PROFILE_KEYS)
+        );
+        assert_eq!(
+            properties(
+                &schema["properties"]["streams"]["additionalProperties"],
+                &[]
+            ),
+            sorted(STREAM_KEYS)
+        );
+    }
+}
