@@ -14,3 +14,4 @@ pub mod ownership;
 pub mod plan;
 pub mod render;
 pub mod report;
+pub mod retry;

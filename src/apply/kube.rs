@@ -7,9 +7,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 
 use super::{Options, Outcome};
 use crate::live::kube::{Cluster, LiveState};
-use crate::ownership;
 use crate::plan::{Action, Change, Plan, Target};
 use crate::render::ObjectRef;
+use crate::{ownership, retry};
 
 /// Carries out one change to one Kubernetes object.
 pub async fn apply_change(
@@ -35,7 +35,7 @@ pub async fn apply_change(
     };
     match change.action {
         Action::Delete => {
-            api.delete(&id.name, &DeleteParams::background())
+            delete(&api, &id.name, &DeleteParams::background())
                 .await
                 .map_err(explain("deleting"))?;
             Ok("destroyed")
@@ -45,17 +45,19 @@ pub async fn apply_change(
                 propagation_policy: Some(PropagationPolicy::Foreground),
                 ..DeleteParams::default()
             };
-            api.delete(&id.name, &foreground)
+            delete(&api, &id.name, &foreground)
                 .await
                 .map_err(explain("deleting (to replace)"))?;
             wait_until_gone(&api, id).await?;
-            api.patch(&id.name, &params, &Patch::Apply(body()?))
+            let patch = Patch::Apply(body()?);
+            retry::kube(|| api.patch(&id.name, &params, &patch))
                 .await
                 .map_err(explain("creating (to replace)"))?;
             Ok("replaced (destroyed, then created)")
         }
         _ => {
-            api.patch(&id.name, &params, &Patch::Apply(body()?))
+            let patch = Patch::Apply(body()?);
+            retry::kube(|| api.patch(&id.name, &params, &patch))
                 .await
                 .map_err(explain("applying"))?;
             Ok(match change.action {
@@ -63,6 +65,20 @@ pub async fn apply_change(
                 _ => "updated",
             })
         }
+    }
+}
+
+/// Deletes, retrying transient failures; an object already gone (perhaps by
+/// an earlier try whose answer was lost) is what deleting wanted.
+async fn delete(
+    api: &kube::Api<kube::api::DynamicObject>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), kube::Error> {
+    match retry::kube(|| api.delete(name, params)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use async_nats::jetstream::context::{RequestError, RequestErrorKind};
 use serde_json::{Value, json};
 
 use crate::ownership;
@@ -104,17 +105,34 @@ impl JetStream {
     }
 
     /// One JetStream API request; an API error becomes a message with the
-    /// server's code and description.
+    /// server's code and description. Not retried: a write may have happened.
     pub async fn request(
         &self,
         subject: &str,
         payload: &Value,
         doing: &str,
     ) -> anyhow::Result<Value> {
-        let response: Value = self
-            .context
-            .request(subject.to_string(), payload)
-            .await
+        let response = self.context.request(subject.to_string(), payload).await;
+        self.answer(response, doing)
+    }
+
+    /// A request that only reads, retried when the server does not answer.
+    pub async fn read(&self, subject: &str, payload: &Value, doing: &str) -> anyhow::Result<Value> {
+        let transient = |err: &RequestError| {
+            matches!(
+                err.kind(),
+                RequestErrorKind::TimedOut | RequestErrorKind::NoResponders
+            )
+        };
+        let response = crate::retry::with_backoff(transient, || {
+            self.context.request(subject.to_string(), payload)
+        })
+        .await;
+        self.answer(response, doing)
+    }
+
+    fn answer(&self, response: Result<Value, RequestError>, doing: &str) -> anyhow::Result<Value> {
+        let response = response
             .with_context(|| format!("{doing}: no answer from JetStream at {}", self.url))?;
         if let Some(error) = response.get("error") {
             bail!(
@@ -174,7 +192,7 @@ pub async fn read(
     let mut offset = 0u64;
     loop {
         let page = js
-            .request(
+            .read(
                 "STREAM.LIST",
                 &json!({ "offset": offset }),
                 "listing JetStream streams",
@@ -208,7 +226,7 @@ pub async fn read(
         let mut offset = 0u64;
         loop {
             let page = js
-                .request(
+                .read(
                     &format!("CONSUMER.LIST.{name}"),
                     &json!({ "offset": offset }),
                     &format!("listing the consumers of stream {name}"),

@@ -13,7 +13,7 @@ use kube::{Api, Client, Config};
 use serde_json::Value;
 
 use crate::render::{DesiredObject, ObjectRef};
-use crate::{model, ownership};
+use crate::{model, ownership, retry};
 
 /// Every kind fleet renders: listed on each plan so that objects of a kind
 /// the definition no longer uses are still found and destroyed.
@@ -174,7 +174,7 @@ pub async fn read(
             let api = kind.api(&cluster.client, Some(namespace));
             let params = ListParams::default().labels(&selector);
             async move {
-                let list = api.list(&params).await.map_err(|err| {
+                let list = retry::kube(|| api.list(&params)).await.map_err(|err| {
                     let what = ObjectRef {
                         api_version: kind.resource.api_version.clone(),
                         kind: kind.resource.kind.clone(),
@@ -210,9 +210,11 @@ pub async fn read(
                 .expect("filtered on installed kinds");
             let api = kind.api(&cluster.client, object.id.namespace.as_deref());
             async move {
-                let live = api.get_opt(&object.id.name).await.map_err(|err| {
-                    crate::apply::explain_read_error(err, "reading", &object.id, cluster)
-                })?;
+                let live = retry::kube(|| api.get_opt(&object.id.name))
+                    .await
+                    .map_err(|err| {
+                        crate::apply::explain_read_error(err, "reading", &object.id, cluster)
+                    })?;
                 anyhow::Ok((object.id.clone(), live))
             }
         })

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::{Action, Change, Target};
 use crate::live::kube::{Cluster, LiveState};
-use crate::ownership;
 use crate::render::{DesiredObject, ObjectRef, Wave};
+use crate::{ownership, retry};
 
 pub struct Options {
     pub concurrency: usize,
@@ -185,10 +185,8 @@ async fn dry_run(
     let api = kind.api(&cluster.client, object.id.namespace.as_deref());
     let mut params = PatchParams::apply(ownership::FIELD_MANAGER).dry_run();
     params.force = force;
-    match api
-        .patch(&object.id.name, &params, &Patch::Apply(&object.body))
-        .await
-    {
+    let patch = Patch::Apply(&object.body);
+    match retry::kube(|| api.patch(&object.id.name, &params, &patch)).await {
         Ok(result) => Ok(DryRun::Accepted(serde_json::to_value(result)?)),
         Err(kube::Error::Api(status)) => {
             let causes = status
