@@ -140,6 +140,9 @@ pub enum PlanFormat {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// A plan saved by `fleet plan --out`: apply refuses unless the cluster,
+    /// the NATS server and the definition still give exactly that plan.
+    pub plan_file: Option<PathBuf>,
     /// Apply without asking for confirmation (required without a terminal).
     #[arg(long)]
     pub auto_approve: bool,

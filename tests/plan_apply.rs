@@ -432,3 +432,40 @@ async fn restricted_user_gets_a_specific_permission_error() {
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn saved_plan_is_applied_only_while_it_is_still_the_plan() {
+    let env = TestEnv::new("saved-plan").await;
+    let fleet = FleetDir::example(&fleet_namespace(&env));
+    let plan_file = fleet.dir.path().join("plan.json");
+    let plan_path = plan_file.to_str().unwrap();
+    assert_ok(&fleet.run(&["plan", "--out", plan_path]), "plan --out");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    assert_eq!(saved["format_version"], 1);
+    assert!(
+        saved["summary"]["add"].as_u64().unwrap() >= 22,
+        "{}",
+        saved["summary"]
+    );
+
+    // The definition changes after the plan was made: the plan is stale.
+    fleet.set_environment("[agents.devops]\nreplicas = 3\nautoscaling = { enabled = false }\n");
+    let stale = fleet.run(&["apply", "--auto-approve", plan_path]);
+    assert_eq!(stale.code, 1, "{}{}", stale.stdout, stale.stderr);
+    assert!(stale.stderr.contains("is stale"), "{}", stale.stderr);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.kube.clone());
+    assert!(
+        namespaces
+            .get_opt(&fleet.namespace)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing was applied"
+    );
+
+    fleet.set_environment("");
+    let applied = fleet.run(&["apply", "--auto-approve", "--timeout", "90s", plan_path]);
+    assert_ok(&applied, "apply of the saved plan");
+    plan_is_empty(&fleet);
+}

@@ -1,12 +1,15 @@
 //! `fleet apply`: plan, show the plan, confirm, carry it out.
 
 use std::io::{IsTerminal, Write};
+
+use anyhow::Context as _;
 use std::time::Duration;
 
 use super::ExitStatus;
 use super::plan::make_plan;
 use crate::apply::{self, Outcome};
 use crate::cli::ApplyArgs;
+use crate::plan::{FORMAT_VERSION, Plan};
 use crate::report;
 
 pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
@@ -14,6 +17,9 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Failure);
     };
     let plan = &planned.plan;
+    if let Some(path) = &args.plan_file {
+        check_saved_plan(path, plan)?;
+    }
     let mut stdout = anstream::stdout();
     report::plan_text(plan, &mut stdout)?;
     if !plan.has_changes() {
@@ -67,6 +73,54 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
             Err(err)
         }
     }
+}
+
+/// A saved plan is applied only while it is still the plan: anything that
+/// changed since (the definition, the cluster, JetStream) makes it stale.
+fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
+    let saved: Plan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan written by `fleet plan --out`",
+            path.display()
+        )
+    })?;
+    if saved.format_version != FORMAT_VERSION {
+        anyhow::bail!(
+            "{} has plan format {}, this fleet reads {FORMAT_VERSION}; make the plan again",
+            path.display(),
+            saved.format_version
+        );
+    }
+    let same_place = (
+        &saved.fleet,
+        &saved.environment,
+        &saved.namespace,
+        &saved.kube_context,
+    ) == (
+        &fresh.fleet,
+        &fresh.environment,
+        &fresh.namespace,
+        &fresh.kube_context,
+    );
+    if !same_place {
+        anyhow::bail!(
+            "{} was made for fleet {} (environment {}, namespace {}, kube context `{}`), not for this one; nothing was changed",
+            path.display(),
+            saved.fleet,
+            saved.environment.as_deref().unwrap_or("none"),
+            saved.namespace,
+            saved.kube_context
+        );
+    }
+    if serde_json::to_value(&saved.changes)? != serde_json::to_value(&fresh.changes)? {
+        anyhow::bail!(
+            "the plan in {} is stale: the definition, the cluster or JetStream changed since it was made. Nothing was changed; run `fleet plan --out` again",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Asks on the terminal; without one, refuses (CI must say --auto-approve).
