@@ -116,19 +116,16 @@ impl JetStream {
         self.answer(response, doing)
     }
 
-    /// A request that only reads, retried when the server does not answer.
+    /// A request that only reads, retried when the server does not answer or
+    /// says JetStream is temporarily unavailable (a cluster electing a leader).
     pub async fn read(&self, subject: &str, payload: &Value, doing: &str) -> anyhow::Result<Value> {
-        let transient = |err: &RequestError| {
-            matches!(
-                err.kind(),
-                RequestErrorKind::TimedOut | RequestErrorKind::NoResponders
+        let attempt = || async {
+            self.answer(
+                self.context.request(subject.to_string(), payload).await,
+                doing,
             )
         };
-        let response = crate::retry::with_backoff(transient, || {
-            self.context.request(subject.to_string(), payload)
-        })
-        .await;
-        self.answer(response, doing)
+        crate::retry::with_backoff(|err: &anyhow::Error| transient(err), attempt).await
     }
 
     fn answer(&self, response: Result<Value, RequestError>, doing: &str) -> anyhow::Result<Value> {
@@ -144,6 +141,29 @@ impl JetStream {
         }
         Ok(response)
     }
+}
+
+/// No answer yet, or 503 "JetStream system temporarily unavailable".
+fn transient(err: &anyhow::Error) -> bool {
+    let no_answer = err.downcast_ref::<RequestError>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            RequestErrorKind::TimedOut | RequestErrorKind::NoResponders
+        )
+    });
+    no_answer
+        || err
+            .downcast_ref::<ApiError>()
+            .is_some_and(|e| e.code == 503)
+}
+
+/// An error answer of the JetStream API.
+#[derive(Debug, thiserror::Error)]
+#[error("JetStream error {err_code} ({code}): {description}")]
+pub struct ApiError {
+    pub code: u64,
+    pub err_code: u64,
+    pub description: String,
 }
 
 fn parse_version(version: &str) -> Option<(u64, u64, u64)> {

@@ -62,51 +62,26 @@ pub fn plan(
         let target = Target::Stream {
             name: stream.name.clone(),
         };
-        let change = match live.get(&stream.name) {
-            None => {
-                recreated_streams.insert(stream.name.clone());
-                new_change(
-                    target,
-                    Action::Create,
-                    Some(describe_all(&normalized_stream(&stream.config))),
-                    Some(stream.config.clone()),
-                )
-            }
-            Some(existing) if !is_owned(&existing.config, owner) && !adopt => {
-                unowned(target, "stream")
-            }
-            Some(existing) => {
-                let before = normalized_stream(&existing.config);
-                let after = normalized_stream(&stream.config);
-                let diff = field_diff(&before, &after);
-                let immutable = immutable_stream_changes(&before, &after, server);
-                if diff.is_empty() {
-                    new_change(target, Action::NoOp, None, None)
-                } else if !immutable.is_empty() {
-                    recreated_streams.insert(stream.name.clone());
-                    let mut change = new_change(
-                        target,
-                        Action::Replace,
-                        Some(diff),
-                        Some(stream.config.clone()),
-                    );
-                    change.reason = Some(format!(
-                        "{} cannot change in place; {}",
-                        immutable.join(", "),
-                        holds(existing)
-                    ));
-                    change.loses_data = existing.messages > 0;
-                    change
-                } else {
-                    new_change(
-                        target,
-                        Action::Update,
-                        Some(diff),
-                        Some(merged(&existing.config, &stream.config)),
-                    )
-                }
-            }
-        };
+        let existing = live.get(&stream.name).map(|s| Existing {
+            config: &s.config,
+            at_risk: s.messages,
+            holds: holds(s),
+        });
+        let immutable =
+            |before: &Fields, after: &Fields| immutable_stream_changes(before, after, server);
+        let change = plan_one(
+            target,
+            &stream.config,
+            existing,
+            normalized_stream,
+            immutable,
+            owner,
+            adopt,
+        );
+        if matches!(change.action, Action::Create | Action::Replace) {
+            // Its consumers are created anew with it.
+            recreated_streams.insert(stream.name.clone());
+        }
         changes.push(change);
     }
 
@@ -118,49 +93,21 @@ pub fn plan(
         let existing = live
             .get(&consumer.stream)
             .filter(|_| !recreated_streams.contains(&consumer.stream))
-            .and_then(|s| s.consumers.get(&consumer.name));
-        let change = match existing {
-            None => new_change(
-                target,
-                Action::Create,
-                Some(describe_all(&normalized_consumer(&consumer.config))),
-                Some(consumer.config.clone()),
-            ),
-            Some(existing) if !is_owned(&existing.config, owner) && !adopt => {
-                unowned(target, "consumer")
-            }
-            Some(existing) => {
-                let before = normalized_consumer(&existing.config);
-                let after = normalized_consumer(&consumer.config);
-                let diff = field_diff(&before, &after);
-                let immutable = immutable_consumer_changes(&before, &after);
-                if diff.is_empty() {
-                    new_change(target, Action::NoOp, None, None)
-                } else if !immutable.is_empty() {
-                    let mut change = new_change(
-                        target,
-                        Action::Replace,
-                        Some(diff),
-                        Some(consumer.config.clone()),
-                    );
-                    change.reason = Some(format!(
-                        "{} cannot change in place; {} messages pending or unacknowledged",
-                        immutable.join(", "),
-                        existing.pending
-                    ));
-                    change.loses_data = existing.pending > 0;
-                    change
-                } else {
-                    new_change(
-                        target,
-                        Action::Update,
-                        Some(diff),
-                        Some(merged(&existing.config, &consumer.config)),
-                    )
-                }
-            }
-        };
-        changes.push(change);
+            .and_then(|s| s.consumers.get(&consumer.name))
+            .map(|c| Existing {
+                config: &c.config,
+                at_risk: c.pending,
+                holds: format!("{} messages pending or unacknowledged", c.pending),
+            });
+        changes.push(plan_one(
+            target,
+            &consumer.config,
+            existing,
+            normalized_consumer,
+            immutable_consumer_changes,
+            owner,
+            adopt,
+        ));
     }
 
     // Owned, and no longer desired. Consumers of a destroyed stream go with it.
@@ -210,6 +157,63 @@ pub fn plan(
     changes
 }
 
+type Fields = Map<String, Value>;
+
+/// A live stream or consumer, as far as planning one change needs it.
+struct Existing<'a> {
+    config: &'a Value,
+    /// Messages a destroy would lose.
+    at_risk: u64,
+    /// Those messages, in words.
+    holds: String,
+}
+
+/// Plans one stream or consumer: create, leave alone, update in place, or
+/// replace when `immutable` names a field the server cannot change.
+fn plan_one(
+    target: Target,
+    desired: &Value,
+    existing: Option<Existing<'_>>,
+    normalize: fn(&Value) -> Fields,
+    immutable: impl Fn(&Fields, &Fields) -> Vec<String>,
+    owner: &str,
+    adopt: bool,
+) -> Change {
+    let Some(existing) = existing else {
+        return new_change(
+            target,
+            Action::Create,
+            Some(describe_all(&normalize(desired))),
+            Some(desired.clone()),
+        );
+    };
+    if !is_owned(existing.config, owner) && !adopt {
+        return unowned(target);
+    }
+    let (before, after) = (normalize(existing.config), normalize(desired));
+    let diff = field_diff(&before, &after);
+    let immutable = immutable(&before, &after);
+    if diff.is_empty() {
+        new_change(target, Action::NoOp, None, None)
+    } else if !immutable.is_empty() {
+        let mut change = new_change(target, Action::Replace, Some(diff), Some(desired.clone()));
+        change.reason = Some(format!(
+            "{} cannot change in place; {}",
+            immutable.join(", "),
+            existing.holds
+        ));
+        change.loses_data = existing.at_risk > 0;
+        change
+    } else {
+        new_change(
+            target,
+            Action::Update,
+            Some(diff),
+            Some(merged(existing.config, desired)),
+        )
+    }
+}
+
 fn new_change(
     target: Target,
     action: Action,
@@ -227,7 +231,11 @@ fn new_change(
     }
 }
 
-fn unowned(target: Target, what: &str) -> Change {
+fn unowned(target: Target) -> Change {
+    let what = match target {
+        Target::Stream { .. } => "stream",
+        _ => "consumer",
+    };
     let mut change = new_change(target, Action::Unowned, None, None);
     change.reason = Some(format!(
         "a {what} of this name exists without fleet's metadata; apply with --adopt to take it over"
@@ -296,7 +304,7 @@ fn user_metadata(metadata: &Value) -> Value {
 }
 
 /// The managed fields of a stream config, with the server's defaults filled in.
-pub fn normalized_stream(config: &Value) -> Map<String, Value> {
+pub fn normalized_stream(config: &Value) -> Fields {
     let mut out = Map::new();
     for field in STREAM_FIELDS {
         let value = &config[*field];
@@ -330,7 +338,7 @@ pub fn normalized_stream(config: &Value) -> Map<String, Value> {
 }
 
 /// The managed fields of a consumer config, with the server's defaults.
-pub fn normalized_consumer(config: &Value) -> Map<String, Value> {
+pub fn normalized_consumer(config: &Value) -> Fields {
     let mut out = Map::new();
     for field in CONSUMER_FIELDS {
         let value = match *field {
@@ -375,8 +383,8 @@ pub fn normalized_consumer(config: &Value) -> Map<String, Value> {
 }
 
 fn immutable_stream_changes(
-    before: &Map<String, Value>,
-    after: &Map<String, Value>,
+    before: &Fields,
+    after: &Fields,
     server: (u64, u64, u64),
 ) -> Vec<String> {
     let mut fields = Vec::new();
@@ -392,10 +400,7 @@ fn immutable_stream_changes(
     fields
 }
 
-fn immutable_consumer_changes(
-    before: &Map<String, Value>,
-    after: &Map<String, Value>,
-) -> Vec<String> {
+fn immutable_consumer_changes(before: &Fields, after: &Fields) -> Vec<String> {
     ["deliver_policy", "ack_policy"]
         .into_iter()
         .filter(|field| before[*field] != after[*field])
@@ -404,7 +409,7 @@ fn immutable_consumer_changes(
 }
 
 /// `field: before -> after`, one line per changed field.
-fn field_diff(before: &Map<String, Value>, after: &Map<String, Value>) -> String {
+fn field_diff(before: &Fields, after: &Map<String, Value>) -> String {
     let mut out = String::new();
     for (field, new) in after {
         let old = &before[field];
@@ -419,7 +424,7 @@ fn field_diff(before: &Map<String, Value>, after: &Map<String, Value>) -> String
     out
 }
 
-fn describe_all(config: &Map<String, Value>) -> String {
+fn describe_all(config: &Fields) -> String {
     config
         .iter()
         .map(|(field, value)| format!("+ {field}: {}\n", show(field, value)))
