@@ -178,6 +178,14 @@ async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
         .await
         .unwrap();
 
+    // A task waits for the observer.
+    env.jetstream
+        .publish(fleet.task_subject("observer"), "task".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
     fleet.set_environment("[agents.observer.consumer]\nenabled = false\n");
     let plan = fleet.run(&["plan"]);
     assert_ok(&plan, "plan");
@@ -201,7 +209,23 @@ async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
         plan.stdout
     );
 
-    assert_ok(&apply(&fleet, &[]), "apply");
+    assert!(
+        plan.stdout.contains("1 messages pending or unacknowledged"),
+        "{}",
+        plan.stdout
+    );
+
+    let refused = apply(&fleet, &[]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("--allow-destroy"),
+        "{}",
+        refused.stderr
+    );
+    assert_ok(
+        &apply(&fleet, &["--allow-destroy"]),
+        "apply --allow-destroy",
+    );
     plan_is_empty(&fleet);
     let stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
     assert!(stream.consumer_info("adhoc").await.is_ok());

@@ -4,6 +4,7 @@
 mod apply;
 mod plan;
 mod render;
+mod schema;
 mod validate;
 
 use std::io::Write;
@@ -40,12 +41,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Render(args) => render::run(&args),
         Command::Plan(args) => runtime()?.block_on(plan::run(&args)),
         Command::Apply(args) => runtime()?.block_on(apply::run(&args)),
-        Command::Schema => {
-            let mut stdout = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut stdout, &crate::load::schema::schema())?;
-            writeln!(stdout)?;
-            Ok(ExitStatus::Success)
-        }
+        Command::Schema => schema::run(),
     }
 }
 

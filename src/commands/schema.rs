@@ -1,0 +1,13 @@
+//! `fleet schema`: the JSON Schema of the definition files, for editors.
+
+use std::io::Write;
+
+use super::ExitStatus;
+use crate::load::schema::schema;
+
+pub fn run() -> anyhow::Result<ExitStatus> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &schema())?;
+    writeln!(stdout)?;
+    Ok(ExitStatus::Success)
+}
