@@ -1,0 +1,368 @@
+//! The merged source tree -> a validated [`Fleet`]. Every check that needs a
+//! position happens here, so the model that leaves `load` is known good.
+//! This file reads the fleet as a whole; `agent`, `network` and `jetstream`
+//! read the parts.
+
+mod agent;
+mod jetstream;
+mod network;
+
+use self::agent::*;
+use self::jetstream::*;
+use super::diagnostic::Diagnostic;
+use super::read::{At, Reader};
+use super::source::{Node, Origin, Table, Value};
+use crate::model::*;
+
+pub use self::jetstream::subject_covers;
+
+pub(super) const ROOT_KEYS: &[&str] = &[
+    "fleet",
+    "environment",
+    "defaults",
+    "profiles",
+    "agents",
+    "streams",
+];
+
+pub(super) const FLEET_KEYS: &[&str] = &["name", "namespace", "label_domain", "service_monitor"];
+
+pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
+
+pub(super) const SERVICE_MONITOR_KEYS: &[&str] = &["enabled", "name", "interval", "path"];
+
+pub(super) const AGENT_KEYS: &[&str] = &[
+    "enabled",
+    "tier",
+    "profile",
+    "image",
+    "args",
+    "env",
+    "nats_url",
+    "config",
+    "config_dir",
+    "workspace_size",
+    "replicas",
+    "security",
+    "ports",
+    "liveness",
+    "readiness",
+    "resources",
+    "placement",
+    "autoscaling",
+    "consumer",
+    "network",
+    "rbac",
+    "metrics",
+    "labels",
+    "annotations",
+];
+
+pub(super) const PROFILE_KEYS: &[&str] = &[
+    "requests",
+    "limits",
+    "node_selector",
+    "workload_type",
+    "zone_spread",
+];
+
+pub(super) const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
+
+pub(super) const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
+
+pub(super) const SECURITY_KEYS: &[&str] = &["run_as_non_root", "run_as_user", "fs_group"];
+
+pub(super) const PORTS_KEYS: &[&str] = &["metrics", "health"];
+
+pub(super) const PROBE_KEYS: &[&str] = &["path", "initial_delay", "period", "timeout"];
+
+pub(super) const PLACEMENT_KEYS: &[&str] = &[
+    "node_selector",
+    "workload_type",
+    "node_affinity",
+    "zone_spread",
+];
+
+pub(super) const AUTOSCALING_KEYS: &[&str] = &[
+    "enabled",
+    "min",
+    "max",
+    "pending_per_replica",
+    "memory_utilization",
+    "scale_up",
+    "scale_down",
+];
+
+pub(super) const SCALING_KEYS: &[&str] = &["stabilization", "pods", "period"];
+
+pub(super) const CONSUMER_KEYS: &[&str] = &[
+    "enabled",
+    "stream",
+    "filter_subjects",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+    "backoff",
+    "description",
+];
+
+pub(super) const NETWORK_KEYS: &[&str] = &["enabled", "ingress", "egress"];
+
+pub(super) const INGRESS_RULE_KEYS: &[&str] = &["from", "ports"];
+
+pub(super) const EGRESS_RULE_KEYS: &[&str] = &["to", "ports"];
+
+pub(super) const PEER_KEYS: &[&str] = &["pods", "namespaces", "agent", "cidr"];
+
+pub(super) const RBAC_KEYS: &[&str] = &["api_groups", "resources", "verbs", "resource_names"];
+
+pub(super) const ENV_SECRET_KEYS: &[&str] = &["secret", "key"];
+
+pub(super) const CONFIG_FILE_KEYS: &[&str] = &["file"];
+
+pub(super) const STREAM_KEYS: &[&str] = &[
+    "subjects",
+    "retention",
+    "storage",
+    "replicas",
+    "max_age",
+    "max_bytes",
+    "max_msgs",
+    "max_msg_size",
+    "discard",
+    "duplicate_window",
+    "description",
+];
+
+/// Reads config files that agents name by path; `load` supplies the real
+/// file system, tests a map.
+pub trait ConfigFiles {
+    /// The file's text, or a message saying why it cannot be read.
+    fn read(&self, path: &str) -> Result<String, String>;
+}
+
+pub struct Decoded {
+    pub fleet: Option<Fleet>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn decode(root: &Node, environment: Option<&str>, files: &dyn ConfigFiles) -> Decoded {
+    let mut r = Reader::default();
+    let fleet = decode_fleet(&mut r, root, environment, files);
+    let has_errors = r
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == super::diagnostic::Severity::Error);
+    Decoded {
+        fleet: if has_errors { None } else { fleet },
+        diagnostics: r.diagnostics,
+    }
+}
+
+fn decode_fleet(
+    r: &mut Reader,
+    root: &Node,
+    environment: Option<&str>,
+    files: &dyn ConfigFiles,
+) -> Option<Fleet> {
+    let root_table = r.table(root)?;
+    r.check_keys(root_table, "the fleet definition", ROOT_KEYS);
+
+    let empty = Table::default();
+    let fleet_at = r.get_table(root_table, "fleet");
+    let fleet_table = fleet_at.as_ref().map_or(&empty, |t| t.value);
+    r.check_keys(fleet_table, "[fleet]", FLEET_KEYS);
+    // A missing setting of [fleet] is reported at its header in the fleet
+    // file, or at the fleet file when it has none.
+    let fleet_origin = fleet_at
+        .map(|t| t.origin)
+        .filter(|origin| origin.file == root.origin.file)
+        .unwrap_or_else(|| root.origin.clone());
+    let name = required_string(r, fleet_table, "name", "[fleet]", &fleet_origin)
+        .and_then(|name| dns_label(r, &name, "fleet name", 63));
+
+    let env_table = r
+        .get_table(root_table, "environment")
+        .map_or(&empty, |t| t.value);
+    r.check_keys(env_table, "[environment]", ENVIRONMENT_KEYS);
+    let namespace = r
+        .string(env_table, "namespace")
+        .or_else(|| r.string(fleet_table, "namespace"))
+        .or_else(|| {
+            r.report(
+                Diagnostic::error(&fleet_origin, "the fleet has no namespace")
+                    .with_label("`namespace` is required here")
+                    .with_help("set `namespace` under [fleet] (or under [environment] in the environment file)"),
+            );
+            None
+        })
+        .and_then(|ns| dns_label(r, &ns, "namespace", 63));
+    let target = Target {
+        kube_context: r.string(env_table, "kube_context").map(|c| c.value),
+        nats_url: r.string(env_table, "nats_url").map(|u| u.value),
+    };
+
+    let label_domain = r
+        .string(fleet_table, "label_domain")
+        .map(|d| d.value)
+        .unwrap_or_default();
+    let service_monitor = r.get_table(fleet_table, "service_monitor").and_then(|t| {
+        let t = t.value;
+        r.check_keys(t, "[fleet.service_monitor]", SERVICE_MONITOR_KEYS);
+        if r.boolean(t, "enabled") == Some(false) {
+            return None;
+        }
+        let name = r
+            .string(t, "name")
+            .and_then(|n| dns_label(r, &n, "ServiceMonitor name", 63))?;
+        Some(ServiceMonitor {
+            name,
+            interval: r.string(t, "interval").map_or("30s".into(), |i| i.value),
+            path: r.string(t, "path").map_or("/metrics".into(), |p| p.value),
+        })
+    });
+
+    let streams = decode_streams(r, root_table);
+    let profiles = r
+        .get_table(root_table, "profiles")
+        .map(|t| t.value.clone())
+        .unwrap_or_default();
+    for entry in &profiles.entries {
+        if let Some(profile) = r.table(&entry.node) {
+            r.check_keys(profile, &format!("profile `{}`", entry.key), PROFILE_KEYS);
+        }
+    }
+
+    let defaults = root_table.get("defaults").map(|e| e.node.clone());
+    // Keys are checked where they are written: [defaults] once, each agent
+    // in its own table, so a typo in [defaults] is not reported per agent.
+    if let Some(Value::Table(defaults)) = defaults.as_ref().map(|d| &d.value) {
+        r.check_keys(defaults, "[defaults]", AGENT_KEYS);
+    }
+    let mut merged_agents = Vec::new();
+    if let Some(agents_table) = r.get_table(root_table, "agents") {
+        for entry in &agents_table.value.entries {
+            let Some(own) = r.table(&entry.node) else {
+                continue;
+            };
+            r.check_keys(own, &format!("agent `{}`", entry.key), AGENT_KEYS);
+            // Each agent is its own table laid over [defaults].
+            let mut merged = match &defaults {
+                Some(defaults) => defaults.clone(),
+                None => Node {
+                    value: Value::Table(Table::default()),
+                    origin: entry.node.origin.clone(),
+                },
+            };
+            super::merge::overlay(&mut merged, &entry.node);
+            merged_agents.push((entry, merged));
+        }
+    }
+    // Network rules may name the agents the fleet runs (whether or not they
+    // have problems of their own).
+    let running: Vec<&str> = merged_agents
+        .iter()
+        .filter(|(_, merged)| !disabled(merged))
+        .map(|(entry, _)| entry.key.as_str())
+        .collect();
+    let mut agents = Vec::new();
+    for (entry, merged) in &merged_agents {
+        let context = AgentContext {
+            role_origin: &entry.key_origin,
+            profiles: &profiles,
+            streams: &streams,
+            running: &running,
+            label_domain: &label_domain,
+            environment,
+            files,
+        };
+        if let Some(agent) = decode_agent(r, &entry.key, merged, &context) {
+            agents.push(agent);
+        }
+    }
+    agents.sort_by(|a, b| a.role.cmp(&b.role));
+
+    let mut streams: Vec<Stream> = streams.into_iter().map(|s| s.value).collect();
+    streams.sort_by(|a, b| a.name.cmp(&b.name));
+
+    Some(Fleet {
+        name: name?,
+        environment: environment.map(str::to_string),
+        namespace: namespace?,
+        label_domain,
+        target,
+        service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
+        agents,
+        streams,
+    })
+}
+
+/// Whether a table (an agent, a consumer) says `enabled = false`.
+fn disabled(node: &Node) -> bool {
+    matches!(&node.value, Value::Table(t)
+        if matches!(t.get("enabled").map(|e| &e.node.value), Some(Value::Boolean(false))))
+}
+
+fn required_string(
+    r: &mut Reader,
+    table: &Table,
+    key: &str,
+    what: &str,
+    origin: &Origin,
+) -> Option<At<String>> {
+    let value = r.string(table, key);
+    if value.is_none() && table.get(key).is_none() {
+        r.report(
+            Diagnostic::error(origin, format!("{what} has no `{key}`"))
+                .with_label(format!("`{key}` is required here"))
+                .with_help(format!("add `{key} = \"...\"` to {what}")),
+        );
+    }
+    value
+}
+
+/// A DNS-1123 label: lower-case alphanumerics and '-', starting and ending
+/// with an alphanumeric, at most `max` characters.
+fn dns_label(r: &mut Reader, name: &At<String>, what: &str, max: usize) -> Option<String> {
+    let s = &name.value;
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        return Some(s.clone());
+    }
+    r.report(
+        Diagnostic::error(&name.origin, format!("`{s}` is not a valid {what}"))
+            .with_label("not a valid Kubernetes name")
+            .with_help(format!(
+                "use at most {max} lower-case letters, digits and '-', starting and ending with a letter or digit"
+            )),
+    );
+    None
+}
+
+fn dns_subdomain(r: &mut Reader, name: &At<String>, what: &str) -> Option<String> {
+    let ok = name.value.len() <= 253
+        && name.value.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        });
+    if ok {
+        return Some(name.value.clone());
+    }
+    r.report(
+        Diagnostic::error(
+            &name.origin,
+            format!("`{}` is not a valid {what}", name.value),
+        )
+        .with_label("not a valid Kubernetes name"),
+    );
+    None
+}
