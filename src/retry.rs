@@ -1,6 +1,8 @@
 //! Retrying what is safe to retry: reads, dry runs and server-side applies
 //! (applying the same object twice is the same as once), on failures that are
-//! likely to pass (connection errors, 429, 5xx), with exponential backoff.
+//! likely to pass (connection errors, 429, 502, 503, 504), with exponential
+//! backoff. A 500 is not among them: the API server uses it for failures that
+//! stay (an exhausted Service IP range, a failing webhook).
 //! Anything else fails at once: retrying a refusal only delays the message.
 
 use std::future::Future;
@@ -44,7 +46,7 @@ where
 
 fn transient(err: &kube::Error) -> bool {
     match err {
-        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::Api(status) => matches!(status.code, 429 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
