@@ -43,6 +43,14 @@ pub async fn plan(
 ) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
+    // In a namespace that does not exist yet everything is new, and a dry run
+    // could only answer "namespace not found": skip thousands of requests.
+    let namespace_exists = |namespace: &str| {
+        live.owned
+            .keys()
+            .chain(live.unowned.keys())
+            .any(|id| id.kind == "Namespace" && id.name == namespace)
+    };
     for object in desired {
         if live.kind(&object.id).is_none() {
             changes.push(Change {
@@ -67,6 +75,13 @@ pub async fn plan(
                 desired: Some(object.body.clone()),
                 loses_data: false,
             });
+        } else if object
+            .id
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| !namespace_exists(ns))
+        {
+            changes.push(classify(object, None, DryRun::NamespaceMissing));
         } else {
             to_dry_run.push(object);
         }
