@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 
 use super::{Options, Outcome};
 use crate::live::kube::{Cluster, LiveState};
@@ -35,7 +35,20 @@ pub async fn apply_change(
     };
     match change.action {
         Action::Delete => {
-            delete(&api, &id.name, &DeleteParams::background())
+            // Only the object that was planned: if it was deleted and made
+            // again by someone else since, its uid differs and this fails.
+            let uid = live
+                .owned
+                .get(id)
+                .and_then(|o| o["metadata"]["uid"].as_str());
+            let params = DeleteParams {
+                preconditions: uid.map(|uid| Preconditions {
+                    uid: Some(uid.to_string()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            delete(&api, &id.name, &params)
                 .await
                 .map_err(explain("deleting"))?;
             Ok("destroyed")
