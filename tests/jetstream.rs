@@ -6,34 +6,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{FleetDir, Run, TestEnv, control_plane, eventually};
-
-fn assert_ok(run: &Run, what: &str) {
-    assert_eq!(
-        run.code, 0,
-        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-}
-
-fn apply(fleet: &FleetDir, extra: &[&str]) -> Run {
-    let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
-    args.extend_from_slice(extra);
-    fleet.run(&args)
-}
-
-fn plan_is_empty(fleet: &FleetDir) {
-    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        plan.code, 0,
-        "the plan after apply is not empty:\n{}{}",
-        plan.stdout, plan.stderr
-    );
-}
-
-fn fleet_for(env: &TestEnv) -> FleetDir {
-    FleetDir::example(&format!("{}-f", env.namespace))
-}
+use support::{FleetDir, TestEnv, control_plane, eventually};
 
 async fn stream_info(env: &TestEnv, name: &str) -> async_nats::jetstream::stream::Info {
     env.jetstream
@@ -49,9 +22,9 @@ async fn stream_info(env: &TestEnv, name: &str) -> async_nats::jetstream::stream
 #[tokio::test]
 async fn max_age_and_max_deliver_are_updated_in_place() {
     let env = TestEnv::new("js-update").await;
-    let fleet = fleet_for(&env);
-    assert_ok(&apply(&fleet, &[]), "apply");
-    plan_is_empty(&fleet);
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    fleet.assert_plan_empty();
 
     fleet.set_environment(&format!(
         "[streams.{}]\nmax_age = \"14d\"\n\n[agents.devops.consumer]\nmax_deliver = 7\n",
@@ -82,8 +55,8 @@ async fn max_age_and_max_deliver_are_updated_in_place() {
         plan.stdout
     );
 
-    assert_ok(&apply(&fleet, &[]), "apply of the update");
-    plan_is_empty(&fleet);
+    fleet.apply(&[]).assert_ok("apply of the update");
+    fleet.assert_plan_empty();
     let info = stream_info(&env, &fleet.stream()).await;
     assert_eq!(info.config.max_age, Duration::from_secs(14 * 86_400));
 }
@@ -91,8 +64,8 @@ async fn max_age_and_max_deliver_are_updated_in_place() {
 #[tokio::test]
 async fn storage_change_is_refused_while_the_stream_holds_messages() {
     let env = TestEnv::new("js-replace").await;
-    let fleet = fleet_for(&env);
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
     for _ in 0..3 {
         env.jetstream
             .publish(fleet.task_subject("devops"), "task".into())
@@ -107,7 +80,7 @@ async fn storage_change_is_refused_while_the_stream_holds_messages() {
         fleet.stream()
     ));
     let plan = fleet.run(&["plan"]);
-    assert_ok(&plan, "plan");
+    plan.assert_ok("plan");
     assert!(
         plan.stdout
             .contains(&format!("  -/+ jetstream stream {}", fleet.stream())),
@@ -121,7 +94,7 @@ async fn storage_change_is_refused_while_the_stream_holds_messages() {
         plan.stdout
     );
 
-    let refused = apply(&fleet, &[]);
+    let refused = fleet.apply(&[]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused.stderr.contains(&fleet.stream()),
@@ -140,10 +113,10 @@ async fn storage_change_is_refused_while_the_stream_holds_messages() {
     );
     assert_eq!(stream_info(&env, &fleet.stream()).await.state.messages, 3);
 
-    let replaced = apply(&fleet, &["--allow-destroy"]);
-    assert_ok(&replaced, "apply --allow-destroy");
+    let replaced = fleet.apply(&["--allow-destroy"]);
+    replaced.assert_ok("apply --allow-destroy");
     assert!(replaced.stdout.contains("replaced"), "{}", replaced.stdout);
-    plan_is_empty(&fleet);
+    fleet.assert_plan_empty();
     let info = stream_info(&env, &fleet.stream()).await;
     assert_eq!(
         info.config.storage,
@@ -155,8 +128,8 @@ async fn storage_change_is_refused_while_the_stream_holds_messages() {
 #[tokio::test]
 async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
     let env = TestEnv::new("js-prune").await;
-    let fleet = fleet_for(&env);
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
 
     // An agent's own consumer on fleet's stream, and a stream fleet does not own.
     let stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
@@ -188,7 +161,7 @@ async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
 
     fleet.set_environment("[agents.observer.consumer]\nenabled = false\n");
     let plan = fleet.run(&["plan"]);
-    assert_ok(&plan, "plan");
+    plan.assert_ok("plan");
     assert!(
         plan.stdout.contains(&format!(
             "  - jetstream consumer {}/observer-agent",
@@ -215,18 +188,17 @@ async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
         plan.stdout
     );
 
-    let refused = apply(&fleet, &[]);
+    let refused = fleet.apply(&[]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused.stderr.contains("--allow-destroy"),
         "{}",
         refused.stderr
     );
-    assert_ok(
-        &apply(&fleet, &["--allow-destroy"]),
-        "apply --allow-destroy",
-    );
-    plan_is_empty(&fleet);
+    fleet
+        .apply(&["--allow-destroy"])
+        .assert_ok("apply --allow-destroy");
+    fleet.assert_plan_empty();
     let stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
     assert!(stream.consumer_info("adhoc").await.is_ok());
     assert!(stream.consumer_info("observer-agent").await.is_err());
@@ -236,9 +208,9 @@ async fn removed_consumer_is_destroyed_and_what_fleet_does_not_own_survives() {
 #[tokio::test]
 async fn nats_down_fails_before_any_kubernetes_change() {
     let env = TestEnv::new("js-down").await;
-    let fleet = fleet_for(&env);
+    let fleet = FleetDir::for_test(&env);
     fleet.set_environment_with_nats("nats://127.0.0.1:1", "");
-    let run = apply(&fleet, &[]);
+    let run = fleet.apply(&[]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stderr
@@ -321,7 +293,7 @@ impl Drop for AuthServer {
 async fn wrong_credentials_fail_clearly_and_right_ones_work() {
     let env = TestEnv::new("js-auth").await;
     let server = AuthServer::start().await;
-    let fleet = fleet_for(&env);
+    let fleet = FleetDir::for_test(&env);
     fleet.set_environment_with_nats(&server.url, "");
 
     let refused = fleet.run(&[
@@ -361,7 +333,7 @@ async fn wrong_credentials_fail_clearly_and_right_ones_work() {
     );
 
     let plan = fleet.run(&["plan", "--nats-user", "fleet", "--nats-password", "s3cret"]);
-    assert_ok(&plan, "plan with the right credentials");
+    plan.assert_ok("plan with the right credentials");
     assert!(
         plan.stdout
             .contains(&format!("  + jetstream stream {}", fleet.stream())),
@@ -373,11 +345,11 @@ async fn wrong_credentials_fail_clearly_and_right_ones_work() {
 #[tokio::test]
 async fn example_fleet_converges_on_nats_2_10() {
     let env = TestEnv::new("js-2-10").await;
-    let fleet = fleet_for(&env);
+    let fleet = FleetDir::for_test(&env);
     let old = &control_plane().nats_old_url;
     fleet.set_environment_with_nats(old, "");
-    assert_ok(&apply(&fleet, &[]), "apply on 2.10");
-    plan_is_empty(&fleet);
+    fleet.apply(&[]).assert_ok("apply on 2.10");
+    fleet.assert_plan_empty();
 
     fleet.set_environment_with_nats(
         old,
@@ -389,8 +361,8 @@ async fn example_fleet_converges_on_nats_2_10() {
         "{}",
         plan.stdout
     );
-    assert_ok(&apply(&fleet, &[]), "update on 2.10");
-    plan_is_empty(&fleet);
+    fleet.apply(&[]).assert_ok("update on 2.10");
+    fleet.assert_plan_empty();
 
     let nats = async_nats::connect(old.as_str()).await.unwrap();
     let info = async_nats::jetstream::new(nats)
@@ -410,14 +382,14 @@ async fn example_fleet_converges_on_nats_2_10() {
 #[tokio::test]
 async fn replicated_stream_on_a_three_node_cluster() {
     let env = TestEnv::new("js-cluster").await;
-    let fleet = fleet_for(&env);
+    let fleet = FleetDir::for_test(&env);
     let cluster = &control_plane().nats_cluster_url;
     fleet.set_environment_with_nats(
         cluster,
         &format!("[streams.{}]\nreplicas = 3\n", fleet.stream()),
     );
-    assert_ok(&apply(&fleet, &[]), "apply on the cluster");
-    plan_is_empty(&fleet);
+    fleet.apply(&[]).assert_ok("apply on the cluster");
+    fleet.assert_plan_empty();
 
     let nats = async_nats::connect(cluster.as_str()).await.unwrap();
     let mut stream = async_nats::jetstream::new(nats)

@@ -10,42 +10,32 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{FleetDir, Run, TestEnv, eventually};
+use support::{FleetDir, TestEnv, eventually};
 
-fn assert_ok(run: &Run, what: &str) {
-    assert_eq!(
-        run.code, 0,
-        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
+/// As `kubectl scale` (or the autoscaler) would: through the scale subresource.
+fn kubectl_scale(fleet: &FleetDir, deployment: &str, replicas: u32) {
+    let scaled = support::control_plane()
+        .kubectl()
+        .args([
+            "-n",
+            &fleet.namespace,
+            "scale",
+            &format!("deployment/{deployment}"),
+        ])
+        .arg(format!("--replicas={replicas}"))
+        .output()
+        .unwrap();
+    assert!(
+        scaled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scaled.stderr)
     );
-}
-
-/// The namespace fleet deploys into: the test's own name plus `-f`, so that
-/// fleet creates (and owns) it.
-fn fleet_namespace(env: &TestEnv) -> String {
-    format!("{}-f", env.namespace)
-}
-
-fn apply(fleet: &FleetDir, extra: &[&str]) -> Run {
-    let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
-    args.extend_from_slice(extra);
-    fleet.run(&args)
-}
-
-fn plan_is_empty(fleet: &FleetDir) {
-    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        plan.code, 0,
-        "the plan after apply is not empty:\n{}{}",
-        plan.stdout, plan.stderr
-    );
-    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
 }
 
 #[tokio::test]
 async fn second_plan_after_apply_is_empty() {
     let env = TestEnv::new("second-plan-empty").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
+    let fleet = FleetDir::for_test(&env);
 
     let plan = fleet.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
@@ -64,8 +54,8 @@ async fn second_plan_after_apply_is_empty() {
         plan.stdout
     );
 
-    let applied = apply(&fleet, &[]);
-    assert_ok(&applied, "apply");
+    let applied = fleet.apply(&[]);
+    applied.assert_ok("apply");
     assert!(applied.stdout.contains("rolled out"), "{}", applied.stdout);
     assert!(
         applied
@@ -75,7 +65,7 @@ async fn second_plan_after_apply_is_empty() {
         applied.stdout
     );
 
-    plan_is_empty(&fleet);
+    fleet.assert_plan_empty();
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
     let devops = deployments.get("agent-devops").await.unwrap();
     assert_eq!(devops.status.unwrap().available_replicas, Some(1));
@@ -84,8 +74,8 @@ async fn second_plan_after_apply_is_empty() {
 #[tokio::test]
 async fn image_change_is_one_in_place_update() {
     let env = TestEnv::new("image-change").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
 
     fleet.set_environment("[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n");
     let plan = fleet.run(&["plan", "--detailed-exitcode"]);
@@ -122,30 +112,18 @@ async fn image_change_is_one_in_place_update() {
         added[0]
     );
 
-    assert_ok(&apply(&fleet, &[]), "apply of the new image");
-    plan_is_empty(&fleet);
+    fleet.apply(&[]).assert_ok("apply of the new image");
+    fleet.assert_plan_empty();
 }
 
 #[tokio::test]
 async fn replicas_scaled_by_another_manager_conflict_until_forced() {
     let env = TestEnv::new("scaled-conflict").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
 
     // As `kubectl scale deployment agent-observer --replicas=4` would.
-    let scaled = env
-        .control_plane
-        .kubectl()
-        .args([
-            "-n",
-            &fleet.namespace,
-            "scale",
-            "deployment/agent-observer",
-            "--replicas=4",
-        ])
-        .output()
-        .unwrap();
-    assert!(scaled.status.success());
+    kubectl_scale(&fleet, "agent-observer", 4);
 
     let plan = fleet.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
@@ -159,7 +137,7 @@ async fn replicas_scaled_by_another_manager_conflict_until_forced() {
     assert!(plan.stdout.contains("-  replicas: 4"), "{}", plan.stdout);
     assert!(plan.stdout.contains("+  replicas: 2"), "{}", plan.stdout);
 
-    let refused = apply(&fleet, &[]);
+    let refused = fleet.apply(&[]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused.stderr.contains("--force-conflicts"),
@@ -177,10 +155,9 @@ async fn replicas_scaled_by_another_manager_conflict_until_forced() {
         Some(4)
     );
 
-    assert_ok(
-        &apply(&fleet, &["--force-conflicts"]),
-        "apply --force-conflicts",
-    );
+    fleet
+        .apply(&["--force-conflicts"])
+        .assert_ok("apply --force-conflicts");
     assert_eq!(
         deployments
             .get("agent-observer")
@@ -190,31 +167,19 @@ async fn replicas_scaled_by_another_manager_conflict_until_forced() {
             .replicas,
         Some(2)
     );
-    plan_is_empty(&fleet);
+    fleet.assert_plan_empty();
 }
 
 #[tokio::test]
 async fn autoscaler_scaling_is_not_a_change() {
     let env = TestEnv::new("autoscaler-scales").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
     // The autoscaler moves replicas through the scale subresource.
-    let scaled = env
-        .control_plane
-        .kubectl()
-        .args([
-            "-n",
-            &fleet.namespace,
-            "scale",
-            "deployment/agent-devops",
-            "--replicas=3",
-        ])
-        .output()
-        .unwrap();
-    assert!(scaled.status.success());
-    plan_is_empty(&fleet);
+    kubectl_scale(&fleet, "agent-devops", 3);
+    fleet.assert_plan_empty();
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    assert_ok(&apply(&fleet, &[]), "apply with nothing to do");
+    fleet.apply(&[]).assert_ok("apply with nothing to do");
     assert_eq!(
         deployments.get("agent-devops").await.unwrap().spec.replicas,
         Some(3)
@@ -224,8 +189,8 @@ async fn autoscaler_scaling_is_not_a_change() {
 #[tokio::test]
 async fn removed_agent_is_destroyed_and_unowned_objects_survive() {
     let env = TestEnv::new("agent-removed").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
     let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &fleet.namespace);
     let bystander: ConfigMap = serde_json::from_value(json!({
         "metadata": { "name": "not-fleets", "labels": { "agent.ceo/role": "observer" } },
@@ -239,7 +204,7 @@ async fn removed_agent_is_destroyed_and_unowned_objects_survive() {
 
     fleet.set_environment("[agents.observer]\nenabled = false\n");
     let plan = fleet.run(&["plan"]);
-    assert_ok(&plan, "plan");
+    plan.assert_ok("plan");
     let destroyed: Vec<&str> = plan
         .stdout
         .lines()
@@ -266,8 +231,8 @@ async fn removed_agent_is_destroyed_and_unowned_objects_survive() {
     assert_eq!(destroyed.len(), 7, "{}", plan.stdout);
     assert!(!plan.stdout.contains("not-fleets"), "{}", plan.stdout);
 
-    assert_ok(&apply(&fleet, &[]), "apply");
-    plan_is_empty(&fleet);
+    fleet.apply(&[]).assert_ok("apply");
+    fleet.assert_plan_empty();
     assert!(configmaps.get_opt("not-fleets").await.unwrap().is_some());
     assert!(
         configmaps
@@ -288,10 +253,10 @@ async fn removed_agent_is_destroyed_and_unowned_objects_survive() {
 #[tokio::test]
 async fn same_named_object_is_not_taken_over_without_adopt() {
     let env = TestEnv::new("adopt").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
     fleet.set_environment("[agents.observer]\nenabled = false\n");
-    assert_ok(&apply(&fleet, &[]), "apply without the observer");
+    fleet.apply(&[]).assert_ok("apply without the observer");
 
     // Someone else's ConfigMap takes the observer's config name.
     let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &fleet.namespace);
@@ -311,7 +276,7 @@ async fn same_named_object_is_not_taken_over_without_adopt() {
         "{}",
         plan.stdout
     );
-    let refused = apply(&fleet, &[]);
+    let refused = fleet.apply(&[]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(refused.stderr.contains("--adopt"), "{}", refused.stderr);
     assert!(
@@ -324,15 +289,15 @@ async fn same_named_object_is_not_taken_over_without_adopt() {
             .contains_key("theirs")
     );
 
-    assert_ok(&apply(&fleet, &["--adopt"]), "apply --adopt");
-    plan_is_empty(&fleet);
+    fleet.apply(&["--adopt"]).assert_ok("apply --adopt");
+    fleet.assert_plan_empty();
 }
 
 #[tokio::test]
 async fn selector_change_is_planned_and_applied_as_a_replace() {
     let env = TestEnv::new("selector-replace").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
-    assert_ok(&apply(&fleet, &[]), "apply");
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
 
     // An older rendering with another selector, as fleet itself applied it.
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
@@ -380,7 +345,7 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
         .unwrap();
 
     let plan = fleet.run(&["plan"]);
-    assert_ok(&plan, "plan");
+    plan.assert_ok("plan");
     assert!(
         plan.stdout.contains(&format!(
             "  -/+ Deployment {}/agent-reviewer",
@@ -397,10 +362,10 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
         plan.stdout
     );
 
-    let applied = apply(&fleet, &[]);
-    assert_ok(&applied, "apply");
+    let applied = fleet.apply(&[]);
+    applied.assert_ok("apply");
     assert!(applied.stdout.contains("replaced"), "{}", applied.stdout);
-    plan_is_empty(&fleet);
+    fleet.assert_plan_empty();
     let selector = deployments
         .get("agent-reviewer")
         .await
@@ -415,7 +380,7 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
 #[tokio::test]
 async fn restricted_user_gets_a_specific_permission_error() {
     let env = TestEnv::new("restricted-apply").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
+    let fleet = FleetDir::for_test(&env);
     let run = fleet.run(&["plan", "--context", support::RESTRICTED_CONTEXT]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("forbidden"), "{}", run.stderr);
@@ -436,10 +401,12 @@ async fn restricted_user_gets_a_specific_permission_error() {
 #[tokio::test]
 async fn saved_plan_is_applied_only_while_it_is_still_the_plan() {
     let env = TestEnv::new("saved-plan").await;
-    let fleet = FleetDir::example(&fleet_namespace(&env));
+    let fleet = FleetDir::for_test(&env);
     let plan_file = fleet.dir.path().join("plan.json");
     let plan_path = plan_file.to_str().unwrap();
-    assert_ok(&fleet.run(&["plan", "--out", plan_path]), "plan --out");
+    fleet
+        .run(&["plan", "--out", plan_path])
+        .assert_ok("plan --out");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
     assert_eq!(saved["format_version"], 1);
@@ -466,6 +433,6 @@ async fn saved_plan_is_applied_only_while_it_is_still_the_plan() {
 
     fleet.set_environment("");
     let applied = fleet.run(&["apply", "--auto-approve", "--timeout", "90s", plan_path]);
-    assert_ok(&applied, "apply of the saved plan");
-    plan_is_empty(&fleet);
+    applied.assert_ok("apply of the saved plan");
+    fleet.assert_plan_empty();
 }

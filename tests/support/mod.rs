@@ -358,6 +358,42 @@ impl FleetDir {
     }
 }
 
+impl FleetDir {
+    /// The example fleet for `env`, deployed into `<env namespace>-f` so that
+    /// fleet creates (and owns) its namespace.
+    pub fn for_test(env: &TestEnv) -> FleetDir {
+        FleetDir::example(&format!("{}-f", env.namespace))
+    }
+
+    /// `fleet apply --auto-approve` with `extra` flags.
+    pub fn apply(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// The plan is empty: what an apply leaves behind.
+    pub fn assert_plan_empty(&self) {
+        let plan = self.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            plan.code, 0,
+            "the plan is not empty:\n{}{}",
+            plan.stdout, plan.stderr
+        );
+        assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    }
+}
+
+impl Run {
+    pub fn assert_ok(&self, what: &str) {
+        assert_eq!(
+            self.code, 0,
+            "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+    }
+}
+
 impl Drop for FleetDir {
     fn drop(&mut self) {
         let _ = control_plane()
