@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::redact::Sensitive;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleet",
@@ -74,6 +76,10 @@ pub struct ClusterArgs {
     /// Take over same-named objects, streams and consumers that fleet does not own.
     #[arg(long)]
     pub adopt: bool,
+    /// Give up after this long: the whole run, from reading live state to
+    /// the last rollout (e.g. 90s, 5m). Each request also has its own deadline.
+    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -93,11 +99,13 @@ pub struct NatsArgs {
     pub nats_nkey: Option<PathBuf>,
     /// Authentication token.
     #[arg(long, env = "FLEET_NATS_TOKEN", hide_env_values = true)]
-    pub nats_token: Option<String>,
+    pub nats_token: Option<Sensitive>,
+    /// User name (with --nats-password).
     #[arg(long, env = "FLEET_NATS_USER")]
     pub nats_user: Option<String>,
+    /// Password (with --nats-user).
     #[arg(long, env = "FLEET_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
+    pub nats_password: Option<Sensitive>,
     /// CA certificate to verify the server with.
     #[arg(long, env = "FLEET_NATS_TLS_CA")]
     pub nats_tls_ca: Option<PathBuf>,
@@ -127,6 +135,11 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes (0: none, 1: error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan only what moved in the cluster and in JetStream since the last
+    /// apply (hand edits, deletions), leaving out changes of the definition.
+    /// Exits 2 when drift is found.
+    #[arg(long)]
+    pub drift: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,9 +159,6 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation (required without a terminal).
     #[arg(long)]
     pub auto_approve: bool,
-    /// How long to wait for Deployments to roll out.
-    #[arg(long, default_value = "5m", value_parser = parse_timeout)]
-    pub timeout: std::time::Duration,
     /// Do not wait for rollouts.
     #[arg(long)]
     pub no_wait: bool,

@@ -7,11 +7,13 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod explain;
 pub mod live;
 pub mod load;
 pub mod model;
 pub mod ownership;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod report;
 pub mod retry;

@@ -23,6 +23,9 @@ pub struct Fleet {
     pub namespace: String,
     /// Domain of fleet's descriptive labels: `<domain>/role`, `<domain>/tier`.
     pub label_domain: String,
+    /// Field managers, besides kubectl's own, whose changes to fleet's
+    /// fields are hand edits to restore (drift), not conflicts.
+    pub imperative_managers: Vec<String>,
     pub target: Target,
     /// The fleet-wide ServiceMonitor; `None` when no agent exports metrics.
     pub service_monitor: Option<ServiceMonitor>,

@@ -21,6 +21,18 @@ pub const APPLYSET_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-gro
 /// JetStream metadata key naming the fleet that owns a stream or consumer.
 pub const JETSTREAM_OWNER_KEY: &str = "fleet.owner";
 
+/// What fleet applied last, as a hash of the body it sent, kept on every
+/// object (annotation) and stream or consumer (metadata). When the live hash
+/// equals the hash of what fleet would send now, the definition has not
+/// changed since the last apply, so any difference was made in the cluster:
+/// drift. The hash is of the body without itself.
+pub const APPLIED_HASH_ANNOTATION: &str = "fleet.agent.ceo/applied-hash";
+pub const JETSTREAM_APPLIED_HASH_KEY: &str = "fleet.applied-hash";
+/// On the ApplySet parent: a hash of the names of everything fleet applied
+/// (objects, streams, consumers). While it matches, an object that is missing
+/// was deleted by hand, and one that is extra was made by hand.
+pub const INVENTORY_HASH_ANNOTATION: &str = "fleet.agent.ceo/inventory-hash";
+
 /// The owner written into JetStream metadata. A NATS server may serve several
 /// deployments of one fleet (one per namespace), so the namespace is part of it.
 pub fn jetstream_owner(fleet: &str, namespace: &str) -> String {
@@ -43,9 +55,66 @@ pub fn applyset_id(parent_name: &str, namespace: &str) -> String {
     )
 }
 
+/// A short, stable hash of a JSON value (rendering is deterministic, and
+/// serde_json keeps key order, so the same body always hashes the same).
+pub fn hash(value: &serde_json::Value) -> String {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest[..10].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Marks a Kubernetes object's body with the hash of itself.
+pub fn stamp_object(body: &mut serde_json::Value) {
+    let hash = hash(body);
+    if let Some(metadata) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        let annotations = metadata
+            .entry("annotations")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(APPLIED_HASH_ANNOTATION.into(), hash.into());
+        }
+    }
+}
+
+/// Marks a stream or consumer config with the hash of itself.
+pub fn stamp_jetstream(config: &mut serde_json::Value) {
+    let hash = hash(config);
+    if let Some(config) = config.as_object_mut() {
+        let metadata = config
+            .entry("metadata")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(metadata) = metadata.as_object_mut() {
+            metadata.insert(JETSTREAM_APPLIED_HASH_KEY.into(), hash.into());
+        }
+    }
+}
+
+/// The hash a live object or config carries, if any.
+pub fn applied_hash(live: &serde_json::Value) -> Option<&str> {
+    live["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+        .as_str()
+        .or_else(|| live["metadata"][JETSTREAM_APPLIED_HASH_KEY].as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_is_the_hash_of_the_body_without_it() {
+        let mut body = serde_json::json!({ "kind": "ConfigMap", "metadata": { "name": "a" }, "data": { "k": "v" } });
+        let before = hash(&body);
+        stamp_object(&mut body);
+        assert_eq!(applied_hash(&body), Some(before.as_str()));
+        let mut other = serde_json::json!({ "kind": "ConfigMap", "metadata": { "name": "a" }, "data": { "k": "w" } });
+        stamp_object(&mut other);
+        assert_ne!(applied_hash(&body), applied_hash(&other));
+
+        let mut config = serde_json::json!({ "name": "s", "metadata": { "fleet.owner": "f/ns" } });
+        let before = hash(&config);
+        stamp_jetstream(&mut config);
+        assert_eq!(applied_hash(&config), Some(before.as_str()));
+        assert_eq!(config["metadata"]["fleet.owner"], "f/ns");
+    }
 
     #[test]
     fn applyset_id_matches_kubectl() {

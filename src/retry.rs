@@ -17,12 +17,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    with_backoff(transient, attempt).await
+    with_backoff(ATTEMPTS, transient, attempt).await
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or has failed
-/// [`ATTEMPTS`] times with errors `transient` says may pass.
+/// `attempts` times with errors `transient` says may pass.
 pub async fn with_backoff<T, E, F, Fut>(
+    attempts: u32,
     transient: impl Fn(&E) -> bool,
     mut attempt: F,
 ) -> Result<T, E>
@@ -34,7 +35,7 @@ where
     let mut tries = 1;
     loop {
         match attempt().await {
-            Err(err) if tries < ATTEMPTS && transient(&err) => {
+            Err(err) if tries < attempts && transient(&err) => {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 tries += 1;

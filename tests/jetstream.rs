@@ -3,10 +3,9 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{FleetDir, TestEnv, control_plane, eventually};
+use support::{FleetDir, TestEnv, control_plane};
 
 async fn stream_info(env: &TestEnv, name: &str) -> async_nats::jetstream::stream::Info {
     env.jetstream
@@ -231,68 +230,10 @@ async fn nats_down_fails_before_any_kubernetes_change() {
     );
 }
 
-/// A nats-server of the pinned version that requires a user and password.
-struct AuthServer {
-    child: Child,
-    url: String,
-    _store: tempfile::TempDir,
-}
-
-impl AuthServer {
-    async fn start() -> AuthServer {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let store = tempfile::tempdir().unwrap();
-        let child = Command::new(control_plane().bin_dir.join("nats-server"))
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-js",
-                "--user",
-                "fleet",
-                "--pass",
-                "s3cret",
-            ])
-            .arg("-sd")
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("nats://127.0.0.1:{port}");
-        eventually(
-            "the auth nats-server to listen",
-            Duration::from_secs(20),
-            || async {
-                std::net::TcpStream::connect(("127.0.0.1", port))
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
-        AuthServer {
-            child,
-            url,
-            _store: store,
-        }
-    }
-}
-
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn wrong_credentials_fail_clearly_and_right_ones_work() {
     let env = TestEnv::new("js-auth").await;
-    let server = AuthServer::start().await;
+    let server = support::NatsServer::start(&["--user", "fleet", "--pass", "s3cret"]).await;
     let fleet = FleetDir::for_test(&env);
     fleet.set_environment_with_nats(&server.url, "");
 

@@ -9,7 +9,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use fleet::live::jetstream::{LiveConsumer, LiveStream};
-use fleet::plan::{Action, jetstream::plan};
+use fleet::plan::Action;
+use fleet::plan::jetstream::{Options, plan};
 use fleet::render::jetstream::{DesiredConsumer, DesiredJetStream, DesiredStream};
 use serde_json::{Value, json};
 use support::{TestEnv, control_plane};
@@ -78,13 +79,13 @@ fn planned_in_place(desired: DesiredJetStream, live: LiveStream, version: (u64, 
         .streams
         .first()
         .map_or_else(|| desired.consumers[0].stream.clone(), |s| s.name.clone());
-    let changes = plan(
-        &desired,
-        &BTreeMap::from([(name, live)]),
-        "test",
-        version,
-        false,
-    );
+    let options = Options {
+        owner: "test",
+        server: version,
+        adopt: false,
+        inventory_unchanged: false,
+    };
+    let changes = plan(&desired, &BTreeMap::from([(name, live)]), &options);
     let change = changes
         .iter()
         .find(|c| c.action != Action::NoOp)
@@ -99,7 +100,7 @@ fn planned_in_place(desired: DesiredJetStream, live: LiveStream, version: (u64, 
 fn live_stream(config: &Value, consumers: BTreeMap<String, LiveConsumer>) -> LiveStream {
     LiveStream {
         config: config.clone(),
-        messages: 0,
+        messages: Some(0),
         bytes: 0,
         consumers,
     }
@@ -192,7 +193,7 @@ async fn check_server(url: &str, env: &TestEnv) -> Vec<String> {
         };
         let live_consumer = LiveConsumer {
             config: config.clone(),
-            pending: 0,
+            pending: Some(0),
         };
         let live = live_stream(&json!({}), BTreeMap::from([(name.clone(), live_consumer)]));
         let in_place = planned_in_place(desired, live, version);

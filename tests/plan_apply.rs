@@ -117,60 +117,6 @@ async fn image_change_is_one_in_place_update() {
 }
 
 #[tokio::test]
-async fn replicas_scaled_by_another_manager_conflict_until_forced() {
-    let env = TestEnv::new("scaled-conflict").await;
-    let fleet = FleetDir::for_test(&env);
-    fleet.apply(&[]).assert_ok("apply");
-
-    // As `kubectl scale deployment agent-observer --replicas=4` would.
-    kubectl_scale(&fleet, "agent-observer", 4);
-
-    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
-    assert!(
-        plan.stdout.contains("conflicts with another field manager"),
-        "{}",
-        plan.stdout
-    );
-    assert!(plan.stdout.contains(".spec.replicas"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("\"kubectl\""), "{}", plan.stdout);
-    assert!(plan.stdout.contains("-  replicas: 4"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("+  replicas: 2"), "{}", plan.stdout);
-
-    let refused = fleet.apply(&[]);
-    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
-    assert!(
-        refused.stderr.contains("--force-conflicts"),
-        "{}",
-        refused.stderr
-    );
-    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    assert_eq!(
-        deployments
-            .get("agent-observer")
-            .await
-            .unwrap()
-            .spec
-            .replicas,
-        Some(4)
-    );
-
-    fleet
-        .apply(&["--force-conflicts"])
-        .assert_ok("apply --force-conflicts");
-    assert_eq!(
-        deployments
-            .get("agent-observer")
-            .await
-            .unwrap()
-            .spec
-            .replicas,
-        Some(2)
-    );
-    fleet.assert_plan_empty();
-}
-
-#[tokio::test]
 async fn autoscaler_scaling_is_not_a_change() {
     let env = TestEnv::new("autoscaler-scales").await;
     let fleet = FleetDir::for_test(&env);
@@ -289,6 +235,25 @@ async fn same_named_object_is_not_taken_over_without_adopt() {
             .contains_key("theirs")
     );
 
+    // Planned as apply --adopt carries it out: taken over, not a conflict.
+    let adopting = fleet.run(&["plan", "--adopt"]);
+    adopting.assert_ok("plan --adopt");
+    assert!(
+        adopting.stdout.contains(&format!(
+            "  ~ ConfigMap {}/agent-observer-config",
+            fleet.namespace
+        )),
+        "{}",
+        adopting.stdout
+    );
+    assert!(
+        !adopting
+            .stdout
+            .contains("conflicts with another field manager")
+            && !adopting.stdout.contains("needs --force-conflicts"),
+        "{}",
+        adopting.stdout
+    );
     fleet.apply(&["--adopt"]).assert_ok("apply --adopt");
     fleet.assert_plan_empty();
 }

@@ -4,34 +4,33 @@
 
 use serde_json::{Value, json};
 
-use crate::live::jetstream::JetStream;
+use crate::live::jetstream::{JetStream, api_error};
 use crate::plan::{Action, Change, Target};
 
 /// Carries out one change to one stream or consumer.
 pub async fn apply_change(js: &JetStream, change: &Change) -> anyhow::Result<&'static str> {
     let body = || {
-        change.desired.clone().ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: the plan has no configuration to apply (was it edited?)",
-                change.target
-            )
-        })
+        change
+            .desired
+            .as_ref()
+            .map(|b| b.sent().clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: the plan has no configuration to apply (was it edited?)",
+                    change.target
+                )
+            })
     };
     let doing = |what: &str| format!("{what} {}", change.target);
     match (&change.target, change.action) {
         (Target::Stream { name }, Action::Delete) => {
-            js.request(
-                &format!("STREAM.DELETE.{name}"),
-                &json!({}),
-                &doing("destroying"),
-            )
-            .await?;
+            delete(js, &format!("STREAM.DELETE.{name}"), &doing("destroying")).await?;
             Ok("destroyed")
         }
         (Target::Stream { name }, Action::Replace) => {
-            js.request(
+            delete(
+                js,
                 &format!("STREAM.DELETE.{name}"),
-                &json!({}),
                 &doing("destroying (to replace)"),
             )
             .await?;
@@ -62,9 +61,9 @@ pub async fn apply_change(js: &JetStream, change: &Change) -> anyhow::Result<&'s
             Ok("updated")
         }
         (Target::Consumer { stream, name }, Action::Delete) => {
-            js.request(
+            delete(
+                js,
                 &format!("CONSUMER.DELETE.{stream}.{name}"),
-                &json!({}),
                 &doing("destroying"),
             )
             .await?;
@@ -72,9 +71,10 @@ pub async fn apply_change(js: &JetStream, change: &Change) -> anyhow::Result<&'s
         }
         (Target::Consumer { stream, name }, action) => {
             if action == Action::Replace {
-                js.request(
+                // Gone already when its stream was just replaced.
+                delete(
+                    js,
                     &format!("CONSUMER.DELETE.{stream}.{name}"),
-                    &json!({}),
                     &doing("destroying (to replace)"),
                 )
                 .await?;
@@ -100,6 +100,16 @@ pub async fn apply_change(js: &JetStream, change: &Change) -> anyhow::Result<&'s
             })
         }
         (Target::Kubernetes(_), _) => unreachable!("Kubernetes changes are applied by apply::kube"),
+    }
+}
+
+/// Deletes a stream or consumer; one that is not there (a consumer that went
+/// with its replaced stream, or a delete whose answer was lost) is what
+/// deleting wanted.
+async fn delete(js: &JetStream, subject: &str, doing: &str) -> anyhow::Result<()> {
+    match js.request(subject, &json!({}), doing).await {
+        Err(err) if api_error(&err).is_some_and(|e| e.is_not_found()) => Ok(()),
+        result => result.map(|_| ()),
     }
 }
 

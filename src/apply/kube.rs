@@ -8,8 +8,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 use super::{Options, Outcome};
 use crate::live::kube::{Cluster, LiveState};
 use crate::plan::{Action, Change, Plan, Target};
+use crate::redact::Body;
 use crate::render::ObjectRef;
-use crate::{ownership, retry};
+use crate::{explain, ownership, retry};
 
 /// Carries out one change to one Kubernetes object.
 pub async fn apply_change(
@@ -23,62 +24,122 @@ pub async fn apply_change(
         .kind(id)
         .ok_or_else(|| anyhow::anyhow!("{id}: the cluster does not serve {}", id.api_version))?;
     let api = kind.api(&cluster.client, id.namespace.as_deref());
-    let explain =
-        |action: &'static str| move |err: kube::Error| explain_read_error(err, action, id, cluster);
+    let explained = |action: &'static str| {
+        move |err: kube::Error| explain::client_error(err, action, id, cluster)
+    };
     let mut params = PatchParams::apply(ownership::FIELD_MANAGER);
     // Taking fields over from other managers is what these flags allow.
     params.force = options.force_conflicts || (options.adopt && live.unowned.contains_key(id));
     let body = || {
-        change.desired.as_ref().ok_or_else(|| {
+        change.desired.as_ref().map(Body::sent).ok_or_else(|| {
             anyhow::anyhow!("{id}: the plan has no object to apply (was it edited?)")
         })
     };
     match change.action {
         Action::Delete => {
-            // Only the object that was planned: if it was deleted and made
-            // again by someone else since, its uid differs and this fails.
-            let uid = live
-                .owned
-                .get(id)
-                .and_then(|o| o["metadata"]["uid"].as_str());
             let params = DeleteParams {
-                preconditions: uid.map(|uid| Preconditions {
-                    uid: Some(uid.to_string()),
-                    resource_version: None,
-                }),
+                preconditions: planned_uid(live, id),
                 ..DeleteParams::background()
             };
             delete(&api, &id.name, &params)
                 .await
-                .map_err(explain("deleting"))?;
+                .map_err(explained("deleting"))?;
             Ok("destroyed")
         }
         Action::Replace => {
+            let body = body()?;
             let foreground = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Foreground),
+                preconditions: planned_uid(live, id),
                 ..DeleteParams::default()
             };
             delete(&api, &id.name, &foreground)
                 .await
-                .map_err(explain("deleting (to replace)"))?;
+                .map_err(explained("deleting (to replace)"))?;
             wait_until_gone(&api, id).await?;
-            let patch = Patch::Apply(body()?);
+            let patch = Patch::Apply(body);
             retry::kube(|| api.patch(&id.name, &params, &patch))
                 .await
-                .map_err(explain("creating (to replace)"))?;
+                .map_err(explained("creating (to replace)"))
+                .map_err(|err| {
+                    err.context(format!(
+                        "{id} was deleted to be replaced and could not be created again: it is missing now. Fix the cause, then run apply again: it creates {id}"
+                    ))
+                })?;
             Ok("replaced (destroyed, then created)")
         }
         _ => {
+            if let Some(drift) = change.drift.as_ref().filter(|d| !d.managers.is_empty()) {
+                release_fields(&api, id, &drift.managers)
+                    .await
+                    .map_err(explained("taking back the fields of a hand edit to"))?;
+            }
             let patch = Patch::Apply(body()?);
             retry::kube(|| api.patch(&id.name, &params, &patch))
                 .await
-                .map_err(explain("applying"))?;
+                .map_err(explained("applying"))?;
             Ok(match change.action {
                 Action::Create => "created",
+                Action::NoOp => "inventory recorded",
                 _ => "updated",
             })
         }
     }
+}
+
+/// Only the object that was planned is deleted: if it was deleted and made
+/// again by someone else since, its uid differs and the delete fails.
+fn planned_uid(live: &LiveState, id: &ObjectRef) -> Option<Preconditions> {
+    let uid = live.owned.get(id).or_else(|| live.unowned.get(id))?["metadata"]["uid"].as_str()?;
+    Some(Preconditions {
+        uid: Some(uid.to_string()),
+        resource_version: None,
+    })
+}
+
+/// Removes the managedFields entries of hand edits (`kubectl-edit`,
+/// `kubectl-scale`, ...) so their claim on fleet's fields ends: the apply
+/// that follows then sets fleet's values without forcing, and a field fleet
+/// later drops is not kept alive by a stale claim (as Flux does). Each try
+/// reads the object afresh and patches only if its resourceVersion is
+/// unchanged, so a concurrent writer's entry is never lost.
+async fn release_fields(
+    api: &kube::Api<kube::api::DynamicObject>,
+    id: &ObjectRef,
+    managers: &[String],
+) -> Result<(), kube::Error> {
+    for _ in 0..3 {
+        let Some(live) = retry::kube(|| api.get_opt(&id.name)).await? else {
+            return Ok(());
+        };
+        let entries = live.metadata.managed_fields.clone().unwrap_or_default();
+        let kept: Vec<_> = entries
+            .iter()
+            .filter(|e| !e.manager.as_ref().is_some_and(|m| managers.contains(m)))
+            .cloned()
+            .collect();
+        if kept.len() == entries.len() {
+            return Ok(());
+        }
+        // A list in a merge patch replaces the whole list; the
+        // resourceVersion makes the patch apply only to what was read.
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": live.metadata.resource_version,
+                "managedFields": kept,
+            }
+        });
+        match api
+            .patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // Changed since it was read: read it again.
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// Deletes, retrying transient failures; an object already gone (perhaps by
@@ -172,66 +233,4 @@ fn rolled_out(deployment: &k8s_openapi::api::apps::v1::Deployment) -> bool {
         && status.updated_replicas.unwrap_or(0) == desired
         && status.available_replicas.unwrap_or(0) == desired
         && status.replicas.unwrap_or(0) == desired
-}
-
-/// [`explain_api_error`] for any client error: connection failures name the
-/// server and the context.
-pub fn explain_read_error(
-    err: kube::Error,
-    action: &str,
-    id: &ObjectRef,
-    cluster: &Cluster,
-) -> anyhow::Error {
-    match err {
-        kube::Error::Api(status) => explain_api_error(&status, action, id, cluster),
-        other => anyhow::Error::new(other).context(format!(
-            "{action} {id}: cannot reach {}; is the cluster up and the context right?",
-            cluster.describe()
-        )),
-    }
-}
-
-/// Turns an API error into what a person needs: what was refused, why, and
-/// what to do.
-pub fn explain_api_error(
-    status: &kube::core::Status,
-    action: &str,
-    id: &ObjectRef,
-    cluster: &Cluster,
-) -> anyhow::Error {
-    let namespace = id
-        .namespace
-        .as_deref()
-        .map(|ns| format!(" in namespace {ns}"))
-        .unwrap_or_default();
-    match status.code {
-        403 => anyhow::anyhow!(
-            "{action} {id}: forbidden: {}\n  The identity of {} lacks this permission{namespace}; grant it (RBAC) or use a context that has it.",
-            status.message,
-            cluster.describe()
-        ),
-        422 => {
-            let causes: Vec<String> = status
-                .details
-                .iter()
-                .flat_map(|d| d.causes.iter())
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect();
-            anyhow::anyhow!(
-                "{action} {id}: the API server refused the object as invalid: {}",
-                if causes.is_empty() {
-                    status.message.clone()
-                } else {
-                    causes.join("; ")
-                }
-            )
-        }
-        409 => anyhow::anyhow!("{action} {id}: conflict: {}", status.message),
-        code => anyhow::anyhow!(
-            "{action} {id} on {}: {} ({code} {})",
-            cluster.describe(),
-            status.message,
-            status.reason
-        ),
-    }
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 
-pub use self::kube::{explain_api_error, explain_read_error};
 use crate::live::jetstream::JetStream;
 use crate::live::kube::{Cluster, LiveState};
+use crate::ownership;
 use crate::plan::{Action, Change, Plan, Target};
 use crate::render::Wave;
 
@@ -87,6 +87,9 @@ fn steps() -> Vec<(Wave, Step)> {
     for wave in [Wave::Configuration, Wave::Namespace] {
         steps.push((wave, Step::Delete));
     }
+    // Last, so a run killed before it leaves the old inventory: the next
+    // plan then does not take what is still missing for drift.
+    steps.push((Wave::Configuration, Step::RecordInventory));
     steps
 }
 
@@ -98,6 +101,9 @@ enum Step {
     WriteConsumers,
     DeleteConsumers,
     DeleteStreams,
+    /// The ApplySet parent applied again, with the inventory of what this
+    /// apply made (see `ownership::INVENTORY_HASH_ANNOTATION`).
+    RecordInventory,
 }
 
 impl Step {
@@ -108,6 +114,9 @@ impl Step {
             Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
         );
         let stream = matches!(change.target, Target::Stream { .. });
+        let parent = change.desired.as_ref().is_some_and(|body| {
+            body.sent()["metadata"]["labels"][ownership::APPLYSET_ID_LABEL].is_string()
+        });
         match self {
             Step::Write => writes,
             Step::Delete => delete,
@@ -115,6 +124,7 @@ impl Step {
             Step::WriteConsumers => writes && !stream,
             Step::DeleteConsumers => delete && !stream,
             Step::DeleteStreams => delete && stream,
+            Step::RecordInventory => parent && (writes || change.action == Action::NoOp),
         }
     }
 }

@@ -33,7 +33,7 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         rollout_timeout: if args.no_wait {
             Duration::ZERO
         } else {
-            args.timeout
+            args.cluster.timeout
         },
     };
     // Refuse what needs a flag before asking anyone to confirm it.

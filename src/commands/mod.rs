@@ -39,10 +39,26 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
-        Command::Plan(args) => runtime()?.block_on(plan::run(&args)),
-        Command::Apply(args) => runtime()?.block_on(apply::run(&args)),
+        Command::Plan(args) => runtime()?.block_on(within(args.cluster.timeout, plan::run(&args))),
+        Command::Apply(args) => {
+            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
+        }
         Command::Schema => schema::run(),
     }
+}
+
+/// Bounds a whole run by `--timeout`: an unattended job never hangs, and
+/// says what it was doing when it gave up.
+async fn within(
+    timeout: std::time::Duration,
+    run: impl std::future::Future<Output = anyhow::Result<ExitStatus>>,
+) -> anyhow::Result<ExitStatus> {
+    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "gave up after --timeout {}s; what was done is listed above. Run again (with a longer --timeout if the servers are slow): fleet picks up where this left off",
+            timeout.as_secs()
+        ))
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

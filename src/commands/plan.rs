@@ -9,6 +9,7 @@ use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
 use crate::plan::{self, FORMAT_VERSION, Plan};
+use crate::redact::Sensitive;
 use crate::{ownership, render, report};
 
 /// A plan with what it was made from, for `apply` to carry out.
@@ -28,7 +29,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
     if let Some(context) = &args.context {
         fleet.target.kube_context = Some(context.clone());
     }
-    let rendered = render::render(&fleet);
+    let rendered = render::render(&fleet).stamped();
     // NATS first: a server that is down or refuses us fails the plan before
     // anything else is read, let alone changed.
     let nats_url = args
@@ -59,12 +60,19 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         concurrency,
     )
     .await?;
+    let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
+        .iter()
+        .map(|m| m.to_string())
+        .chain(fleet.imperative_managers.iter().cloned())
+        .collect();
     let options = plan::kube::Options {
         concurrency,
         force_conflicts: args.force_conflicts,
         adopt: args.adopt,
+        imperative_managers,
     };
     let mut changes = plan::kube::plan(&cluster, &rendered.kubernetes, &live, &options).await?;
+    let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
     if let Some(js) = &jetstream {
         let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
         let desired_streams: Vec<&str> = rendered
@@ -74,16 +82,20 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
             .map(|s| s.name.as_str())
             .collect();
         let live_js = crate::live::jetstream::read(js, &owner, &desired_streams).await?;
+        let options = plan::jetstream::Options {
+            owner: &owner,
+            server: js.server_version,
+            adopt: args.adopt,
+            inventory_unchanged,
+        };
         changes.extend(plan::jetstream::plan(
             &rendered.jetstream,
             &live_js,
-            &owner,
-            js.server_version,
-            args.adopt,
+            &options,
         ));
     }
     changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
-    let notes = live
+    let mut notes: Vec<String> = live
         .missing_kinds
         .iter()
         .filter(|(_, kind)| rendered.kubernetes.iter().any(|o| &o.id.kind == kind))
@@ -93,6 +105,10 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
             )
         })
         .collect();
+    notes.extend(plan::kube::unreadable_metrics(
+        &rendered.kubernetes,
+        &live.served_groups,
+    ));
     let plan = Plan {
         format_version: FORMAT_VERSION,
         fleet: fleet.name.clone(),
@@ -101,6 +117,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         kube_context: cluster.context.clone(),
         nats_url: jetstream.as_ref().map(|js| js.url.clone()),
         changes,
+        drift_only: false,
         notes,
     };
     Ok(Some(Planned {
@@ -112,13 +129,35 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
 }
 
 fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
+    // Half a pair would be silently ignored by the client: refuse it.
+    let pairs = [
+        (
+            "--nats-user (FLEET_NATS_USER)",
+            args.nats_user.is_some(),
+            "--nats-password (FLEET_NATS_PASSWORD)",
+            args.nats_password.is_some(),
+        ),
+        (
+            "--nats-tls-cert (FLEET_NATS_TLS_CERT)",
+            args.nats_tls_cert.is_some(),
+            "--nats-tls-key (FLEET_NATS_TLS_KEY)",
+            args.nats_tls_key.is_some(),
+        ),
+    ];
+    for (one, has_one, other, has_other) in pairs {
+        if has_one != has_other {
+            let (given, missing) = if has_one { (one, other) } else { (other, one) };
+            anyhow::bail!(
+                "{given} is set but {missing} is not: give both or neither. Nothing was changed."
+            );
+        }
+    }
     let nkey_seed = match &args.nats_nkey {
-        Some(path) => Some(
+        Some(path) => Some(Sensitive::new(
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading the NKey seed {}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
+                .trim(),
+        )),
         None => None,
     };
     Ok(Connection {
@@ -137,9 +176,12 @@ fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
 }
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
-    let Some(planned) = make_plan(&args.cluster).await? else {
+    let Some(mut planned) = make_plan(&args.cluster).await? else {
         return Ok(ExitStatus::Failure);
     };
+    if args.drift {
+        planned.plan = planned.plan.drift_only();
+    }
     let plan = &planned.plan;
     if let Some(path) = &args.out {
         let file = std::fs::File::create(path)
@@ -153,9 +195,11 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         PlanFormat::Markdown => report::plan_markdown(plan, &mut stdout)?,
     }
     stdout.flush()?;
-    Ok(if args.detailed_exitcode && plan.has_changes() {
-        ExitStatus::Changes
-    } else {
-        ExitStatus::Success
-    })
+    Ok(
+        if (args.detailed_exitcode || args.drift) && plan.has_changes() {
+            ExitStatus::Changes
+        } else {
+            ExitStatus::Success
+        },
+    )
 }

@@ -11,16 +11,18 @@ use async_nats::jetstream::context::{RequestError, RequestErrorKind};
 use serde_json::{Value, json};
 
 use crate::ownership;
+use crate::redact::{self, Sensitive};
 
-/// How to reach and authenticate to the NATS server.
-#[derive(Debug, Clone, Default)]
+/// How to reach and authenticate to the NATS server. `Debug` shows no
+/// secret: the URL's userinfo, the seed, token and password are masked.
+#[derive(Clone, Default)]
 pub struct Connection {
     pub url: String,
     pub creds_file: Option<PathBuf>,
-    pub nkey_seed: Option<String>,
-    pub token: Option<String>,
+    pub nkey_seed: Option<Sensitive>,
+    pub token: Option<Sensitive>,
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Sensitive>,
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -29,9 +31,45 @@ pub struct Connection {
     pub api_prefix: Option<String>,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &redact::url(&self.url))
+            .field("creds_file", &self.creds_file)
+            .field("nkey_seed", &self.nkey_seed)
+            .field("token", &self.token)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("domain", &self.domain)
+            .field("api_prefix", &self.api_prefix)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// A message from the NATS client with anything secret of this
+    /// connection taken out.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.replace(&self.url, &redact::url(&self.url));
+        for secret in [&self.password, &self.token, &self.nkey_seed]
+            .into_iter()
+            .flatten()
+        {
+            if !secret.expose().is_empty() {
+                text = text.replace(secret.expose(), redact::MASK);
+            }
+        }
+        text
+    }
+}
+
 /// A connected JetStream API, and what it is for messages.
 pub struct JetStream {
     pub context: async_nats::jetstream::Context,
+    /// The server's URL without userinfo: safe to print.
     pub url: String,
     pub server_version: (u64, u64, u64),
 }
@@ -42,7 +80,9 @@ pub const MIN_SERVER: (u64, u64, u64) = (2, 10, 0);
 
 impl JetStream {
     pub async fn connect(connection: &Connection) -> anyhow::Result<JetStream> {
-        let url = &connection.url;
+        // Only the request itself gets the URL with its userinfo; every
+        // message gets the redacted one.
+        let url = &redact::url(&connection.url);
         let mut options = async_nats::ConnectOptions::new()
             .name("fleet")
             .connection_timeout(Duration::from_secs(5));
@@ -52,14 +92,25 @@ impl JetStream {
                 .await
                 .with_context(|| format!("reading NATS credentials {}", path.display()))?;
         }
+        // async-nats ignores userinfo in the URL; `nats` and the other
+        // clients take it as user and password (or a token), so fleet does.
+        if connection.user.is_none() && connection.token.is_none() {
+            match url_credentials(&connection.url) {
+                Some((user, Some(password))) => {
+                    options = options.user_and_password(user, password.expose().to_string());
+                }
+                Some((token, None)) => options = options.token(token),
+                None => {}
+            }
+        }
         if let Some(seed) = &connection.nkey_seed {
-            options = options.nkey(seed.clone());
+            options = options.nkey(seed.expose().to_string());
         }
         if let Some(token) = &connection.token {
-            options = options.token(token.clone());
+            options = options.token(token.expose().to_string());
         }
         if let (Some(user), Some(password)) = (&connection.user, &connection.password) {
-            options = options.user_and_password(user.clone(), password.clone());
+            options = options.user_and_password(user.clone(), password.expose().to_string());
         }
         if let Some(ca) = &connection.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
@@ -69,9 +120,10 @@ impl JetStream {
                 .add_client_certificate(cert.clone(), key.clone())
                 .require_tls(true);
         }
-        let client = options.connect(url.as_str()).await.map_err(|err| {
+        let client = options.connect(connection.url.as_str()).await.map_err(|err| {
             anyhow::anyhow!(
-                "cannot connect to NATS at {url}: {err}\n  Check the URL (--nats-url, FLEET_NATS_URL or the environment's nats_url), the credentials, and that the server is up. Nothing was changed."
+                "cannot connect to NATS at {url}: {}\n  Check the URL (--nats-url, FLEET_NATS_URL or the environment's nats_url), the credentials, and that the server is up. Nothing was changed.",
+                connection.scrub(&err.to_string())
             )
         })?;
         let info = client.server_info();
@@ -125,23 +177,33 @@ impl JetStream {
                 doing,
             )
         };
-        crate::retry::with_backoff(|err: &anyhow::Error| transient(err), attempt).await
+        crate::retry::with_backoff(READ_ATTEMPTS, |err: &anyhow::Error| transient(err), attempt)
+            .await
     }
 
     fn answer(&self, response: Result<Value, RequestError>, doing: &str) -> anyhow::Result<Value> {
         let response = response
             .with_context(|| format!("{doing}: no answer from JetStream at {}", self.url))?;
         if let Some(error) = response.get("error") {
-            bail!(
-                "{doing}: JetStream error {} ({}): {}",
-                error["err_code"],
-                error["code"],
-                error["description"].as_str().unwrap_or("no description")
-            );
+            // Typed, so callers can branch on it (a 503 is retried, a
+            // "not found" on delete is what deleting wanted).
+            let error = ApiError {
+                code: error["code"].as_u64().unwrap_or(0),
+                err_code: error["err_code"].as_u64().unwrap_or(0),
+                description: error["description"]
+                    .as_str()
+                    .unwrap_or("no description")
+                    .to_string(),
+            };
+            return Err(anyhow::Error::new(error).context(doing.to_string()));
         }
         Ok(response)
     }
 }
+
+/// A JetStream cluster takes seconds to elect a leader: reads try for
+/// about 8 s (0.25 s, doubling) before giving up.
+const READ_ATTEMPTS: u32 = 6;
 
 /// No answer yet, or 503 "JetStream system temporarily unavailable".
 fn transient(err: &anyhow::Error) -> bool {
@@ -166,6 +228,58 @@ pub struct ApiError {
     pub description: String,
 }
 
+impl ApiError {
+    /// The stream or consumer is not there (10059 stream, 10014 consumer).
+    pub fn is_not_found(&self) -> bool {
+        self.code == 404 || matches!(self.err_code, 10059 | 10014)
+    }
+}
+
+/// The [`ApiError`] behind an error, if it is one.
+pub fn api_error(err: &anyhow::Error) -> Option<&ApiError> {
+    err.downcast_ref::<ApiError>()
+}
+
+/// The userinfo of the first URL (of a comma-separated list) that has one:
+/// `(user, Some(password))`, or `(token, None)`, percent-decoded.
+fn url_credentials(urls: &str) -> Option<(String, Option<Sensitive>)> {
+    urls.split(',').find_map(|url| {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split('/').next()?;
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        Some(match userinfo.split_once(':') {
+            Some((user, password)) => (
+                percent_decoded(user),
+                Some(Sensitive::new(percent_decoded(password))),
+            ),
+            None => (percent_decoded(userinfo), None),
+        })
+    })
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
     let core = version.trim_start_matches('v').split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
@@ -180,7 +294,8 @@ fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
 #[derive(Debug, Clone)]
 pub struct LiveStream {
     pub config: Value,
-    pub messages: u64,
+    /// `None` when the server did not report it: never read as zero.
+    pub messages: Option<u64>,
     pub bytes: u64,
     pub consumers: BTreeMap<String, LiveConsumer>,
 }
@@ -188,8 +303,9 @@ pub struct LiveStream {
 #[derive(Debug, Clone)]
 pub struct LiveConsumer {
     pub config: Value,
-    /// Messages not yet delivered plus delivered and not acknowledged.
-    pub pending: u64,
+    /// Messages not yet delivered plus delivered and not acknowledged;
+    /// `None` when the server did not report them.
+    pub pending: Option<u64>,
 }
 
 /// Every stream on the server, by name, with its consumers.
@@ -209,74 +325,116 @@ pub async fn read(
     desired_streams: &[&str],
 ) -> anyhow::Result<LiveJetStream> {
     let mut streams = LiveJetStream::new();
-    let mut offset = 0u64;
-    loop {
-        let page = js
-            .read(
-                "STREAM.LIST",
-                &json!({ "offset": offset }),
-                "listing JetStream streams",
-            )
-            .await?;
-        let items = page["streams"].as_array().cloned().unwrap_or_default();
-        for info in &items {
-            let name = info["config"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            streams.insert(
-                name,
-                LiveStream {
-                    config: info["config"].clone(),
-                    messages: info["state"]["messages"].as_u64().unwrap_or(0),
-                    bytes: info["state"]["bytes"].as_u64().unwrap_or(0),
-                    consumers: BTreeMap::new(),
-                },
-            );
-        }
-        offset += items.len() as u64;
-        if items.is_empty() || offset >= page["total"].as_u64().unwrap_or(0) {
-            break;
-        }
+    let infos = list_all(js, "STREAM.LIST", "streams", "listing JetStream streams").await?;
+    for info in &infos {
+        let name = info["config"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        streams.insert(
+            name,
+            LiveStream {
+                config: info["config"].clone(),
+                messages: info["state"]["messages"].as_u64(),
+                bytes: info["state"]["bytes"].as_u64().unwrap_or(0),
+                consumers: BTreeMap::new(),
+            },
+        );
     }
     for (name, stream) in streams.iter_mut() {
         if !is_owned(&stream.config, owner) && !desired_streams.contains(&name.as_str()) {
             continue;
         }
-        let mut offset = 0u64;
-        loop {
-            let page = js
-                .read(
-                    &format!("CONSUMER.LIST.{name}"),
-                    &json!({ "offset": offset }),
-                    &format!("listing the consumers of stream {name}"),
-                )
-                .await?;
-            let items = page["consumers"].as_array().cloned().unwrap_or_default();
-            for info in &items {
-                let consumer = info["name"].as_str().unwrap_or_default().to_string();
-                let pending = info["num_pending"].as_u64().unwrap_or(0)
-                    + info["num_ack_pending"].as_u64().unwrap_or(0);
-                stream.consumers.insert(
-                    consumer,
-                    LiveConsumer {
-                        config: info["config"].clone(),
-                        pending,
-                    },
-                );
-            }
-            offset += items.len() as u64;
-            if items.is_empty() || offset >= page["total"].as_u64().unwrap_or(0) {
-                break;
-            }
+        let infos = list_all(
+            js,
+            &format!("CONSUMER.LIST.{name}"),
+            "consumers",
+            &format!("listing the consumers of stream {name}"),
+        )
+        .await?;
+        for info in &infos {
+            let consumer = info["name"].as_str().unwrap_or_default().to_string();
+            let pending = info["num_pending"]
+                .as_u64()
+                .zip(info["num_ack_pending"].as_u64())
+                .map(|(waiting, unacknowledged)| waiting + unacknowledged);
+            stream.consumers.insert(
+                consumer,
+                LiveConsumer {
+                    config: info["config"].clone(),
+                    pending,
+                },
+            );
         }
     }
     Ok(streams)
 }
 
+/// Every item of a paged JetStream list. A page that names `missing` items
+/// (in a cluster, streams whose leader is being elected) is read again, and
+/// in the end refused: what the server could not report is not absent, and
+/// planning it as absent would create or destroy what exists.
+async fn list_all(
+    js: &JetStream,
+    subject: &str,
+    key: &str,
+    doing: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let attempt = || async {
+        let mut items = Vec::new();
+        loop {
+            let page = js
+                .read(subject, &json!({ "offset": items.len() }), doing)
+                .await?;
+            let missing: Vec<String> = page["missing"]
+                .as_array()
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !missing.is_empty() {
+                return Err(anyhow::Error::new(Missing(missing)).context(doing.to_string()));
+            }
+            let page_items = page[key].as_array().cloned().unwrap_or_default();
+            let done = page_items.is_empty();
+            items.extend(page_items);
+            if done || items.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
+                return Ok(items);
+            }
+        }
+    };
+    crate::retry::with_backoff(
+        READ_ATTEMPTS,
+        |err: &anyhow::Error| err.downcast_ref::<Missing>().is_some(),
+        attempt,
+    )
+    .await
+}
+
+/// Items a JetStream list could not report this time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server could not report {} right now (a JetStream cluster electing a leader?); nothing is planned from an incomplete list, try again",
+    .0.join(", ")
+)]
+pub struct Missing(pub Vec<String>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_url() {
+        let (user, password) = url_credentials("nats://fleet:p%40ss@n:4222").unwrap();
+        assert_eq!(user, "fleet");
+        assert_eq!(password.unwrap().expose(), "p@ss");
+        let (token, password) = url_credentials("nats://n1:4222,nats://t0k@n2:4222").unwrap();
+        assert_eq!((token.as_str(), password), ("t0k", None));
+        assert!(url_credentials("nats://n:4222").is_none());
+    }
 
     #[test]
     fn versions() {

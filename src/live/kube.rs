@@ -13,7 +13,7 @@ use kube::{Api, Client, Config};
 use serde_json::Value;
 
 use crate::render::{DesiredObject, ObjectRef};
-use crate::{model, ownership, retry};
+use crate::{model, ownership, redact, retry};
 
 /// Every kind fleet renders: listed on each plan so that objects of a kind
 /// the definition no longer uses are still found and destroyed.
@@ -70,7 +70,14 @@ impl Cluster {
                 (config, context)
             }
         };
-        let server = config.cluster_url.to_string();
+        let mut config = config;
+        // Every request has a deadline: a server that stops answering
+        // (stopped, partitioned) fails the request, which is retried where
+        // that is safe, instead of hanging the run.
+        config.connect_timeout = Some(std::time::Duration::from_secs(10));
+        config.read_timeout = Some(std::time::Duration::from_secs(30));
+        config.write_timeout = Some(std::time::Duration::from_secs(30));
+        let server = redact::url(&config.cluster_url.to_string());
         let client = Client::try_from(config)
             .with_context(|| format!("building a client for kube context `{context}`"))?;
         Ok(Cluster {
@@ -109,6 +116,9 @@ pub struct LiveState {
     pub kinds: BTreeMap<(String, String), Kind>,
     /// Kinds fleet renders whose API the cluster does not serve.
     pub missing_kinds: BTreeSet<(String, String)>,
+    /// Every API group the cluster serves (for the metrics APIs an
+    /// autoscaler reads, which fleet does not manage but depends on).
+    pub served_groups: BTreeSet<String>,
     /// Objects fleet owns.
     pub owned: BTreeMap<ObjectRef, Value>,
     /// Same-named objects of desired ones that fleet does not own.
@@ -142,6 +152,13 @@ pub async fn read(
         .map(|(api_version, _)| api_version.rsplit_once('/').map_or("", |(g, _)| g))
         .collect();
     let groups: Vec<&str> = groups.into_iter().collect();
+    state.served_groups = retry::kube(|| cluster.client.list_api_groups())
+        .await
+        .with_context(|| format!("discovering the APIs of {}", cluster.describe()))?
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
     let discovery = Discovery::new(cluster.client.clone())
         .filter(&groups)
         .run()
@@ -181,7 +198,7 @@ pub async fn read(
                         namespace: kind.namespaced.then(|| namespace.to_string()),
                         name: "(all owned by fleet)".into(),
                     };
-                    crate::apply::explain_read_error(err, "listing", &what, cluster)
+                    crate::explain::client_error(err, "listing", &what, cluster)
                 })?;
                 anyhow::Ok((kind, list.items))
             }
@@ -213,7 +230,7 @@ pub async fn read(
                 let live = retry::kube(|| api.get_opt(&object.id.name))
                     .await
                     .map_err(|err| {
-                        crate::apply::explain_read_error(err, "reading", &object.id, cluster)
+                        crate::explain::client_error(err, "reading", &object.id, cluster)
                     })?;
                 anyhow::Ok((object.id.clone(), live))
             }

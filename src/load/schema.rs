@@ -200,6 +200,7 @@ pub fn schema() -> Value {
                 "name": string("names fleet's ownership marks"),
                 "namespace": string("namespace of every object"),
                 "label_domain": string("domain of role/tier labels (default agent.ceo)"),
+                "imperative_managers": strings("field managers whose changes are drift to restore, besides kubectl's"),
                 "service_monitor": table("the fleet's ServiceMonitor", json!({
                     "enabled": boolean("false: no ServiceMonitor"),
                     "name": string("name"),

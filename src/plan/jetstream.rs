@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, Change, Target};
+use super::{Action, Change, Drift, Target};
 use crate::live::jetstream::{LiveJetStream, LiveStream, is_owned};
+use crate::ownership;
+use crate::redact::Body;
 use crate::render::Wave;
 use crate::render::jetstream::DesiredJetStream;
 
@@ -48,14 +50,32 @@ const DURATION_FIELDS: &[&str] = &["max_age", "duplicate_window", "ack_wait", "b
 
 const TWO_MINUTES: u64 = 120_000_000_000;
 
+/// What planning JetStream needs besides the desired and live configs.
+pub struct Options<'a> {
+    /// `fleet.owner` of this fleet's streams and consumers.
+    pub owner: &'a str,
+    pub server: (u64, u64, u64),
+    pub adopt: bool,
+    /// The inventory is the one fleet last applied (see
+    /// `plan::kube::inventory_unchanged`): a missing stream or consumer was
+    /// deleted outside fleet.
+    pub inventory_unchanged: bool,
+}
+
 pub fn plan(
     desired: &DesiredJetStream,
     live: &LiveJetStream,
-    owner: &str,
-    server: (u64, u64, u64),
-    adopt: bool,
+    options: &Options<'_>,
 ) -> Vec<Change> {
+    let Options {
+        owner,
+        server,
+        adopt,
+        inventory_unchanged,
+    } = *options;
     let mut changes = Vec::new();
+    // Streams created now, or deleted and created again: their consumers
+    // are created with them.
     let mut recreated_streams = BTreeSet::new();
 
     for stream in &desired.streams {
@@ -69,7 +89,7 @@ pub fn plan(
         });
         let immutable =
             |before: &Fields, after: &Fields| immutable_stream_changes(before, after, server);
-        let change = plan_one(
+        let mut change = plan_one(
             target,
             &stream.config,
             existing,
@@ -78,10 +98,40 @@ pub fn plan(
             owner,
             adopt,
         );
+        if change.action == Action::Replace
+            && let Some(live_stream) = live.get(&stream.name)
+        {
+            // Consumers nobody declared here (agents' own) go with the
+            // stream and are not made again: say so.
+            let lost: Vec<&str> = live_stream
+                .consumers
+                .keys()
+                .filter(|c| {
+                    !desired
+                        .consumers
+                        .iter()
+                        .any(|d| d.stream == stream.name && &d.name == *c)
+                })
+                .map(String::as_str)
+                .collect();
+            if !lost.is_empty()
+                && let Some(reason) = &mut change.reason
+            {
+                reason.push_str(&format!(
+                    "; its other consumers go with it and are not made again: {}",
+                    lost.join(", ")
+                ));
+            }
+        }
         if matches!(change.action, Action::Create | Action::Replace) {
-            // Its consumers are created anew with it.
             recreated_streams.insert(stream.name.clone());
         }
+        mark_drift(
+            &mut change,
+            live.get(&stream.name).map(|s| &s.config),
+            &stream.config,
+            inventory_unchanged,
+        );
         changes.push(change);
     }
 
@@ -90,16 +140,37 @@ pub fn plan(
             stream: consumer.stream.clone(),
             name: consumer.name.clone(),
         };
-        let existing = live
+        let live_consumer = live
             .get(&consumer.stream)
-            .filter(|_| !recreated_streams.contains(&consumer.stream))
-            .and_then(|s| s.consumers.get(&consumer.name))
-            .map(|c| Existing {
-                config: &c.config,
-                at_risk: c.pending,
-                holds: format!("{} messages pending or unacknowledged", c.pending),
-            });
-        changes.push(plan_one(
+            .and_then(|s| s.consumers.get(&consumer.name));
+        if recreated_streams.contains(&consumer.stream) {
+            // The stream is created, or deleted and created again: a
+            // consumer it had goes with it and is made again.
+            let mut change = new_change(
+                target,
+                Action::Create,
+                Some(describe_all(&normalized_consumer(&consumer.config))),
+                Some(consumer.config.clone()),
+            );
+            if let Some(existing) = live_consumer {
+                change.action = Action::Replace;
+                change.reason = Some(format!(
+                    "its stream {} is replaced; {}",
+                    consumer.stream,
+                    pending(existing.pending)
+                ));
+                change.loses_data = existing.pending != Some(0);
+            }
+            mark_drift(&mut change, None, &consumer.config, inventory_unchanged);
+            changes.push(change);
+            continue;
+        }
+        let existing = live_consumer.map(|c| Existing {
+            config: &c.config,
+            at_risk: c.pending,
+            holds: pending(c.pending),
+        });
+        let mut change = plan_one(
             target,
             &consumer.config,
             existing,
@@ -107,7 +178,14 @@ pub fn plan(
             immutable_consumer_changes,
             owner,
             adopt,
-        ));
+        );
+        mark_drift(
+            &mut change,
+            live_consumer.map(|c| &c.config),
+            &consumer.config,
+            inventory_unchanged,
+        );
+        changes.push(change);
     }
 
     // Owned, and no longer desired. Consumers of a destroyed stream go with it.
@@ -127,7 +205,8 @@ pub fn plan(
                 None,
             );
             change.reason = Some(holds(stream));
-            change.loses_data = stream.messages > 0;
+            change.loses_data = stream.messages != Some(0);
+            change.drift = inventory_unchanged.then(Drift::default);
             changes.push(change);
             continue;
         }
@@ -145,11 +224,9 @@ pub fn plan(
                     None,
                     None,
                 );
-                change.reason = Some(format!(
-                    "{} messages pending or unacknowledged",
-                    consumer.pending
-                ));
-                change.loses_data = consumer.pending > 0;
+                change.reason = Some(pending(consumer.pending));
+                change.loses_data = consumer.pending != Some(0);
+                change.drift = inventory_unchanged.then(Drift::default);
                 changes.push(change);
             }
         }
@@ -159,11 +236,32 @@ pub fn plan(
 
 type Fields = Map<String, Value>;
 
+/// Marks a change as drift when the live config carries the hash of what
+/// fleet would send now (the definition is unchanged, so the server's copy
+/// moved), or, for a create, when the inventory is unchanged (it was deleted
+/// outside fleet).
+fn mark_drift(
+    change: &mut Change,
+    live: Option<&Value>,
+    desired: &Value,
+    inventory_unchanged: bool,
+) {
+    change.drift = match (change.action, live) {
+        (Action::Create, _) => inventory_unchanged.then(Drift::default),
+        (Action::Update | Action::Replace, Some(live)) => {
+            let applied = ownership::applied_hash(live);
+            (applied.is_some() && applied == ownership::applied_hash(desired)).then(Drift::default)
+        }
+        _ => None,
+    };
+}
+
 /// A live stream or consumer, as far as planning one change needs it.
 struct Existing<'a> {
     config: &'a Value,
-    /// Messages a destroy would lose.
-    at_risk: u64,
+    /// Messages a destroy would lose; `None` when the server did not say,
+    /// which counts as some (fail closed).
+    at_risk: Option<u64>,
     /// Those messages, in words.
     holds: String,
 }
@@ -202,7 +300,7 @@ fn plan_one(
             immutable.join(", "),
             existing.holds
         ));
-        change.loses_data = existing.at_risk > 0;
+        change.loses_data = existing.at_risk != Some(0);
         change
     } else {
         new_change(
@@ -226,8 +324,9 @@ fn new_change(
         wave: Wave::JetStream,
         reason: None,
         diff,
-        desired,
+        desired: desired.map(Body::new),
         loses_data: false,
+        drift: None,
     }
 }
 
@@ -244,10 +343,20 @@ fn unowned(target: Target) -> Change {
 }
 
 fn holds(stream: &LiveStream) -> String {
-    format!(
-        "holds {} messages ({} bytes)",
-        stream.messages, stream.bytes
-    )
+    match stream.messages {
+        Some(messages) => format!("holds {messages} messages ({} bytes)", stream.bytes),
+        None => {
+            "holds an unknown number of messages (the server did not report them), counted as some"
+                .into()
+        }
+    }
+}
+
+fn pending(count: Option<u64>) -> String {
+    match count {
+        Some(count) => format!("{count} messages pending or unacknowledged"),
+        None => "an unknown number of messages pending (the server did not report them), counted as some".into(),
+    }
 }
 
 /// The live config with fleet's fields laid over it: settings made outside
@@ -288,14 +397,17 @@ fn server_metadata(metadata: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// Metadata without the server's own `_nats.*` keys: those are not changes.
+/// Metadata without the server's own `_nats.*` keys and fleet's record of
+/// what it applied: neither is a change.
 fn user_metadata(metadata: &Value) -> Value {
     Value::Object(
         metadata
             .as_object()
             .map(|m| {
                 m.iter()
-                    .filter(|(k, _)| !k.starts_with("_nats."))
+                    .filter(|(k, _)| {
+                        !k.starts_with("_nats.") && *k != ownership::JETSTREAM_APPLIED_HASH_KEY
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -488,6 +600,12 @@ mod tests {
     use crate::render::jetstream::{DesiredConsumer, DesiredStream};
 
     const DAY: u64 = 86_400_000_000_000;
+    const OPTIONS: Options<'static> = Options {
+        owner: "demo",
+        server: (2, 12, 0),
+        adopt: false,
+        inventory_unchanged: false,
+    };
 
     fn desired(max_age_days: u64, storage: &str) -> DesiredJetStream {
         DesiredJetStream {
@@ -520,7 +638,7 @@ mod tests {
                 "max_msg_size": -1, "duplicate_window": TWO_MINUTES, "max_msgs_per_subject": -1, "allow_direct": true,
                 "metadata": { "fleet.owner": "demo", "_nats.req.level": "0", "_nats.ver": "2.12.0" }
             }),
-            messages,
+            messages: Some(messages),
             bytes: messages * 100,
             consumers: BTreeMap::from([(
                 "devops-agent".to_string(),
@@ -531,7 +649,7 @@ mod tests {
                         "max_ack_pending": 1000, "max_waiting": 512, "replay_policy": "instant", "num_replicas": 0,
                         "metadata": { "fleet.owner": "demo", "_nats.ver": "2.12.0" }
                     }),
-                    pending: 0,
+                    pending: Some(0),
                 },
             )]),
         };
@@ -547,7 +665,7 @@ mod tests {
 
     #[test]
     fn server_defaults_are_not_changes() {
-        let changes = plan(&desired(7, "file"), &live(7, 0), "demo", (2, 12, 0), false);
+        let changes = plan(&desired(7, "file"), &live(7, 0), &OPTIONS);
         assert!(
             changes.iter().all(|c| c.action == Action::NoOp),
             "{changes:#?}"
@@ -556,11 +674,11 @@ mod tests {
 
     #[test]
     fn max_age_is_updated_in_place_keeping_other_settings() {
-        let changes = plan(&desired(14, "file"), &live(7, 3), "demo", (2, 12, 0), false);
+        let changes = plan(&desired(14, "file"), &live(7, 3), &OPTIONS);
         let stream = &changes[0];
         assert_eq!(stream.action, Action::Update);
         assert_eq!(stream.diff.as_deref(), Some("~ max_age: 7d -> 14d\n"));
-        let body = stream.desired.as_ref().unwrap();
+        let body = stream.desired.as_ref().unwrap().sent();
         assert_eq!(
             body["allow_direct"], true,
             "a setting made outside fleet survives"
@@ -571,20 +689,14 @@ mod tests {
 
     #[test]
     fn storage_change_is_a_replace_that_loses_messages() {
-        let changes = plan(
-            &desired(7, "memory"),
-            &live(7, 12),
-            "demo",
-            (2, 12, 0),
-            false,
-        );
+        let changes = plan(&desired(7, "memory"), &live(7, 12), &OPTIONS);
         assert_eq!(
             actions(&changes),
             [
                 ("jetstream stream agent-tasks".to_string(), Action::Replace),
                 (
                     "jetstream consumer agent-tasks/devops-agent".to_string(),
-                    Action::Create
+                    Action::Replace
                 ),
             ]
         );
@@ -601,6 +713,65 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_stream_takes_its_consumers_with_it() {
+        let mut live = live(7, 12);
+        let stream = live.get_mut("agent-tasks").unwrap();
+        stream.consumers.get_mut("devops-agent").unwrap().pending = Some(5);
+        stream.consumers.insert(
+            "adhoc".into(),
+            LiveConsumer {
+                config: json!({ "durable_name": "adhoc" }),
+                pending: Some(0),
+            },
+        );
+        let changes = plan(&desired(7, "memory"), &live, &OPTIONS);
+        let consumer = &changes[1];
+        assert_eq!(consumer.action, Action::Replace);
+        assert!(consumer.loses_data);
+        let reason = consumer.reason.as_deref().unwrap();
+        assert!(reason.contains("5 messages pending"), "{reason}");
+        let stream_reason = changes[0].reason.as_deref().unwrap();
+        assert!(stream_reason.contains("adhoc"), "{stream_reason}");
+    }
+
+    #[test]
+    fn counts_the_server_did_not_report_are_not_zero() {
+        let mut live = live(7, 0);
+        let stream = live.get_mut("agent-tasks").unwrap();
+        stream.messages = None;
+        stream.consumers.get_mut("devops-agent").unwrap().pending = None;
+        let changes = plan(&desired(7, "memory"), &live, &OPTIONS);
+        assert!(changes[0].loses_data, "{:?}", changes[0]);
+        assert!(changes[1].loses_data, "{:?}", changes[1]);
+        let mut desired = desired(7, "file");
+        desired.consumers.clear();
+        let changes = plan(&desired, &live, &OPTIONS);
+        assert_eq!(changes[1].action, Action::Delete);
+        assert!(changes[1].loses_data);
+    }
+
+    #[test]
+    fn a_change_made_on_the_server_is_drift() {
+        let mut desired = desired(7, "file");
+        crate::ownership::stamp_jetstream(&mut desired.streams[0].config);
+        let mut live = live(7, 0);
+        let stream = live.get_mut("agent-tasks").unwrap();
+        stream.config["metadata"] = desired.streams[0].config["metadata"].clone();
+        // Someone set max_age by hand; the definition says 7d as before.
+        stream.config["max_age"] = json!(DAY);
+        let changes = plan(&desired, &live, &OPTIONS);
+        assert_eq!(changes[0].action, Action::Update);
+        assert!(changes[0].drift.is_some());
+        // The definition changed as well: not drift, a deploy.
+        let mut newer = desired.clone();
+        newer.streams[0].config["max_age"] = json!(14 * DAY);
+        crate::ownership::stamp_jetstream(&mut newer.streams[0].config);
+        let changes = plan(&newer, &live, &OPTIONS);
+        assert_eq!(changes[0].action, Action::Update);
+        assert!(changes[0].drift.is_none());
+    }
+
+    #[test]
     fn unowned_consumers_are_never_touched() {
         let mut live = live(7, 0);
         let stream = live.get_mut("agent-tasks").unwrap();
@@ -608,12 +779,12 @@ mod tests {
             "adhoc".into(),
             LiveConsumer {
                 config: json!({ "durable_name": "adhoc" }),
-                pending: 4,
+                pending: Some(4),
             },
         );
         let mut desired = desired(7, "file");
         desired.consumers.clear();
-        let changes = plan(&desired, &live, "demo", (2, 12, 0), false);
+        let changes = plan(&desired, &live, &OPTIONS);
         assert_eq!(
             actions(&changes),
             [
@@ -630,7 +801,7 @@ mod tests {
     fn a_stream_fleet_does_not_own_is_left_alone() {
         let mut live = live(7, 0);
         live.get_mut("agent-tasks").unwrap().config["metadata"] = json!({});
-        let changes = plan(&desired(14, "file"), &live, "demo", (2, 12, 0), false);
+        let changes = plan(&desired(14, "file"), &live, &OPTIONS);
         assert_eq!(changes[0].action, Action::Unowned);
     }
 }

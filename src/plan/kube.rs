@@ -9,10 +9,28 @@ use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Action, Change, Target};
+use super::{Action, Change, Drift, Target};
 use crate::live::kube::{Cluster, LiveState};
+use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
-use crate::{ownership, retry};
+use crate::{explain, ownership, retry};
+
+/// Field managers of hand edits: kubectl's imperative commands, and
+/// `before-first-apply`, which a client-side-applied object carries after
+/// migration. A field one of them took from fleet is drift, restored by the
+/// next apply; a field another applier declares is a real conflict.
+pub const IMPERATIVE_MANAGERS: &[&str] = &[
+    "kubectl",
+    "kubectl-edit",
+    "kubectl-patch",
+    "kubectl-client-side-apply",
+    "kubectl-label",
+    "kubectl-annotate",
+    "kubectl-scale",
+    "kubectl-set",
+    "kubectl-rollout",
+    "before-first-apply",
+];
 
 pub struct Options {
     pub concurrency: usize,
@@ -20,19 +38,42 @@ pub struct Options {
     pub force_conflicts: bool,
     /// Plan as `apply --adopt` would: take over same-named unowned objects.
     pub adopt: bool,
+    /// [`IMPERATIVE_MANAGERS`] and those the fleet adds.
+    pub imperative_managers: Vec<String>,
+}
+
+/// One field another manager owns, from a 409 FieldManagerConflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    pub manager: String,
+    pub field: String,
+    /// The server's words: `conflict with "kubectl-edit" using apps/v1`.
+    pub message: String,
 }
 
 /// What a server-side dry-run apply said about one object.
-enum DryRun {
+#[derive(Debug)]
+pub enum DryRun {
     /// The object as it would be stored.
     Accepted(Value),
-    /// 409 FieldManagerConflict: (manager, field) pairs.
-    Conflict(Vec<String>),
-    /// 422 on an immutable field.
+    /// 409 FieldManagerConflict.
+    Conflict(Vec<FieldConflict>),
+    /// 422 on immutable fields only.
     Immutable(String),
     /// The namespace does not exist yet, so there is nothing to dry-run
     /// against: the object will be created as rendered.
     NamespaceMissing,
+}
+
+/// What planning needs to know besides the dry run.
+pub struct Context<'a> {
+    /// The live object, owned or not.
+    pub before: Option<&'a Value>,
+    /// The ApplySet inventory is what it was at the last apply, so a missing
+    /// object was deleted outside fleet.
+    pub inventory_unchanged: bool,
+    /// Imperative managers whose fields a forced dry run took back.
+    pub taken_from: Vec<String>,
 }
 
 pub async fn plan(
@@ -43,6 +84,7 @@ pub async fn plan(
 ) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
+    let inventory_unchanged = inventory_unchanged(desired, live);
     // In a namespace that does not exist yet everything is new, and a dry run
     // could only answer "namespace not found": skip thousands of requests.
     let namespace_exists = |namespace: &str| {
@@ -53,42 +95,44 @@ pub async fn plan(
     };
     for object in desired {
         if live.kind(&object.id).is_none() {
-            changes.push(Change {
-                target: Target::Kubernetes(object.id.clone()),
-                action: Action::NotInstalled,
-                wave: object.wave(),
-                reason: Some(format!(
-                    "the cluster does not serve {} ({}); install its CRD, then plan again",
-                    object.id.kind, object.id.api_version
-                )),
-                diff: None,
-                desired: None,
-                loses_data: false,
-            });
+            let mut change = Change::new(
+                Target::Kubernetes(object.id.clone()),
+                Action::NotInstalled,
+                object.wave(),
+            );
+            change.reason = Some(format!(
+                "the cluster does not serve {} ({}); install its CRD, then plan again",
+                object.id.kind, object.id.api_version
+            ));
+            changes.push(change);
         } else if live.unowned.contains_key(&object.id) && !options.adopt {
-            changes.push(Change {
-                target: Target::Kubernetes(object.id.clone()),
-                action: Action::Unowned,
-                wave: object.wave(),
-                reason: Some("an object of this name exists without fleet's labels; apply with --adopt to take it over".into()),
-                diff: None,
-                desired: Some(object.body.clone()),
-                loses_data: false,
-            });
+            let mut change = Change::new(
+                Target::Kubernetes(object.id.clone()),
+                Action::Unowned,
+                object.wave(),
+            );
+            change.reason = Some("an object of this name exists without fleet's labels; apply with --adopt to take it over".into());
+            change.desired = Some(Body::new(object.body.clone()));
+            changes.push(change);
         } else if object
             .id
             .namespace
             .as_deref()
             .is_some_and(|ns| !namespace_exists(ns))
         {
-            changes.push(classify(object, None, DryRun::NamespaceMissing));
+            let context = Context {
+                before: None,
+                inventory_unchanged,
+                taken_from: Vec::new(),
+            };
+            changes.push(classify(object, &context, DryRun::NamespaceMissing));
         } else {
             to_dry_run.push(object);
         }
     }
 
     let planned: Vec<anyhow::Result<Change>> = stream::iter(to_dry_run)
-        .map(|object| plan_object(cluster, live, object, options))
+        .map(|object| plan_object(cluster, live, object, options, inventory_unchanged))
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
@@ -100,18 +144,80 @@ pub async fn plan(
     let desired_ids: BTreeSet<&ObjectRef> = desired.iter().map(|d| &d.id).collect();
     for (id, object) in &live.owned {
         if !desired_ids.contains(id) {
-            changes.push(Change {
-                target: Target::Kubernetes(id.clone()),
-                action: Action::Delete,
-                wave: Wave::of_kind(&id.kind),
-                reason: None,
-                diff: Some(unified_diff(&id.kind, Some(object), None)),
-                desired: None,
-                loses_data: false,
-            });
+            let mut change = Change::new(
+                Target::Kubernetes(id.clone()),
+                Action::Delete,
+                Wave::of_kind(&id.kind),
+            );
+            change.diff = Some(unified_diff(&id.kind, Some(object), None));
+            // Made with fleet's labels outside fleet: the inventory says
+            // fleet never applied it.
+            change.drift = inventory_unchanged.then(Drift::default);
+            changes.push(change);
         }
     }
     Ok(changes)
+}
+
+/// Notes for autoscalers that could never read their metric: an External
+/// metric (the NATS pending count) needs an adapter serving
+/// `external.metrics.k8s.io`, a Resource metric (memory) needs
+/// `metrics.k8s.io` (metrics-server). Without them the autoscaler is created
+/// but shows `<unknown>` targets and never scales.
+pub fn unreadable_metrics(
+    desired: &[DesiredObject],
+    served_groups: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (metric_type, group, provider) in [
+        (
+            "External",
+            "external.metrics.k8s.io",
+            "an external metrics adapter (e.g. prometheus-adapter or KEDA) serving the NATS pending metric",
+        ),
+        ("Resource", "metrics.k8s.io", "metrics-server"),
+    ] {
+        if served_groups.contains(group) {
+            continue;
+        }
+        let autoscalers: Vec<&str> = desired
+            .iter()
+            .filter(|o| o.id.kind == "HorizontalPodAutoscaler")
+            .filter(|o| {
+                o.body["spec"]["metrics"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["type"] == metric_type))
+            })
+            .map(|o| o.id.name.as_str())
+            .collect();
+        if !autoscalers.is_empty() {
+            notes.push(format!(
+                "the cluster serves no {group} API, so {} can never read {} {} metric and will not scale; install {provider}",
+                autoscalers.join(", "),
+                if autoscalers.len() == 1 { "its" } else { "their" },
+                metric_type.to_lowercase(),
+            ));
+        }
+    }
+    notes
+}
+
+/// Whether the live ApplySet parent carries the inventory hash of what is
+/// desired now: then the set of objects is the one fleet last applied.
+pub fn inventory_unchanged(desired: &[DesiredObject], live: &LiveState) -> bool {
+    let inventory = |body: &Value| {
+        body["metadata"]["annotations"][ownership::INVENTORY_HASH_ANNOTATION]
+            .as_str()
+            .map(str::to_string)
+    };
+    desired
+        .iter()
+        .find(|o| o.is_applyset_parent())
+        .and_then(|parent| {
+            let live = live.owned.get(&parent.id)?;
+            Some(inventory(live).is_some() && inventory(live) == inventory(&parent.body))
+        })
+        .unwrap_or(false)
 }
 
 /// Dry-runs one object and classifies the result against its live state.
@@ -120,72 +226,131 @@ async fn plan_object(
     live: &LiveState,
     object: &DesiredObject,
     options: &Options,
+    inventory_unchanged: bool,
 ) -> anyhow::Result<Change> {
+    let adopting = options.adopt && live.unowned.contains_key(&object.id);
     let before = live
         .owned
         .get(&object.id)
         .or_else(|| live.unowned.get(&object.id));
-    let result = dry_run(cluster, live, object, options.force_conflicts).await?;
-    let conflict = matches!(result, DryRun::Conflict(_));
-    let mut change = classify(object, before, result);
-    // For a conflict, also show what taking the fields over would change.
-    if conflict
-        && let (DryRun::Accepted(after), Some(before)) =
-            (dry_run(cluster, live, object, true).await?, before)
-    {
+    let mut context = Context {
+        before,
+        inventory_unchanged,
+        taken_from: Vec::new(),
+    };
+    // Plan as apply will apply: adopting takes the object's fields over.
+    let result = dry_run(cluster, live, object, options.force_conflicts || adopting).await?;
+    let DryRun::Conflict(conflicts) = result else {
+        return Ok(classify(object, &context, result));
+    };
+    let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
+    // What taking the fields over would change: the update that restores a
+    // hand edit, or the diff shown with a real conflict.
+    let forced = dry_run(cluster, live, object, true).await?;
+    if let Some(managers) = imperative {
+        context.taken_from = managers;
+        return Ok(classify(object, &context, forced));
+    }
+    let mut change = classify(object, &context, DryRun::Conflict(conflicts));
+    if let (DryRun::Accepted(after), Some(before)) = (forced, before) {
         change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
     }
     Ok(change)
 }
 
-fn classify(object: &DesiredObject, before: Option<&Value>, dry_run: DryRun) -> Change {
-    let change = |action, reason: Option<String>, diff: Option<String>| Change {
-        target: Target::Kubernetes(object.id.clone()),
-        action,
-        wave: object.wave(),
-        reason,
-        diff,
-        desired: Some(object.body.clone()),
-        loses_data: false,
+/// The managers of `conflicts` when every one of them is an imperative
+/// manager that wrote with Update operations only (a hand edit); `None` when
+/// any of them is an applier, which makes it a real conflict.
+pub fn imperative_only(
+    conflicts: &[FieldConflict],
+    live: Option<&Value>,
+    imperative_managers: &[String],
+) -> Option<Vec<String>> {
+    let mut managers: Vec<String> = conflicts.iter().map(|c| c.manager.clone()).collect();
+    managers.sort();
+    managers.dedup();
+    let entries = live
+        .and_then(|l| l["metadata"]["managedFields"].as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let hand_edit = |manager: &String| {
+        imperative_managers.contains(manager)
+            && entries
+                .iter()
+                .filter(|e| e["manager"] == manager.as_str())
+                .all(|e| e["operation"] == "Update")
     };
+    (!managers.is_empty() && managers.iter().all(hand_edit)).then_some(managers)
+}
+
+/// Pure: the change a dry run's answer means for one object.
+pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) -> Change {
+    let mut change = Change::new(
+        Target::Kubernetes(object.id.clone()),
+        Action::NoOp,
+        object.wave(),
+    );
+    change.desired = Some(Body::new(object.body.clone()));
+    let kind = &object.id.kind;
+    let before = context.before;
     match dry_run {
-        DryRun::NamespaceMissing => change(
-            Action::Create,
-            None,
-            Some(unified_diff(&object.id.kind, None, Some(&object.body))),
-        ),
-        DryRun::Conflict(fields) => change(
-            Action::Conflict,
-            Some(format!(
+        DryRun::NamespaceMissing => {
+            change.action = Action::Create;
+            change.diff = Some(unified_diff(kind, None, Some(&object.body)));
+            change.drift = context.inventory_unchanged.then(Drift::default);
+        }
+        DryRun::Conflict(conflicts) => {
+            change.action = Action::Conflict;
+            let fields: Vec<String> = conflicts
+                .iter()
+                .map(|c| format!("{} ({})", c.field, c.message))
+                .collect();
+            change.reason = Some(format!(
                 "{}; apply with --force-conflicts to take these fields over",
                 fields.join("; ")
-            )),
-            None,
-        ),
-        DryRun::Immutable(reason) => change(
-            Action::Replace,
-            Some(reason),
-            Some(unified_diff(&object.id.kind, before, Some(&object.body))),
-        ),
+            ));
+        }
+        DryRun::Immutable(reason) => {
+            change.action = Action::Replace;
+            change.reason = Some(match kind.as_str() {
+                "Deployment" => format!(
+                    "{reason}; the agent's pods go away until the new Deployment's are ready"
+                ),
+                _ => reason,
+            });
+            change.diff = Some(unified_diff(kind, before, Some(&object.body)));
+        }
         DryRun::Accepted(after) => match before {
-            None => change(
-                Action::Create,
-                None,
-                Some(unified_diff(&object.id.kind, None, Some(&after))),
-            ),
+            None => {
+                change.action = Action::Create;
+                change.diff = Some(unified_diff(kind, None, Some(&after)));
+                change.drift = context.inventory_unchanged.then(Drift::default);
+            }
             Some(before) => {
-                if comparable(before) == comparable(&after) {
-                    change(Action::NoOp, None, None)
-                } else {
-                    change(
-                        Action::Update,
-                        None,
-                        Some(unified_diff(&object.id.kind, Some(before), Some(&after))),
-                    )
+                let same = comparable(before) == comparable(&after);
+                if !same || !context.taken_from.is_empty() {
+                    change.action = Action::Update;
+                    change.diff = Some(unified_diff(kind, Some(before), Some(&after)));
+                    // Fleet would send what it sent last time, so the
+                    // difference was made in the cluster.
+                    let unchanged_definition = ownership::applied_hash(before).is_some()
+                        && ownership::applied_hash(before) == ownership::applied_hash(&object.body);
+                    if !context.taken_from.is_empty() || unchanged_definition {
+                        change.drift = Some(Drift {
+                            managers: context.taken_from.clone(),
+                        });
+                    }
+                    if same {
+                        change.reason = Some(format!(
+                            "the values are fleet's, but {} owns them; apply takes them back",
+                            context.taken_from.join(", ")
+                        ));
+                    }
                 }
             }
         },
     }
+    change
 }
 
 async fn dry_run(
@@ -203,55 +368,10 @@ async fn dry_run(
     let patch = Patch::Apply(&object.body);
     match retry::kube(|| api.patch(&object.id.name, &params, &patch)).await {
         Ok(result) => Ok(DryRun::Accepted(serde_json::to_value(result)?)),
-        Err(kube::Error::Api(status)) => {
-            let causes = status
-                .details
-                .as_ref()
-                .map(|d| d.causes.as_slice())
-                .unwrap_or_default();
-            if status.code == 409
-                && !causes.is_empty()
-                && causes.iter().all(|c| c.reason == "FieldManagerConflict")
-            {
-                return Ok(DryRun::Conflict(
-                    causes
-                        .iter()
-                        .map(|c| format!("{} ({})", c.field, c.message))
-                        .collect(),
-                ));
-            }
-            let immutable: Vec<String> = causes
-                .iter()
-                .filter(|c| {
-                    [
-                        "field is immutable",
-                        "may not change once set",
-                        "cannot change roleRef",
-                    ]
-                    .iter()
-                    .any(|m| c.message.contains(m))
-                })
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect();
-            if status.code == 422 && !immutable.is_empty() {
-                return Ok(DryRun::Immutable(format!(
-                    "{} forces replacement",
-                    immutable.join("; ")
-                )));
-            }
-            if status.code == 404
-                && object.id.namespace.is_some()
-                && status
-                    .details
-                    .as_ref()
-                    .is_some_and(|d| d.kind == "namespaces")
-            {
-                return Ok(DryRun::NamespaceMissing);
-            }
-            Err(crate::apply::explain_api_error(
-                &status, "planning", &object.id, cluster,
-            ))
-        }
+        Err(kube::Error::Api(status)) => match refusal(&status, &object.id) {
+            Some(dry_run) => Ok(dry_run),
+            None => Err(explain::api_error(&status, "planning", &object.id, cluster)),
+        },
         Err(err) => Err(anyhow::Error::new(err).context(format!(
             "planning {} on {}",
             object.id,
@@ -260,13 +380,76 @@ async fn dry_run(
     }
 }
 
+/// Pure: the refusals planning understands; `None` for an error to report.
+pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
+    let causes = status
+        .details
+        .as_ref()
+        .map(|d| d.causes.as_slice())
+        .unwrap_or_default();
+    if status.code == 409
+        && !causes.is_empty()
+        && causes.iter().all(|c| c.reason == "FieldManagerConflict")
+    {
+        return Some(DryRun::Conflict(
+            causes
+                .iter()
+                .map(|c| FieldConflict {
+                    manager: conflicting_manager(&c.message),
+                    field: c.field.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+        ));
+    }
+    // A replace deletes the object: only when every cause is an immutable
+    // field. Any other cause is an error to show, and nothing is deleted.
+    let immutable = |message: &str| {
+        [
+            "field is immutable",
+            "may not change once set",
+            "cannot change roleRef",
+        ]
+        .iter()
+        .any(|m| message.contains(m))
+    };
+    if status.code == 422 && !causes.is_empty() && causes.iter().all(|c| immutable(&c.message)) {
+        let fields: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        return Some(DryRun::Immutable(format!(
+            "{} forces replacement",
+            fields.join("; ")
+        )));
+    }
+    if status.code == 404
+        && id.namespace.is_some()
+        && status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.kind == "namespaces")
+    {
+        return Some(DryRun::NamespaceMissing);
+    }
+    None
+}
+
+/// `conflict with "kubectl-scale" with subresource "scale" using apps/v1`
+/// -> `kubectl-scale`.
+fn conflicting_manager(message: &str) -> String {
+    message.split('"').nth(1).unwrap_or(message).to_string()
+}
+
 /// The object without what is not the user's: server bookkeeping and status.
 pub fn comparable(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(map) = object.as_object_mut() {
         // LIST items carry no apiVersion and kind; the identity is known anyway.
+        // shift_remove: the others keep their order, so a diff shows only
+        // what changed (swap_remove would move the last key into the hole).
         for key in ["apiVersion", "kind", "status"] {
-            map.remove(key);
+            map.shift_remove(key);
         }
     }
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -278,41 +461,41 @@ pub fn comparable(object: &Value) -> Value {
             "creationTimestamp",
             "selfLink",
         ] {
-            metadata.remove(key);
+            metadata.shift_remove(key);
         }
         if let Some(annotations) = metadata
             .get_mut("annotations")
             .and_then(Value::as_object_mut)
         {
             // Written by the Deployment controller on every rollout.
-            annotations.remove("deployment.kubernetes.io/revision");
+            annotations.shift_remove("deployment.kubernetes.io/revision");
+            // Fleet's own records of what it applied: they change with
+            // every change and are no change of their own. Apply writes
+            // them with the change (and records the inventory last).
+            annotations.shift_remove(ownership::APPLIED_HASH_ANNOTATION);
+            annotations.shift_remove(ownership::INVENTORY_HASH_ANNOTATION);
             if annotations.is_empty() {
-                metadata.remove("annotations");
+                metadata.shift_remove("annotations");
             }
         }
     }
     object
 }
 
-/// Secret values never leave the cluster through fleet's output.
-fn masked(kind: &str, object: &Value) -> Value {
-    let mut object = comparable(object);
-    if kind == "Secret" {
-        for field in ["data", "stringData"] {
-            if let Some(values) = object.get_mut(field).and_then(Value::as_object_mut) {
-                for value in values.values_mut() {
-                    *value = Value::String("(sensitive value)".into());
-                }
-            }
-        }
+/// The object as a diff shows it: comparable, with Secret values masked.
+fn shown(kind: &str, object: &Value) -> Value {
+    let mut object = object.clone();
+    // LIST items carry no kind, and masking goes by kind.
+    if let Some(map) = object.as_object_mut() {
+        map.insert("kind".into(), Value::from(kind));
     }
-    object
+    comparable(&redact::object(&object))
 }
 
 /// Unified diff of two objects' YAML (either may be absent).
 pub fn unified_diff(kind: &str, before: Option<&Value>, after: Option<&Value>) -> String {
     let yaml = |v: Option<&Value>| {
-        v.map(|v| serde_saphyr::to_string(&masked(kind, v)).unwrap_or_default())
+        v.map(|v| serde_saphyr::to_string(&shown(kind, v)).unwrap_or_default())
             .unwrap_or_default()
     };
     let (before, after) = (yaml(before), yaml(after));
@@ -348,6 +531,184 @@ mod tests {
         let diff = unified_diff("Deployment", Some(&before), Some(&after));
         assert!(diff.contains("-  image: agent:1\n"), "{diff}");
         assert!(diff.contains("+  image: agent:2\n"), "{diff}");
+    }
+
+    fn deployment(replicas: u32) -> DesiredObject {
+        let mut body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "agent-a", "namespace": "ns" },
+            "spec": { "replicas": replicas }
+        });
+        ownership::stamp_object(&mut body);
+        DesiredObject::from_json(body)
+    }
+
+    fn live_with(object: &DesiredObject, replicas: u32, managers: Value) -> Value {
+        let mut live = object.body.clone();
+        live["spec"]["replicas"] = json!(replicas);
+        live["metadata"]["managedFields"] = managers;
+        live
+    }
+
+    fn status(code: u16, causes: Value) -> kube::core::Status {
+        serde_json::from_value(json!({
+            "status": "Failure", "code": code, "message": "refused", "reason": "Invalid",
+            "details": { "kind": "deployments", "causes": causes }
+        }))
+        .unwrap()
+    }
+
+    fn imperative() -> Vec<String> {
+        IMPERATIVE_MANAGERS.iter().map(|m| m.to_string()).collect()
+    }
+
+    #[test]
+    fn a_hand_edit_is_drift_restored_by_an_update() {
+        let object = deployment(2);
+        let managers = json!([
+            { "manager": "fleet", "operation": "Apply" },
+            { "manager": "kubectl-scale", "operation": "Update", "subresource": "scale" },
+        ]);
+        let live = live_with(&object, 4, managers);
+        let conflicts = vec![FieldConflict {
+            manager: conflicting_manager(
+                r#"conflict with "kubectl-scale" with subresource "scale" using apps/v1"#,
+            ),
+            field: ".spec.replicas".into(),
+            message: String::new(),
+        }];
+        let taken_from = imperative_only(&conflicts, Some(&live), &imperative()).unwrap();
+        assert_eq!(taken_from, ["kubectl-scale"]);
+        let context = Context {
+            before: Some(&live),
+            inventory_unchanged: true,
+            taken_from,
+        };
+        let change = classify(&object, &context, DryRun::Accepted(object.body.clone()));
+        assert_eq!(change.action, Action::Update);
+        assert_eq!(
+            change.drift.as_ref().unwrap().describe(),
+            "changed outside fleet by kubectl-scale"
+        );
+        let diff = change.diff.unwrap();
+        assert!(
+            diff.contains("-  replicas: 4") && diff.contains("+  replicas: 2"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn another_applier_is_a_conflict() {
+        let object = deployment(2);
+        let live = live_with(
+            &object,
+            4,
+            json!([{ "manager": "kubectl-edit", "operation": "Apply" }]),
+        );
+        let conflict = |manager: &str| FieldConflict {
+            manager: manager.into(),
+            field: ".spec.replicas".into(),
+            message: String::new(),
+        };
+        // Applied (not updated), even under an imperative name: an applier.
+        assert_eq!(
+            imperative_only(&[conflict("kubectl-edit")], Some(&live), &imperative()),
+            None
+        );
+        assert_eq!(
+            imperative_only(&[conflict("argocd")], Some(&live), &imperative()),
+            None
+        );
+        let mut extended = imperative();
+        extended.push("argocd".into());
+        let live = live_with(
+            &object,
+            4,
+            json!([{ "manager": "argocd", "operation": "Update" }]),
+        );
+        assert!(imperative_only(&[conflict("argocd")], Some(&live), &extended).is_some());
+    }
+
+    #[test]
+    fn a_changed_definition_is_not_drift() {
+        let live = live_with(&deployment(2), 2, json!([]));
+        let object = deployment(3);
+        let context = Context {
+            before: Some(&live),
+            inventory_unchanged: true,
+            taken_from: Vec::new(),
+        };
+        let change = classify(&object, &context, DryRun::Accepted(object.body.clone()));
+        assert_eq!(change.action, Action::Update);
+        assert_eq!(change.drift, None);
+        // The same definition, but the live object lost a field: drift.
+        let mut edited = live.clone();
+        edited["spec"].as_object_mut().unwrap().remove("replicas");
+        let object = deployment(2);
+        let context = Context {
+            before: Some(&edited),
+            ..context
+        };
+        let change = classify(&object, &context, DryRun::Accepted(object.body.clone()));
+        assert_eq!(change.drift, Some(Drift::default()));
+    }
+
+    #[test]
+    fn a_replace_needs_every_cause_immutable() {
+        let id = deployment(1).id;
+        let immutable = status(
+            422,
+            json!([{ "reason": "FieldValueInvalid", "field": "spec.selector", "message": "field is immutable" }]),
+        );
+        assert!(matches!(
+            refusal(&immutable, &id),
+            Some(DryRun::Immutable(_))
+        ));
+        let mixed = status(
+            422,
+            json!([
+                { "reason": "FieldValueInvalid", "field": "spec.selector", "message": "field is immutable" },
+                { "reason": "FieldValueInvalid", "field": "spec.replicas", "message": "must be >= 0" },
+            ]),
+        );
+        assert!(refusal(&mixed, &id).is_none());
+    }
+
+    #[test]
+    fn autoscalers_without_their_metrics_api_get_a_note() {
+        let hpa = DesiredObject::from_json(json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": { "name": "agent-a", "namespace": "ns" },
+            "spec": { "metrics": [{ "type": "External" }, { "type": "Resource" }] }
+        }));
+        let notes = unreadable_metrics(std::slice::from_ref(&hpa), &BTreeSet::new());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("external.metrics.k8s.io"), "{notes:?}");
+        let served = BTreeSet::from([
+            "metrics.k8s.io".to_string(),
+            "external.metrics.k8s.io".to_string(),
+        ]);
+        assert!(unreadable_metrics(&[hpa], &served).is_empty());
+    }
+
+    #[test]
+    fn key_order_survives_so_a_diff_shows_only_what_changed() {
+        // A LIST item has no apiVersion and kind; a dry run's answer has.
+        let live = json!({
+            "metadata": { "name": "c", "resourceVersion": "7", "managedFields": [] },
+            "data": { "agent.yaml": "a: 1\nb: 2\n" }
+        });
+        let after = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "c", "resourceVersion": "7", "managedFields": [] },
+            "data": { "agent.yaml": "a: 1\nb: 3\n" }
+        });
+        let diff = unified_diff("ConfigMap", Some(&live), Some(&after));
+        let changed: Vec<&str> = diff
+            .lines()
+            .filter(|l| l.starts_with('+') || l.starts_with('-'))
+            .collect();
+        assert_eq!(changed.len(), 2, "{diff}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ pub mod jetstream;
 pub mod kube;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use crate::redact::Body;
 
 use crate::render::{ObjectRef, Wave};
 
@@ -26,6 +27,9 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
     pub changes: Vec<Change>,
+    /// Made by `fleet plan --drift`: only changes made outside fleet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift_only: bool,
     /// Things the user should know that are not changes (a kind whose API is
     /// not installed, for example).
     pub notes: Vec<String>,
@@ -46,12 +50,53 @@ pub struct Change {
     pub diff: Option<String>,
     /// The exact body apply sends (create, update, replace).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub desired: Option<Value>,
+    pub desired: Option<Body>,
     /// Queued messages would be lost (a stream destroyed or replaced while it
     /// holds messages, a consumer destroyed with pending ones): apply refuses
     /// without `--allow-destroy`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loses_data: bool,
+    /// The live object moved away from what fleet last applied: a hand edit
+    /// (or a deletion) that this change restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+}
+
+impl Change {
+    /// A change with no reason, diff, body or drift yet.
+    pub fn new(target: Target, action: Action, wave: Wave) -> Change {
+        Change {
+            target,
+            action,
+            wave,
+            reason: None,
+            diff: None,
+            desired: None,
+            loses_data: false,
+            drift: None,
+        }
+    }
+}
+
+/// How the live state moved away from what fleet applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Imperative field managers (`kubectl-edit`, `kubectl-scale`, ...) that
+    /// took fields fleet manages. Apply removes their claim on the object,
+    /// then applies, so fleet's values come back and the next plan is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managers: Vec<String>,
+}
+
+impl Drift {
+    /// `changed outside fleet by kubectl-patch`, for reports.
+    pub fn describe(&self) -> String {
+        if self.managers.is_empty() {
+            "changed outside fleet".into()
+        } else {
+            format!("changed outside fleet by {}", self.managers.join(", "))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -158,5 +203,27 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         let s = self.summary();
         s.add + s.change + s.destroy + s.blocked > 0
+    }
+
+    /// Only what moved in the cluster and in JetStream since the last apply
+    /// (`fleet plan --drift`): changes of the definition are left out, and
+    /// said to be left out in a note.
+    pub fn drift_only(mut self) -> Plan {
+        let before = self.changes.len();
+        self.changes.retain(|c| match c.action {
+            Action::NoOp | Action::NotInstalled => true,
+            _ => c.drift.is_some(),
+        });
+        let definition_changes = before - self.changes.len();
+        if definition_changes > 0 {
+            self.notes.push(format!(
+                "{definition_changes} change{} of the definition since the last apply {} not shown (--drift shows only what moved outside fleet); `fleet plan` shows {}",
+                if definition_changes == 1 { "" } else { "s" },
+                if definition_changes == 1 { "is" } else { "are" },
+                if definition_changes == 1 { "it" } else { "them" },
+            ));
+        }
+        self.drift_only = true;
+        self
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::Fleet;
+use crate::ownership;
 
 /// Everything the fleet wants to exist.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +22,49 @@ pub fn render(fleet: &Fleet) -> Rendered {
     Rendered {
         kubernetes: kube::objects(fleet),
         jetstream: jetstream::desired(fleet),
+    }
+}
+
+impl Rendered {
+    /// The rendering as fleet applies it: each object, stream and consumer
+    /// marked with the hash of itself, and the ApplySet parent with the hash
+    /// of the whole inventory (see [`ownership::APPLIED_HASH_ANNOTATION`]),
+    /// so the next plan can tell drift from a changed definition.
+    pub fn stamped(mut self) -> Rendered {
+        let mut inventory: Vec<String> = self
+            .kubernetes
+            .iter()
+            .filter(|o| !o.is_applyset_parent())
+            .map(|o| o.id.to_string())
+            .collect();
+        inventory.extend(
+            self.jetstream
+                .streams
+                .iter()
+                .map(|s| format!("stream {}", s.name)),
+        );
+        inventory.extend(
+            self.jetstream
+                .consumers
+                .iter()
+                .map(|c| format!("consumer {}/{}", c.stream, c.name)),
+        );
+        inventory.sort();
+        let inventory_hash = ownership::hash(&Value::from(inventory));
+        for object in &mut self.kubernetes {
+            if object.is_applyset_parent() {
+                object.body["metadata"]["annotations"][ownership::INVENTORY_HASH_ANNOTATION] =
+                    Value::from(inventory_hash.clone());
+            }
+            ownership::stamp_object(&mut object.body);
+        }
+        for stream in &mut self.jetstream.streams {
+            ownership::stamp_jetstream(&mut stream.config);
+        }
+        for consumer in &mut self.jetstream.consumers {
+            ownership::stamp_jetstream(&mut consumer.config);
+        }
+        self
     }
 }
 
@@ -70,6 +114,12 @@ impl DesiredObject {
             name: text(&body["metadata"]["name"]),
         };
         Self { id, body }
+    }
+
+    /// Whether this is the ApplySet parent, which marks the set.
+    pub fn is_applyset_parent(&self) -> bool {
+        self.id.kind == "Secret"
+            && self.body["metadata"]["labels"][ownership::APPLYSET_ID_LABEL].is_string()
     }
 
     /// The wave this object is applied in: what others depend on goes first.

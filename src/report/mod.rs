@@ -52,6 +52,15 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         .as_deref()
         .map(|e| format!(", environment {e}"))
         .unwrap_or_default();
+    if changes.is_empty() && plan.drift_only {
+        writeln!(
+            out,
+            "{BOLD}No drift.{BOLD:#} Nothing moved in the cluster or in JetStream since fleet last applied (fleet {}{environment}, kube context `{}`).",
+            plan.fleet, plan.kube_context
+        )?;
+        write_notes(plan, out)?;
+        return Ok(());
+    }
     if changes.is_empty() {
         writeln!(
             out,
@@ -80,9 +89,14 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         if let Some(reason) = &change.reason {
             writeln!(out, "  # ({reason})")?;
         }
+        let drift = change
+            .drift
+            .as_ref()
+            .map(|d| format!(" ({})", d.describe()))
+            .unwrap_or_default();
         writeln!(
             out,
-            "  {style}{}{style:#} {}",
+            "  {style}{}{style:#} {}{YELLOW}{drift}{YELLOW:#}",
             change.action.symbol(),
             change.target
         )?;
@@ -182,9 +196,14 @@ pub fn plan_markdown(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "**{}**\n", summary_line(plan))?;
     writeln!(out, "| | object | action |\n|---|---|---|")?;
     for change in &changes {
+        let drift = change
+            .drift
+            .as_ref()
+            .map(|d| format!(" ({})", d.describe()))
+            .unwrap_or_default();
         writeln!(
             out,
-            "| `{}` | {} | {} |",
+            "| `{}` | {} | {}{drift} |",
             change.action.symbol(),
             change.target,
             change.action.verb()

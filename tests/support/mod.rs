@@ -409,6 +409,57 @@ impl Drop for FleetDir {
     }
 }
 
+/// A nats-server of the pinned version that a test starts with options of
+/// its own (authentication, for one) on a free port; stopped when dropped.
+pub struct NatsServer {
+    child: std::process::Child,
+    pub url: String,
+    pub port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub async fn start(args: &[&str]) -> NatsServer {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let store = tempfile::tempdir().unwrap();
+        let child = Command::new(control_plane().bin_dir.join("nats-server"))
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js"])
+            .args(args)
+            .arg("-sd")
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually(
+            "a test's nats-server to listen",
+            Duration::from_secs(20),
+            || async {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            _store: store,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A minimal ServiceMonitor CRD, standing in for the Prometheus operator's.
 pub fn install_service_monitor_crd(control_plane: &ControlPlane) {
     let crd = r#"

@@ -25,7 +25,13 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "streams",
 ];
 
-pub(super) const FLEET_KEYS: &[&str] = &["name", "namespace", "label_domain", "service_monitor"];
+pub(super) const FLEET_KEYS: &[&str] = &[
+    "name",
+    "namespace",
+    "label_domain",
+    "service_monitor",
+    "imperative_managers",
+];
 
 pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
 
@@ -222,6 +228,13 @@ fn decode_fleet(
         })
     });
 
+    let imperative_managers = r
+        .strings(fleet_table, "imperative_managers")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.value)
+        .collect();
+
     let streams = decode_streams(r, root_table);
     let profiles = r
         .get_table(root_table, "profiles")
@@ -290,6 +303,7 @@ fn decode_fleet(
         environment: environment.map(str::to_string),
         namespace: namespace?,
         label_domain,
+        imperative_managers,
         target,
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
         agents,

@@ -1,0 +1,138 @@
+//! explain: turns what the API server refused into what a person needs to
+//! read: what was refused, why, and what to do next. Below `live`, `plan` and
+//! `apply`, which all talk to the API server and all report its refusals.
+
+use crate::live::kube::Cluster;
+use crate::render::ObjectRef;
+
+/// [`api_error`] for any client error: a connection failure names the server
+/// and the context.
+pub fn client_error(
+    err: kube::Error,
+    action: &str,
+    id: &ObjectRef,
+    cluster: &Cluster,
+) -> anyhow::Error {
+    match err {
+        kube::Error::Api(status) => api_error(&status, action, id, cluster),
+        other => anyhow::Error::new(other).context(format!(
+            "{action} {id}: cannot reach {}; is the cluster up and the context right?",
+            cluster.describe()
+        )),
+    }
+}
+
+/// An API refusal, explained.
+pub fn api_error(
+    status: &kube::core::Status,
+    action: &str,
+    id: &ObjectRef,
+    cluster: &Cluster,
+) -> anyhow::Error {
+    let namespace = id
+        .namespace
+        .as_deref()
+        .map(|ns| format!(" in namespace {ns}"))
+        .unwrap_or_default();
+    match status.code {
+        403 if namespace_terminating(status) => anyhow::anyhow!(
+            "{action} {id}: the namespace {} is being deleted, so nothing can be created in it ({})\n  Wait until it is gone (`kubectl get namespace {0}`), then apply again: fleet creates it anew.",
+            id.namespace.as_deref().unwrap_or_default(),
+            status.message,
+        ),
+        403 => anyhow::anyhow!(
+            "{action} {id}: forbidden: {}\n  The identity of {} lacks this permission{namespace}; grant it (RBAC) or use a context that has it.",
+            status.message,
+            cluster.describe()
+        ),
+        422 => anyhow::anyhow!(
+            "{action} {id}: the API server refused the object as invalid: {}",
+            invalid_causes(status)
+        ),
+        409 => anyhow::anyhow!("{action} {id}: conflict: {}", status.message),
+        code => anyhow::anyhow!(
+            "{action} {id} on {}: {} ({code} {})",
+            cluster.describe(),
+            status.message,
+            status.reason
+        ),
+    }
+}
+
+/// Each cause of a 422 as `field: message`, or the status message when the
+/// server gave no causes.
+pub fn invalid_causes(status: &kube::core::Status) -> String {
+    let causes: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    if causes.is_empty() {
+        status.message.clone()
+    } else {
+        causes.join("; ")
+    }
+}
+
+/// The API server refuses new objects in a namespace that is being deleted
+/// with a 403 whose cause is `NamespaceTerminating`; that is no RBAC problem.
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .any(|c| c.reason == "NamespaceTerminating")
+        || status.message.contains("because it is being terminated")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str, causes: &[(&str, &str, &str)]) -> kube::core::Status {
+        serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "message": message, "reason": "Forbidden",
+            "details": { "causes": causes.iter().map(|(reason, field, message)| serde_json::json!({
+                "reason": reason, "field": field, "message": message
+            })).collect::<Vec<_>>() }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_terminating_namespace_is_recognised() {
+        let terminating = status(
+            403,
+            "configmaps \"a\" is forbidden: unable to create new content in namespace x because it is being terminated",
+            &[(
+                "NamespaceTerminating",
+                "",
+                "namespace x is being terminated",
+            )],
+        );
+        assert!(namespace_terminating(&terminating));
+        let rbac = status(
+            403,
+            "configmaps is forbidden: User \"u\" cannot create resource",
+            &[],
+        );
+        assert!(!namespace_terminating(&rbac));
+    }
+
+    #[test]
+    fn invalid_causes_name_each_field() {
+        let invalid = status(
+            422,
+            "Deployment.apps \"a\" is invalid",
+            &[
+                ("FieldValueInvalid", "spec.replicas", "must be >= 0"),
+                ("FieldValueInvalid", "spec.selector", "field is immutable"),
+            ],
+        );
+        assert_eq!(
+            invalid_causes(&invalid),
+            "spec.replicas: must be >= 0; spec.selector: field is immutable"
+        );
+    }
+}
