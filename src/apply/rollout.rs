@@ -513,3 +513,60 @@ where
         .boxed();
     (reader, signals)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progressing(detail: &str) -> Option<Rollout> {
+        Some(Rollout::Progressing {
+            counts: Counts::default(),
+            detail: detail.into(),
+        })
+    }
+
+    #[test]
+    fn progress_is_shown_on_change_not_too_often_and_never_silent_long() {
+        let start = Instant::now();
+        let mut waiting = Waiting::new(ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("ns".into()),
+            name: "agent-devops".into(),
+        });
+        assert!(waiting.due(&progressing("a"), start), "the first state");
+        waiting.shown = Some((progressing("a"), start));
+        let at = |secs| start + Duration::from_secs(secs);
+        assert!(!waiting.due(&progressing("a"), at(5)), "unchanged");
+        assert!(!waiting.due(&progressing("b"), at(1)), "changed, too soon");
+        assert!(waiting.due(&progressing("b"), at(2)), "changed");
+        assert!(waiting.due(&progressing("a"), at(10)), "quiet for 10s");
+    }
+
+    #[test]
+    fn pods_are_watched_by_the_one_label_fleets_deployments_select_on() {
+        let waited = |selector: &[(&str, &str)]| Waited {
+            deployment: ObjectRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("ns".into()),
+                name: "x".into(),
+            },
+            selector: selector
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let devops = waited(&[("app", "agent-devops")]);
+        let observer = waited(&[("app", "agent-observer")]);
+        assert_eq!(
+            pods_selector(&[&devops, &observer]),
+            "app in (agent-devops,agent-observer)"
+        );
+        // Anything else: every pod of the namespace, sorted out by owner.
+        let other = waited(&[("app", "a"), ("tier", "b")]);
+        assert_eq!(pods_selector(&[&devops, &other]), "");
+        let other_key = waited(&[("name", "a")]);
+        assert_eq!(pods_selector(&[&devops, &other_key]), "");
+    }
+}
