@@ -154,7 +154,13 @@ fn owned_and_rendered(fleet: &FleetDir) -> (Vec<String>, Vec<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
         .collect();
     owned.sort();
     let rendered = fleet.run(&["render", "--format", "json"]);
@@ -164,8 +170,19 @@ fn owned_and_rendered(fleet: &FleetDir) -> (Vec<String>, Vec<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|o| !matches!(o["kind"].as_str(), Some("Namespace" | "Secret" | "ServiceMonitor")))
-        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+        .filter(|o| {
+            !matches!(
+                o["kind"].as_str(),
+                Some("Namespace" | "Secret" | "ServiceMonitor")
+            )
+        })
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
         .collect();
     desired.sort();
     (owned, desired)
@@ -184,8 +201,7 @@ async fn audit_messages(env: &TestEnv, fleet: &FleetDir) -> u64 {
 /// streams renamed for this test.
 fn fault_fleet(env: &TestEnv) -> FleetDir {
     let fleet = FleetDir::for_test(env);
-    let definition = std::fs::read_to_string(support::repo_root().join("fleet.toml"))
-        .unwrap()
+    let definition = std::fs::read_to_string(support::repo_root().join("fleet.toml")).unwrap()
         + &AUDIT_STREAM.replace("audit", &format!("{}-audit", fleet.namespace));
     fleet.set_definition(&definition);
     fleet
@@ -221,7 +237,13 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
     let mut random = Random(seed);
     let env = TestEnv::new("fault-kill").await;
     let fleet = fault_fleet(&env);
-    let apply_args = ["apply", "--auto-approve", "--allow-destroy", "--timeout", "120s"];
+    let apply_args = [
+        "apply",
+        "--auto-approve",
+        "--allow-destroy",
+        "--timeout",
+        "120s",
+    ];
 
     // A full apply, timed, sets the range of kill points.
     let started = Instant::now();
@@ -229,7 +251,10 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
     let full = started.elapsed();
     for i in 0..AUDIT_MESSAGES {
         env.jetstream
-            .publish(format!("{}-audit.entry", fleet.namespace), format!("{i}").into())
+            .publish(
+                format!("{}-audit.entry", fleet.namespace),
+                format!("{i}").into(),
+            )
             .await
             .unwrap()
             .await
@@ -251,13 +276,20 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
             .find(|l| !l.trim().is_empty())
             .unwrap_or("(nothing printed yet)")
             .to_string();
-        killed_during.push(format!("round {round}: killed after {delay:?}, last line: {last_step}"));
+        killed_during.push(format!(
+            "round {round}: killed after {delay:?}, last line: {last_step}"
+        ));
 
         let rerun = finish(spawn(&fleet, &apply_args), Duration::from_secs(180));
-        rerun.assert_ok(&format!("apply after the kill in round {round} ({delay:?})"));
+        rerun.assert_ok(&format!(
+            "apply after the kill in round {round} ({delay:?})"
+        ));
         fleet.assert_plan_empty();
         let (owned, rendered) = owned_and_rendered(&fleet);
-        assert_eq!(owned, rendered, "round {round}: owned objects are exactly the rendered ones");
+        assert_eq!(
+            owned, rendered,
+            "round {round}: owned objects are exactly the rendered ones"
+        );
         assert_eq!(
             audit_messages(&env, &fleet).await,
             AUDIT_MESSAGES,
@@ -279,15 +311,25 @@ async fn api_server_killed_and_restarted_mid_apply() {
     let interrupted = finish(child, Duration::from_secs(90));
     restart_stopped_components();
     if interrupted.code != 0 {
-        assert_eq!(interrupted.code, 1, "{}{}", interrupted.stdout, interrupted.stderr);
+        assert_eq!(
+            interrupted.code, 1,
+            "{}{}",
+            interrupted.stdout, interrupted.stderr
+        );
         assert!(
             interrupted.stderr.contains("cannot reach") || interrupted.stderr.contains("gave up"),
             "a clear error:\n{}",
             interrupted.stderr
         );
-        assert!(!interrupted.stderr.contains("panicked"), "{}", interrupted.stderr);
+        assert!(
+            !interrupted.stderr.contains("panicked"),
+            "{}",
+            interrupted.stderr
+        );
     }
-    fleet.apply(&[]).assert_ok("apply after the API server came back");
+    fleet
+        .apply(&[])
+        .assert_ok("apply after the API server came back");
     fleet.assert_plan_empty();
 }
 
@@ -312,17 +354,23 @@ async fn api_server_stopped_for_30s_mid_apply() {
         "{}",
         stopped.stderr
     );
-    support::eventually("the API server to answer again", Duration::from_secs(60), || async {
-        control_plane()
-            .kubectl()
-            .args(["get", "--raw", "/readyz"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|_| ())
-    })
+    support::eventually(
+        "the API server to answer again",
+        Duration::from_secs(60),
+        || async {
+            control_plane()
+                .kubectl()
+                .args(["get", "--raw", "/readyz"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| ())
+        },
+    )
     .await;
-    fleet.apply(&[]).assert_ok("apply after the API server resumed");
+    fleet
+        .apply(&[])
+        .assert_ok("apply after the API server resumed");
     fleet.assert_plan_empty();
 }
 
@@ -338,15 +386,27 @@ async fn nats_server_restarted_mid_apply() {
     let interrupted = finish(child, Duration::from_secs(90));
     restart_stopped_components();
     if interrupted.code != 0 {
-        assert_eq!(interrupted.code, 1, "{}{}", interrupted.stdout, interrupted.stderr);
-        assert!(!interrupted.stderr.contains("panicked"), "{}", interrupted.stderr);
+        assert_eq!(
+            interrupted.code, 1,
+            "{}{}",
+            interrupted.stdout, interrupted.stderr
+        );
+        assert!(
+            !interrupted.stderr.contains("panicked"),
+            "{}",
+            interrupted.stderr
+        );
     }
     // The test's own client reconnects by itself; wait until JetStream answers.
-    support::eventually("JetStream to answer again", Duration::from_secs(30), || async {
-        env.jetstream.query_account().await.ok().map(|_| ())
-    })
+    support::eventually(
+        "JetStream to answer again",
+        Duration::from_secs(30),
+        || async { env.jetstream.query_account().await.ok().map(|_| ()) },
+    )
     .await;
-    fleet.apply(&[]).assert_ok("apply after nats-server came back");
+    fleet
+        .apply(&[])
+        .assert_ok("apply after nats-server came back");
     fleet.assert_plan_empty();
 }
 
@@ -356,8 +416,13 @@ async fn leader_changes_while_planning_never_plan_a_stream_as_absent() {
     let env = TestEnv::new("fault-leader").await;
     let fleet = FleetDir::for_test(&env);
     let cluster = &control_plane().nats_cluster_url;
-    fleet.set_environment_with_nats(cluster, &format!("[streams.{}]\nreplicas = 3\n", fleet.stream()));
-    fleet.apply(&[]).assert_ok("apply on the three-node cluster");
+    fleet.set_environment_with_nats(
+        cluster,
+        &format!("[streams.{}]\nreplicas = 3\n", fleet.stream()),
+    );
+    fleet
+        .apply(&[])
+        .assert_ok("apply on the three-node cluster");
     let nats = async_nats::connect(cluster.as_str()).await.unwrap();
 
     let mut outcomes = Vec::new();

@@ -401,3 +401,146 @@ async fn saved_plan_is_applied_only_while_it_is_still_the_plan() {
     applied.assert_ok("apply of the saved plan");
     fleet.assert_plan_empty();
 }
+
+#[tokio::test]
+async fn every_error_of_a_wave_is_reported_with_what_was_not_started() {
+    let env = TestEnv::new("wave-errors").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.set_environment(
+        "[agents.devops]\nenabled = false\n\n[agents.reviewer]\nenabled = false\n",
+    );
+    fleet.apply(&[]).assert_ok("apply of the observer alone");
+
+    // An admission policy that refuses to create any other Deployment in the
+    // namespace, but lets dry runs through: plan passes, apply fails.
+    let policy = AdmissionPolicy::refuse_deployments(&fleet.namespace);
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let probe: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "probe" },
+        "spec": {
+            "replicas": 0,
+            "selector": { "matchLabels": { "app": "probe" } },
+            "template": {
+                "metadata": { "labels": { "app": "probe" } },
+                "spec": { "containers": [{ "name": "c", "image": "example.invalid/c:1" }] }
+            }
+        }
+    }))
+    .unwrap();
+    eventually(
+        "the admission policy to take effect",
+        Duration::from_secs(60),
+        || async {
+            match deployments.create(&PostParams::default(), &probe).await {
+                Ok(_) => {
+                    let _ = deployments.delete("probe", &Default::default()).await;
+                    None
+                }
+                Err(_) => Some(()),
+            }
+        },
+    )
+    .await;
+
+    fleet.set_environment("");
+    let run = fleet.apply(&[]);
+    drop(policy);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("2 errors:"), "{}", run.stderr);
+    for deployment in ["agent-devops", "agent-reviewer"] {
+        let error = format!("applying Deployment {}/{deployment}", fleet.namespace);
+        assert!(run.stderr.contains(&error), "{error}:\n{}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("held back by the test"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("failed (see below)") && run.stdout.contains("\nNot started:\n"),
+        "{}",
+        run.stdout
+    );
+    // The later waves' changes, named.
+    let service = format!("\n  Service {}/agent-devops\n", fleet.namespace);
+    assert!(run.stdout.contains(&service), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Rollouts were not waited for."),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A ValidatingAdmissionPolicy and its binding, removed again on drop.
+struct AdmissionPolicy {
+    name: String,
+}
+
+impl AdmissionPolicy {
+    /// Refuses to create Deployments other than `agent-observer` in
+    /// `namespace`, except in dry runs.
+    fn refuse_deployments(namespace: &str) -> AdmissionPolicy {
+        let name = format!("fleet-test-{namespace}");
+        let objects = json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingAdmissionPolicy",
+                    "metadata": { "name": name },
+                    "spec": {
+                        "failurePolicy": "Fail",
+                        "matchConstraints": { "resourceRules": [{
+                            "apiGroups": ["apps"], "apiVersions": ["v1"],
+                            "operations": ["CREATE"], "resources": ["deployments"]
+                        }] },
+                        "validations": [{
+                            "expression": "request.dryRun == true || object.metadata.name == 'agent-observer'",
+                            "message": "held back by the test"
+                        }]
+                    }
+                },
+                {
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingAdmissionPolicyBinding",
+                    "metadata": { "name": name },
+                    "spec": {
+                        "policyName": name,
+                        "validationActions": ["Deny"],
+                        "matchResources": { "namespaceSelector": { "matchLabels": {
+                            "kubernetes.io/metadata.name": namespace
+                        } } }
+                    }
+                }
+            ]
+        });
+        let mut kubectl = support::control_plane().kubectl();
+        kubectl
+            .args(["apply", "--server-side", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        let mut child = kubectl.spawn().unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            objects.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success(), "installing {name}");
+        AdmissionPolicy { name }
+    }
+}
+
+impl Drop for AdmissionPolicy {
+    fn drop(&mut self) {
+        let _ = support::control_plane()
+            .kubectl()
+            .args([
+                "delete",
+                "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                &self.name,
+                "--ignore-not-found",
+            ])
+            .output();
+    }
+}

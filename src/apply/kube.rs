@@ -1,13 +1,13 @@
 //! Writes to the cluster: server-side apply with field manager `fleet`,
-//! deletions, replacements, and waiting for rollouts.
+//! deletions and replacements. Waiting for rollouts is [`super::rollout`].
 
 use std::time::Duration;
 
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 
-use super::{Options, Outcome};
+use super::Options;
 use crate::live::kube::{Cluster, LiveState};
-use crate::plan::{Action, Change, Plan, Target};
+use crate::plan::{Action, Change};
 use crate::redact::Body;
 use crate::render::ObjectRef;
 use crate::{explain, ownership, retry};
@@ -169,68 +169,4 @@ async fn wait_until_gone(
     anyhow::bail!(
         "{id} was deleted but is still there after 60s (a finalizer?); it was not recreated"
     )
-}
-
-/// Waits until every Deployment the plan wrote has rolled out.
-pub async fn wait_for_rollouts(
-    cluster: &Cluster,
-    plan: &Plan,
-    timeout: Duration,
-    report: &mut dyn FnMut(&Outcome),
-) -> anyhow::Result<()> {
-    use k8s_openapi::api::apps::v1::Deployment;
-    let deadline = tokio::time::Instant::now() + timeout;
-    for change in &plan.changes {
-        let Target::Kubernetes(id) = &change.target else {
-            continue;
-        };
-        if id.kind != "Deployment"
-            || !matches!(
-                change.action,
-                Action::Create
-                    | Action::Update
-                    | Action::Replace
-                    | Action::Conflict
-                    | Action::Unowned
-            )
-        {
-            continue;
-        }
-        let api: kube::Api<Deployment> = kube::Api::namespaced(
-            cluster.client.clone(),
-            id.namespace.as_deref().unwrap_or_default(),
-        );
-        loop {
-            let deployment = api.get(&id.name).await?;
-            if rolled_out(&deployment) {
-                report(&Outcome {
-                    target: change.target.clone(),
-                    done: "rolled out",
-                });
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!(
-                    "{id} has not rolled out after {}s; see `kubectl rollout status deployment/{} -n {}`",
-                    timeout.as_secs(),
-                    id.name,
-                    id.namespace.as_deref().unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-    Ok(())
-}
-
-fn rolled_out(deployment: &k8s_openapi::api::apps::v1::Deployment) -> bool {
-    let (Some(generation), Some(status)) = (deployment.metadata.generation, &deployment.status)
-    else {
-        return false;
-    };
-    let desired = deployment.spec.replicas.unwrap_or(1);
-    status.observed_generation.unwrap_or(0) >= generation
-        && status.updated_replicas.unwrap_or(0) == desired
-        && status.available_replicas.unwrap_or(0) == desired
-        && status.replicas.unwrap_or(0) == desired
 }

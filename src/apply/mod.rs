@@ -2,11 +2,15 @@
 //! configuration; JetStream (streams, then consumers); workloads; autoscaling
 //! and policy; then deletions in reverse (consumers before their stream).
 //! Each step's changes run concurrently. A failure stops before the next
-//! step; running apply again converges.
+//! step (every error of the step is reported, and what was not started);
+//! running apply again converges. Then it waits for the Deployments it wrote
+//! to roll out ([`rollout`]).
 
 mod jetstream;
 mod kube;
+pub mod rollout;
 
+use std::fmt;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -33,6 +37,43 @@ pub struct Outcome {
     pub target: Target,
     pub done: &'static str,
 }
+
+/// What apply tells its caller as it goes.
+pub enum Event<'a> {
+    /// A change was carried out.
+    Done(&'a Outcome),
+    /// Where a Deployment's rollout stands: rolling out, rolled out, failed.
+    Rollout(&'a rollout::Progress),
+}
+
+/// Why apply stopped: every error of the step that failed (or of every
+/// rollout that failed), and the changes of later steps, not started.
+#[derive(Debug)]
+pub struct Stopped {
+    pub errors: Vec<anyhow::Error>,
+    pub not_started: Vec<Target>,
+    /// Every change was made; what failed is rollouts.
+    pub in_rollout: bool,
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.errors.as_slice() {
+            [only] => write!(f, "{only:#}"),
+            errors => {
+                write!(f, "{} errors:", errors.len())?;
+                for (n, err) in errors.iter().enumerate() {
+                    // Continuation lines line up under the first.
+                    let text = format!("{err:#}").replace('\n', "\n     ");
+                    write!(f, "\n  {}. {text}", n + 1)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// What apply writes to.
 pub struct Systems<'a> {
@@ -129,54 +170,121 @@ impl Step {
     }
 }
 
-/// Carries out the plan. `report` is called with each outcome as it happens.
+/// Carries out the plan. `report` hears of each change and rollout as it
+/// happens. When a step fails, the error is a [`Stopped`].
 pub async fn apply(
     systems: &Systems<'_>,
     plan: &Plan,
     options: &Options,
-    report: &mut dyn FnMut(&Outcome),
+    report: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<()> {
     check_allowed(plan, options)?;
-    for (wave, step) in steps() {
-        let changes: Vec<&Change> = plan
-            .changes
-            .iter()
-            .filter(|c| c.wave == wave && step.includes(c))
-            .collect();
-        run_step(systems, changes, options, report).await?;
+    let steps: Vec<Vec<&Change>> = steps()
+        .into_iter()
+        .map(|(wave, step)| {
+            plan.changes
+                .iter()
+                .filter(|c| c.wave == wave && step.includes(c))
+                .collect()
+        })
+        .collect();
+    for (n, changes) in steps.iter().enumerate() {
+        let errors = run_step(systems, changes, options, report).await;
+        if !errors.is_empty() {
+            // The rest of this step ran; no further step starts.
+            let not_started = steps[n + 1..]
+                .iter()
+                .flatten()
+                .map(|c| c.target.clone())
+                .collect();
+            return Err(Stopped {
+                errors,
+                not_started,
+                in_rollout: false,
+            }
+            .into());
+        }
     }
     if !options.rollout_timeout.is_zero() {
-        kube::wait_for_rollouts(systems.cluster, plan, options.rollout_timeout, report).await?;
+        let deployments = rollout_targets(plan);
+        let errors = rollout::wait(
+            &systems.cluster.client,
+            &deployments,
+            options.rollout_timeout,
+            &mut |progress| report(Event::Rollout(progress)),
+        )
+        .await;
+        if !errors.is_empty() {
+            return Err(Stopped {
+                errors,
+                not_started: Vec::new(),
+                in_rollout: true,
+            }
+            .into());
+        }
     }
     Ok(())
 }
 
+/// The Deployments the plan writes, each with the pod selector it applies.
+fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
+    plan.changes
+        .iter()
+        .filter(|change| {
+            matches!(
+                change.action,
+                Action::Create
+                    | Action::Update
+                    | Action::Replace
+                    | Action::Conflict
+                    | Action::Unowned
+            )
+        })
+        .filter_map(|change| match &change.target {
+            Target::Kubernetes(id) if id.kind == "Deployment" && id.group() == "apps" => {
+                let labels = change.desired.as_ref().and_then(|d| {
+                    d.sent()
+                        .pointer("/spec/selector/matchLabels")?
+                        .as_object()
+                        .cloned()
+                });
+                Some(rollout::Waited {
+                    deployment: id.clone(),
+                    selector: labels
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                        .collect(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs one step's changes concurrently; the answer is every error.
 async fn run_step(
     systems: &Systems<'_>,
-    changes: Vec<&Change>,
+    changes: &[&Change],
     options: &Options,
-    report: &mut dyn FnMut(&Outcome),
-) -> anyhow::Result<()> {
-    let mut results = stream::iter(changes)
-        .map(|change| async move { (change, apply_change(systems, change, options).await) })
+    report: &mut dyn FnMut(Event<'_>),
+) -> Vec<anyhow::Error> {
+    let mut results = stream::iter(changes.iter().enumerate())
+        .map(|(n, change)| async move { (n, change, apply_change(systems, change, options).await) })
         .buffer_unordered(options.concurrency.max(1));
-    let mut first_error = None;
-    while let Some((change, result)) = results.next().await {
+    let mut errors = Vec::new();
+    while let Some((n, change, result)) = results.next().await {
         match result {
-            Ok(done) => report(&Outcome {
+            Ok(done) => report(Event::Done(&Outcome {
                 target: change.target.clone(),
                 done,
-            }),
-            Err(err) => {
-                first_error.get_or_insert(err);
-            }
+            })),
+            Err(err) => errors.push((n, err)),
         }
     }
-    match first_error {
-        // The rest of this step ran; no further step starts.
-        Some(err) => Err(err),
-        None => Ok(()),
-    }
+    // In the plan's order, whatever order they failed in.
+    errors.sort_by_key(|(n, _)| *n);
+    errors.into_iter().map(|(_, err)| err).collect()
 }
 
 async fn apply_change(

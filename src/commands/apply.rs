@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ExitStatus;
 use super::plan::make_plan;
-use crate::apply::{self, Outcome};
+use crate::apply::{self, Event, Stopped};
 use crate::cli::ApplyArgs;
 use crate::plan::{FORMAT_VERSION, Plan};
 use crate::report;
@@ -45,9 +45,15 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 
     writeln!(stdout)?;
     let mut done = 0usize;
-    let mut print = |outcome: &Outcome| {
-        done += 1;
-        let _ = writeln!(anstream::stdout(), "{}: {}", outcome.target, outcome.done);
+    let mut print = |event: apply::Event<'_>| {
+        let line = match event {
+            Event::Done(outcome) => {
+                done += 1;
+                format!("{}: {}", outcome.target, outcome.done)
+            }
+            Event::Rollout(progress) => format!("{}: {progress}", progress.deployment),
+        };
+        let _ = writeln!(anstream::stdout(), "{line}");
     };
     let systems = apply::Systems {
         cluster: &planned.cluster,
@@ -66,13 +72,43 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Err(err) => {
-            writeln!(
-                stdout,
-                "\nApply stopped after {done} step(s); later waves were not started. Run apply again once fixed: it picks up where this left off."
-            )?;
+            if let Some(stopped) = err.downcast_ref::<Stopped>() {
+                stopped_summary(stopped, done, &mut stdout)?;
+            }
             Err(err)
         }
     }
+}
+
+/// What was done and what was not, when apply stopped; the errors
+/// themselves follow on stderr.
+fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std::io::Result<()> {
+    let failed = stopped.errors.len();
+    if stopped.in_rollout {
+        writeln!(
+            out,
+            "\nApply stopped: every change was made, but {failed} Deployment{} did not roll out (see below).",
+            if failed == 1 { "" } else { "s" }
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nApply stopped: {done} change{} made, {failed} failed (see below), {} not started.",
+            if done == 1 { "" } else { "s" },
+            stopped.not_started.len()
+        )?;
+        if !stopped.not_started.is_empty() {
+            writeln!(out, "Not started:")?;
+            for target in &stopped.not_started {
+                writeln!(out, "  {target}")?;
+            }
+        }
+        writeln!(out, "Rollouts were not waited for.")?;
+    }
+    writeln!(
+        out,
+        "Run apply again once fixed: it picks up where this left off."
+    )
 }
 
 /// A saved plan is applied only while it is still the plan: anything that

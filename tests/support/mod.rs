@@ -337,19 +337,7 @@ impl FleetDir {
 
     /// Runs `fleet ARGS --env test` in the fleet's directory.
     pub fn run(&self, args: &[&str]) -> Run {
-        let control_plane = control_plane();
-        let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
-            .args(args)
-            .args(["--env", "test"])
-            .current_dir(self.dir.path())
-            .env("KUBECONFIG", &control_plane.kubeconfig)
-            .env("NO_COLOR", "1")
-            .env_remove("FLEET_ENV")
-            .env_remove("FLEET_NATS_URL")
-            .env_remove("GITHUB_ACTIONS")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("running fleet");
+        let output = self.command(args).output().expect("running fleet");
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -359,6 +347,22 @@ impl FleetDir {
 }
 
 impl FleetDir {
+    /// `fleet ARGS --env test` in the fleet's directory, to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fleet"));
+        command
+            .args(args)
+            .args(["--env", "test"])
+            .current_dir(self.dir.path())
+            .env("KUBECONFIG", &control_plane().kubeconfig)
+            .env("NO_COLOR", "1")
+            .env_remove("FLEET_ENV")
+            .env_remove("FLEET_NATS_URL")
+            .env_remove("GITHUB_ACTIONS")
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
     /// The example fleet for `env`, deployed into `<env namespace>-f` so that
     /// fleet creates (and owns) its namespace.
     pub fn for_test(env: &TestEnv) -> FleetDir {
