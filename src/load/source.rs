@@ -142,13 +142,18 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Vec<SyntaxError>> {
             .collect());
     }
     let span = document.span();
+    let mut errors = Vec::new();
+    let value = Value::Table(convert_table(file, document.into_inner(), &mut errors));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(Node {
-        value: Value::Table(convert_table(file, document.into_inner())),
+        value,
         origin: Origin { file, span },
     })
 }
 
-fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
+fn convert_table(file: FileId, table: DeTable<'_>, errors: &mut Vec<SyntaxError>) -> Table {
     let mut entries: Vec<Entry> = table
         .into_iter()
         .map(|(key, value)| {
@@ -159,7 +164,7 @@ fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
             Entry {
                 key: key.into_inner().into_owned(),
                 key_origin,
-                node: convert(file, value.span(), value.into_inner()),
+                node: convert(file, value.span(), value.into_inner(), errors),
             }
         })
         .collect();
@@ -168,13 +173,36 @@ fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
     Table { entries }
 }
 
-fn convert(file: FileId, span: Range<usize>, value: DeValue<'_>) -> Node {
+fn convert(
+    file: FileId,
+    span: Range<usize>,
+    value: DeValue<'_>,
+    errors: &mut Vec<SyntaxError>,
+) -> Node {
     let value = match value {
         DeValue::String(s) => Value::String(s.into_owned()),
         DeValue::Integer(i) => {
             let digits = i.as_str().replace('_', "");
-            // The parser has checked the syntax; only overflow is left.
-            Value::Integer(i64::from_str_radix(&digits, i.radix()).unwrap_or(i64::MAX))
+            // The parser has checked the syntax; only overflow is left, and
+            // TOML says an integer that does not fit in 64 bits is an error
+            // (never a saturated or wrapped value).
+            match i64::from_str_radix(&digits, i.radix()) {
+                Ok(n) => Value::Integer(n),
+                Err(_) => {
+                    errors.push(SyntaxError {
+                        message: format!(
+                            "integer out of range (TOML integers are 64-bit: {} to {})",
+                            i64::MIN,
+                            i64::MAX
+                        ),
+                        origin: Origin {
+                            file,
+                            span: span.clone(),
+                        },
+                    });
+                    Value::Integer(0)
+                }
+            }
         }
         DeValue::Float(_) => Value::Float,
         DeValue::Boolean(b) => Value::Boolean(b),
@@ -184,11 +212,11 @@ fn convert(file: FileId, span: Range<usize>, value: DeValue<'_>) -> Node {
                 .into_iter()
                 .map(|item| {
                     let span = item.span();
-                    convert(file, span, item.into_inner())
+                    convert(file, span, item.into_inner(), errors)
                 })
                 .collect(),
         ),
-        DeValue::Table(table) => Value::Table(convert_table(file, table)),
+        DeValue::Table(table) => Value::Table(convert_table(file, table, errors)),
     };
     Node {
         value,
