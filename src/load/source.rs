@@ -46,7 +46,19 @@ impl Sources {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, origin: &Origin) -> (usize, usize) {
         let text = &self.files[origin.file].text;
-        let offset = origin.span.start.min(text.len());
+        let mut offset = origin.span.start.min(text.len());
+        // The end of the file, after its last newline, is shown (by
+        // annotate-snippets) at the end of the last line: say the same, so
+        // the report and the GitHub annotation name one place, in the file.
+        if offset == text.len() && text.ends_with('\n') {
+            offset -= 1;
+            if text[..offset].ends_with('\r') {
+                offset -= 1;
+            }
+        }
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -248,6 +260,25 @@ mod tests {
         assert!(matches!(replicas.node.value, Value::Integer(2)));
         assert_eq!(sources.line_col(&replicas.node.origin), (3, 12));
         assert_eq!(sources.line_col(&replicas.key_origin), (3, 1));
+    }
+
+    #[test]
+    fn the_end_of_the_file_is_on_its_last_line() {
+        // Found by tests/load_fuzz.rs: an unclosed inline table is reported
+        // at the end of the file, which the report showed as 2:6 and the
+        // GitHub annotation as 3:1, a line the file does not have.
+        let mut sources = Sources::default();
+        for text in ["a = 1\nb = {\n", "a = 1\r\nb = {\r\n", "a = 1\nb = {"] {
+            let file = sources.add(Path::new("fleet.toml"), text.into());
+            let end = Origin {
+                file,
+                span: text.len()..text.len(),
+            };
+            assert_eq!(sources.line_col(&end), (2, 6), "{text:?}");
+        }
+        // An offset inside a character counts from its start.
+        let file = sources.add(Path::new("fleet.toml"), "é = 1".into());
+        assert_eq!(sources.line_col(&Origin { file, span: 1..1 }), (1, 1));
     }
 
     #[test]
