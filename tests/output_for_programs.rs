@@ -63,3 +63,78 @@ fn validate_into_a_closed_pipe_ends_quietly() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
+
+/// A fleet whose production environment uses a `latest` image: valid, with
+/// one warning.
+fn fleet_with_a_warning() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fleet.toml"),
+        "[fleet]\nname = \"demo\"\nnamespace = \"agents\"\n\n[defaults]\nimage = \"example.com/agent:1\"\nnats_url = \"nats://nats:4222\"\n\n[agents.devops]\nprofile = \"executor\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("environments")).unwrap();
+    std::fs::write(
+        dir.path().join("environments/production.toml"),
+        "[defaults]\nimage = \"example.com/agent:latest\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn github_annotations_leave_rendered_json_parseable() {
+    let dir = fleet_with_a_warning();
+    let file = dir.path().join("fleet.toml");
+    let output = fleet()
+        .args(["render", "--env", "production", "--format", "json", "-f"])
+        .arg(&file)
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let rendered: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+            panic!(
+                "stdout is not JSON ({err}):\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        });
+    assert!(rendered["kubernetes"].is_array());
+    let annotation = stderr
+        .lines()
+        .find(|l| l.starts_with("::warning file="))
+        .unwrap_or_else(|| panic!("no warning annotation on stderr:\n{stderr}"));
+    assert!(
+        annotation.ends_with("production.toml,line=2,col=9::image `example.com/agent:latest` uses tag `latest` in environment `production`. help: pin a version (or a digest) so a rollout is repeatable"),
+        "{annotation}"
+    );
+}
+
+#[test]
+fn github_annotations_of_errors_go_to_stderr() {
+    let dir = fleet_with_a_warning();
+    std::fs::write(
+        dir.path().join("environments/production.toml"),
+        "replicas = \"2\"\n",
+    )
+    .unwrap();
+    for args in [&["render", "--format", "json"][..], &["render"][..]] {
+        let output = fleet()
+            .args(args)
+            .args(["--env", "production", "-f"])
+            .arg(dir.path().join("fleet.toml"))
+            .env("GITHUB_ACTIONS", "true")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        // Nothing is rendered, so nothing at all is printed on stdout.
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "", "{args:?}");
+        assert!(
+            stderr.contains("::error file="),
+            "no error annotation on stderr:\n{stderr}"
+        );
+    }
+}
