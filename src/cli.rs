@@ -170,5 +170,5 @@ pub struct ApplyArgs {
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     crate::load::read::parse_duration(text)
-        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 90s, 5m)"))
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 5m)"))
 }

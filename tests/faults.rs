@@ -14,13 +14,12 @@
 mod support;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{FleetDir, Run, TestEnv, control_plane};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A second stream that no round changes: it must keep every message.
 const AUDIT_STREAM: &str = "\n[streams.audit]\nsubjects = [\"audit.>\"]\nstorage = \"file\"\n";
@@ -227,7 +226,7 @@ fn round_environment(fleet: &FleetDir, i: u64) -> String {
 
 #[tokio::test]
 async fn apply_killed_at_random_points_converges_on_the_next_run() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let rounds: u64 = std::env::var("FLEET_FAULT_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -301,7 +300,7 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
 
 #[tokio::test]
 async fn api_server_killed_and_restarted_mid_apply() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("fault-apiserver").await;
     let fleet = fault_fleet(&env);
 
@@ -335,7 +334,7 @@ async fn api_server_killed_and_restarted_mid_apply() {
 
 #[tokio::test]
 async fn api_server_stopped_for_30s_mid_apply() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("fault-sigstop").await;
     let fleet = fault_fleet(&env);
 
@@ -376,7 +375,7 @@ async fn api_server_stopped_for_30s_mid_apply() {
 
 #[tokio::test]
 async fn nats_server_restarted_mid_apply() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("fault-nats").await;
     let fleet = fault_fleet(&env);
 
@@ -412,7 +411,7 @@ async fn nats_server_restarted_mid_apply() {
 
 #[tokio::test]
 async fn leader_changes_while_planning_never_plan_a_stream_as_absent() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("fault-leader").await;
     let fleet = FleetDir::for_test(&env);
     let cluster = &control_plane().nats_cluster_url;

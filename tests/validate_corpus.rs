@@ -1,12 +1,13 @@
 //! Every file in tests/broken/ is a fleet definition with one problem. Its
 //! `# expect:` lines say exactly what `fleet validate` must report, as
 //! `path:line:col: severity: message`. A line `# === environments/NAME.toml ===`
-//! starts the environment file loaded over the part above it.
+//! starts the environment file loaded over the part above it. Files are read
+//! as bytes: some cases are deliberately not UTF-8.
 
 use std::path::Path;
 
 use fleet::load::diagnostic::Severity;
-use fleet::load::{DirectoryFiles, load_str};
+use fleet::load::{DirectoryFiles, load_bytes};
 
 #[test]
 fn each_broken_definition_reports_its_problem() {
@@ -21,7 +22,8 @@ fn each_broken_definition_reports_its_problem() {
 
     let mut failures = Vec::new();
     for case in &cases {
-        let text = std::fs::read_to_string(case).unwrap();
+        let bytes = std::fs::read(case).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
         let expected: Vec<String> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
@@ -33,17 +35,21 @@ fn each_broken_definition_reports_its_problem() {
             case.display()
         );
 
-        let (fleet_text, overlay) = match text.split_once("# === environments/") {
-            Some((fleet, rest)) => {
-                let (name, body) = rest
-                    .split_once(" ===\n")
-                    .expect("a closing ` ===` on the environment line");
+        let marker = b"# === environments/";
+        let (fleet_text, overlay) = match find(&bytes, marker) {
+            Some(at) => {
+                let rest = &bytes[at + marker.len()..];
+                let end = find(rest, b" ===\n").expect("a closing ` ===` on the environment line");
+                let name = std::str::from_utf8(&rest[..end]).expect("a UTF-8 environment name");
                 (
-                    fleet.to_string(),
-                    Some((name.trim_end_matches(".toml").to_string(), body.to_string())),
+                    &bytes[..at],
+                    Some((
+                        name.trim_end_matches(".toml").to_string(),
+                        &rest[end + b" ===\n".len()..],
+                    )),
                 )
             }
-            None => (text.clone(), None),
+            None => (&bytes[..], None),
         };
         let overlay_path = overlay
             .as_ref()
@@ -51,12 +57,12 @@ fn each_broken_definition_reports_its_problem() {
         let files = DirectoryFiles {
             base_dir: dir.clone(),
         };
-        let loaded = load_str(
+        let loaded = load_bytes(
             Path::new("fleet.toml"),
-            &fleet_text,
+            fleet_text,
             overlay
                 .as_ref()
-                .map(|(_, body)| (Path::new(overlay_path.as_deref().unwrap()), body.as_str())),
+                .map(|(_, body)| (Path::new(overlay_path.as_deref().unwrap()), *body)),
             overlay.as_ref().map(|(name, _)| name.as_str()),
             &files,
         );
@@ -88,4 +94,8 @@ fn each_broken_definition_reports_its_problem() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -68,8 +68,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Loads the definition, the first step of every verb: prints every
-/// diagnostic to stderr (and as GitHub annotations on stdout inside Actions),
-/// and returns the fleet only when there were no errors.
+/// diagnostic to stderr (and, inside Actions, as GitHub annotations, also on
+/// stderr: the runner reads workflow commands from both streams, and stdout
+/// is the plan or the rendering a program may be parsing), and returns the
+/// fleet only when there were no errors.
 pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
     let loaded = load::load(&args.file, args.env.as_deref())?;
     if !loaded.diagnostics.is_empty() {
@@ -80,10 +82,11 @@ pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
             diagnostic::render(&loaded.diagnostics, &loaded.sources, true)
         )?;
         if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
-            print!(
+            write!(
+                stderr,
                 "{}",
                 diagnostic::github_annotations(&loaded.diagnostics, &loaded.sources)
-            );
+            )?;
         }
     }
     let errors = loaded.errors();

@@ -52,7 +52,9 @@ pub fn environment_path(fleet_file: &Path, env: &str) -> PathBuf {
 /// Only a file that cannot be read at all is an `Err`; everything wrong inside
 /// the files is a diagnostic in [`Loaded`].
 pub fn load(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Loaded> {
-    let text = std::fs::read_to_string(fleet_file)
+    // Bytes, not a String: text that is not UTF-8 is a diagnostic pointing at
+    // the first bad byte, not an io error without a place.
+    let text = std::fs::read(fleet_file)
         .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", fleet_file.display()))?;
     let overlay = match env {
         Some(env) => {
@@ -62,7 +64,7 @@ pub fn load(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Loaded> {
                 );
             }
             let path = environment_path(fleet_file, env);
-            let text = std::fs::read_to_string(&path).map_err(|err| {
+            let text = std::fs::read(&path).map_err(|err| {
                 anyhow::anyhow!(
                     "cannot read {} for environment `{env}`: {err}\n  (environments are files in environments/ beside {})",
                     path.display(),
@@ -75,10 +77,10 @@ pub fn load(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Loaded> {
     };
     let base_dir = fleet_file.parent().unwrap_or(Path::new("")).to_path_buf();
     let files = DirectoryFiles { base_dir };
-    Ok(load_str(
+    Ok(load_bytes(
         fleet_file,
         &text,
-        overlay.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+        overlay.as_ref().map(|(p, t)| (p.as_path(), t.as_slice())),
         env,
         &files,
     ))
@@ -99,13 +101,37 @@ pub fn load_str(
     env: Option<&str>,
     files: &dyn decode::ConfigFiles,
 ) -> Loaded {
+    load_bytes(
+        fleet_path,
+        fleet_text.as_bytes(),
+        overlay.map(|(path, text)| (path, text.as_bytes())),
+        env,
+        files,
+    )
+}
+
+/// [`load`] on files already read, which may not be UTF-8.
+pub fn load_bytes(
+    fleet_path: &Path,
+    fleet_text: &[u8],
+    overlay: Option<(&Path, &[u8])>,
+    env: Option<&str>,
+    files: &dyn decode::ConfigFiles,
+) -> Loaded {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
 
     let builtin_id = sources.add(Path::new("<built-in defaults>"), BUILTIN.to_string());
     let mut root = source::parse(builtin_id, BUILTIN).expect("the built-in defaults parse");
 
-    let mut parse = |sources: &mut Sources, path: &Path, text: &str| {
+    let mut parse = |sources: &mut Sources, path: &Path, bytes: &[u8]| {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                diagnostics.push(not_utf8(sources, path, bytes, &err));
+                return None;
+            }
+        };
         let id = sources.add(path, text.to_string());
         match source::parse(id, text) {
             Ok(node) => Some(node),
@@ -149,6 +175,30 @@ pub fn load_str(
     }
 }
 
+/// A file that is not UTF-8 (TOML must be), pointing at its first bad byte.
+fn not_utf8(
+    sources: &mut Sources,
+    path: &Path,
+    bytes: &[u8],
+    err: &std::str::Utf8Error,
+) -> Diagnostic {
+    let at = err.valid_up_to();
+    let bad = &bytes[at..at + err.error_len().unwrap_or(bytes.len() - at)];
+    let shown: Vec<String> = bad.iter().map(|b| format!("0x{b:02x}")).collect();
+    // The lossy text is the same up to the bad byte, which it shows as U+FFFD;
+    // line and column are counted in it like in any other file.
+    let id = sources.add(path, String::from_utf8_lossy(bytes).into_owned());
+    let origin = Origin {
+        file: id,
+        span: at..at + char::REPLACEMENT_CHARACTER.len_utf8(),
+    };
+    Diagnostic::error(&origin, format!("{} is not UTF-8 text", path.display()))
+        .with_label(format!("invalid byte {}", shown.join(" ")))
+        .with_help(
+            "TOML files must be UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        )
+}
+
 /// An environment may only tune agents the fleet defines.
 fn unknown_agents(fleet: &Node, overlay: &Node, env: &str) -> Vec<Diagnostic> {
     let agents = |node: &Node| match &node.value {
@@ -190,7 +240,18 @@ pub struct DirectoryFiles {
 
 impl decode::ConfigFiles for DirectoryFiles {
     fn read(&self, path: &str) -> Result<String, String> {
-        std::fs::read_to_string(self.base_dir.join(path)).map_err(|err| err.to_string())
+        let bytes = std::fs::read(self.base_dir.join(path)).map_err(|err| err.to_string())?;
+        String::from_utf8(bytes).map_err(|err| {
+            let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            // The prefix is valid UTF-8, so columns count characters.
+            let col = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            format!("it is not UTF-8 text (first invalid byte at line {line}, column {col})")
+        })
     }
 }
 
@@ -267,6 +328,49 @@ profile = "observer"
         );
         assert_eq!(d.help.as_deref(), Some("did you mean `devops`?"));
         assert_eq!(loaded.sources.line_col(d.origin.as_ref().unwrap()), (1, 9));
+    }
+
+    #[test]
+    fn files_that_are_not_utf8_point_at_the_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = dir.path().join("fleet.toml");
+        let mut text = FLEET.as_bytes().to_vec();
+        text.extend_from_slice(b"[agents.devops.config]\n\"a.yaml\" = { file = \"a.yaml\" }\n");
+        std::fs::write(&fleet, &text).unwrap();
+        std::fs::write(dir.path().join("a.yaml"), b"ok: 1\nname: caf\xe9\n").unwrap();
+        std::fs::create_dir(dir.path().join("environments")).unwrap();
+        std::fs::write(
+            dir.path().join("environments/prod.toml"),
+            b"[environment]\n# \xff\xfe\nnamespace = \"p\"\n",
+        )
+        .unwrap();
+
+        let loaded = load(&fleet, Some("prod")).unwrap();
+        let found: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let origin = d.origin.as_ref().unwrap();
+                let path = loaded.sources.file(origin.file).path.clone();
+                (path, loaded.sources.line_col(origin), d.label.clone())
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                dir.path().join("environments/prod.toml"),
+                (2, 3),
+                "invalid byte 0xff".to_string()
+            )]
+        );
+
+        // Without the environment, the config file is read and refused.
+        let loaded = load(&fleet, None).unwrap();
+        assert_eq!(loaded.errors(), 1);
+        assert_eq!(
+            loaded.diagnostics[0].message,
+            "cannot read config file `a.yaml`: it is not UTF-8 text (first invalid byte at line 2, column 10)"
+        );
     }
 
     #[test]

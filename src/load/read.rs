@@ -184,15 +184,74 @@ impl Reader {
         values.into_iter()
     }
 
-    /// A duration such as `30s`, `2m`, `1h30m` or `7d`.
-    pub fn duration(&mut self, table: &Table, key: &str) -> Option<At<Duration>> {
-        let text = self.string(table, key)?;
+    /// A duration that JetStream takes in nanoseconds (`ack_wait`, `max_age`).
+    pub fn duration_ns(&mut self, table: &Table, key: &str) -> Option<At<Duration>> {
+        let entry = table.get(key)?;
+        self.node_duration_ns(&entry.node)
+    }
+
+    pub fn node_duration_ns(&mut self, node: &Node) -> Option<At<Duration>> {
+        // JetStream's Go server reads durations as time.Duration: nanoseconds
+        // in an int64, so anything longer would wrap when sent.
+        self.node_duration(
+            node,
+            JETSTREAM_MAX_DURATION,
+            "JetStream takes at most 106751d here",
+            "JetStream counts durations in nanoseconds as a signed 64-bit integer (about 292 years)",
+        )
+    }
+
+    /// A duration in whole seconds, as Kubernetes fields take them.
+    pub fn seconds(&mut self, table: &Table, key: &str) -> Option<At<i32>> {
+        let entry = table.get(key)?;
+        let duration = self.node_duration(
+            &entry.node,
+            Duration::from_secs(i32::MAX as u64),
+            "Kubernetes takes at most 2147483647s here",
+            "Kubernetes counts these seconds in a 32-bit integer (about 68 years)",
+        )?;
+        if duration.value.subsec_nanos() != 0 {
+            self.report(
+                Diagnostic::error(
+                    &duration.origin,
+                    format!("`{key}` must be a whole number of seconds"),
+                )
+                .with_label("Kubernetes takes whole seconds here"),
+            );
+            return None;
+        }
+        // Within i32 by the limit checked above.
+        let seconds = i32::try_from(duration.value.as_secs()).ok()?;
+        Some(At {
+            value: seconds,
+            origin: duration.origin,
+        })
+    }
+
+    /// A duration such as `30s`, `2m`, `1h30m` or `7d`, at most `max`;
+    /// `label` and `help` say whose limit that is.
+    fn node_duration(
+        &mut self,
+        node: &Node,
+        max: Duration,
+        label: &str,
+        help: &str,
+    ) -> Option<At<Duration>> {
+        let text = self.node_string(node)?;
         match parse_duration(&text.value) {
-            Some(value) => Some(At {
+            Ok(value) if value <= max => Some(At {
                 value,
                 origin: text.origin,
             }),
-            None => {
+            Ok(_) | Err(BadDuration::TooLong) => {
+                self.report(
+                    Diagnostic::error(&text.origin, format!("`{}` is too long", text.value))
+                        .with_label(label)
+                        .with_help(format!("use a shorter duration: {help}")),
+                );
+                None
+            }
+            Err(BadDuration::Syntax) => {
                 self.report(
                     Diagnostic::error(&text.origin, format!("`{}` is not a duration", text.value))
                         .with_label("not a duration")
@@ -203,40 +262,27 @@ impl Reader {
         }
     }
 
-    /// A duration in whole seconds, as Kubernetes fields take them.
-    pub fn seconds(&mut self, table: &Table, key: &str) -> Option<At<i32>> {
-        let duration = self.duration(table, key)?;
-        let problem = if duration.value.subsec_nanos() != 0 {
-            Some("must be a whole number of seconds")
-        } else if duration.value.as_secs() > i32::MAX as u64 {
-            Some("is too long")
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            self.report(
-                Diagnostic::error(&duration.origin, format!("`{key}` {problem}"))
-                    .with_label("Kubernetes takes whole seconds here"),
-            );
-            return None;
-        }
-        Some(At {
-            value: duration.value.as_secs() as i32,
-            origin: duration.origin,
-        })
-    }
-
     /// A Kubernetes quantity (`500m`, `2`, `1Gi`, `10G`).
     pub fn quantity(&mut self, table: &Table, key: &str) -> Option<At<Quantity>> {
         let text = self.string(table, key)?;
         match parse_quantity(&text.value) {
-            Some(value) => Some(At {
+            Some(value) if value.is_finite() => Some(At {
                 value: Quantity {
                     text: text.value,
                     value,
                 },
                 origin: text.origin,
             }),
+            // Hundreds of digits: no resource comes near, and comparing
+            // infinities would let a request above its limit through.
+            Some(_) => {
+                self.report(
+                    Diagnostic::error(&text.origin, format!("`{}` is too large", text.value))
+                        .with_label("too large to be a quantity")
+                        .with_help("write e.g. \"500m\" or \"2\" for CPU, \"512Mi\" or \"4Gi\" for memory and storage"),
+                );
+                None
+            }
             None => {
                 self.report(
                     Diagnostic::error(&text.origin, format!("`{}` is not a Kubernetes quantity", text.value))
@@ -259,36 +305,59 @@ pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, candidate)| candidate)
 }
 
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
+/// The longest duration JetStream can take: `i64::MAX` nanoseconds.
+pub const JETSTREAM_MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// Why a duration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadDuration {
+    /// Not a number with a unit.
+    Syntax,
+    /// Longer than a [`Duration`] holds.
+    TooLong,
+}
+
+/// A duration such as `30s`, `2m`, `1h30m`, `250ms` or `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
+    const NANOS: u128 = 1_000_000_000;
+    let mut total: u128 = 0;
     let mut rest = text.trim();
     if rest.is_empty() {
-        return None;
+        return Err(BadDuration::Syntax);
     }
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         if digits == 0 {
-            return None;
+            return Err(BadDuration::Syntax);
         }
-        let number: u64 = rest[..digits].parse().ok()?;
+        let number = &rest[..digits];
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return None,
+        let unit: u128 = match &rest[..unit_len] {
+            "ms" => NANOS / 1000,
+            "s" => NANOS,
+            "m" => 60 * NANOS,
+            "h" => 3600 * NANOS,
+            "d" => 86_400 * NANOS,
+            _ => return Err(BadDuration::Syntax),
         };
-        total = total.checked_add(unit.checked_mul(u32::try_from(number).ok()?)?)?;
         rest = &rest[unit_len..];
+        // Only ASCII digits are left, so a failed parse is an overflow.
+        total = number
+            .parse::<u128>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .and_then(|n| n.checked_add(total))
+            .ok_or(BadDuration::TooLong)?;
     }
-    Some(total)
+    let seconds = u64::try_from(total / NANOS).map_err(|_| BadDuration::TooLong)?;
+    // Less than NANOS, so it fits.
+    let nanos = (total % NANOS) as u32;
+    Ok(Duration::new(seconds, nanos))
 }
 
 /// The value of a Kubernetes quantity in base units, or `None` when it is
@@ -325,19 +394,106 @@ pub fn parse_quantity(text: &str) -> Option<f64> {
     Some(number * multiplier)
 }
 
+/// Why a byte size was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadSize {
+    /// Not a quantity (or negative).
+    Syntax,
+    /// A fraction of a byte, such as `500m` or `1.3`.
+    NotWhole,
+    /// More than 128 bits hold.
+    TooLarge,
+}
+
+/// A quantity of bytes (`1Gi`, `1.5Ki`, `500M`), computed exactly: no float
+/// rounding decides whether a size fits the field it is for.
+pub fn parse_bytes(text: &str) -> Result<u128, BadSize> {
+    if parse_quantity(text).is_none() || text.starts_with('-') {
+        return Err(BadSize::Syntax);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number = number.strip_prefix('+').unwrap_or(number);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let fraction = fraction.trim_end_matches('0');
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    // The value is digits * multiplier / 10^len(fraction).
+    let (multiplier, divisor): (u128, u128) = match suffix {
+        "" => (1, 1),
+        "m" => (1, 1000),
+        "k" => (10u128.pow(3), 1),
+        "M" => (10u128.pow(6), 1),
+        "G" => (10u128.pow(9), 1),
+        "T" => (10u128.pow(12), 1),
+        "P" => (10u128.pow(15), 1),
+        "E" => (10u128.pow(18), 1),
+        "Ki" => (1 << 10, 1),
+        "Mi" => (1 << 20, 1),
+        "Gi" => (1 << 30, 1),
+        "Ti" => (1 << 40, 1),
+        "Pi" => (1 << 50, 1),
+        "Ei" => (1 << 60, 1),
+        _ => return Err(BadSize::Syntax),
+    };
+    // Overflowing with a fraction means dozens of significant digits after
+    // the point: that is no whole number of bytes anyone meant.
+    let overflow = if fraction.is_empty() {
+        BadSize::TooLarge
+    } else {
+        BadSize::NotWhole
+    };
+    let mantissa: u128 = if digits.is_empty() {
+        0
+    } else {
+        // Only ASCII digits are left, so a failed parse is an overflow.
+        digits.parse().map_err(|_| overflow)?
+    };
+    let numerator = mantissa.checked_mul(multiplier).ok_or(overflow)?;
+    let denominator = u32::try_from(fraction.len())
+        .ok()
+        .and_then(|places| 10u128.checked_pow(places))
+        .and_then(|power| power.checked_mul(divisor))
+        .ok_or(BadSize::NotWhole)?;
+    if numerator % denominator != 0 {
+        return Err(BadSize::NotWhole);
+    }
+    Ok(numerator / denominator)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30"), None);
-        assert_eq!(parse_duration("3 weeks"), None);
-        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Err(BadDuration::Syntax));
+        assert_eq!(parse_duration("3 weeks"), Err(BadDuration::Syntax));
+        assert_eq!(parse_duration(""), Err(BadDuration::Syntax));
+        assert_eq!(
+            parse_duration("99999999999999999999999999999999999999999d"),
+            Err(BadDuration::TooLong)
+        );
+        assert_eq!(
+            parse_duration("213503982334602d"),
+            Err(BadDuration::TooLong)
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999999999999999999999999x"),
+            Err(BadDuration::Syntax)
+        );
+        assert_eq!(
+            parse_duration("106751d"),
+            Ok(Duration::from_secs(106_751 * 86_400))
+        );
+        assert!(parse_duration("106751d").unwrap() <= JETSTREAM_MAX_DURATION);
+        assert!(parse_duration("106752d").unwrap() > JETSTREAM_MAX_DURATION);
     }
 
     #[test]
@@ -350,6 +506,30 @@ mod tests {
         assert_eq!(parse_quantity("1GB"), None);
         assert_eq!(parse_quantity("lots"), None);
         assert_eq!(parse_quantity("-1"), None);
+    }
+
+    #[test]
+    fn byte_sizes_are_exact() {
+        assert_eq!(parse_bytes("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1.5Ki"), Ok(1536));
+        assert_eq!(parse_bytes("+2k"), Ok(2000));
+        assert_eq!(parse_bytes("8000m"), Ok(8));
+        assert_eq!(parse_bytes("0.0"), Ok(0));
+        assert_eq!(
+            parse_bytes("1.000000000000000000000000000000000000000000001"),
+            Err(BadSize::NotWhole)
+        );
+        assert_eq!(parse_bytes("500m"), Err(BadSize::NotWhole));
+        assert_eq!(parse_bytes("1.3"), Err(BadSize::NotWhole));
+        assert_eq!(parse_bytes("2147483647"), Ok(2_147_483_647));
+        assert_eq!(parse_bytes("9223372036854775807"), Ok(i64::MAX as u128));
+        assert_eq!(parse_bytes("8Ei"), Ok(1 << 63));
+        assert_eq!(
+            parse_bytes("999999999999999999999999999999999999999999Ei"),
+            Err(BadSize::TooLarge)
+        );
+        assert_eq!(parse_bytes("-1"), Err(BadSize::Syntax));
+        assert_eq!(parse_bytes("1GB"), Err(BadSize::Syntax));
     }
 
     #[test]

@@ -46,7 +46,19 @@ impl Sources {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, origin: &Origin) -> (usize, usize) {
         let text = &self.files[origin.file].text;
-        let offset = origin.span.start.min(text.len());
+        let mut offset = origin.span.start.min(text.len());
+        // The end of the file, after its last newline, is shown (by
+        // annotate-snippets) at the end of the last line: say the same, so
+        // the report and the GitHub annotation name one place, in the file.
+        if offset == text.len() && text.ends_with('\n') {
+            offset -= 1;
+            if text[..offset].ends_with('\r') {
+                offset -= 1;
+            }
+        }
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -142,13 +154,18 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Vec<SyntaxError>> {
             .collect());
     }
     let span = document.span();
+    let mut errors = Vec::new();
+    let value = Value::Table(convert_table(file, document.into_inner(), &mut errors));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(Node {
-        value: Value::Table(convert_table(file, document.into_inner())),
+        value,
         origin: Origin { file, span },
     })
 }
 
-fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
+fn convert_table(file: FileId, table: DeTable<'_>, errors: &mut Vec<SyntaxError>) -> Table {
     let mut entries: Vec<Entry> = table
         .into_iter()
         .map(|(key, value)| {
@@ -159,7 +176,7 @@ fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
             Entry {
                 key: key.into_inner().into_owned(),
                 key_origin,
-                node: convert(file, value.span(), value.into_inner()),
+                node: convert(file, value.span(), value.into_inner(), errors),
             }
         })
         .collect();
@@ -168,13 +185,36 @@ fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
     Table { entries }
 }
 
-fn convert(file: FileId, span: Range<usize>, value: DeValue<'_>) -> Node {
+fn convert(
+    file: FileId,
+    span: Range<usize>,
+    value: DeValue<'_>,
+    errors: &mut Vec<SyntaxError>,
+) -> Node {
     let value = match value {
         DeValue::String(s) => Value::String(s.into_owned()),
         DeValue::Integer(i) => {
             let digits = i.as_str().replace('_', "");
-            // The parser has checked the syntax; only overflow is left.
-            Value::Integer(i64::from_str_radix(&digits, i.radix()).unwrap_or(i64::MAX))
+            // The parser has checked the syntax; only overflow is left, and
+            // TOML says an integer that does not fit in 64 bits is an error
+            // (never a saturated or wrapped value).
+            match i64::from_str_radix(&digits, i.radix()) {
+                Ok(n) => Value::Integer(n),
+                Err(_) => {
+                    errors.push(SyntaxError {
+                        message: format!(
+                            "integer out of range (TOML integers are 64-bit: {} to {})",
+                            i64::MIN,
+                            i64::MAX
+                        ),
+                        origin: Origin {
+                            file,
+                            span: span.clone(),
+                        },
+                    });
+                    Value::Integer(0)
+                }
+            }
         }
         DeValue::Float(_) => Value::Float,
         DeValue::Boolean(b) => Value::Boolean(b),
@@ -184,11 +224,11 @@ fn convert(file: FileId, span: Range<usize>, value: DeValue<'_>) -> Node {
                 .into_iter()
                 .map(|item| {
                     let span = item.span();
-                    convert(file, span, item.into_inner())
+                    convert(file, span, item.into_inner(), errors)
                 })
                 .collect(),
         ),
-        DeValue::Table(table) => Value::Table(convert_table(file, table)),
+        DeValue::Table(table) => Value::Table(convert_table(file, table, errors)),
     };
     Node {
         value,
@@ -220,6 +260,25 @@ mod tests {
         assert!(matches!(replicas.node.value, Value::Integer(2)));
         assert_eq!(sources.line_col(&replicas.node.origin), (3, 12));
         assert_eq!(sources.line_col(&replicas.key_origin), (3, 1));
+    }
+
+    #[test]
+    fn the_end_of_the_file_is_on_its_last_line() {
+        // Found by tests/load_fuzz.rs: an unclosed inline table is reported
+        // at the end of the file, which the report showed as 2:6 and the
+        // GitHub annotation as 3:1, a line the file does not have.
+        let mut sources = Sources::default();
+        for text in ["a = 1\nb = {\n", "a = 1\r\nb = {\r\n", "a = 1\nb = {"] {
+            let file = sources.add(Path::new("fleet.toml"), text.into());
+            let end = Origin {
+                file,
+                span: text.len()..text.len(),
+            };
+            assert_eq!(sources.line_col(&end), (2, 6), "{text:?}");
+        }
+        // An offset inside a character counts from its start.
+        let file = sources.add(Path::new("fleet.toml"), "é = 1".into());
+        assert_eq!(sources.line_col(&Origin { file, span: 1..1 }), (1, 1));
     }
 
     #[test]

@@ -36,9 +36,17 @@ pub fn rendered_yaml(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result
 
 /// The rendering as one JSON document: `{"kubernetes": [...], "jetstream": {...}}`.
 pub fn rendered_json(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, rendered)?;
+    serde_json::to_writer_pretty(&mut *out, rendered).map_err(io_error)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// serde_json wraps the writer's io::Error in its own, whose `source()`
+/// skips it, so a closed pipe would not be recognised as one (`fleet render
+/// --format json | head -1` failed with "Broken pipe"). Unwrapped, an io
+/// error stays an io error; a serialisation error keeps its message.
+fn io_error(err: serde_json::Error) -> std::io::Error {
+    std::io::Error::from(err)
 }
 
 /// The plan for people, Terraform-style: one block per change with its
@@ -172,7 +180,8 @@ pub fn plan_json(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
             plan,
             summary: plan.summary(),
         },
-    )?;
+    )
+    .map_err(io_error)?;
     writeln!(out)?;
     Ok(())
 }

@@ -268,9 +268,15 @@ pub(super) fn decode_resources(
             continue;
         };
         // Point at what the agent itself set: the request, unless only the
-        // limit is its own (the request then comes from its profile, which
-        // may be a built-in one).
-        let at = if *limit_own && !request_own {
+        // limit is its own. When the profile set both, point at the one
+        // written last: files are numbered in load order (built-in defaults,
+        // fleet file, environment), so that is the override that made them
+        // clash, never the built-in half.
+        let limit_later = match (request_at, limit_at) {
+            (Some(request_at), Some(limit_at)) => limit_at.file > request_at.file,
+            _ => false,
+        };
+        let at = if (*limit_own && !request_own) || (limit_own == request_own && limit_later) {
             limit_at
         } else {
             request_at

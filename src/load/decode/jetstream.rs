@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::load::diagnostic::Diagnostic;
-use crate::load::read::{At, Reader, suggest};
+use crate::load::read::{At, BadSize, Reader, parse_bytes, suggest};
 use crate::load::source::{Origin, Table, Value};
 use crate::model::*;
 
@@ -103,16 +103,7 @@ pub(super) fn decode_consumer(
     let backoff: Vec<Duration> = match r.array(c, "backoff") {
         Some(items) => items
             .iter()
-            .filter_map(|n| {
-                let s = r.node_string(n)?;
-                crate::load::read::parse_duration(&s.value).or_else(|| {
-                    r.report(
-                        Diagnostic::error(&s.origin, format!("`{}` is not a duration", s.value))
-                            .with_label("not a duration"),
-                    );
-                    None
-                })
-            })
+            .filter_map(|n| r.node_duration_ns(n).map(|d| d.value))
             .collect(),
         None => Vec::new(),
     };
@@ -136,7 +127,7 @@ pub(super) fn decode_consumer(
         stream: stream.value.name.clone(),
         filter_subjects: filters.into_iter().map(|f| f.value).collect(),
         ack_wait: r
-            .duration(c, "ack_wait")
+            .duration_ns(c, "ack_wait")
             .map_or(Duration::from_secs(30), |d| d.value),
         max_deliver: max_deliver.map_or(-1, |m| m.value),
         max_ack_pending: r
@@ -218,12 +209,20 @@ pub(super) fn decode_streams(r: &mut Reader, root: &Table) -> Vec<At<Stream>> {
                 retention,
                 storage,
                 replicas: r.integer(s, "replicas", 1, 5).map_or(1, |v| v.value as u32),
-                max_age: r.duration(s, "max_age").map(|d| d.value),
-                max_bytes: size(r, s, "max_bytes"),
+                max_age: r.duration_ns(s, "max_age").map(|d| d.value),
+                max_bytes: size(r, s, "max_bytes", i64::MAX, "a signed 64-bit integer"),
                 max_msgs: r.integer(s, "max_msgs", -1, i64::MAX).map(|v| v.value),
-                max_msg_size: size(r, s, "max_msg_size").and_then(|v| i32::try_from(v).ok()),
+                // JetStream's max_msg_size is an int32; `size` keeps to it.
+                max_msg_size: size(
+                    r,
+                    s,
+                    "max_msg_size",
+                    i32::MAX.into(),
+                    "a signed 32-bit integer",
+                )
+                .and_then(|v| i32::try_from(v).ok()),
                 discard,
-                duplicate_window: r.duration(s, "duplicate_window").map(|d| d.value),
+                duplicate_window: r.duration_ns(s, "duplicate_window").map(|d| d.value),
                 description: r.string(s, "description").map(|d| d.value),
             },
             origin: entry.key_origin.clone(),
@@ -282,23 +281,50 @@ pub(super) fn choice(
     default.into()
 }
 
-/// A byte size: an integer, or a quantity string such as "1Gi".
-pub(super) fn size(r: &mut Reader, t: &Table, key: &str) -> Option<i64> {
+/// A byte size: an integer, or a quantity string such as "1Gi"; -1 (no
+/// limit) up to `max`, the largest value JetStream's `integer` type holds.
+pub(super) fn size(r: &mut Reader, t: &Table, key: &str, max: i64, integer: &str) -> Option<i64> {
     let entry = t.get(key)?;
-    match &entry.node.value {
-        Value::Integer(_) => r.node_integer(&entry.node, -1, i64::MAX).map(|v| v.value),
-        Value::String(_) => r.quantity(t, key).map(|q| q.value.value as i64),
+    let node = &entry.node;
+    let (shown, value) = match &node.value {
+        Value::Integer(i) => (i.to_string(), Ok(i128::from(*i))),
+        Value::String(text) => (
+            format!("`{text}`"),
+            // Saturating is safe: anything that large is out of range.
+            parse_bytes(text).map(|v| i128::try_from(v).unwrap_or(i128::MAX)),
+        ),
         _ => {
             r.report(
                 Diagnostic::error(
-                    &entry.node.origin,
+                    &node.origin,
                     "expected a size: an integer or a string such as \"1Gi\"",
                 )
                 .with_label("not a size"),
             );
-            None
+            return None;
         }
-    }
+    };
+    let problem = match value {
+        Ok(v) if (-1..=i128::from(max)).contains(&v) => return i64::try_from(v).ok(),
+        Ok(_) | Err(BadSize::TooLarge) => {
+            Diagnostic::error(&node.origin, format!("{shown} is out of range for `{key}`"))
+                .with_label(format!("JetStream takes -1 (no limit) up to {max} here"))
+                .with_help(format!(
+                    "JetStream keeps `{key}` in {integer}: use at most {max} bytes, or leave `{key}` out for no limit"
+                ))
+        }
+        Err(BadSize::NotWhole) => Diagnostic::error(
+            &node.origin,
+            format!("{shown} is not a whole number of bytes"),
+        )
+        .with_label("a fraction of a byte")
+        .with_help("write a whole number of bytes, e.g. \"512Ki\", \"1.5Gi\" or 1048576"),
+        Err(BadSize::Syntax) => Diagnostic::error(&node.origin, format!("{shown} is not a size"))
+            .with_label("not a size")
+            .with_help("write a number of bytes, or a quantity such as \"512Mi\" or \"10G\""),
+    };
+    r.report(problem);
+    None
 }
 
 pub(super) fn valid_stream_name(name: &str) -> bool {

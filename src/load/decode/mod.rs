@@ -246,7 +246,12 @@ fn decode_fleet(
         }
     }
 
-    let defaults = root_table.get("defaults").map(|e| e.node.clone());
+    // [defaults] of another type would be replaced by each agent's table,
+    // silently: say so instead.
+    let defaults = root_table
+        .get("defaults")
+        .filter(|e| r.table(&e.node).is_some())
+        .map(|e| e.node.clone());
     // Keys are checked where they are written: [defaults] once, each agent
     // in its own table, so a typo in [defaults] is not reported per agent.
     if let Some(Value::Table(defaults)) = defaults.as_ref().map(|d| &d.value) {

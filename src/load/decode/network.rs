@@ -101,7 +101,7 @@ pub(super) fn decode_rules(
                         Diagnostic::error(&port.origin, format!("`{s}` is not a port"))
                             .with_label("not a port")
                             .with_help(
-                                "write a number (TCP), or \"53/udp\", \"443/tcp\", \"9000/sctp\"",
+                                "write a number from 1 to 65535 (TCP), or \"53/udp\", \"443/tcp\", \"9000/sctp\"",
                             ),
                     ),
                 },
