@@ -237,3 +237,132 @@ async fn the_api_server_refuses_pods_below_restricted() {
         }
     }
 }
+
+/// A mutating admission that makes the pods fall below the namespace's
+/// level: here a stand-in for a service-mesh injector adding an init
+/// container that runs as root (Istio's `istio-init` does), as a
+/// MutatingAdmissionPolicy bound to the given namespaces. Removed on drop.
+struct MeshInjector {
+    name: String,
+}
+
+impl MeshInjector {
+    async fn install(env: &TestEnv, namespaces: &[&str]) -> MeshInjector {
+        let name = format!("{}-mesh", env.namespace);
+        let injector = MeshInjector { name: name.clone() };
+        let policy = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicy",
+            "metadata": { "name": name },
+            "spec": {
+                "matchConstraints": { "resourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["pods"],
+                }]},
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "Never",
+                "mutations": [{
+                    "patchType": "ApplyConfiguration",
+                    "applyConfiguration": { "expression": r#"Object{ spec: Object.spec{ initContainers: [
+                        Object.spec.initContainers{ name: "mesh-init", image: "example.com/mesh-init:1",
+                          securityContext: Object.spec.initContainers.securityContext{
+                            allowPrivilegeEscalation: true, runAsUser: 0 } } ] } }"# },
+                }],
+            },
+        });
+        let binding = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingAdmissionPolicyBinding",
+            "metadata": { "name": name },
+            "spec": {
+                "policyName": name,
+                "matchResources": { "namespaceSelector": { "matchExpressions": [{
+                    "key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces,
+                }]}},
+            },
+        });
+        for object in [policy, binding] {
+            let mut kubectl = env.control_plane.kubectl();
+            kubectl
+                .args(["apply", "--server-side", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null());
+            let mut child = kubectl.spawn().unwrap();
+            std::io::Write::write_all(
+                &mut child.stdin.take().unwrap(),
+                object.to_string().as_bytes(),
+            )
+            .unwrap();
+            assert!(child.wait().unwrap().success(), "installing {name}");
+        }
+        // Policies take effect once the API server has loaded them: wait
+        // until a dry-run pod in the test's own namespace comes back injected.
+        let pods: Api<Pod> = env.api();
+        let probe: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "probe" },
+            "spec": { "containers": [{ "name": "probe", "image": "example.com/probe:1" }] },
+        }))
+        .unwrap();
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        support::eventually(
+            "the mesh injector to take effect",
+            std::time::Duration::from_secs(30),
+            || async {
+                let pod = pods.create(&dry_run, &probe).await.ok()?;
+                pod.spec?.init_containers.filter(|c| !c.is_empty())
+            },
+        )
+        .await;
+        injector
+    }
+}
+
+impl Drop for MeshInjector {
+    fn drop(&mut self) {
+        let _ = support::control_plane()
+            .kubectl()
+            .args([
+                "delete",
+                "mutatingadmissionpolicybinding,mutatingadmissionpolicy",
+                &self.name,
+                "--ignore-not-found",
+            ])
+            .output();
+    }
+}
+
+/// Pods that something fleet does not render (a mesh injector, a cluster's
+/// admission policy) pushes below the namespace's level are refused by the
+/// API server; the apply stops as soon as that happens, with the admission's
+/// reason, instead of waiting out the rollout timeout.
+#[tokio::test]
+async fn pods_refused_by_pod_security_fail_the_apply_at_once() {
+    let env = TestEnv::new("pod-security-injected").await;
+    let fleet = FleetDir::for_test(&env);
+    let _injector = MeshInjector::install(&env, &[&env.namespace, &fleet.namespace]).await;
+
+    let started = Instant::now();
+    let applied = fleet.apply(&[]);
+    let took = started.elapsed();
+    assert_eq!(applied.code, 1, "{}{}", applied.stdout, applied.stderr);
+    assert!(
+        applied
+            .stderr
+            .contains("cannot roll out: the namespace's Pod Security admission refuses its pods"),
+        "{}",
+        applied.stderr
+    );
+    assert!(
+        applied
+            .stderr
+            .contains("runAsUser=0 (container \"mesh-init\" must not set runAsUser=0)"),
+        "{}",
+        applied.stderr
+    );
+    // Well before the 90s rollout timeout that FleetDir::apply gives.
+    assert!(took.as_secs() < 45, "took {took:?}");
+    eprintln!("refused rollout reported after {:.1}s", took.as_secs_f64());
+}

@@ -148,6 +148,13 @@ pub async fn wait_for_rollouts(
                 });
                 break;
             }
+            // Pods refused by Pod Security admission never come: say why
+            // now rather than after the timeout.
+            if let Some(refusal) = pods_refused_by_pod_security(cluster, &deployment).await? {
+                anyhow::bail!(
+                    "{id} cannot roll out: the namespace's Pod Security admission refuses its pods: {refusal}\n  Its pods must meet the namespace's `pod-security.kubernetes.io/enforce` level; the containers named above do not (a container fleet does not render was added by a mutating admission, such as a sidecar injector)."
+                );
+            }
             if tokio::time::Instant::now() >= deadline {
                 anyhow::bail!(
                     "{id} has not rolled out after {}s; see `kubectl rollout status deployment/{} -n {}`",
@@ -160,6 +167,68 @@ pub async fn wait_for_rollouts(
         }
     }
     Ok(())
+}
+
+/// The message of a `ReplicaFailure` condition that is Pod Security
+/// admission refusing pods, e.g. `pods "agent-devops-6b7f9-x2x4q" is
+/// forbidden: violates PodSecurity "restricted:latest": ...`.
+fn pod_security_refusal(conditions: &serde_json::Value) -> Option<String> {
+    conditions.as_array()?.iter().find_map(|c| {
+        let message = c["message"].as_str()?;
+        (c["type"] == "ReplicaFailure"
+            && c["status"] == "True"
+            && message.contains("violates PodSecurity"))
+        .then(|| message.to_string())
+    })
+}
+
+/// Why Pod Security admission refuses the pods of the Deployment's current
+/// ReplicaSet, if it does. The Deployment's own condition may be an old
+/// ReplicaSet's, so the current one (same pod template) is asked.
+async fn pods_refused_by_pod_security(
+    cluster: &Cluster,
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+) -> anyhow::Result<Option<String>> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let status = serde_json::to_value(&deployment.status)?;
+    if pod_security_refusal(&status["conditions"]).is_none() {
+        return Ok(None);
+    }
+    let namespace = deployment.metadata.namespace.as_deref().unwrap_or_default();
+    let selector = deployment
+        .spec
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sets = kube::Api::<ReplicaSet>::namespaced(cluster.client.clone(), namespace)
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    // The ReplicaSet controller adds this label to the template it copies.
+    let template = |value: serde_json::Value| {
+        let mut template = value;
+        if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+            labels.remove("pod-template-hash");
+        }
+        template
+    };
+    let wanted = template(serde_json::to_value(&deployment.spec.template)?);
+    for set in sets.items {
+        let owned = set
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == deployment.metadata.uid.as_ref());
+        if owned && template(serde_json::to_value(&set.spec.template)?) == wanted {
+            let status = serde_json::to_value(&set.status)?;
+            return Ok(pod_security_refusal(&status["conditions"]));
+        }
+    }
+    Ok(None)
 }
 
 fn rolled_out(deployment: &k8s_openapi::api::apps::v1::Deployment) -> bool {
@@ -233,5 +302,29 @@ pub fn explain_api_error(
             status.message,
             status.reason
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::pod_security_refusal;
+
+    #[test]
+    fn only_pod_security_refusals_stop_the_wait() {
+        let refused = "pods \"agent-devops-1\" is forbidden: violates PodSecurity \"restricted:latest\": runAsUser=0";
+        let conditions = json!([
+            { "type": "Available", "status": "False", "message": "Deployment does not have minimum availability." },
+            { "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused },
+        ]);
+        assert_eq!(pod_security_refusal(&conditions).as_deref(), Some(refused));
+        // A quota may free up: that failure is left to the timeout.
+        let quota = json!([{ "type": "ReplicaFailure", "status": "True",
+            "message": "pods \"x\" is forbidden: exceeded quota: compute" }]);
+        assert_eq!(pod_security_refusal(&quota), None);
+        let cleared = json!([{ "type": "ReplicaFailure", "status": "False", "message": refused }]);
+        assert_eq!(pod_security_refusal(&cleared), None);
+        assert_eq!(pod_security_refusal(&serde_json::Value::Null), None);
     }
 }
