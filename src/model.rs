@@ -26,6 +26,9 @@ pub struct Fleet {
     /// Field managers, besides kubectl's own, whose changes to fleet's
     /// fields are hand edits to restore (drift), not conflicts.
     pub imperative_managers: Vec<String>,
+    /// The Pod Security Standard the fleet's Namespace enforces (and warns
+    /// and audits at); every agent's pods meet it.
+    pub pod_security: PodSecurityLevel,
     pub target: Target,
     /// The fleet-wide ServiceMonitor; `None` when no agent exports metrics.
     pub service_monitor: Option<ServiceMonitor>,
@@ -99,11 +102,64 @@ pub enum EnvValue {
     },
 }
 
+/// A Pod Security Standard level, as the API server's Pod Security admission
+/// names them; ordered from least to most restrictive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PodSecurityLevel {
+    Privileged,
+    Baseline,
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    pub const ALL: [PodSecurityLevel; 3] = [Self::Privileged, Self::Baseline, Self::Restricted];
+
+    /// The value of the `pod-security.kubernetes.io/*` namespace labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Privileged => "privileged",
+            Self::Baseline => "baseline",
+            Self::Restricted => "restricted",
+        }
+    }
+}
+
+/// The pod's and its container's security settings. The defaults meet the
+/// `restricted` Pod Security Standard and make the root filesystem read-only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecurityContext {
     pub run_as_non_root: bool,
     pub run_as_user: i64,
     pub fs_group: i64,
+    /// When set, fleet mounts an emptyDir at /tmp so the agent can still
+    /// write temporary files.
+    pub read_only_root_filesystem: bool,
+    pub allow_privilege_escalation: bool,
+    /// Added after dropping ALL (Kubernetes names, without `CAP_`).
+    pub add_capabilities: Vec<String>,
+    pub seccomp_profile: SeccompProfile,
+}
+
+impl Default for SecurityContext {
+    fn default() -> Self {
+        Self {
+            run_as_non_root: true,
+            run_as_user: 1000,
+            fs_group: 1000,
+            read_only_root_filesystem: true,
+            allow_privilege_escalation: false,
+            add_capabilities: Vec::new(),
+            seccomp_profile: SeccompProfile::RuntimeDefault,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeccompProfile {
+    RuntimeDefault,
+    Unconfined,
+    /// A profile file on the node, relative to the kubelet's seccomp directory.
+    Localhost(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,7 @@
 //! Every object rendered from the example fleet, in every environment, is
-//! accepted by the real kube-apiserver (server-side dry-run create).
+//! accepted by the real kube-apiserver (server-side dry-run create), and
+//! every agent's pod by Pod Security admission at the level the fleet's
+//! Namespace enforces.
 
 mod support;
 
@@ -7,9 +9,11 @@ use std::path::Path;
 
 use fleet::load::{DirectoryFiles, load_str};
 use fleet::render::render;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
+use serde_json::{Value, json};
 use support::TestEnv;
 
 #[tokio::test]
@@ -20,6 +24,8 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
     let fleet_text = std::fs::read_to_string(root.join("fleet.toml")).unwrap();
 
     let mut checked = 0;
+    // (environment, Deployment, its pod, the level its Namespace enforces)
+    let mut pods: Vec<(&str, String, Value, Value)> = Vec::new();
     for environment in ["local", "staging", "production"] {
         let overlay_path = root.join(format!("environments/{environment}.toml"));
         // Render into the test's namespace, so the dry run has one to check against.
@@ -49,10 +55,39 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
             loaded.diagnostics
         );
         let rendered = render(&loaded.fleet.unwrap());
+        let namespace = rendered
+            .kubernetes
+            .iter()
+            .find(|o| o.id.kind == "Namespace")
+            .unwrap();
+        let level =
+            namespace.body["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].clone();
 
         for object in rendered.kubernetes {
             if object.id.kind == "Namespace" {
-                continue; // it exists: the test created it
+                // It exists (the test created it): its labels, the Pod
+                // Security ones included, must be accepted.
+                Api::<Namespace>::all(env.kube.clone())
+                    .patch(
+                        &object.id.name,
+                        &PatchParams::apply("fleet").dry_run(),
+                        &Patch::Apply(&object.body),
+                    )
+                    .await
+                    .unwrap_or_else(|err| {
+                        panic!("{environment}: apply of {} refused: {err}", object.id)
+                    });
+                continue;
+            }
+            if object.id.kind == "Deployment" {
+                let template = &object.body["spec"]["template"];
+                let pod = json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": { "name": object.id.name, "labels": template["metadata"]["labels"] },
+                    "spec": template["spec"],
+                });
+                pods.push((environment, object.id.name.clone(), pod, level.clone()));
             }
             let (group, version) = match object.id.api_version.split_once('/') {
                 Some((g, v)) => (g, v),
@@ -84,4 +119,41 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
         }
     }
     assert!(checked > 60, "only {checked} objects checked");
+
+    // Pod Security admission checks pods, not Deployments: dry-run each
+    // agent's pod in the namespace, labelled with the level fleet gives it.
+    for (environment, name, pod, level) in &pods {
+        assert_eq!(level, "restricted", "{environment}");
+        Api::<Namespace>::all(env.kube.clone())
+            .patch(
+                &env.namespace,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "labels": {
+                    "pod-security.kubernetes.io/enforce": level,
+                }}})),
+            )
+            .await
+            .unwrap();
+        // Admission looks the pod's ServiceAccount up first.
+        let account: ServiceAccount =
+            serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+        let _ = env
+            .api::<ServiceAccount>()
+            .create(&PostParams::default(), &account)
+            .await;
+        let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
+        env.api::<Pod>()
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &pod,
+            )
+            .await
+            .unwrap_or_else(|err| {
+                panic!("{environment}: the pod of Deployment {name} refused at {level}: {err}")
+            });
+    }
+    assert!(pods.len() >= 9, "only {} pods checked", pods.len());
 }

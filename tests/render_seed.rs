@@ -1,7 +1,8 @@
 //! The seed's own manifests (tests/fixtures/seed/, transcribed from the
 //! document fleet was born from) must come out of the example fleet field for
-//! field. fleet may add only its ownership labels, and the differences it
-//! makes on purpose are listed and explained here.
+//! field: every field the seed sets is rendered with the seed's value. What
+//! fleet adds (its ownership labels, the `restricted` Pod Security hardening)
+//! and the differences it makes on purpose are listed and explained here.
 
 use std::path::Path;
 
@@ -33,6 +34,18 @@ fn find<'a>(objects: &'a [DesiredObject], kind: &str, name: &str) -> &'a Value {
         .body
 }
 
+/// The `name` of every element, when each has a distinct one (containers,
+/// volumes, ports, env): such lists are compared element by name, as
+/// Kubernetes merges them.
+fn names(items: &[Value]) -> Option<Vec<&str>> {
+    let names: Vec<&str> = items
+        .iter()
+        .map(|item| item.get("name").and_then(Value::as_str))
+        .collect::<Option<_>>()?;
+    let distinct: std::collections::BTreeSet<&&str> = names.iter().collect();
+    (distinct.len() == names.len()).then_some(names)
+}
+
 /// Paths where `expected` has a value that `actual` lacks or differs from.
 fn missing(expected: &Value, actual: &Value, path: &str, out: &mut Vec<String>) {
     match (expected, actual) {
@@ -41,6 +54,16 @@ fn missing(expected: &Value, actual: &Value, path: &str, out: &mut Vec<String>) 
                 match a.get(key) {
                     Some(actual) => missing(value, actual, &format!("{path}.{key}"), out),
                     None => out.push(format!("{path}.{key}")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if names(e).is_some() && names(a).is_some() => {
+            let actual_names = names(a).unwrap();
+            for (name, e) in names(e).unwrap().into_iter().zip(e) {
+                let at = format!("{path}[{name}]");
+                match actual_names.iter().position(|n| *n == name) {
+                    Some(i) => missing(e, &a[i], &at, out),
+                    None => out.push(at),
                 }
             }
         }
@@ -70,6 +93,17 @@ const OWNERSHIP: [&str; 2] = [
     ".metadata.labels.applyset.kubernetes.io/part-of",
 ];
 
+/// What fleet adds to the seed's pod so that it meets the `restricted` Pod
+/// Security Standard (the seed's pod is refused in a namespace enforcing it:
+/// `allowPrivilegeEscalation != false`, `unrestricted capabilities`,
+/// `seccompProfile`), and a read-only root filesystem with a writable /tmp.
+const HARDENING: [&str; 4] = [
+    ".spec.template.spec.containers[agent].securityContext",
+    ".spec.template.spec.containers[agent].volumeMounts[tmp]",
+    ".spec.template.spec.securityContext.seccompProfile",
+    ".spec.template.spec.volumes[tmp]",
+];
+
 #[test]
 fn devops_deployment_is_the_seeds() {
     let objects = example_objects();
@@ -81,7 +115,58 @@ fn devops_deployment_is_the_seeds() {
     // count to it instead of resetting it to 1 on every apply (the API
     // server still creates the Deployment with 1 replica, the seed's value).
     assert_eq!(absent, [".spec.replicas"]);
-    assert_eq!(added, OWNERSHIP);
+    let mut expected: Vec<&str> = OWNERSHIP.into_iter().chain(HARDENING).collect();
+    expected.sort();
+    let mut added = added;
+    added.sort();
+    assert_eq!(added, expected);
+}
+
+#[test]
+fn devops_pod_is_hardened_to_the_restricted_standard() {
+    let objects = example_objects();
+    let pod = &find(&objects, "Deployment", "agent-devops")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"],
+        serde_json::json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": { "drop": ["ALL"] },
+            "readOnlyRootFilesystem": true,
+        })
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"],
+        serde_json::json!({ "type": "RuntimeDefault" })
+    );
+    // The seed's runAsNonRoot stays (restricted requires it).
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let tmp = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tmp")
+        .unwrap();
+    assert_eq!(tmp["emptyDir"], serde_json::json!({}));
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "tmp" && m["mountPath"] == "/tmp")
+    );
+}
+
+#[test]
+fn the_namespace_enforces_the_restricted_standard() {
+    let objects = example_objects();
+    let labels = &find(&objects, "Namespace", "agent-system")["metadata"]["labels"];
+    for mode in ["enforce", "warn", "audit"] {
+        assert_eq!(
+            labels[format!("pod-security.kubernetes.io/{mode}")],
+            "restricted"
+        );
+    }
 }
 
 #[test]

@@ -383,4 +383,61 @@ profile = "observer"
         );
         assert_eq!(observer.resources.limits.cpu.as_ref().unwrap().text, "500m");
     }
+
+    /// Errors of `security` under each `[fleet] pod_security` level.
+    fn security_errors(level: &str, security: &str) -> Vec<String> {
+        let text = format!(
+            "[fleet]\nname = \"demo\"\nnamespace = \"agents\"\npod_security = \"{level}\"\n[defaults]\nimage = \"example.com/agent:1\"\nnats_url = \"nats://nats:4222\"\n[agents.devops]\nsecurity = {security}\n"
+        );
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            &text,
+            None,
+            None,
+            &MapFiles(BTreeMap::new()),
+        );
+        loaded.diagnostics.into_iter().map(|d| d.message).collect()
+    }
+
+    #[test]
+    fn each_pod_security_level_allows_what_the_standard_allows() {
+        // restricted: only NET_BIND_SERVICE may be added; a local seccomp
+        // profile and a writable root filesystem are fine.
+        let restricted_ok = r#"{ add_capabilities = ["NET_BIND_SERVICE"], seccomp_profile = "localhost/a.json", read_only_root_filesystem = false }"#;
+        assert_eq!(
+            security_errors("restricted", restricted_ok),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            security_errors("restricted", "{ run_as_non_root = false }"),
+            [
+                "agent `devops` sets `run_as_non_root = false`, which Pod Security level `restricted` forbids"
+            ]
+        );
+        // baseline: escalation, root and baseline's capabilities are fine,
+        // other capabilities and Unconfined are not.
+        let baseline_ok = r#"{ allow_privilege_escalation = true, run_as_non_root = false, run_as_user = 0, add_capabilities = ["CHOWN", "SYS_CHROOT"] }"#;
+        assert_eq!(
+            security_errors("baseline", baseline_ok),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            security_errors(
+                "baseline",
+                r#"{ add_capabilities = ["NET_ADMIN"], seccomp_profile = "Unconfined" }"#
+            ),
+            [
+                "agent `devops` sets capability `NET_ADMIN`, which Pod Security level `baseline` forbids",
+                "agent `devops` sets `seccomp_profile = \"Unconfined\"`, which Pod Security level `baseline` forbids",
+            ]
+        );
+        // privileged: anything fleet renders.
+        assert_eq!(
+            security_errors(
+                "privileged",
+                r#"{ add_capabilities = ["NET_ADMIN"], seccomp_profile = "Unconfined", allow_privilege_escalation = true }"#
+            ),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -107,10 +107,16 @@ pub fn schema() -> Value {
             "config_dir": string("where config files are mounted"),
             "workspace_size": quantity("size limit of the /workspace emptyDir"),
             "replicas": integer("replicas when not autoscaled", 0),
-            "security": table("pod security context", json!({
-                "run_as_non_root": boolean("runAsNonRoot"),
-                "run_as_user": integer("runAsUser", 0),
-                "fs_group": integer("fsGroup", 0),
+            "security": table("pod and container security context; the defaults meet the `restricted` Pod Security Standard", json!({
+                "run_as_non_root": boolean("runAsNonRoot (default true)"),
+                "run_as_user": integer("runAsUser (default 1000)", 0),
+                "fs_group": integer("fsGroup (default 1000)", 0),
+                "read_only_root_filesystem": boolean("readOnlyRootFilesystem (default true; /tmp is then an emptyDir)"),
+                "allow_privilege_escalation": boolean("allowPrivilegeEscalation (default false; true needs pod_security baseline)"),
+                "add_capabilities": { "type": "array", "items": { "type": "string", "pattern": "^[A-Z0-9_]+$" },
+                                      "description": "capabilities added after dropping ALL, e.g. NET_BIND_SERVICE (others need pod_security baseline or privileged)" },
+                "seccomp_profile": { "type": "string", "pattern": "^(RuntimeDefault|Unconfined|localhost/.+)$",
+                                     "description": "RuntimeDefault (default), Unconfined (needs pod_security privileged) or localhost/<path>" },
             })),
             "ports": table("container ports", json!({
                 "metrics": integer("metrics port", 1),
@@ -201,6 +207,8 @@ pub fn schema() -> Value {
                 "namespace": string("namespace of every object"),
                 "label_domain": string("domain of role/tier labels (default agent.ceo)"),
                 "imperative_managers": strings("field managers whose changes are drift to restore, besides kubectl's"),
+                "pod_security": { "enum": ["restricted", "baseline", "privileged"],
+                                  "description": "Pod Security Standard the Namespace enforces, warns and audits at (default restricted)" },
                 "service_monitor": table("the fleet's ServiceMonitor", json!({
                     "enabled": boolean("false: no ServiceMonitor"),
                     "name": string("name"),
@@ -272,6 +280,10 @@ mod tests {
         assert_eq!(
             properties(agent, &["properties", "placement"]),
             sorted(PLACEMENT_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "security"]),
+            sorted(SECURITY_KEYS)
         );
         assert_eq!(
             properties(

@@ -10,11 +10,12 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricIdentifier, MetricSpec, MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, Namespace, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, Service, ServiceAccount,
-    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, Namespace, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -148,6 +149,15 @@ impl<'a> Renderer<'a> {
         let mut labels = self.ownership_labels();
         // The seed's network policies select the namespace by `name`.
         labels.insert("name".into(), self.fleet.namespace.clone());
+        // Pod Security admission reads these; enforce rejects pods below the
+        // level, warn and audit report them.
+        // https://kubernetes.io/docs/concepts/security/pod-security-admission/
+        for mode in ["enforce", "warn", "audit"] {
+            labels.insert(
+                format!("pod-security.kubernetes.io/{mode}"),
+                self.fleet.pod_security.as_str().into(),
+            );
+        }
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(self.fleet.namespace.clone()),
@@ -325,6 +335,19 @@ impl<'a> Renderer<'a> {
             mount_path: "/workspace".into(),
             ..VolumeMount::default()
         });
+        // A read-only root still needs somewhere for temporary files.
+        if agent.security.read_only_root_filesystem {
+            volumes.push(Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            });
+        }
 
         let container = Container {
             name: "agent".into(),
@@ -347,6 +370,7 @@ impl<'a> Renderer<'a> {
             liveness_probe: Some(probe(&agent.liveness)),
             readiness_probe: Some(probe(&agent.readiness)),
             volume_mounts: Some(mounts),
+            security_context: Some(container_security(&agent.security)),
             ..Container::default()
         };
 
@@ -356,6 +380,7 @@ impl<'a> Renderer<'a> {
                 run_as_non_root: Some(agent.security.run_as_non_root),
                 run_as_user: Some(agent.security.run_as_user),
                 fs_group: Some(agent.security.fs_group),
+                seccomp_profile: Some(seccomp_profile(&agent.security.seccomp_profile)),
                 ..PodSecurityContext::default()
             }),
             containers: vec![container],
@@ -662,6 +687,37 @@ fn config_map_name(agent: &Agent) -> String {
     format!("agent-{}-config", agent.role)
 }
 
+/// The container's part of the security settings: what the `restricted` Pod
+/// Security Standard checks per container, and the read-only root.
+fn container_security(security: &model::SecurityContext) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(security.allow_privilege_escalation),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: (!security.add_capabilities.is_empty()).then(|| security.add_capabilities.clone()),
+        }),
+        read_only_root_filesystem: Some(security.read_only_root_filesystem),
+        ..SecurityContext::default()
+    }
+}
+
+fn seccomp_profile(profile: &model::SeccompProfile) -> SeccompProfile {
+    match profile {
+        model::SeccompProfile::RuntimeDefault => SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        },
+        model::SeccompProfile::Unconfined => SeccompProfile {
+            type_: "Unconfined".into(),
+            localhost_profile: None,
+        },
+        model::SeccompProfile::Localhost(path) => SeccompProfile {
+            type_: "Localhost".into(),
+            localhost_profile: Some(path.clone()),
+        },
+    }
+}
+
 fn resources(resources: &model::Resources) -> Option<ResourceRequirements> {
     let list = |list: &model::ResourceList| {
         let mut out = BTreeMap::new();
@@ -734,5 +790,75 @@ impl DesiredObject {
         body["apiVersion"] = Value::String(K::API_VERSION.into());
         body["kind"] = Value::String(K::KIND.into());
         Self::from_json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use crate::load::{MapFiles, load_str};
+
+    fn render(fleet_toml: &str) -> Vec<super::DesiredObject> {
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            fleet_toml,
+            None,
+            None,
+            &MapFiles(BTreeMap::new()),
+        );
+        assert_eq!(loaded.errors(), 0, "{:?}", loaded.diagnostics);
+        super::objects(&loaded.fleet.unwrap())
+    }
+
+    #[test]
+    fn an_agent_opting_out_gets_exactly_what_it_asked_for() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+pod_security = "baseline"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[agents.builder.security]
+read_only_root_filesystem = false
+allow_privilege_escalation = true
+add_capabilities = ["CHOWN", "SETUID"]
+seccomp_profile = "localhost/profiles/builder.json"
+"#,
+        );
+        let namespace = objects.iter().find(|o| o.id.kind == "Namespace").unwrap();
+        let labels = &namespace.body["metadata"]["labels"];
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+        assert_eq!(labels["pod-security.kubernetes.io/warn"], "baseline");
+        assert_eq!(labels["pod-security.kubernetes.io/audit"], "baseline");
+
+        let deployment = objects.iter().find(|o| o.id.kind == "Deployment").unwrap();
+        let pod = &deployment.body["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["securityContext"],
+            json!({
+                "allowPrivilegeEscalation": true,
+                "capabilities": { "drop": ["ALL"], "add": ["CHOWN", "SETUID"] },
+                "readOnlyRootFilesystem": false,
+            })
+        );
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"],
+            json!({ "type": "Localhost", "localhostProfile": "profiles/builder.json" })
+        );
+        // A writable root needs no temp directory of fleet's.
+        let volumes: Vec<&str> = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(volumes, ["workspace"]);
     }
 }

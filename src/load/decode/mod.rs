@@ -31,6 +31,7 @@ pub(super) const FLEET_KEYS: &[&str] = &[
     "label_domain",
     "service_monitor",
     "imperative_managers",
+    "pod_security",
 ];
 
 pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
@@ -76,7 +77,15 @@ pub(super) const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
 
 pub(super) const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
 
-pub(super) const SECURITY_KEYS: &[&str] = &["run_as_non_root", "run_as_user", "fs_group"];
+pub(super) const SECURITY_KEYS: &[&str] = &[
+    "run_as_non_root",
+    "run_as_user",
+    "fs_group",
+    "read_only_root_filesystem",
+    "allow_privilege_escalation",
+    "add_capabilities",
+    "seccomp_profile",
+];
 
 pub(super) const PORTS_KEYS: &[&str] = &["metrics", "health"];
 
@@ -212,6 +221,7 @@ fn decode_fleet(
         .string(fleet_table, "label_domain")
         .map(|d| d.value)
         .unwrap_or_default();
+    let pod_security = decode_pod_security(r, fleet_table);
     let service_monitor = r.get_table(fleet_table, "service_monitor").and_then(|t| {
         let t = t.value;
         r.check_keys(t, "[fleet.service_monitor]", SERVICE_MONITOR_KEYS);
@@ -291,6 +301,8 @@ fn decode_fleet(
             streams: &streams,
             running: &running,
             label_domain: &label_domain,
+            pod_security: pod_security.as_ref(),
+            namespace: namespace.as_deref(),
             environment,
             files,
         };
@@ -309,11 +321,39 @@ fn decode_fleet(
         namespace: namespace?,
         label_domain,
         imperative_managers,
+        pod_security: pod_security?.value,
         target,
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
         agents,
         streams,
     })
+}
+
+/// `[fleet] pod_security`: the level the fleet's Namespace enforces. The
+/// built-in defaults set it, so it is only missing when it is invalid.
+fn decode_pod_security(r: &mut Reader, fleet: &Table) -> Option<At<PodSecurityLevel>> {
+    let text = r.string(fleet, "pod_security")?;
+    let level = PodSecurityLevel::ALL
+        .into_iter()
+        .find(|level| level.as_str() == text.value);
+    if let Some(level) = level {
+        return Some(At {
+            value: level,
+            origin: text.origin,
+        });
+    }
+    let names: Vec<&str> = PodSecurityLevel::ALL.iter().map(|l| l.as_str()).collect();
+    let mut d = Diagnostic::error(
+        &text.origin,
+        format!("`{}` is not a Pod Security level", text.value),
+    )
+    .with_label("not a level");
+    d = match super::read::suggest(&text.value.to_ascii_lowercase(), &names) {
+        Some(best) => d.with_help(format!("did you mean `{best}`?")),
+        None => d.with_help("use one of: restricted, baseline, privileged"),
+    };
+    r.report(d);
+    None
 }
 
 /// Whether a table (an agent, a consumer) says `enabled = false`.
