@@ -40,6 +40,11 @@ pub fn api_error(
             id.namespace.as_deref().unwrap_or_default(),
             status.message,
         ),
+        403 if status.message.contains("exceeded quota") => anyhow::anyhow!(
+            "{action} {id}: the namespace's ResourceQuota refuses it: {}\n  Raise the quota (`kubectl describe resourcequota -n {}`) or lower the agents' requests.",
+            status.message,
+            id.namespace.as_deref().unwrap_or_default(),
+        ),
         403 => anyhow::anyhow!(
             "{action} {id}: forbidden: {}\n  The identity of {} lacks this permission{namespace}; grant it (RBAC) or use a context that has it.",
             status.message,
@@ -66,7 +71,11 @@ pub fn invalid_causes(status: &kube::core::Status) -> String {
         .details
         .iter()
         .flat_map(|d| d.causes.iter())
-        .map(|c| format!("{}: {}", c.field, c.message))
+        // An admission policy's cause names no field.
+        .map(|c| match c.field.as_str() {
+            "" => c.message.clone(),
+            field => format!("{field}: {}", c.message),
+        })
         .collect();
     if causes.is_empty() {
         status.message.clone()
@@ -120,6 +129,63 @@ mod tests {
         assert!(!namespace_terminating(&rbac));
     }
 
+    /// A cluster nobody listens at: explaining needs only its name.
+    fn cluster() -> Cluster {
+        let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+        Cluster {
+            client: kube::Client::try_from(config).unwrap(),
+            context: "test".into(),
+            server: "https://127.0.0.1:1".into(),
+        }
+    }
+
+    fn id() -> ObjectRef {
+        ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("x".into()),
+            name: "a".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_403_gets_its_own_advice() {
+        let cluster = cluster();
+        let explained = |status: &kube::core::Status| {
+            format!("{:#}", api_error(status, "applying", &id(), &cluster))
+        };
+        let quota = status(
+            403,
+            "pods \"a\" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=1, limited: cpu=2",
+            &[],
+        );
+        let text = explained(&quota);
+        assert!(
+            text.contains("ResourceQuota") && !text.contains("RBAC"),
+            "{text}"
+        );
+        let terminating = status(
+            403,
+            "unable to create new content in namespace x because it is being terminated",
+            &[(
+                "NamespaceTerminating",
+                "",
+                "namespace x is being terminated",
+            )],
+        );
+        let text = explained(&terminating);
+        assert!(
+            text.contains("is being deleted") && !text.contains("RBAC"),
+            "{text}"
+        );
+        let rbac = status(
+            403,
+            "deployments.apps is forbidden: User \"u\" cannot patch",
+            &[],
+        );
+        assert!(explained(&rbac).contains("RBAC"));
+    }
+
     #[test]
     fn invalid_causes_name_each_field() {
         let invalid = status(
@@ -134,5 +200,11 @@ mod tests {
             invalid_causes(&invalid),
             "spec.replicas: must be >= 0; spec.selector: field is immutable"
         );
+        let policy = status(
+            422,
+            "denied",
+            &[("FieldValueForbidden", "", "denied by policy x")],
+        );
+        assert_eq!(invalid_causes(&policy), "denied by policy x");
     }
 }

@@ -46,6 +46,15 @@ async fn second_plan_after_apply_is_empty() {
         .count();
     assert!(creates >= 22, "{creates} creates:\n{}", plan.stdout);
     assert!(plan.stdout.contains("  + Deployment"), "{}", plan.stdout);
+    // The local control plane serves no metrics APIs: the autoscalers
+    // could never scale, and the plan says so.
+    assert!(
+        plan.stdout.contains(
+            "the cluster serves no external.metrics.k8s.io API, so agent-devops-hpa, agent-reviewer-hpa can never read their external metric"
+        ),
+        "{}",
+        plan.stdout
+    );
     assert!(
         plan.stdout.contains(&format!(
             "Plan: {creates} to add, 0 to change, 0 to destroy."
@@ -264,50 +273,8 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
     let fleet = FleetDir::for_test(&env);
     fleet.apply(&[]).assert_ok("apply");
 
-    // An older rendering with another selector, as fleet itself applied it.
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    let mut old = serde_json::to_value(deployments.get("agent-reviewer").await.unwrap()).unwrap();
-    deployments
-        .delete("agent-reviewer", &Default::default())
-        .await
-        .unwrap();
-    eventually(
-        "the old Deployment to go",
-        Duration::from_secs(30),
-        || async {
-            deployments
-                .get_opt("agent-reviewer")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
-    let object = old.as_object_mut().unwrap();
-    object.remove("status");
-    let metadata = object["metadata"].as_object_mut().unwrap();
-    for key in [
-        "resourceVersion",
-        "uid",
-        "creationTimestamp",
-        "generation",
-        "managedFields",
-        "annotations",
-    ] {
-        metadata.remove(key);
-    }
-    old["spec"]["selector"]["matchLabels"] =
-        json!({ "app": "agent-reviewer", "generation": "old" });
-    old["spec"]["template"]["metadata"]["labels"]["generation"] = json!("old");
-    deployments
-        .patch(
-            "agent-reviewer",
-            &PatchParams::apply("fleet"),
-            &Patch::Apply(&old),
-        )
-        .await
-        .unwrap();
+    with_old_selector(&deployments, "agent-reviewer").await;
 
     let plan = fleet.run(&["plan"]);
     plan.assert_ok("plan");
@@ -340,6 +307,196 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
         .match_labels
         .unwrap();
     assert!(!selector.contains_key("generation"));
+}
+
+/// Makes `name` an older rendering with another selector, as fleet itself
+/// applied it: the next plan must replace it (the selector is immutable).
+async fn with_old_selector(deployments: &Api<Deployment>, name: &str) {
+    let mut old = serde_json::to_value(deployments.get(name).await.unwrap()).unwrap();
+    deployments.delete(name, &Default::default()).await.unwrap();
+    eventually(
+        "the old Deployment to go",
+        Duration::from_secs(30),
+        || async {
+            deployments
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let object = old.as_object_mut().unwrap();
+    object.remove("status");
+    let metadata = object["metadata"].as_object_mut().unwrap();
+    for key in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "annotations",
+    ] {
+        metadata.remove(key);
+    }
+    old["spec"]["selector"]["matchLabels"] = json!({ "app": name, "generation": "old" });
+    old["spec"]["template"]["metadata"]["labels"]["generation"] = json!("old");
+    deployments
+        .patch(name, &PatchParams::apply("fleet"), &Patch::Apply(&old))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_replace_whose_create_fails_names_what_is_missing_and_the_next_apply_recreates_it() {
+    let env = TestEnv::new("replace-create-fails").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    with_old_selector(&deployments, "agent-reviewer").await;
+    let plan = fleet.run(&["plan"]);
+    plan.assert_ok("plan");
+    assert!(
+        plan.stdout
+            .contains("the agent's pods go away until the new Deployment's are ready"),
+        "the plan says what a replace means for the agent:\n{}",
+        plan.stdout
+    );
+
+    // Creating Deployments is refused (dry runs pass): the delete half of
+    // the replace goes through, the create half does not.
+    let policy = AdmissionPolicy::refuse_deployments(&fleet.namespace);
+    wait_until_creates_are_refused(&deployments).await;
+    let failed = fleet.apply(&[]);
+    assert_eq!(failed.code, 1, "{}{}", failed.stdout, failed.stderr);
+    let missing = format!(
+        "Deployment {}/agent-reviewer was deleted to be replaced and could not be created again: it is missing now",
+        fleet.namespace
+    );
+    assert!(failed.stderr.contains(&missing), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("held back by the test"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        deployments
+            .get_opt("agent-reviewer")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    drop(policy);
+    let plan = fleet.run(&["plan"]);
+    assert!(
+        plan.stdout.contains(&format!(
+            "  + Deployment {}/agent-reviewer",
+            fleet.namespace
+        )),
+        "{}",
+        plan.stdout
+    );
+    eventually("the policy to be gone", Duration::from_secs(60), || async {
+        let run = fleet.apply(&[]);
+        (run.code == 0).then_some(())
+    })
+    .await;
+    fleet.assert_plan_empty();
+    assert!(
+        deployments
+            .get_opt("agent-reviewer")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Waits until an [`AdmissionPolicy`] refuses to create a Deployment.
+async fn wait_until_creates_are_refused(deployments: &Api<Deployment>) {
+    let probe: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "probe" },
+        "spec": {
+            "replicas": 0,
+            "selector": { "matchLabels": { "app": "probe" } },
+            "template": {
+                "metadata": { "labels": { "app": "probe" } },
+                "spec": { "containers": [{ "name": "c", "image": "example.invalid/c:1" }] }
+            }
+        }
+    }))
+    .unwrap();
+    eventually(
+        "the admission policy to take effect",
+        Duration::from_secs(60),
+        || async {
+            match deployments.create(&PostParams::default(), &probe).await {
+                Ok(_) => {
+                    let _ = deployments.delete("probe", &Default::default()).await;
+                    None
+                }
+                Err(_) => Some(()),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_is_explained_as_such() {
+    let env = TestEnv::new("terminating-namespace").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    // A finalizer holds the namespace in Terminating once it is deleted.
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let held: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "held", "finalizers": ["fleet.test/hold"] }
+    }))
+    .unwrap();
+    configmaps
+        .create(&PostParams::default(), &held)
+        .await
+        .unwrap();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.kube.clone());
+    namespaces
+        .delete(&fleet.namespace, &Default::default())
+        .await
+        .unwrap();
+    eventually(
+        "fleet's objects to be deleted",
+        Duration::from_secs(60),
+        || async { deployments_left(&env, &fleet).await.eq(&0).then_some(()) },
+    )
+    .await;
+
+    let run = fleet.run(&["plan"]);
+    let release = || async {
+        let _ = configmaps
+            .patch(
+                "held",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+            )
+            .await;
+    };
+    release().await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("is being deleted, so nothing can be created in it"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("RBAC"), "{}", run.stderr);
+}
+
+async fn deployments_left(env: &TestEnv, fleet: &FleetDir) -> usize {
+    Api::<Deployment>::namespaced(env.kube.clone(), &fleet.namespace)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -415,32 +572,7 @@ async fn every_error_of_a_wave_is_reported_with_what_was_not_started() {
     // namespace, but lets dry runs through: plan passes, apply fails.
     let policy = AdmissionPolicy::refuse_deployments(&fleet.namespace);
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    let probe: Deployment = serde_json::from_value(json!({
-        "metadata": { "name": "probe" },
-        "spec": {
-            "replicas": 0,
-            "selector": { "matchLabels": { "app": "probe" } },
-            "template": {
-                "metadata": { "labels": { "app": "probe" } },
-                "spec": { "containers": [{ "name": "c", "image": "example.invalid/c:1" }] }
-            }
-        }
-    }))
-    .unwrap();
-    eventually(
-        "the admission policy to take effect",
-        Duration::from_secs(60),
-        || async {
-            match deployments.create(&PostParams::default(), &probe).await {
-                Ok(_) => {
-                    let _ = deployments.delete("probe", &Default::default()).await;
-                    None
-                }
-                Err(_) => Some(()),
-            }
-        },
-    )
-    .await;
+    wait_until_creates_are_refused(&deployments).await;
 
     fleet.set_environment("");
     let run = fleet.apply(&[]);
