@@ -71,8 +71,15 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         adopt: args.adopt,
         imperative_managers,
     };
-    let mut changes = plan::kube::plan(&cluster, &rendered.kubernetes, &live, &options).await?;
     let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
+    let mut changes = plan::kube::plan(
+        &cluster,
+        &rendered.kubernetes,
+        &live,
+        &options,
+        inventory_unchanged,
+    )
+    .await?;
     if let Some(js) = &jetstream {
         let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
         let desired_streams: Vec<&str> = rendered

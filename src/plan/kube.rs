@@ -81,10 +81,10 @@ pub async fn plan(
     desired: &[DesiredObject],
     live: &LiveState,
     options: &Options,
+    inventory_unchanged: bool,
 ) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
-    let inventory_unchanged = inventory_unchanged(desired, live);
     // In a namespace that does not exist yet everything is new, and a dry run
     // could only answer "namespace not found": skip thousands of requests.
     let namespace_exists = |namespace: &str| {
@@ -203,7 +203,8 @@ pub fn unreadable_metrics(
 }
 
 /// Whether the live ApplySet parent carries the inventory hash of what is
-/// desired now: then the set of objects is the one fleet last applied.
+/// desired now: then the set of objects is the one fleet last applied, and
+/// one that is missing was deleted outside fleet.
 pub fn inventory_unchanged(desired: &[DesiredObject], live: &LiveState) -> bool {
     let inventory = |body: &Value| {
         body["metadata"]["annotations"][ownership::INVENTORY_HASH_ANNOTATION]
