@@ -85,7 +85,7 @@ pub struct ClusterArgs {
 }
 
 /// How fleet reaches the NATS server (not the URL agents are given).
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "NATS connection")]
 pub struct NatsArgs {
     /// NATS URL; overrides the environment's `nats_url`.
@@ -132,6 +132,11 @@ pub struct PlanArgs {
     /// Also write the plan as JSON to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Keep `--format markdown` under this many bytes (a pull-request
+    /// comment holds 65,536 characters): changes that do not fit are counted
+    /// and the full plan is pointed at (`--out`).
+    #[arg(long, default_value_t = 60_000)]
+    pub max_bytes: usize,
     /// Exit 2 when the plan has changes (0: none, 1: error).
     #[arg(long)]
     pub detailed_exitcode: bool,

@@ -60,6 +60,22 @@ pub fn url(url: &str) -> String {
         .join(",")
 }
 
+/// The secret parts of the userinfo of each URL (a password, or a token
+/// given as the user), percent-encoded as written: what must be masked.
+pub fn url_secrets(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .filter_map(|url| {
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            let (userinfo, _) = rest.split('/').next()?.rsplit_once('@')?;
+            Some(match userinfo.split_once(':') {
+                Some((_, password)) => password.to_string(),
+                None => userinfo.to_string(),
+            })
+        })
+        .filter(|secret| !secret.is_empty())
+        .collect()
+}
+
 /// A credential: usable by the code that needs it, never shown by `Debug`
 /// or `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -167,6 +183,13 @@ mod tests {
         );
         assert_eq!(url("user:pw@host:4222"), "***@host:4222");
         assert_eq!(url("https://h/p@x"), "https://h/p@x");
+    }
+
+    #[test]
+    fn the_secrets_of_a_url_are_its_password_or_token() {
+        assert_eq!(url_secrets("nats://fleet:s3cret@n:4222"), ["s3cret"]);
+        assert_eq!(url_secrets("nats://t0ken@n:4222,nats://n2"), ["t0ken"]);
+        assert!(url_secrets("nats://n:4222").is_empty());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Outcome {
 
 /// What apply tells its caller as it goes.
 pub enum Event<'a> {
+    /// A step with changes starts (`applying Workloads`, `waiting for 3
+    /// rollouts`): a place to fold the log.
+    Started(String),
     /// A change was carried out.
     Done(&'a Outcome),
     /// Where a Deployment's rollout stands: rolling out, rolled out, failed.
@@ -148,6 +151,23 @@ enum Step {
 }
 
 impl Step {
+    fn title(self, wave: Wave, changes: usize) -> String {
+        let what = match self {
+            Step::Write | Step::WriteStreams | Step::WriteConsumers => "applying",
+            Step::Delete | Step::DeleteConsumers | Step::DeleteStreams => "destroying",
+            Step::RecordInventory => return "recording the inventory".into(),
+        };
+        let which = match self {
+            Step::WriteStreams | Step::DeleteStreams => "JetStream streams".to_string(),
+            Step::WriteConsumers | Step::DeleteConsumers => "JetStream consumers".to_string(),
+            _ => format!("{wave:?}").to_lowercase(),
+        };
+        format!(
+            "{what} {which} ({changes} change{})",
+            if changes == 1 { "" } else { "s" }
+        )
+    }
+
     fn includes(self, change: &Change) -> bool {
         let delete = change.action == Action::Delete;
         let writes = matches!(
@@ -179,22 +199,27 @@ pub async fn apply(
     report: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<()> {
     check_allowed(plan, options)?;
-    let steps: Vec<Vec<&Change>> = steps()
+    let steps: Vec<(String, Vec<&Change>)> = steps()
         .into_iter()
         .map(|(wave, step)| {
-            plan.changes
+            let changes: Vec<&Change> = plan
+                .changes
                 .iter()
                 .filter(|c| c.wave == wave && step.includes(c))
-                .collect()
+                .collect();
+            (step.title(wave, changes.len()), changes)
         })
         .collect();
-    for (n, changes) in steps.iter().enumerate() {
+    for (n, (title, changes)) in steps.iter().enumerate() {
+        if !changes.is_empty() {
+            report(Event::Started(title.clone()));
+        }
         let errors = run_step(systems, changes, options, report).await;
         if !errors.is_empty() {
             // The rest of this step ran; no further step starts.
             let not_started = steps[n + 1..]
                 .iter()
-                .flatten()
+                .flat_map(|(_, changes)| changes)
                 .map(|c| c.target.clone())
                 .collect();
             return Err(Stopped {
@@ -207,6 +232,13 @@ pub async fn apply(
     }
     if !options.rollout_timeout.is_zero() {
         let deployments = rollout_targets(plan);
+        if !deployments.is_empty() {
+            report(Event::Started(format!(
+                "waiting for {} rollout{}",
+                deployments.len(),
+                if deployments.len() == 1 { "" } else { "s" }
+            )));
+        }
         let errors = rollout::wait(
             &systems.cluster.client,
             &deployments,

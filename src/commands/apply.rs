@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use anyhow::Context as _;
 use std::time::Duration;
 
-use super::ExitStatus;
 use super::plan::make_plan;
+use super::{ExitStatus, workflow};
 use crate::apply::{self, Event, Stopped};
 use crate::cli::ApplyArgs;
 use crate::plan::{FORMAT_VERSION, Plan};
@@ -22,7 +22,15 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     }
     let mut stdout = anstream::stdout();
     report::plan_text(plan, &mut stdout)?;
+    let definition = &args.cluster.definition.file;
     if !plan.has_changes() {
+        workflow::report(
+            plan,
+            definition,
+            None,
+            "### fleet apply: nothing to do\n\n",
+            "applied=0\n",
+        )?;
         return Ok(ExitStatus::Success);
     }
     let options = apply::Options {
@@ -37,7 +45,16 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         },
     };
     // Refuse what needs a flag before asking anyone to confirm it.
-    apply::check_allowed(plan, &options)?;
+    if let Err(err) = apply::check_allowed(plan, &options) {
+        workflow::report(
+            plan,
+            definition,
+            None,
+            "### fleet apply refused: nothing was changed\n\n",
+            "applied=0\nfailed=0\n",
+        )?;
+        return Err(err);
+    }
     if !args.auto_approve && !confirm(&planned.cluster.context)? {
         writeln!(stdout, "Apply cancelled; nothing was changed.")?;
         return Ok(ExitStatus::Failure);
@@ -45,8 +62,16 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 
     writeln!(stdout)?;
     let mut done = 0usize;
+    let mut in_group = false;
     let mut print = |event: apply::Event<'_>| {
         let line = match event {
+            Event::Started(title) => {
+                if std::mem::replace(&mut in_group, true) {
+                    workflow::end_group();
+                }
+                workflow::group(&format!("fleet: {title}"));
+                return;
+            }
             Event::Done(outcome) => {
                 done += 1;
                 format!("{}: {}", outcome.target, outcome.done)
@@ -61,20 +86,41 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         jetstream: planned.jetstream.as_ref(),
     };
     let result = apply::apply(&systems, plan, &options, &mut print).await;
+    workflow::end_group();
     match result {
         Ok(()) => {
             let summary = plan.summary();
-            writeln!(
-                stdout,
-                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+            let complete = format!(
+                "Apply complete! Resources: {} added, {} changed, {} destroyed.",
                 summary.add, summary.change, summary.destroy
+            );
+            writeln!(stdout, "\n{complete}")?;
+            workflow::report(
+                plan,
+                definition,
+                None,
+                &format!("### fleet apply: {complete}\n\n"),
+                &format!("applied={done}\nfailed=0\n"),
             )?;
             Ok(ExitStatus::Success)
         }
         Err(err) => {
-            if let Some(stopped) = err.downcast_ref::<Stopped>() {
-                stopped_summary(stopped, done, &mut stdout)?;
-            }
+            let failed = match err.downcast_ref::<Stopped>() {
+                Some(stopped) => {
+                    stopped_summary(stopped, done, &mut stdout)?;
+                    stopped.errors.len()
+                }
+                None => 1,
+            };
+            workflow::report(
+                plan,
+                definition,
+                None,
+                &format!(
+                    "### fleet apply stopped: {done} change(s) made, {failed} failed\n\nThe errors are in the job's log; run apply again once fixed. What was planned:\n\n"
+                ),
+                &format!("applied={done}\nfailed={failed}\n"),
+            )?;
             Err(err)
         }
     }

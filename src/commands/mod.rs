@@ -6,6 +6,7 @@ mod plan;
 mod render;
 mod schema;
 mod validate;
+mod workflow;
 
 use std::io::Write;
 use std::process::ExitCode;

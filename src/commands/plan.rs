@@ -4,11 +4,13 @@ use std::io::Write;
 
 use anyhow::Context as _;
 
-use super::{ExitStatus, load_definition};
+use super::{ExitStatus, load_definition, workflow};
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
-use crate::plan::{self, FORMAT_VERSION, Plan};
+use std::collections::BTreeMap;
+
+use crate::plan::{self, FORMAT_VERSION, Plan, Target};
 use crate::redact::Sensitive;
 use crate::{ownership, render, report};
 
@@ -23,9 +25,11 @@ pub struct Planned {
 /// The pipeline up to the plan. `None` when the definition has errors (they
 /// are printed).
 pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
+    workflow::announce_secrets(&args.nats, None);
     let Some(mut fleet) = load_definition(&args.definition)? else {
         return Ok(None);
     };
+    workflow::announce_secrets(&NatsArgs::default(), fleet.target.nats_url.as_deref());
     if let Some(context) = &args.context {
         fleet.target.kube_context = Some(context.clone());
     }
@@ -47,6 +51,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         None => None,
     };
     let cluster = Cluster::connect(&fleet.target).await?;
+    workflow::group("fleet: reading the cluster and JetStream");
     let applyset_id = ownership::applyset_id(
         &ownership::applyset_parent_name(&fleet.name),
         &fleet.namespace,
@@ -101,7 +106,9 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
             &options,
         ));
     }
+    workflow::end_group();
     changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
+    plan::attribute_agents(&mut changes, &agents_by_target(&fleet, &rendered, &live));
     let mut notes: Vec<String> = live
         .missing_kinds
         .iter()
@@ -133,6 +140,39 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         live,
         jetstream,
     }))
+}
+
+/// The agent each object, stream or consumer belongs to, by the role label
+/// fleet puts on an agent's objects (desired, or live for what is destroyed)
+/// and by the agents' consumers.
+fn agents_by_target(
+    fleet: &crate::model::Fleet,
+    rendered: &render::Rendered,
+    live: &LiveState,
+) -> BTreeMap<Target, String> {
+    let role_label = format!("{}/role", fleet.label_domain);
+    let role = |body: &serde_json::Value| {
+        body["metadata"]["labels"][&role_label]
+            .as_str()
+            .map(str::to_string)
+    };
+    let desired = rendered
+        .kubernetes
+        .iter()
+        .filter_map(|o| Some((Target::Kubernetes(o.id.clone()), role(&o.body)?)));
+    let destroyed = live
+        .owned
+        .iter()
+        .filter_map(|(id, body)| Some((Target::Kubernetes(id.clone()), role(body)?)));
+    let consumers = fleet.agents.iter().filter_map(|agent| {
+        let consumer = agent.consumer.as_ref()?;
+        let target = Target::Consumer {
+            stream: consumer.stream.clone(),
+            name: consumer.name.clone(),
+        };
+        Some((target, agent.role.clone()))
+    });
+    destroyed.chain(desired).chain(consumers).collect()
 }
 
 fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
@@ -199,9 +239,19 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     match args.format {
         PlanFormat::Text => report::plan_text(plan, &mut stdout)?,
         PlanFormat::Json => report::plan_json(plan, &mut stdout)?,
-        PlanFormat::Markdown => report::plan_markdown(plan, &mut stdout)?,
+        PlanFormat::Markdown => {
+            let place = args.out.as_ref().map(|p| p.display().to_string());
+            report::plan_markdown(plan, args.max_bytes, place.as_deref(), &mut stdout)?
+        }
     }
     stdout.flush()?;
+    workflow::report(
+        plan,
+        &args.cluster.definition.file,
+        args.out.as_deref(),
+        "",
+        "",
+    )?;
     Ok(
         if (args.detailed_exitcode || args.drift) && plan.has_changes() {
             ExitStatus::Changes

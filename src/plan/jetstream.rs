@@ -327,6 +327,7 @@ fn new_change(
         desired: desired.map(Body::new),
         loses_data: false,
         drift: None,
+        agent: None,
     }
 }
 

@@ -60,6 +60,10 @@ pub struct Change {
     /// (or a deletion) that this change restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,
+    /// The agent (by role) the object, stream or consumer belongs to; `None`
+    /// for what the whole fleet shares. Reports group changes by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 impl Change {
@@ -74,6 +78,7 @@ impl Change {
             desired: None,
             loses_data: false,
             drift: None,
+            agent: None,
         }
     }
 }
@@ -179,6 +184,18 @@ pub struct Summary {
     pub destroy: usize,
     /// Changes apply refuses without a flag (conflicts, unowned objects).
     pub blocked: usize,
+}
+
+/// Says which agent each change belongs to: `agents` maps a target to the
+/// role of its agent (from the rendered objects' role label, the live ones'
+/// for what is destroyed, and the agents' consumers).
+pub fn attribute_agents(
+    changes: &mut [Change],
+    agents: &std::collections::BTreeMap<Target, String>,
+) {
+    for change in changes {
+        change.agent = agents.get(&change.target).cloned();
+    }
 }
 
 impl Plan {

@@ -1,6 +1,8 @@
 //! report: turns what the pipeline produced into text for people and
 //! programs. Writes to any `impl Write`; decides nothing.
 
+pub mod github;
+
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
@@ -186,53 +188,126 @@ pub fn plan_json(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plan for a pull-request comment or the GitHub step summary.
-pub fn plan_markdown(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+/// The plan for a pull-request comment or the GitHub step summary: the
+/// summary, then each change as a collapsed `<details>` with its diff,
+/// grouped by agent (fleet-wide objects first). At most `max_bytes` long: when
+/// the changes do not all fit, those that do not are counted, and `full_plan`
+/// (e.g. "the plan-json artifact") says where the rest is. GitHub cuts a step
+/// summary above 1 MiB and a comment above 65,536 characters.
+pub fn plan_markdown(
+    plan: &Plan,
+    max_bytes: usize,
+    full_plan: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let environment = plan
         .environment
         .as_deref()
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
-    writeln!(out, "### fleet plan: {}{environment}\n", plan.fleet)?;
+    let mut text = format!(
+        "### fleet plan: {}{environment}
+
+",
+        plan.fleet
+    );
     let changes = shown_changes(plan);
     if changes.is_empty() {
-        writeln!(
-            out,
-            "**No changes.** The cluster matches the configuration."
-        )?;
-        return Ok(());
+        text.push_str(if plan.drift_only {
+            "**No drift.** Nothing moved outside fleet since it last applied.\n"
+        } else {
+            "**No changes.** The cluster matches the configuration.\n"
+        });
+    } else {
+        text.push_str(&format!("**{}**\n\n", summary_line(plan)));
     }
-    writeln!(out, "**{}**\n", summary_line(plan))?;
-    writeln!(out, "| | object | action |\n|---|---|---|")?;
-    for change in &changes {
-        let drift = change
-            .drift
-            .as_ref()
-            .map(|d| format!(" ({})", d.describe()))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "| `{}` | {} | {}{drift} |",
-            change.action.symbol(),
-            change.target,
-            change.action.verb()
-        )?;
-    }
-    writeln!(out)?;
+    let notes: String = plan
+        .notes
+        .iter()
+        .map(|note| format!("> **Note:** {note}\n\n"))
+        .collect();
+    let mut groups: Vec<(Option<&str>, Vec<&Change>)> = Vec::new();
     for change in changes {
-        let Some(diff) = &change.diff else { continue };
-        writeln!(
-            out,
-            "<details><summary><code>{}</code> {}</summary>\n\n```diff\n{}```\n</details>\n",
-            change.action.symbol(),
-            change.target,
-            diff
-        )?;
+        let agent = change.agent.as_deref();
+        match groups.iter_mut().find(|(a, _)| *a == agent) {
+            Some((_, members)) => members.push(change),
+            None => groups.push((agent, vec![change])),
+        }
     }
-    for note in &plan.notes {
-        writeln!(out, "> **Note:** {note}\n")?;
+    groups.sort_by_key(|(agent, _)| *agent);
+
+    // What is always shown must fit; changes fill what is left.
+    let cut_note_room = 300;
+    let mut budget = max_bytes.saturating_sub(text.len() + notes.len() + cut_note_room);
+    let mut body = String::new();
+    let mut left_out = 0usize;
+    for (agent, members) in groups {
+        let heading = match agent {
+            Some(agent) => format!("#### agent `{agent}`\n\n"),
+            None => "#### fleet-wide\n\n".to_string(),
+        };
+        let mut section = String::new();
+        for change in members {
+            let block = markdown_change(change);
+            if heading.len() + section.len() + block.len() <= budget {
+                section.push_str(&block);
+            } else {
+                left_out += 1;
+            }
+        }
+        if !section.is_empty() {
+            budget -= heading.len() + section.len();
+            body.push_str(&heading);
+            body.push_str(&section);
+        }
     }
+    text.push_str(&body);
+    text.push_str(&notes);
+    if left_out > 0 {
+        text.push_str(&format!(
+            "**{left_out} more change{} not shown** (this summary is limited to {max_bytes} bytes){}.\n",
+            if left_out == 1 { " is" } else { "s are" },
+            full_plan
+                .map(|place| format!("; the full plan is in {place}"))
+                .unwrap_or_default()
+        ));
+    }
+    out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// One change: a collapsed block whose summary line says what happens, and
+/// whose body holds the reason and the diff.
+fn markdown_change(change: &Change) -> String {
+    let drift = change
+        .drift
+        .as_ref()
+        .map(|d| format!(" ({})", d.describe()))
+        .unwrap_or_default();
+    let mut block = format!(
+        "<details><summary><code>{}</code> {} {}{drift}</summary>\n\n",
+        change.action.symbol(),
+        change.target,
+        change.action.verb()
+    );
+    if let Some(reason) = &change.reason {
+        block.push_str(&format!("{reason}\n\n"));
+    }
+    if let Some(diff) = &change.diff {
+        // A fence longer than any run of backticks in the diff.
+        let fence = "`".repeat(longest_backtick_run(diff).max(2) + 1);
+        block.push_str(&format!("{fence}diff\n{diff}"));
+        if !diff.ends_with('\n') {
+            block.push('\n');
+        }
+        block.push_str(&format!("{fence}\n"));
+    }
+    block.push_str("</details>\n\n");
+    block
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 const BOLD: Style = Style::new().bold();
