@@ -413,6 +413,53 @@ impl Drop for FleetDir {
     }
 }
 
+/// Makes `name` an older rendering with another selector, as fleet itself
+/// applied it: the next plan must replace it (the selector is immutable).
+pub async fn with_old_selector(
+    deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+) {
+    let mut old = serde_json::to_value(deployments.get(name).await.unwrap()).unwrap();
+    deployments.delete(name, &Default::default()).await.unwrap();
+    eventually(
+        "the old Deployment to go",
+        Duration::from_secs(30),
+        || async {
+            deployments
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let object = old.as_object_mut().unwrap();
+    object.remove("status");
+    let metadata = object["metadata"].as_object_mut().unwrap();
+    for key in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "annotations",
+    ] {
+        metadata.remove(key);
+    }
+    old["spec"]["selector"]["matchLabels"] =
+        serde_json::json!({ "app": name, "generation": "old" });
+    old["spec"]["template"]["metadata"]["labels"]["generation"] = serde_json::json!("old");
+    deployments
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("fleet"),
+            &kube::api::Patch::Apply(&old),
+        )
+        .await
+        .unwrap();
+}
+
 /// A nats-server of the pinned version that a test starts with options of
 /// its own (authentication, for one) on a free port; stopped when dropped.
 pub struct NatsServer {
