@@ -24,6 +24,7 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
     let fleet_text = std::fs::read_to_string(root.join("fleet.toml")).unwrap();
 
     let mut checked = 0;
+    let mut service_monitors = 0;
     // (environment, Deployment, its pod, the level its Namespace enforces)
     let mut pods: Vec<(&str, String, Value, Value)> = Vec::new();
     for environment in ["local", "staging", "production"] {
@@ -98,27 +99,49 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
             let dynamic: DynamicObject = serde_json::from_value(object.body.clone()).unwrap();
-            api.create(
-                &PostParams {
-                    dry_run: true,
-                    ..PostParams::default()
-                },
-                &dynamic,
-            )
-            .await
-            .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
+            // Nothing fleet renders is dropped on the way: a structural
+            // schema (the ServiceMonitor's is the Prometheus operator's real
+            // one) prunes fields it does not know, silently.
+            let assert_kept = |how: &str, stored: DynamicObject| {
+                let pruned =
+                    support::pruned_fields(&object.body, &serde_json::to_value(stored).unwrap());
+                assert!(
+                    pruned.is_empty(),
+                    "{environment}: the API server dropped fields of {} on {how}: {pruned:?}",
+                    object.id
+                );
+            };
+            let created = api
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    },
+                    &dynamic,
+                )
+                .await
+                .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
+            assert_kept("create", created);
             // Server-side apply takes it too, with fleet's field manager.
-            api.patch(
-                &object.id.name,
-                &PatchParams::apply("fleet").dry_run(),
-                &Patch::Apply(&object.body),
-            )
-            .await
-            .unwrap_or_else(|err| panic!("{environment}: apply of {} refused: {err}", object.id));
+            let applied = api
+                .patch(
+                    &object.id.name,
+                    &PatchParams::apply("fleet").dry_run(),
+                    &Patch::Apply(&object.body),
+                )
+                .await
+                .unwrap_or_else(|err| {
+                    panic!("{environment}: apply of {} refused: {err}", object.id)
+                });
+            assert_kept("apply", applied);
+            if object.id.kind == "ServiceMonitor" {
+                service_monitors += 1;
+            }
             checked += 1;
         }
     }
     assert!(checked > 60, "only {checked} objects checked");
+    assert_eq!(service_monitors, 3, "one ServiceMonitor per environment");
 
     // Pod Security admission checks pods, not Deployments: dry-run each
     // agent's pod in the namespace, labelled with the level fleet gives it.
