@@ -344,25 +344,12 @@ async fn api_server_killed_and_restarted_mid_apply() {
     let env = TestEnv::new("fault-apiserver").await;
     let fleet = fault_fleet(&env);
 
-    let child = spawn(&fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
-    std::thread::sleep(Duration::from_millis(400));
-    signal("kube-apiserver", "KILL");
-    let interrupted = finish(child, Duration::from_secs(90));
-    restart_stopped_components();
+    let interrupted = kill_mid_apply(&fleet, "kube-apiserver");
+    assert_failed_clearly(&interrupted);
     if interrupted.code != 0 {
-        assert_eq!(
-            interrupted.code, 1,
-            "{}{}",
-            interrupted.stdout, interrupted.stderr
-        );
         assert!(
             interrupted.stderr.contains("cannot reach") || interrupted.stderr.contains("gave up"),
             "a clear error:\n{}",
-            interrupted.stderr
-        );
-        assert!(
-            !interrupted.stderr.contains("panicked"),
-            "{}",
             interrupted.stderr
         );
     }
@@ -370,6 +357,63 @@ async fn api_server_killed_and_restarted_mid_apply() {
         .apply(&[])
         .assert_ok("apply after the API server came back");
     fleet.assert_plan_empty();
+}
+
+/// Starts an apply of `fleet` and SIGKILLs `component` of the control plane
+/// as soon as the apply has made its first change; waits for the apply to
+/// end (it must not hang), starts the component again, and returns how the
+/// apply ended.
+fn kill_mid_apply(fleet: &FleetDir, component: &str) -> Run {
+    use std::io::Read as _;
+    let (mut child, lines) = spawn_reading(fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
+    let mut stdout = String::new();
+    for line in lines.iter() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.ends_with(": created") {
+            break;
+        }
+    }
+    signal(component, "KILL");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "fleet hung after {component} was killed:\n{stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stdout.extend(lines.iter().map(|l| l + "\n"));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    restart_stopped_components();
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    eprintln!(
+        "{component} killed mid-apply: the apply exited {code}: {}",
+        stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("(no error)")
+    );
+    Run {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// An apply that a fault stopped ended with exit 1 and an error, not a panic.
+fn assert_failed_clearly(run: &Run) {
+    if run.code != 0 {
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("error:"), "{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
 }
 
 #[tokio::test]
@@ -386,6 +430,16 @@ async fn api_server_stopped_for_30s_mid_apply() {
     let stopped = finish(child, Duration::from_secs(45));
     std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped_at.elapsed()));
     signal("kube-apiserver", "CONT");
+    eprintln!(
+        "kube-apiserver stopped mid-apply: the apply exited {} after {:?}: {}",
+        stopped.code,
+        stopped_at.elapsed(),
+        stopped
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("")
+    );
     assert_eq!(stopped.code, 1, "{}{}", stopped.stdout, stopped.stderr);
     assert!(
         stopped.stderr.contains("gave up after --timeout 20s")
@@ -419,23 +473,8 @@ async fn nats_server_restarted_mid_apply() {
     let env = TestEnv::new("fault-nats").await;
     let fleet = fault_fleet(&env);
 
-    let child = spawn(&fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
-    std::thread::sleep(Duration::from_millis(300));
-    signal("nats-server", "KILL");
-    let interrupted = finish(child, Duration::from_secs(90));
-    restart_stopped_components();
-    if interrupted.code != 0 {
-        assert_eq!(
-            interrupted.code, 1,
-            "{}{}",
-            interrupted.stdout, interrupted.stderr
-        );
-        assert!(
-            !interrupted.stderr.contains("panicked"),
-            "{}",
-            interrupted.stderr
-        );
-    }
+    let interrupted = kill_mid_apply(&fleet, "nats-server");
+    assert_failed_clearly(&interrupted);
     // The test's own client reconnects by itself; wait until JetStream answers.
     support::eventually(
         "JetStream to answer again",

@@ -608,18 +608,7 @@ impl AdmissionPolicy {
                 }
             ]
         });
-        let mut kubectl = support::control_plane().kubectl();
-        kubectl
-            .args(["apply", "--server-side", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null());
-        let mut child = kubectl.spawn().unwrap();
-        std::io::Write::write_all(
-            &mut child.stdin.take().unwrap(),
-            objects.to_string().as_bytes(),
-        )
-        .unwrap();
-        assert!(child.wait().unwrap().success(), "installing {name}");
+        support::control_plane().kubectl_stdin(&["apply", "--server-side"], &objects.to_string());
         AdmissionPolicy { name }
     }
 }

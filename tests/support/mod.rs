@@ -6,6 +6,7 @@
 //! `scripts/controlplane up`; a test never passes by skipping.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -117,6 +118,32 @@ impl ControlPlane {
                     self.nats_url
                 )
             })
+    }
+
+    /// `kubectl ARGS -f -` as the admin, with `manifest` on stdin; panics
+    /// with what kubectl said if it fails.
+    pub fn kubectl_stdin(&self, args: &[&str], manifest: &str) {
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// kubectl for this control plane, as the admin.
