@@ -428,12 +428,13 @@ async fn api_server_stopped_for_30s_mid_apply() {
     let stopped_at = Instant::now();
     // --timeout bounds the whole run, whatever the server does.
     let stopped = finish(child, Duration::from_secs(45));
+    let gave_up_after = stopped_at.elapsed();
     std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped_at.elapsed()));
     signal("kube-apiserver", "CONT");
     eprintln!(
         "kube-apiserver stopped mid-apply: the apply exited {} after {:?}: {}",
         stopped.code,
-        stopped_at.elapsed(),
+        gave_up_after,
         stopped
             .stderr
             .lines()
