@@ -171,6 +171,10 @@ pub struct ApplyArgs {
     /// stream that holds messages, a consumer with pending ones).
     #[arg(long)]
     pub allow_destroy: bool,
+    /// Apply although files under the definition's directory have
+    /// uncommitted changes (the commit recorded then says so).
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {

@@ -13,6 +13,7 @@ pub mod load;
 pub mod model;
 pub mod ownership;
 pub mod plan;
+pub mod provenance;
 pub mod redact;
 pub mod render;
 pub mod report;

@@ -493,6 +493,13 @@ async fn saved_plan_is_applied_only_while_it_is_still_the_plan() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
     assert_eq!(saved["format_version"], 1);
+    // Made for this cluster (outside git: no commit).
+    assert!(
+        saved["provenance"]["cluster"]["kube_system_uid"].is_string(),
+        "{}",
+        saved["provenance"]
+    );
+    assert!(saved["provenance"]["definition"].is_null());
     assert!(
         saved["summary"]["add"].as_u64().unwrap() >= 22,
         "{}",

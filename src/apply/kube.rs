@@ -19,6 +19,7 @@ pub async fn apply_change(
     change: &Change,
     id: &ObjectRef,
     options: &Options,
+    annotations: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> anyhow::Result<&'static str> {
     let kind = live
         .kind(id)
@@ -30,10 +31,27 @@ pub async fn apply_change(
     let mut params = PatchParams::apply(ownership::FIELD_MANAGER);
     // Taking fields over from other managers is what these flags allow.
     params.force = options.force_conflicts || (options.adopt && live.unowned.contains_key(id));
+    // The planned body, with `annotations` added (the ApplySet parent's
+    // provenance, which is not part of the plan).
     let body = || {
-        change.desired.as_ref().map(Body::sent).ok_or_else(|| {
-            anyhow::anyhow!("{id}: the plan has no object to apply (was it edited?)")
-        })
+        let mut body = change
+            .desired
+            .as_ref()
+            .map(Body::sent)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("{id}: the plan has no object to apply (was it edited?)")
+            })?;
+        if let Some(extra) = annotations.filter(|a| !a.is_empty())
+            && let Some(metadata) = body["metadata"].as_object_mut()
+            && let Some(existing) = metadata
+                .entry("annotations")
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+        {
+            existing.extend(extra.clone());
+        }
+        anyhow::Ok(body)
     };
     match change.action {
         Action::Delete => {

@@ -17,9 +17,9 @@ use futures::{StreamExt, stream};
 
 use crate::live::jetstream::JetStream;
 use crate::live::kube::{Cluster, LiveState};
-use crate::ownership;
 use crate::plan::{Action, Change, Plan, Target};
-use crate::render::Wave;
+use crate::render::{ObjectRef, Wave};
+use crate::{ownership, provenance};
 
 pub struct Options {
     pub concurrency: usize,
@@ -29,6 +29,9 @@ pub struct Options {
     pub allow_destroy: bool,
     /// How long to wait for Deployments to roll out; zero means don't wait.
     pub rollout_timeout: Duration,
+    /// What the final write records on the ApplySet parent (the
+    /// definition's commit, who applied, when); `None` keeps what it records.
+    pub record: Option<provenance::Record>,
 }
 
 /// One change carried out, as it is reported.
@@ -175,9 +178,7 @@ impl Step {
             Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
         );
         let stream = matches!(change.target, Target::Stream { .. });
-        let parent = change.desired.as_ref().is_some_and(|body| {
-            body.sent()["metadata"]["labels"][ownership::APPLYSET_ID_LABEL].is_string()
-        });
+        let parent = is_parent(change);
         match self {
             Step::Write => writes,
             Step::Delete => delete,
@@ -190,6 +191,37 @@ impl Step {
     }
 }
 
+fn is_parent(change: &Change) -> bool {
+    change.desired.as_ref().is_some_and(|body| {
+        body.sent()["metadata"]["labels"][ownership::APPLYSET_ID_LABEL].is_string()
+    })
+}
+
+/// The provenance annotations the ApplySet parent is written with: what it
+/// records already, kept as it is, until the final write records this
+/// apply's (a run that stops early leaves the last complete one). `None`
+/// for every other object: provenance is never put anywhere else.
+fn parent_annotations(
+    live: &LiveState,
+    change: &Change,
+    id: &ObjectRef,
+    step: Step,
+    options: &Options,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    if !is_parent(change) {
+        return None;
+    }
+    match (&options.record, step) {
+        (Some(record), Step::RecordInventory) => Some(record.annotations()),
+        _ => Some(
+            live.owned
+                .get(id)
+                .map(provenance::recorded)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
 /// Carries out the plan. `report` hears of each change and rollout as it
 /// happens. When a step fails, the error is a [`Stopped`].
 pub async fn apply(
@@ -199,7 +231,7 @@ pub async fn apply(
     report: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<()> {
     check_allowed(plan, options)?;
-    let steps: Vec<(String, Vec<&Change>)> = steps()
+    let steps: Vec<(Step, String, Vec<&Change>)> = steps()
         .into_iter()
         .map(|(wave, step)| {
             let changes: Vec<&Change> = plan
@@ -207,19 +239,19 @@ pub async fn apply(
                 .iter()
                 .filter(|c| c.wave == wave && step.includes(c))
                 .collect();
-            (step.title(wave, changes.len()), changes)
+            (step, step.title(wave, changes.len()), changes)
         })
         .collect();
-    for (n, (title, changes)) in steps.iter().enumerate() {
+    for (n, (step, title, changes)) in steps.iter().enumerate() {
         if !changes.is_empty() {
             report(Event::Started(title.clone()));
         }
-        let errors = run_step(systems, changes, options, report).await;
+        let errors = run_step(systems, *step, changes, options, report).await;
         if !errors.is_empty() {
             // The rest of this step ran; no further step starts.
             let not_started = steps[n + 1..]
                 .iter()
-                .flat_map(|(_, changes)| changes)
+                .flat_map(|(_, _, changes)| changes)
                 .map(|c| c.target.clone())
                 .collect();
             return Err(Stopped {
@@ -297,12 +329,19 @@ fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
 /// Runs one step's changes concurrently; the answer is every error.
 async fn run_step(
     systems: &Systems<'_>,
+    step: Step,
     changes: &[&Change],
     options: &Options,
     report: &mut dyn FnMut(Event<'_>),
 ) -> Vec<anyhow::Error> {
     let mut results = stream::iter(changes.iter().enumerate())
-        .map(|(n, change)| async move { (n, change, apply_change(systems, change, options).await) })
+        .map(|(n, change)| async move {
+            (
+                n,
+                change,
+                apply_change(systems, step, change, options).await,
+            )
+        })
         .buffer_unordered(options.concurrency.max(1));
     let mut errors = Vec::new();
     while let Some((n, change, result)) = results.next().await {
@@ -321,12 +360,22 @@ async fn run_step(
 
 async fn apply_change(
     systems: &Systems<'_>,
+    step: Step,
     change: &Change,
     options: &Options,
 ) -> anyhow::Result<&'static str> {
     match &change.target {
         Target::Kubernetes(id) => {
-            kube::apply_change(systems.cluster, systems.live, change, id, options).await
+            let annotations = parent_annotations(systems.live, change, id, step, options);
+            kube::apply_change(
+                systems.cluster,
+                systems.live,
+                change,
+                id,
+                options,
+                annotations.as_ref(),
+            )
+            .await
         }
         Target::Stream { .. } | Target::Consumer { .. } => {
             let js = systems.jetstream.ok_or_else(|| {

@@ -10,12 +10,21 @@ use super::{ExitStatus, workflow};
 use crate::apply::{self, Event, Stopped};
 use crate::cli::ApplyArgs;
 use crate::plan::{FORMAT_VERSION, Plan};
-use crate::report;
+use crate::{provenance, report};
 
 pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
-    let Some(planned) = make_plan(&args.cluster).await? else {
+    let Some(mut planned) = make_plan(&args.cluster).await? else {
         return Ok(ExitStatus::Failure);
     };
+    if let Some(path) = &args.plan_file {
+        // The saved plan is not part of the definition.
+        planned.plan.provenance.leave_out(path);
+    }
+    provenance::check_committed(
+        &planned.plan.provenance,
+        args.allow_dirty,
+        &mut anstream::stderr(),
+    )?;
     let plan = &planned.plan;
     if let Some(path) = &args.plan_file {
         check_saved_plan(path, plan)?;
@@ -43,6 +52,7 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         } else {
             args.cluster.timeout
         },
+        record: Some(provenance::Record::of(&plan.provenance)),
     };
     // Refuse what needs a flag before asking anyone to confirm it.
     if let Err(err) = apply::check_allowed(plan, &options) {
@@ -194,6 +204,12 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> 
             saved.environment.as_deref().unwrap_or("none"),
             saved.namespace,
             saved.kube_context
+        );
+    }
+    if let Err(why) = provenance::check_saved(&saved.provenance, &fresh.provenance) {
+        anyhow::bail!(
+            "{} {why}; nothing was changed. Run `fleet plan --out` again",
+            path.display()
         );
     }
     if serde_json::to_value(&saved.changes)? != serde_json::to_value(&fresh.changes)? {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::plan::{self, FORMAT_VERSION, Plan, Target};
 use crate::redact::Sensitive;
-use crate::{ownership, render, report};
+use crate::{ownership, provenance, render, report};
 
 /// A plan with what it was made from, for `apply` to carry out.
 pub struct Planned {
@@ -123,6 +123,14 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         &rendered.kubernetes,
         &live.served_groups,
     ));
+    let identity = crate::live::kube::identity(&cluster).await?;
+    notes.extend(identity.note());
+    let live_parent = rendered
+        .kubernetes
+        .iter()
+        .find(|o| o.is_applyset_parent())
+        .and_then(|parent| live.owned.get(&parent.id));
+    let provenance = provenance::of_plan(&args.definition.file, live_parent, identity)?;
     let plan = Plan {
         format_version: FORMAT_VERSION,
         fleet: fleet.name.clone(),
@@ -130,6 +138,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         namespace: fleet.namespace.clone(),
         kube_context: cluster.context.clone(),
         nats_url: jetstream.as_ref().map(|js| js.url.clone()),
+        provenance,
         changes,
         drift_only: false,
         notes,
@@ -228,6 +237,10 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     };
     if args.drift {
         planned.plan = planned.plan.drift_only();
+    }
+    if let Some(path) = &args.out {
+        // The plan file is not part of the definition.
+        planned.plan.provenance.leave_out(path);
     }
     let plan = &planned.plan;
     if let Some(path) = &args.out {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
@@ -12,6 +13,7 @@ use kube::discovery::{ApiCapabilities, Discovery, Scope};
 use kube::{Api, Client, Config};
 use serde_json::Value;
 
+use crate::provenance::ClusterIdentity;
 use crate::render::{DesiredObject, ObjectRef};
 use crate::{model, ownership, redact, retry};
 
@@ -91,6 +93,31 @@ impl Cluster {
     pub fn describe(&self) -> String {
         format!("kube context `{}` ({})", self.context, self.server)
     }
+}
+
+/// Which cluster this is: the UID of the namespace `kube-system`, read with
+/// a GET. When that is forbidden (or there is no such namespace), the
+/// identity is the server URL, and says why.
+pub async fn identity(cluster: &Cluster) -> anyhow::Result<ClusterIdentity> {
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    let mut identity = ClusterIdentity {
+        kube_system_uid: None,
+        server: cluster.server.clone(),
+        unread: None,
+    };
+    match retry::kube(|| namespaces.get("kube-system")).await {
+        Ok(namespace) => identity.kube_system_uid = namespace.metadata.uid,
+        Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {
+            identity.unread = Some(format!("{}: {}", status.reason, status.message));
+        }
+        Err(err) => {
+            return Err(anyhow::Error::new(err).context(format!(
+                "reading the identity of {} (namespace kube-system)",
+                cluster.describe()
+            )));
+        }
+    }
+    Ok(identity)
 }
 
 /// A kind's API as the cluster serves it.

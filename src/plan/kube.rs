@@ -475,6 +475,11 @@ pub fn comparable(object: &Value) -> Value {
             // them with the change (and records the inventory last).
             annotations.shift_remove(ownership::APPLIED_HASH_ANNOTATION);
             annotations.shift_remove(ownership::INVENTORY_HASH_ANNOTATION);
+            // Where the last apply came from, recorded on the parent by
+            // the apply that changes something.
+            for key in crate::provenance::ANNOTATIONS {
+                annotations.shift_remove(*key);
+            }
             if annotations.is_empty() {
                 metadata.shift_remove("annotations");
             }
@@ -522,6 +527,23 @@ mod tests {
             "spec": { "replicas": 2 }, "status": { "readyReplicas": 2 }
         });
         let dry_run = json!({ "metadata": { "name": "a", "resourceVersion": "1", "generation": 2 }, "spec": { "replicas": 2 } });
+        assert_eq!(comparable(&live), comparable(&dry_run));
+    }
+
+    #[test]
+    fn provenance_on_the_parent_is_not_a_change() {
+        // The live parent records the last apply's commit; the dry run of
+        // the rendered parent (which carries none) drops it.
+        let annotations = crate::provenance::annotations(None, "octocat", "2026-01-02T03:04:05Z");
+        let mut live = json!({ "metadata": { "name": "fleet-a", "annotations": {
+            ownership::APPLYSET_TOOLING_ANNOTATION: "fleet/v0.1.0" } }, "type": "Opaque" });
+        live["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .extend(annotations);
+        live["metadata"]["annotations"][crate::provenance::COMMIT_ANNOTATION] = json!("abc");
+        let dry_run = json!({ "metadata": { "name": "fleet-a", "annotations": {
+            ownership::APPLYSET_TOOLING_ANNOTATION: "fleet/v0.1.0" } }, "type": "Opaque" });
         assert_eq!(comparable(&live), comparable(&dry_run));
     }
 

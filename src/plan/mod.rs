@@ -26,6 +26,10 @@ pub struct Plan {
     /// The NATS server the JetStream part was planned against, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
+    /// Where the plan comes from and what is live: the definition's commit,
+    /// the live ApplySet parent's record, the cluster's identity.
+    #[serde(default)]
+    pub provenance: crate::provenance::Provenance,
     pub changes: Vec<Change>,
     /// Made by `fleet plan --drift`: only changes made outside fleet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

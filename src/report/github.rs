@@ -188,6 +188,7 @@ mod tests {
             changes,
             drift_only: false,
             notes: vec![],
+            provenance: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::io::Write;
 use anstyle::{AnsiColor, Style};
 
 use crate::plan::{Action, Change, Plan};
+use crate::provenance;
 use crate::render::Rendered;
 
 /// Multi-document YAML: every Kubernetes object (ready for `kubectl apply -f`),
@@ -62,6 +63,7 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         .as_deref()
         .map(|e| format!(", environment {e}"))
         .unwrap_or_default();
+    write_provenance(plan, out)?;
     if changes.is_empty() && plan.drift_only {
         writeln!(
             out,
@@ -137,6 +139,18 @@ fn shown_changes(plan: &Plan) -> Vec<&Change> {
         .collect()
 }
 
+/// Where the plan comes from and what is live, above everything else.
+fn write_provenance(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    let lines = provenance::lines(&plan.provenance);
+    for line in &lines {
+        writeln!(out, "{DIM}{line}{DIM:#}")?;
+    }
+    if !lines.is_empty() {
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 fn write_notes(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
     for note in &plan.notes {
         writeln!(out, "{YELLOW}Note:{YELLOW:#} {note}")?;
@@ -205,12 +219,14 @@ pub fn plan_markdown(
         .as_deref()
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
-    let mut text = format!(
-        "### fleet plan: {}{environment}
-
-",
-        plan.fleet
-    );
+    let mut text = format!("### fleet plan: {}{environment}\n\n", plan.fleet);
+    let lines = provenance::lines(&plan.provenance);
+    for line in &lines {
+        text.push_str(&format!("- {}\n", markdown_text(line)));
+    }
+    if !lines.is_empty() {
+        text.push('\n');
+    }
     let changes = shown_changes(plan);
     if changes.is_empty() {
         text.push_str(if plan.drift_only {
@@ -308,6 +324,22 @@ fn markdown_change(change: &Change) -> String {
 
 fn longest_backtick_run(text: &str) -> usize {
     text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// Text with Markdown's inline syntax escaped (a redacted URL's `***`,
+/// underscores in a branch name).
+fn markdown_text(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(
+            c,
+            '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '|' | '#'
+        ) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 const BOLD: Style = Style::new().bold();
