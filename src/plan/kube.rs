@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
 use super::{Action, Change, Drift, Target};
-use crate::live::kube::{Cluster, LiveState};
+use crate::live::kube::{Cluster, LiveState, NamespaceState};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
 use crate::{explain, ownership, retry};
@@ -85,14 +85,13 @@ pub async fn plan(
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
     let inventory_unchanged = inventory_unchanged(desired, live);
+    let manages_namespace = desired.iter().any(|o| o.id.kind == "Namespace");
+    if !manages_namespace && live.namespace == NamespaceState::Missing {
+        return Err(unmanaged_namespace_missing(desired, cluster));
+    }
     // In a namespace that does not exist yet everything is new, and a dry run
     // could only answer "namespace not found": skip thousands of requests.
-    let namespace_exists = |namespace: &str| {
-        live.owned
-            .keys()
-            .chain(live.unowned.keys())
-            .any(|id| id.kind == "Namespace" && id.name == namespace)
-    };
+    let namespace_missing = live.namespace == NamespaceState::Missing;
     for object in desired {
         if live.kind(&object.id).is_none() {
             let mut change = Change::new(
@@ -114,12 +113,7 @@ pub async fn plan(
             change.reason = Some("an object of this name exists without fleet's labels; apply with --adopt to take it over".into());
             change.desired = Some(Body::new(object.body.clone()));
             changes.push(change);
-        } else if object
-            .id
-            .namespace
-            .as_deref()
-            .is_some_and(|ns| !namespace_exists(ns))
-        {
+        } else if object.id.namespace.is_some() && namespace_missing {
             let context = Context {
                 before: None,
                 inventory_unchanged,
@@ -132,7 +126,16 @@ pub async fn plan(
     }
 
     let planned: Vec<anyhow::Result<Change>> = stream::iter(to_dry_run)
-        .map(|object| plan_object(cluster, live, object, options, inventory_unchanged))
+        .map(|object| {
+            let planning = Planning {
+                cluster,
+                live,
+                options,
+                inventory_unchanged,
+                manages_namespace,
+            };
+            async move { planning.object(object).await }
+        })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
@@ -220,42 +223,76 @@ pub fn inventory_unchanged(desired: &[DesiredObject], live: &LiveState) -> bool 
         .unwrap_or(false)
 }
 
-/// Dry-runs one object and classifies the result against its live state.
-async fn plan_object(
-    cluster: &Cluster,
-    live: &LiveState,
-    object: &DesiredObject,
-    options: &Options,
+/// What planning one object needs besides the object.
+#[derive(Clone, Copy)]
+struct Planning<'a> {
+    cluster: &'a Cluster,
+    live: &'a LiveState,
+    options: &'a Options,
     inventory_unchanged: bool,
-) -> anyhow::Result<Change> {
-    let adopting = options.adopt && live.unowned.contains_key(&object.id);
-    let before = live
-        .owned
-        .get(&object.id)
-        .or_else(|| live.unowned.get(&object.id));
-    let mut context = Context {
-        before,
-        inventory_unchanged,
-        taken_from: Vec::new(),
-    };
-    // Plan as apply will apply: adopting takes the object's fields over.
-    let result = dry_run(cluster, live, object, options.force_conflicts || adopting).await?;
-    let DryRun::Conflict(conflicts) = result else {
-        return Ok(classify(object, &context, result));
-    };
-    let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
-    // What taking the fields over would change: the update that restores a
-    // hand edit, or the diff shown with a real conflict.
-    let forced = dry_run(cluster, live, object, true).await?;
-    if let Some(managers) = imperative {
-        context.taken_from = managers;
-        return Ok(classify(object, &context, forced));
+    /// Fleet renders the namespace, so a missing one is created.
+    manages_namespace: bool,
+}
+
+impl Planning<'_> {
+    /// Dry-runs one object and classifies the result against its live state.
+    async fn object(self, object: &DesiredObject) -> anyhow::Result<Change> {
+        let Planning {
+            cluster,
+            live,
+            options,
+            ..
+        } = self;
+        let adopting = options.adopt && live.unowned.contains_key(&object.id);
+        let before = live
+            .owned
+            .get(&object.id)
+            .or_else(|| live.unowned.get(&object.id));
+        let mut context = Context {
+            before,
+            inventory_unchanged: self.inventory_unchanged,
+            taken_from: Vec::new(),
+        };
+        // Plan as apply will apply: adopting takes the object's fields over.
+        let result = dry_run(cluster, live, object, options.force_conflicts || adopting).await?;
+        let conflicts = match result {
+            // A namespace fleet does not create, which it could not read (an
+            // identity confined to it), and which the dry run says is missing.
+            DryRun::NamespaceMissing if !self.manages_namespace => {
+                return Err(unmanaged_namespace_missing(
+                    std::slice::from_ref(object),
+                    cluster,
+                ));
+            }
+            DryRun::Conflict(conflicts) => conflicts,
+            result => return Ok(classify(object, &context, result)),
+        };
+        let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
+        // What taking the fields over would change: the update that restores a
+        // hand edit, or the diff shown with a real conflict.
+        let forced = dry_run(cluster, live, object, true).await?;
+        if let Some(managers) = imperative {
+            context.taken_from = managers;
+            return Ok(classify(object, &context, forced));
+        }
+        let mut change = classify(object, &context, DryRun::Conflict(conflicts));
+        if let (DryRun::Accepted(after), Some(before)) = (forced, before) {
+            change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
+        }
+        Ok(change)
     }
-    let mut change = classify(object, &context, DryRun::Conflict(conflicts));
-    if let (DryRun::Accepted(after), Some(before)) = (forced, before) {
-        change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
-    }
-    Ok(change)
+}
+
+/// The fleet's namespace does not exist and fleet does not create it.
+fn unmanaged_namespace_missing(desired: &[DesiredObject], cluster: &Cluster) -> anyhow::Error {
+    let namespace = desired
+        .iter()
+        .find_map(|o| o.id.namespace.as_deref())
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "namespace {namespace} does not exist on {}, and fleet does not create it ([fleet] manage_namespace = false). Nothing was changed.\n  Have an administrator create it (`kubectl create namespace {namespace}`), or set `manage_namespace = true` to let fleet create and label it.",
+        cluster.describe()
+    )
 }
 
 /// The managers of `conflicts` when every one of them is an imperative
