@@ -10,6 +10,7 @@ use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
 use crate::plan::{self, FORMAT_VERSION, Plan};
 use crate::redact::Sensitive;
+use crate::render::ObjectRef;
 use crate::{ownership, render, report};
 
 /// A plan with what it was made from, for `apply` to carry out.
@@ -18,6 +19,9 @@ pub struct Planned {
     pub cluster: Cluster,
     pub live: LiveState,
     pub jetstream: Option<JetStream>,
+    /// Objects whose dry run the API server refused this identity, with its
+    /// reason: planned client-side, and apply would be refused too.
+    pub refused: Vec<(ObjectRef, String)>,
 }
 
 /// The pipeline up to the plan. `None` when the definition has errors (they
@@ -71,7 +75,13 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         adopt: args.adopt,
         imperative_managers,
     };
-    let mut changes = plan::kube::plan(&cluster, &rendered.kubernetes, &live, &options).await?;
+    let kube_plan = plan::kube::plan(&cluster, &rendered.kubernetes, &live, &options).await?;
+    // First among the notes: it qualifies the whole plan.
+    let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
+        .into_iter()
+        .collect();
+    let refused = kube_plan.refused;
+    let mut changes = kube_plan.changes;
     let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
     if let Some(js) = &jetstream {
         let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
@@ -95,16 +105,16 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         ));
     }
     changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
-    let mut notes: Vec<String> = live
-        .missing_kinds
+    notes.extend(
+        live.missing_kinds
         .iter()
         .filter(|(_, kind)| rendered.kubernetes.iter().any(|o| &o.id.kind == kind))
         .map(|(api_version, kind)| {
             format!(
                 "{kind} ({api_version}) is not installed in the cluster: its objects are skipped"
             )
-        })
-        .collect();
+        }),
+    );
     notes.extend(plan::kube::unreadable_metrics(
         &rendered.kubernetes,
         &live.served_groups,
@@ -125,6 +135,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         cluster,
         live,
         jetstream,
+        refused,
     }))
 }
 

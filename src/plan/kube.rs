@@ -9,7 +9,7 @@ use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Action, Change, Drift, Target};
+use super::{Action, Change, Drift, Target, compare};
 use crate::live::kube::{Cluster, LiveState, NamespaceState};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
@@ -63,6 +63,21 @@ pub enum DryRun {
     /// The namespace does not exist yet, so there is nothing to dry-run
     /// against: the object will be created as rendered.
     NamespaceMissing,
+    /// 403: this identity may not make the request (a dry run is authorised
+    /// as the write itself), with the server's reason. Planned by a
+    /// client-side comparison ([`super::compare`]).
+    Forbidden(String),
+}
+
+/// The Kubernetes part of a plan.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub changes: Vec<Change>,
+    /// How many objects were dry-run, or would have been.
+    pub dry_runs: usize,
+    /// The objects whose dry run was refused, with the server's reason:
+    /// planned client-side, at lower fidelity.
+    pub refused: Vec<(ObjectRef, String)>,
 }
 
 /// What planning needs to know besides the dry run.
@@ -81,7 +96,7 @@ pub async fn plan(
     desired: &[DesiredObject],
     live: &LiveState,
     options: &Options,
-) -> anyhow::Result<Vec<Change>> {
+) -> anyhow::Result<Planned> {
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
     let inventory_unchanged = inventory_unchanged(desired, live);
@@ -125,7 +140,8 @@ pub async fn plan(
         }
     }
 
-    let planned: Vec<anyhow::Result<Change>> = stream::iter(to_dry_run)
+    let dry_runs = to_dry_run.len();
+    let planned: Vec<anyhow::Result<(Change, Option<String>)>> = stream::iter(to_dry_run)
         .map(|object| {
             let planning = Planning {
                 cluster,
@@ -139,9 +155,15 @@ pub async fn plan(
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
-    for change in planned {
-        changes.push(change?);
+    let mut refused = Vec::new();
+    for planned in planned {
+        let (change, refusal) = planned?;
+        if let (Some(reason), Target::Kubernetes(id)) = (refusal, &change.target) {
+            refused.push((id.clone(), reason));
+        }
+        changes.push(change);
     }
+    refused.sort();
 
     // Owned, and no longer desired: destroy.
     let desired_ids: BTreeSet<&ObjectRef> = desired.iter().map(|d| &d.id).collect();
@@ -159,7 +181,11 @@ pub async fn plan(
             changes.push(change);
         }
     }
-    Ok(changes)
+    Ok(Planned {
+        changes,
+        dry_runs,
+        refused,
+    })
 }
 
 /// Notes for autoscalers that could never read their metric: an External
@@ -235,8 +261,9 @@ struct Planning<'a> {
 }
 
 impl Planning<'_> {
-    /// Dry-runs one object and classifies the result against its live state.
-    async fn object(self, object: &DesiredObject) -> anyhow::Result<Change> {
+    /// Dry-runs one object and classifies the result against its live
+    /// state; with the server's reason when it refused the dry run.
+    async fn object(self, object: &DesiredObject) -> anyhow::Result<(Change, Option<String>)> {
         let Planning {
             cluster,
             live,
@@ -265,7 +292,11 @@ impl Planning<'_> {
                 ));
             }
             DryRun::Conflict(conflicts) => conflicts,
-            result => return Ok(classify(object, &context, result)),
+            DryRun::Forbidden(reason) => {
+                let change = classify(object, &context, DryRun::Forbidden(reason.clone()));
+                return Ok((change, Some(reason)));
+            }
+            result => return Ok((classify(object, &context, result), None)),
         };
         let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
         // What taking the fields over would change: the update that restores a
@@ -273,13 +304,13 @@ impl Planning<'_> {
         let forced = dry_run(cluster, live, object, true).await?;
         if let Some(managers) = imperative {
             context.taken_from = managers;
-            return Ok(classify(object, &context, forced));
+            return Ok((classify(object, &context, forced), None));
         }
         let mut change = classify(object, &context, DryRun::Conflict(conflicts));
         if let (DryRun::Accepted(after), Some(before)) = (forced, before) {
             change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
         }
-        Ok(change)
+        Ok((change, None))
     }
 }
 
@@ -293,6 +324,46 @@ fn unmanaged_namespace_missing(desired: &[DesiredObject], cluster: &Cluster) -> 
         "namespace {namespace} does not exist on {}, and fleet does not create it ([fleet] manage_namespace = false). Nothing was changed.\n  Have an administrator create it (`kubectl create namespace {namespace}`), or set `manage_namespace = true` to let fleet create and label it.",
         cluster.describe()
     )
+}
+
+/// The plan's note when some dry runs were refused: which, why, and what
+/// the client-side comparison cannot see.
+pub fn lower_fidelity_note(planned: &Planned) -> Option<String> {
+    let first = planned.refused.first()?;
+    let mut reasons: Vec<String> = planned
+        .refused
+        .iter()
+        .map(|(_, message)| refused_right(message))
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    let count = planned.refused.len();
+    Some(format!(
+        "lower fidelity: this identity may not dry-run {count} of {} objects ({}), so {} compared client-side with the live {}, on the fields fleet sets: defaults the API server would add, conflicts with other field managers, immutable fields (replacements) and invalid values do not show. Apply would be refused ({}). `fleet rbac --for plan` prints the rights for a full plan.",
+        planned.dry_runs,
+        reasons.join(", "),
+        if count == 1 { "it was" } else { "they were" },
+        if count == 1 { "object" } else { "objects" },
+        first.1,
+    ))
+}
+
+/// `User "u" cannot patch resource "deployments" in API group "apps" ...`
+/// -> `patch deployments`; RBAC escalation prevention -> what it means.
+fn refused_right(message: &str) -> String {
+    if message.contains("is attempting to grant RBAC permissions not currently held") {
+        return "grant rules it does not hold".into();
+    }
+    let verb = message
+        .split_once("cannot ")
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let resource = message
+        .split_once("resource \"")
+        .and_then(|(_, rest)| rest.split('"').next());
+    match (verb, resource) {
+        (Some(verb), Some(resource)) => format!("{verb} {resource}"),
+        _ => "forbidden".into(),
+    }
 }
 
 /// The managers of `conflicts` when every one of them is an imperative
@@ -331,6 +402,15 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
     let kind = &object.id.kind;
     let before = context.before;
     match dry_run {
+        // Without the server, the live object with fleet's fields laid over
+        // it; a new object as rendered.
+        DryRun::Forbidden(_) => {
+            let after = match before {
+                Some(before) => compare::expected(before, &object.body),
+                None => object.body.clone(),
+            };
+            return classify(object, context, DryRun::Accepted(after));
+        }
         DryRun::NamespaceMissing => {
             change.action = Action::Create;
             change.diff = Some(unified_diff(kind, None, Some(&object.body)));
@@ -459,6 +539,9 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
             "{} forces replacement",
             fields.join("; ")
         )));
+    }
+    if explain::rbac_denied(status) {
+        return Some(DryRun::Forbidden(status.message.clone()));
     }
     if status.code == 404
         && id.namespace.is_some()
@@ -709,6 +792,64 @@ mod tests {
             ]),
         );
         assert!(refusal(&mixed, &id).is_none());
+    }
+
+    #[test]
+    fn a_refused_dry_run_is_planned_client_side() {
+        let mut forbidden = status(403, json!([]));
+        forbidden.message = r#"deployments.apps "agent-a" is forbidden: User "ci" cannot patch resource "deployments" in API group "apps" in the namespace "ns""#.into();
+        let Some(DryRun::Forbidden(reason)) = refusal(&forbidden, &deployment(1).id) else {
+            panic!("a 403 is a refused dry run");
+        };
+        // What fleet applied, read back: no change.
+        let applied = deployment(2);
+        let mut live = applied.body.clone();
+        live["metadata"]["uid"] = json!("u1");
+        live["status"] = json!({ "replicas": 2 });
+        let context = Context {
+            before: Some(&live),
+            inventory_unchanged: true,
+            taken_from: Vec::new(),
+        };
+        let change = classify(&applied, &context, DryRun::Forbidden(reason.clone()));
+        assert_eq!(change.action, Action::NoOp);
+        // A changed definition shows, with its diff.
+        let change = classify(&deployment(3), &context, DryRun::Forbidden(reason.clone()));
+        assert_eq!(change.action, Action::Update);
+        assert!(change.diff.unwrap().contains("+  replicas: 3"));
+        // A new object is created as rendered.
+        let new = Context {
+            before: None,
+            ..context
+        };
+        let change = classify(&deployment(3), &new, DryRun::Forbidden(reason));
+        assert_eq!(change.action, Action::Create);
+    }
+
+    #[test]
+    fn refused_dry_runs_make_one_note_naming_the_rights() {
+        assert_eq!(lower_fidelity_note(&Planned::default()), None);
+        let id = deployment(1).id;
+        let patch = r#"deployments.apps "agent-a" is forbidden: User "ci" cannot patch resource "deployments" in API group "apps" in the namespace "ns""#;
+        let create = r#"configmaps "c" is forbidden: User "ci" cannot create resource "configmaps" in API group "" in the namespace "ns""#;
+        let escalate = r#"roles.rbac.authorization.k8s.io "r" is forbidden: user "ci" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#;
+        let planned = Planned {
+            changes: Vec::new(),
+            dry_runs: 5,
+            refused: vec![
+                (id.clone(), patch.into()),
+                (id.clone(), patch.into()),
+                (id.clone(), create.into()),
+                (id, escalate.into()),
+            ],
+        };
+        let note = lower_fidelity_note(&planned).unwrap();
+        assert!(note.starts_with("lower fidelity: "), "{note}");
+        assert!(
+            note.contains("may not dry-run 4 of 5 objects (create configmaps, grant rules it does not hold, patch deployments)"),
+            "{note}"
+        );
+        assert!(note.contains(patch), "{note}");
     }
 
     #[test]
