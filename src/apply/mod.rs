@@ -115,6 +115,7 @@ fn steps() -> Vec<(Wave, Step)> {
     for wave in [Wave::Namespace, Wave::Configuration] {
         steps.push((wave, Step::Write));
     }
+    steps.push((Wave::Configuration, Step::WriteRoleBindings));
     steps.push((Wave::JetStream, Step::WriteStreams));
     steps.push((Wave::JetStream, Step::WriteConsumers));
     for wave in [Wave::Workloads, Wave::Policy] {
@@ -136,7 +137,12 @@ fn steps() -> Vec<(Wave, Step)> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
+    /// Creates and updates, but RoleBindings.
     Write,
+    /// RoleBindings, after the Roles they bind: unless it may `bind`, the
+    /// API server checks that whoever binds a Role holds its rights, and
+    /// refuses the binding (404) while the Role does not exist.
+    WriteRoleBindings,
     Delete,
     WriteStreams,
     WriteConsumers,
@@ -155,11 +161,14 @@ impl Step {
             Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
         );
         let stream = matches!(change.target, Target::Stream { .. });
+        let role_binding =
+            matches!(&change.target, Target::Kubernetes(id) if id.kind == "RoleBinding");
         let parent = change.desired.as_ref().is_some_and(|body| {
             body.sent()["metadata"]["labels"][ownership::APPLYSET_ID_LABEL].is_string()
         });
         match self {
-            Step::Write => writes,
+            Step::Write => writes && !role_binding,
+            Step::WriteRoleBindings => writes && role_binding,
             Step::Delete => delete,
             Step::WriteStreams => writes && stream,
             Step::WriteConsumers => writes && !stream,

@@ -67,6 +67,10 @@ pub enum DryRun {
     /// as the write itself), with the server's reason. Planned by a
     /// client-side comparison ([`super::compare`]).
     Forbidden(String),
+    /// 404 for a RoleBinding: the Role it binds does not exist yet, and the
+    /// server resolves it to check that fleet holds its rights (unless fleet
+    /// may `bind`). Apply writes Roles first; planned client-side.
+    RoleMissing,
 }
 
 /// The Kubernetes part of a plan.
@@ -404,7 +408,7 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
     match dry_run {
         // Without the server, the live object with fleet's fields laid over
         // it; a new object as rendered.
-        DryRun::Forbidden(_) => {
+        DryRun::Forbidden(_) | DryRun::RoleMissing => {
             let after = match before {
                 Some(before) => compare::expected(before, &object.body),
                 None => object.body.clone(),
@@ -551,6 +555,9 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
             .is_some_and(|d| d.kind == "namespaces")
     {
         return Some(DryRun::NamespaceMissing);
+    }
+    if status.code == 404 && id.kind == "RoleBinding" {
+        return Some(DryRun::RoleMissing);
     }
     None
 }
@@ -824,6 +831,29 @@ mod tests {
         };
         let change = classify(&deployment(3), &new, DryRun::Forbidden(reason));
         assert_eq!(change.action, Action::Create);
+    }
+
+    #[test]
+    fn a_binding_of_a_role_not_made_yet_is_planned_client_side() {
+        let binding = DesiredObject::from_json(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": "agent-a", "namespace": "ns" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "agent-a" },
+        }));
+        let not_found = status(404, json!([]));
+        assert!(matches!(
+            refusal(&not_found, &binding.id),
+            Some(DryRun::RoleMissing)
+        ));
+        let context = Context {
+            before: None,
+            inventory_unchanged: false,
+            taken_from: Vec::new(),
+        };
+        let change = classify(&binding, &context, DryRun::RoleMissing);
+        assert_eq!(change.action, Action::Create);
+        // Any other kind's 404 is an error to report.
+        assert!(refusal(&not_found, &deployment(1).id).is_none());
     }
 
     #[test]
