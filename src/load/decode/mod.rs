@@ -306,6 +306,7 @@ fn decode_fleet(
             label_domain: &label_domain,
             pod_security: pod_security.as_ref(),
             namespace: namespace.as_deref(),
+            manage_namespace,
             environment,
             files,
         };
