@@ -29,6 +29,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the plan.
     Apply(ApplyArgs),
+    /// Print the least-privilege RBAC (Role, RoleBinding and, where needed,
+    /// ClusterRole) an identity needs to plan or apply this fleet, as YAML for
+    /// `kubectl apply -f -`.
+    Rbac(RbacArgs),
     /// Print the JSON Schema of fleet.toml and environment files (for editors).
     Schema,
 }
@@ -175,6 +179,41 @@ pub struct ApplyArgs {
     /// uncommitted changes (the commit recorded then says so).
     #[arg(long)]
     pub allow_dirty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    #[command(flatten)]
+    pub definition: DefinitionArgs,
+    /// What the identity runs: `plan` (with server-side dry runs), `apply`
+    /// (plan, apply and rollout waits), or `read-only` (plan without dry
+    /// runs, at lower fidelity; no write verb at all).
+    #[arg(long = "for", value_enum)]
+    pub purpose: RbacPurpose,
+    #[command(flatten)]
+    pub grantee: GranteeArgs,
+}
+
+/// Who the bindings grant the rights to: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct GranteeArgs {
+    /// A user (for x509 client certificates, the certificate's CN).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A group (for x509 client certificates, an O of the certificate).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// A service account, as NAMESPACE/NAME.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub service_account: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RbacPurpose {
+    Plan,
+    Apply,
+    ReadOnly,
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {

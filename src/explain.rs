@@ -84,6 +84,16 @@ pub fn invalid_causes(status: &kube::core::Status) -> String {
     }
 }
 
+/// A 403 of RBAC: the identity lacks a verb on a resource, or would grant
+/// rights it does not hold (escalation prevention). Not a quota, an
+/// admission webhook or a namespace being deleted, which also answer 403.
+pub fn rbac_denied(status: &kube::core::Status) -> bool {
+    let message = &status.message;
+    status.code == 403
+        && ((message.contains(" cannot ") && message.contains(" resource \""))
+            || message.contains("is attempting to grant RBAC permissions not currently held"))
+}
+
 /// The API server refuses new objects in a namespace that is being deleted
 /// with a 403 whose cause is `NamespaceTerminating`; that is no RBAC problem.
 fn namespace_terminating(status: &kube::core::Status) -> bool {
@@ -123,10 +133,18 @@ mod tests {
         assert!(namespace_terminating(&terminating));
         let rbac = status(
             403,
-            "configmaps is forbidden: User \"u\" cannot create resource",
+            "configmaps is forbidden: User \"u\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"x\"",
             &[],
         );
         assert!(!namespace_terminating(&rbac));
+        assert!(rbac_denied(&rbac));
+        assert!(!rbac_denied(&terminating));
+        let quota = status(
+            403,
+            "deployments.apps \"a\" is forbidden: exceeded quota: q, requested: count/deployments.apps=1",
+            &[],
+        );
+        assert!(!rbac_denied(&quota));
     }
 
     /// A cluster nobody listens at: explaining needs only its name.

@@ -4,6 +4,7 @@
 //! `load` (files -> [`model::Fleet`]) -> `render` (desired objects and
 //! JetStream configuration). `commands` wires the stages together per verb.
 
+pub mod access;
 pub mod apply;
 pub mod cli;
 pub mod commands;

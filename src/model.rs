@@ -29,6 +29,10 @@ pub struct Fleet {
     /// The Pod Security Standard the fleet's Namespace enforces (and warns
     /// and audits at); every agent's pods meet it.
     pub pod_security: PodSecurityLevel,
+    /// Whether fleet renders (creates, labels) the namespace. When not, the
+    /// namespace is someone else's: fleet needs no cluster-scoped rights and
+    /// only checks that it exists.
+    pub manage_namespace: bool,
     pub target: Target,
     /// The fleet-wide ServiceMonitor; `None` when no agent exports metrics.
     pub service_monitor: Option<ServiceMonitor>,

@@ -148,7 +148,12 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
         },
         "spec": {
             "nodeSelector": { "fleet.test/no-such-node": "true" },
-            "containers": [{ "name": "c", "image": "example.invalid/c:1" }]
+            // The namespace enforces the restricted Pod Security Standard.
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": "c", "image": "example.invalid/c:1",
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } }
+            }]
         }
     }))
     .unwrap();

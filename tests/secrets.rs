@@ -103,13 +103,32 @@ async fn no_secret_reaches_any_output_channel() {
         )
         .await
         .unwrap();
-    let applyset = fleet::ownership::applyset_id("fleet-agent-ceo", &fleet.namespace);
+    // fleet's ApplySet parent replaced by a Secret made by hand with
+    // values, client-side, so they land in the last-applied annotation too:
+    // fleet reads it by name, shows it as not its own, and with --adopt
+    // plans to take it over, with a diff of its (masked) body.
+    secrets
+        .delete("fleet-agent-ceo", &Default::default())
+        .await
+        .unwrap();
     let manifest = json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "made-by-hand", "labels": { "applyset.kubernetes.io/part-of": applyset } },
+        "metadata": { "name": "fleet-agent-ceo" },
         "stringData": { "api-key": last_applied_value }
     });
-    // Client-side, so the values land in the last-applied annotation too.
+    support::eventually(
+        "the parent to be gone",
+        std::time::Duration::from_secs(30),
+        || async {
+            secrets
+                .get_opt("fleet-agent-ceo")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
     env.control_plane
         .kubectl_stdin(&["-n", &fleet.namespace, "apply"], &manifest.to_string());
 
@@ -123,7 +142,7 @@ async fn no_secret_reaches_any_output_channel() {
     );
     let user = ["--nats-user", "fleet", "--nats-password", password];
     for format in ["text", "json", "markdown"] {
-        let mut args = vec!["plan", "--format", format, "--out", plan_path];
+        let mut args = vec!["plan", "--adopt", "--format", format, "--out", plan_path];
         args.extend(user);
         let run = fleet.run(&args);
         run.assert_ok("plan");
@@ -137,6 +156,7 @@ async fn no_secret_reaches_any_output_channel() {
         "90s",
         "--nats-nkey",
         seed_path,
+        "--adopt",
     ]);
     applied.assert_ok("apply with an NKey");
     outputs.push(shown(&applied, &[]));
@@ -190,8 +210,9 @@ async fn no_secret_reaches_any_output_channel() {
         "the Secret reference is shown by name"
     );
     assert!(
-        outputs[0].contains("- Secret") && outputs[0].contains("made-by-hand"),
-        "the Secret made by hand is planned for destruction, with its (masked) body:\n{}",
+        outputs[0].contains(&format!("~ Secret {}/fleet-agent-ceo", fleet.namespace))
+            && outputs[0].contains("(sensitive value)"),
+        "the Secret made by hand is planned to be taken over, its values masked:\n{}",
         outputs[0]
     );
     let encoded = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);

@@ -121,6 +121,7 @@ fn steps() -> Vec<(Wave, Step)> {
     for wave in [Wave::Namespace, Wave::Configuration] {
         steps.push((wave, Step::Write));
     }
+    steps.push((Wave::Configuration, Step::WriteRoleBindings));
     steps.push((Wave::JetStream, Step::WriteStreams));
     steps.push((Wave::JetStream, Step::WriteConsumers));
     for wave in [Wave::Workloads, Wave::Policy] {
@@ -142,7 +143,12 @@ fn steps() -> Vec<(Wave, Step)> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
+    /// Creates and updates, but RoleBindings.
     Write,
+    /// RoleBindings, after the Roles they bind: unless it may `bind`, the
+    /// API server checks that whoever binds a Role holds its rights, and
+    /// refuses the binding (404) while the Role does not exist.
+    WriteRoleBindings,
     Delete,
     WriteStreams,
     WriteConsumers,
@@ -156,13 +162,16 @@ enum Step {
 impl Step {
     fn title(self, wave: Wave, changes: usize) -> String {
         let what = match self {
-            Step::Write | Step::WriteStreams | Step::WriteConsumers => "applying",
+            Step::Write | Step::WriteRoleBindings | Step::WriteStreams | Step::WriteConsumers => {
+                "applying"
+            }
             Step::Delete | Step::DeleteConsumers | Step::DeleteStreams => "destroying",
             Step::RecordInventory => return "recording the inventory".into(),
         };
         let which = match self {
             Step::WriteStreams | Step::DeleteStreams => "JetStream streams".to_string(),
             Step::WriteConsumers | Step::DeleteConsumers => "JetStream consumers".to_string(),
+            Step::WriteRoleBindings => "role bindings".to_string(),
             _ => format!("{wave:?}").to_lowercase(),
         };
         format!(
@@ -178,9 +187,12 @@ impl Step {
             Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
         );
         let stream = matches!(change.target, Target::Stream { .. });
+        let role_binding =
+            matches!(&change.target, Target::Kubernetes(id) if id.kind == "RoleBinding");
         let parent = is_parent(change);
         match self {
-            Step::Write => writes,
+            Step::Write => writes && !role_binding,
+            Step::WriteRoleBindings => writes && role_binding,
             Step::Delete => delete,
             Step::WriteStreams => writes && stream,
             Step::WriteConsumers => writes && !stream,

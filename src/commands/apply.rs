@@ -65,6 +65,14 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         )?;
         return Err(err);
     }
+    // A dry run is authorised as the write itself: what this identity may
+    // not dry-run, it may not apply. Refuse before the first write.
+    if let Some((id, reason)) = planned.refused.first() {
+        anyhow::bail!(
+            "this identity may not make the planned changes: the API server refused to dry-run {} objects, e.g. {id}: {reason}\n  Nothing was changed. Grant the rights `fleet rbac --for apply` prints, or apply with an identity that has them.",
+            planned.refused.len()
+        );
+    }
     if !args.auto_approve && !confirm(&planned.cluster.context)? {
         writeln!(stdout, "Apply cancelled; nothing was changed.")?;
         return Ok(ExitStatus::Failure);

@@ -3,6 +3,7 @@
 
 mod apply;
 mod plan;
+mod rbac;
 mod render;
 mod schema;
 mod validate;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Apply(args) => {
             runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
         }
+        Command::Rbac(args) => rbac::run(&args),
         Command::Schema => schema::run(),
     }
 }

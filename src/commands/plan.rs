@@ -1,5 +1,6 @@
 //! `fleet plan`: load, render, read live state, plan, report.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context as _;
@@ -8,10 +9,9 @@ use super::{ExitStatus, load_definition, workflow};
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
-use std::collections::BTreeMap;
-
 use crate::plan::{self, FORMAT_VERSION, Plan, Target};
 use crate::redact::Sensitive;
+use crate::render::ObjectRef;
 use crate::{ownership, provenance, render, report};
 
 /// A plan with what it was made from, for `apply` to carry out.
@@ -20,6 +20,9 @@ pub struct Planned {
     pub cluster: Cluster,
     pub live: LiveState,
     pub jetstream: Option<JetStream>,
+    /// Objects whose dry run the API server refused this identity, with its
+    /// reason: planned client-side, and apply would be refused too.
+    pub refused: Vec<(ObjectRef, String)>,
 }
 
 /// The pipeline up to the plan. `None` when the definition has errors (they
@@ -77,7 +80,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         imperative_managers,
     };
     let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
-    let mut changes = plan::kube::plan(
+    let kube_plan = plan::kube::plan(
         &cluster,
         &rendered.kubernetes,
         &live,
@@ -85,6 +88,12 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         inventory_unchanged,
     )
     .await?;
+    // First among the notes: it qualifies the whole plan.
+    let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
+        .into_iter()
+        .collect();
+    let refused = kube_plan.refused;
+    let mut changes = kube_plan.changes;
     if let Some(js) = &jetstream {
         let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
         let desired_streams: Vec<&str> = rendered
@@ -109,16 +118,16 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
     workflow::end_group();
     changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
     plan::attribute_agents(&mut changes, &agents_by_target(&fleet, &rendered, &live));
-    let mut notes: Vec<String> = live
-        .missing_kinds
+    notes.extend(
+        live.missing_kinds
         .iter()
         .filter(|(_, kind)| rendered.kubernetes.iter().any(|o| &o.id.kind == kind))
         .map(|(api_version, kind)| {
             format!(
                 "{kind} ({api_version}) is not installed in the cluster: its objects are skipped"
             )
-        })
-        .collect();
+        }),
+    );
     notes.extend(plan::kube::unreadable_metrics(
         &rendered.kubernetes,
         &live.served_groups,
@@ -148,6 +157,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         cluster,
         live,
         jetstream,
+        refused,
     }))
 }
 

@@ -17,22 +17,102 @@ use crate::provenance::ClusterIdentity;
 use crate::render::{DesiredObject, ObjectRef};
 use crate::{model, ownership, redact, retry};
 
-/// Every kind fleet renders: listed on each plan so that objects of a kind
-/// the definition no longer uses are still found and destroyed.
-pub const MANAGED_KINDS: &[(&str, &str)] = &[
-    ("v1", "Namespace"),
-    ("v1", "Secret"),
-    ("v1", "ServiceAccount"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ("v1", "ConfigMap"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+/// How fleet finds the live objects of a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// One LIST by ownership label in the fleet's namespace, so that objects
+    /// of a kind the definition no longer uses are still found and destroyed.
+    Listed,
+    /// Only a GET of each rendered object. For kinds of which fleet renders
+    /// exactly one object that no other can replace: the fleet's Namespace
+    /// (the ApplySet id names it, so no other namespace can be fleet's) and
+    /// the ApplySet parent Secret (fleet renders no other Secret). Listing
+    /// them would need a cluster-wide LIST of namespaces and a LIST of
+    /// secrets, which returns every secret's value.
+    ByName,
+}
+
+/// A kind fleet renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagedKind {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    /// The resource name RBAC rules use.
+    pub plural: &'static str,
+    /// Whether the API is cluster-scoped (only Namespace).
+    pub cluster_scoped: bool,
+    pub found: Found,
+}
+
+impl ManagedKind {
+    const fn new(api_version: &'static str, kind: &'static str, plural: &'static str) -> Self {
+        Self {
+            api_version,
+            kind,
+            plural,
+            cluster_scoped: false,
+            found: Found::Listed,
+        }
+    }
+
+    /// The API group ("" for the core group).
+    pub fn group(&self) -> &'static str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+}
+
+/// Every kind fleet renders, in the order they are applied.
+pub const MANAGED_KINDS: &[ManagedKind] = &[
+    ManagedKind {
+        cluster_scoped: true,
+        found: Found::ByName,
+        ..ManagedKind::new("v1", "Namespace", "namespaces")
+    },
+    ManagedKind {
+        found: Found::ByName,
+        ..ManagedKind::new("v1", "Secret", "secrets")
+    },
+    ManagedKind::new("v1", "ServiceAccount", "serviceaccounts"),
+    ManagedKind::new("rbac.authorization.k8s.io/v1", "Role", "roles"),
+    ManagedKind::new(
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+    ),
+    ManagedKind::new("v1", "ConfigMap", "configmaps"),
+    ManagedKind::new("apps/v1", "Deployment", "deployments"),
+    ManagedKind::new("v1", "Service", "services"),
+    ManagedKind::new(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+    ),
+    ManagedKind::new("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    ManagedKind::new("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    ManagedKind::new(
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+        "servicemonitors",
+    ),
 ];
+
+/// The managed kind of an object, if fleet manages its kind.
+pub fn managed_kind(api_version: &str, kind: &str) -> Option<&'static ManagedKind> {
+    MANAGED_KINDS
+        .iter()
+        .find(|k| k.api_version == api_version && k.kind == kind)
+}
+
+/// Whether the fleet's namespace exists, as far as fleet may know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NamespaceState {
+    #[default]
+    Exists,
+    Missing,
+    /// Fleet may not read it (a 403 on a GET of the namespace: an identity
+    /// confined to the namespace); the dry runs tell, by a 404.
+    Unknown,
+}
 
 /// A cluster connection and where it points, for messages.
 #[derive(Clone)]
@@ -150,6 +230,8 @@ pub struct LiveState {
     pub owned: BTreeMap<ObjectRef, Value>,
     /// Same-named objects of desired ones that fleet does not own.
     pub unowned: BTreeMap<ObjectRef, Value>,
+    /// The fleet's namespace.
+    pub namespace: NamespaceState,
 }
 
 impl LiveState {
@@ -174,10 +256,7 @@ pub async fn read(
     concurrency: usize,
 ) -> anyhow::Result<LiveState> {
     let mut state = LiveState::default();
-    let groups: BTreeSet<&str> = MANAGED_KINDS
-        .iter()
-        .map(|(api_version, _)| api_version.rsplit_once('/').map_or("", |(g, _)| g))
-        .collect();
+    let groups: BTreeSet<&str> = MANAGED_KINDS.iter().map(ManagedKind::group).collect();
     let groups: Vec<&str> = groups.into_iter().collect();
     state.served_groups = retry::kube(|| cluster.client.list_api_groups())
         .await
@@ -191,10 +270,17 @@ pub async fn read(
         .run()
         .await
         .with_context(|| format!("discovering the APIs of {}", cluster.describe()))?;
-    for (api_version, kind) in MANAGED_KINDS {
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let key = (api_version.to_string(), kind.to_string());
-        match discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, kind)) {
+    for managed in MANAGED_KINDS {
+        let version = managed
+            .api_version
+            .rsplit_once('/')
+            .map_or(managed.api_version, |(_, v)| v);
+        let key = (managed.api_version.to_string(), managed.kind.to_string());
+        match discovery.resolve_gvk(&GroupVersionKind::gvk(
+            managed.group(),
+            version,
+            managed.kind,
+        )) {
             Some((resource, ApiCapabilities { scope, .. })) => {
                 let namespaced = scope == Scope::Namespaced;
                 state.kinds.insert(
@@ -213,7 +299,11 @@ pub async fn read(
 
     // One LIST per kind, by ownership label.
     let selector = format!("{}={applyset_id}", ownership::PART_OF_LABEL);
-    let lists = stream::iter(state.kinds.values().cloned())
+    let listed = state.kinds.values().filter(|kind| {
+        managed_kind(&kind.resource.api_version, &kind.resource.kind)
+            .is_some_and(|m| m.found == Found::Listed)
+    });
+    let lists = stream::iter(listed.cloned())
         .map(|kind| {
             let api = kind.api(&cluster.client, Some(namespace));
             let params = ListParams::default().labels(&selector);
@@ -257,7 +347,16 @@ pub async fn read(
                 let live = retry::kube(|| api.get_opt(&object.id.name))
                     .await
                     .map_err(|err| {
-                        crate::explain::client_error(err, "reading", &object.id, cluster)
+                        let forbidden = matches!(&err, kube::Error::Api(s) if s.code == 403);
+                        let err = crate::explain::client_error(err, "reading", &object.id, cluster);
+                        if forbidden && object.id.kind == "Namespace" {
+                            anyhow::anyhow!(
+                                "{err:#}\n  fleet manages the namespace ([fleet] manage_namespace = true, the default), which needs rights on it (`fleet rbac --for plan` prints them). For an identity confined to the namespace, set `manage_namespace = false` under [fleet] and have an administrator create {}.",
+                                object.id.name
+                            )
+                        } else {
+                            err
+                        }
                     })?;
                 anyhow::Ok((object.id.clone(), live))
             }
@@ -275,7 +374,45 @@ pub async fn read(
             }
         }
     }
+    state.namespace = namespace_state(cluster, desired, &state, namespace).await?;
     Ok(state)
+}
+
+/// Whether the fleet's namespace exists: read above when fleet renders it,
+/// else one GET, which an identity confined to the namespace may be refused
+/// (a Role can grant `get` on its own namespace, and `fleet rbac` does).
+async fn namespace_state(
+    cluster: &Cluster,
+    desired: &[DesiredObject],
+    state: &LiveState,
+    namespace: &str,
+) -> anyhow::Result<NamespaceState> {
+    let rendered = desired
+        .iter()
+        .find(|o| o.id.kind == "Namespace" && o.id.name == namespace);
+    if let Some(object) = rendered {
+        let found = state.owned.contains_key(&object.id) || state.unowned.contains_key(&object.id);
+        return Ok(if found {
+            NamespaceState::Exists
+        } else {
+            NamespaceState::Missing
+        });
+    }
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    match retry::kube(|| api.get_opt(namespace)).await {
+        Ok(Some(_)) => Ok(NamespaceState::Exists),
+        Ok(None) => Ok(NamespaceState::Missing),
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(NamespaceState::Unknown),
+        Err(err) => {
+            let id = ObjectRef {
+                api_version: "v1".into(),
+                kind: "Namespace".into(),
+                namespace: None,
+                name: namespace.to_string(),
+            };
+            Err(crate::explain::client_error(err, "reading", &id, cluster))
+        }
+    }
 }
 
 fn object_ref(kind: &Kind, value: &Value) -> ObjectRef {

@@ -384,6 +384,42 @@ profile = "observer"
         assert_eq!(observer.resources.limits.cpu.as_ref().unwrap().text, "500m");
     }
 
+    #[test]
+    fn a_namespace_fleet_does_not_label_is_not_selected_by_name() {
+        let text = |manage: bool| {
+            format!(
+                "[fleet]\nname = \"demo\"\nnamespace = \"agents\"\nmanage_namespace = {manage}\n[defaults]\nimage = \"example.com/agent:1\"\nnats_url = \"nats://nats:4222\"\nnetwork = {{ ingress = [{{ from = [{{ namespaces = {{ name = \"agents\" }} }}] }}] }}\n[agents.a]\n[agents.b]\n"
+            )
+        };
+        let load = |text: &str| {
+            load_str(
+                Path::new("fleet.toml"),
+                text,
+                None,
+                None,
+                &MapFiles(BTreeMap::new()),
+            )
+        };
+        assert!(load(&text(true)).diagnostics.is_empty());
+        let loaded = load(&text(false));
+        // Once, though both agents take the rule from [defaults].
+        let messages: Vec<&str> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            ["this peer selects namespace `agents` by a `name` label that fleet does not set"]
+        );
+        assert_eq!(loaded.errors(), 0);
+        assert!(!loaded.fleet.unwrap().manage_namespace);
+        // Not a boolean: an error where it is written.
+        let loaded =
+            load(&text(true).replace("manage_namespace = true", "manage_namespace = \"no\""));
+        assert_eq!(loaded.errors(), 1, "{:?}", loaded.diagnostics);
+    }
+
     /// Errors of `security` under each `[fleet] pod_security` level.
     fn security_errors(level: &str, security: &str) -> Vec<String> {
         let text = format!(

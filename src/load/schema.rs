@@ -209,6 +209,7 @@ pub fn schema() -> Value {
                 "imperative_managers": strings("field managers whose changes are drift to restore, besides kubectl's"),
                 "pod_security": { "enum": ["restricted", "baseline", "privileged"],
                                   "description": "Pod Security Standard the Namespace enforces, warns and audits at (default restricted)" },
+                "manage_namespace": boolean("fleet creates and labels the namespace (default true); false: the namespace must exist, and fleet needs no cluster-scoped rights"),
                 "service_monitor": table("the fleet's ServiceMonitor", json!({
                     "enabled": boolean("false: no ServiceMonitor"),
                     "name": string("name"),

@@ -9,8 +9,8 @@ use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Action, Change, Drift, Target};
-use crate::live::kube::{Cluster, LiveState};
+use super::{Action, Change, Drift, Target, compare};
+use crate::live::kube::{Cluster, LiveState, NamespaceState};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
 use crate::{explain, ownership, retry};
@@ -63,6 +63,25 @@ pub enum DryRun {
     /// The namespace does not exist yet, so there is nothing to dry-run
     /// against: the object will be created as rendered.
     NamespaceMissing,
+    /// 403: this identity may not make the request (a dry run is authorised
+    /// as the write itself), with the server's reason. Planned by a
+    /// client-side comparison ([`super::compare`]).
+    Forbidden(String),
+    /// 404 for a RoleBinding: the Role it binds does not exist yet, and the
+    /// server resolves it to check that fleet holds its rights (unless fleet
+    /// may `bind`). Apply writes Roles first; planned client-side.
+    RoleMissing,
+}
+
+/// The Kubernetes part of a plan.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub changes: Vec<Change>,
+    /// How many objects were dry-run, or would have been.
+    pub dry_runs: usize,
+    /// The objects whose dry run was refused, with the server's reason:
+    /// planned client-side, at lower fidelity.
+    pub refused: Vec<(ObjectRef, String)>,
 }
 
 /// What planning needs to know besides the dry run.
@@ -82,17 +101,16 @@ pub async fn plan(
     live: &LiveState,
     options: &Options,
     inventory_unchanged: bool,
-) -> anyhow::Result<Vec<Change>> {
+) -> anyhow::Result<Planned> {
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
+    let manages_namespace = desired.iter().any(|o| o.id.kind == "Namespace");
+    if !manages_namespace && live.namespace == NamespaceState::Missing {
+        return Err(unmanaged_namespace_missing(desired, cluster));
+    }
     // In a namespace that does not exist yet everything is new, and a dry run
     // could only answer "namespace not found": skip thousands of requests.
-    let namespace_exists = |namespace: &str| {
-        live.owned
-            .keys()
-            .chain(live.unowned.keys())
-            .any(|id| id.kind == "Namespace" && id.name == namespace)
-    };
+    let namespace_missing = live.namespace == NamespaceState::Missing;
     for object in desired {
         if live.kind(&object.id).is_none() {
             let mut change = Change::new(
@@ -114,12 +132,7 @@ pub async fn plan(
             change.reason = Some("an object of this name exists without fleet's labels; apply with --adopt to take it over".into());
             change.desired = Some(Body::new(object.body.clone()));
             changes.push(change);
-        } else if object
-            .id
-            .namespace
-            .as_deref()
-            .is_some_and(|ns| !namespace_exists(ns))
-        {
+        } else if object.id.namespace.is_some() && namespace_missing {
             let context = Context {
                 before: None,
                 inventory_unchanged,
@@ -131,14 +144,30 @@ pub async fn plan(
         }
     }
 
-    let planned: Vec<anyhow::Result<Change>> = stream::iter(to_dry_run)
-        .map(|object| plan_object(cluster, live, object, options, inventory_unchanged))
+    let dry_runs = to_dry_run.len();
+    let planned: Vec<anyhow::Result<(Change, Option<String>)>> = stream::iter(to_dry_run)
+        .map(|object| {
+            let planning = Planning {
+                cluster,
+                live,
+                options,
+                inventory_unchanged,
+                manages_namespace,
+            };
+            async move { planning.object(object).await }
+        })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
-    for change in planned {
-        changes.push(change?);
+    let mut refused = Vec::new();
+    for planned in planned {
+        let (change, refusal) = planned?;
+        if let (Some(reason), Target::Kubernetes(id)) = (refusal, &change.target) {
+            refused.push((id.clone(), reason));
+        }
+        changes.push(change);
     }
+    refused.sort();
 
     // Owned, and no longer desired: destroy.
     let desired_ids: BTreeSet<&ObjectRef> = desired.iter().map(|d| &d.id).collect();
@@ -156,7 +185,11 @@ pub async fn plan(
             changes.push(change);
         }
     }
-    Ok(changes)
+    Ok(Planned {
+        changes,
+        dry_runs,
+        refused,
+    })
 }
 
 /// Notes for autoscalers that could never read their metric: an External
@@ -221,42 +254,121 @@ pub fn inventory_unchanged(desired: &[DesiredObject], live: &LiveState) -> bool 
         .unwrap_or(false)
 }
 
-/// Dry-runs one object and classifies the result against its live state.
-async fn plan_object(
-    cluster: &Cluster,
-    live: &LiveState,
-    object: &DesiredObject,
-    options: &Options,
+/// What planning one object needs besides the object.
+#[derive(Clone, Copy)]
+struct Planning<'a> {
+    cluster: &'a Cluster,
+    live: &'a LiveState,
+    options: &'a Options,
     inventory_unchanged: bool,
-) -> anyhow::Result<Change> {
-    let adopting = options.adopt && live.unowned.contains_key(&object.id);
-    let before = live
-        .owned
-        .get(&object.id)
-        .or_else(|| live.unowned.get(&object.id));
-    let mut context = Context {
-        before,
-        inventory_unchanged,
-        taken_from: Vec::new(),
-    };
-    // Plan as apply will apply: adopting takes the object's fields over.
-    let result = dry_run(cluster, live, object, options.force_conflicts || adopting).await?;
-    let DryRun::Conflict(conflicts) = result else {
-        return Ok(classify(object, &context, result));
-    };
-    let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
-    // What taking the fields over would change: the update that restores a
-    // hand edit, or the diff shown with a real conflict.
-    let forced = dry_run(cluster, live, object, true).await?;
-    if let Some(managers) = imperative {
-        context.taken_from = managers;
-        return Ok(classify(object, &context, forced));
+    /// Fleet renders the namespace, so a missing one is created.
+    manages_namespace: bool,
+}
+
+impl Planning<'_> {
+    /// Dry-runs one object and classifies the result against its live
+    /// state; with the server's reason when it refused the dry run.
+    async fn object(self, object: &DesiredObject) -> anyhow::Result<(Change, Option<String>)> {
+        let Planning {
+            cluster,
+            live,
+            options,
+            ..
+        } = self;
+        let adopting = options.adopt && live.unowned.contains_key(&object.id);
+        let before = live
+            .owned
+            .get(&object.id)
+            .or_else(|| live.unowned.get(&object.id));
+        let mut context = Context {
+            before,
+            inventory_unchanged: self.inventory_unchanged,
+            taken_from: Vec::new(),
+        };
+        // Plan as apply will apply: adopting takes the object's fields over.
+        let result = dry_run(cluster, live, object, options.force_conflicts || adopting).await?;
+        let conflicts = match result {
+            // A namespace fleet does not create, which it could not read (an
+            // identity confined to it), and which the dry run says is missing.
+            DryRun::NamespaceMissing if !self.manages_namespace => {
+                return Err(unmanaged_namespace_missing(
+                    std::slice::from_ref(object),
+                    cluster,
+                ));
+            }
+            DryRun::Conflict(conflicts) => conflicts,
+            DryRun::Forbidden(reason) => {
+                let change = classify(object, &context, DryRun::Forbidden(reason.clone()));
+                return Ok((change, Some(reason)));
+            }
+            result => return Ok((classify(object, &context, result), None)),
+        };
+        let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
+        // What taking the fields over would change: the update that restores a
+        // hand edit, or the diff shown with a real conflict.
+        let forced = dry_run(cluster, live, object, true).await?;
+        if let Some(managers) = imperative {
+            context.taken_from = managers;
+            return Ok((classify(object, &context, forced), None));
+        }
+        let mut change = classify(object, &context, DryRun::Conflict(conflicts));
+        if let (DryRun::Accepted(after), Some(before)) = (forced, before) {
+            change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
+        }
+        Ok((change, None))
     }
-    let mut change = classify(object, &context, DryRun::Conflict(conflicts));
-    if let (DryRun::Accepted(after), Some(before)) = (forced, before) {
-        change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
+}
+
+/// The fleet's namespace does not exist and fleet does not create it.
+fn unmanaged_namespace_missing(desired: &[DesiredObject], cluster: &Cluster) -> anyhow::Error {
+    let namespace = desired
+        .iter()
+        .find_map(|o| o.id.namespace.as_deref())
+        .unwrap_or_default();
+    anyhow::anyhow!(
+        "namespace {namespace} does not exist on {}, and fleet does not create it ([fleet] manage_namespace = false). Nothing was changed.\n  Have an administrator create it (`kubectl create namespace {namespace}`), or set `manage_namespace = true` to let fleet create and label it.",
+        cluster.describe()
+    )
+}
+
+/// The plan's note when some dry runs were refused: which, why, and what
+/// the client-side comparison cannot see.
+pub fn lower_fidelity_note(planned: &Planned) -> Option<String> {
+    let first = planned.refused.first()?;
+    let mut reasons: Vec<String> = planned
+        .refused
+        .iter()
+        .map(|(_, message)| refused_right(message))
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    let count = planned.refused.len();
+    Some(format!(
+        "lower fidelity: this identity may not dry-run {count} of {} objects ({}), so {} compared client-side with the live {}, on the fields fleet sets: defaults the API server would add, conflicts with other field managers, immutable fields (replacements) and invalid values do not show. Apply would be refused ({}). `fleet rbac --for plan` prints the rights for a full plan.",
+        planned.dry_runs,
+        reasons.join(", "),
+        if count == 1 { "it was" } else { "they were" },
+        if count == 1 { "object" } else { "objects" },
+        first.1,
+    ))
+}
+
+/// `User "u" cannot patch resource "deployments" in API group "apps" ...`
+/// -> `patch deployments`; RBAC escalation prevention -> what it means.
+fn refused_right(message: &str) -> String {
+    if message.contains("is attempting to grant RBAC permissions not currently held") {
+        return "grant rules it does not hold".into();
     }
-    Ok(change)
+    let verb = message
+        .split_once("cannot ")
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    let resource = message
+        .split_once("resource \"")
+        .and_then(|(_, rest)| rest.split('"').next());
+    match (verb, resource) {
+        (Some(verb), Some(resource)) => format!("{verb} {resource}"),
+        _ => "forbidden".into(),
+    }
 }
 
 /// The managers of `conflicts` when every one of them is an imperative
@@ -295,6 +407,15 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
     let kind = &object.id.kind;
     let before = context.before;
     match dry_run {
+        // Without the server, the live object with fleet's fields laid over
+        // it; a new object as rendered.
+        DryRun::Forbidden(_) | DryRun::RoleMissing => {
+            let after = match before {
+                Some(before) => compare::expected(before, &object.body),
+                None => object.body.clone(),
+            };
+            return classify(object, context, DryRun::Accepted(after));
+        }
         DryRun::NamespaceMissing => {
             change.action = Action::Create;
             change.diff = Some(unified_diff(kind, None, Some(&object.body)));
@@ -424,6 +545,9 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
             fields.join("; ")
         )));
     }
+    if explain::rbac_denied(status) {
+        return Some(DryRun::Forbidden(status.message.clone()));
+    }
     if status.code == 404
         && id.namespace.is_some()
         && status
@@ -432,6 +556,9 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
             .is_some_and(|d| d.kind == "namespaces")
     {
         return Some(DryRun::NamespaceMissing);
+    }
+    if status.code == 404 && id.kind == "RoleBinding" {
+        return Some(DryRun::RoleMissing);
     }
     None
 }
@@ -695,6 +822,87 @@ mod tests {
             ]),
         );
         assert!(refusal(&mixed, &id).is_none());
+    }
+
+    #[test]
+    fn a_refused_dry_run_is_planned_client_side() {
+        let mut forbidden = status(403, json!([]));
+        forbidden.message = r#"deployments.apps "agent-a" is forbidden: User "ci" cannot patch resource "deployments" in API group "apps" in the namespace "ns""#.into();
+        let Some(DryRun::Forbidden(reason)) = refusal(&forbidden, &deployment(1).id) else {
+            panic!("a 403 is a refused dry run");
+        };
+        // What fleet applied, read back: no change.
+        let applied = deployment(2);
+        let mut live = applied.body.clone();
+        live["metadata"]["uid"] = json!("u1");
+        live["status"] = json!({ "replicas": 2 });
+        let context = Context {
+            before: Some(&live),
+            inventory_unchanged: true,
+            taken_from: Vec::new(),
+        };
+        let change = classify(&applied, &context, DryRun::Forbidden(reason.clone()));
+        assert_eq!(change.action, Action::NoOp);
+        // A changed definition shows, with its diff.
+        let change = classify(&deployment(3), &context, DryRun::Forbidden(reason.clone()));
+        assert_eq!(change.action, Action::Update);
+        assert!(change.diff.unwrap().contains("+  replicas: 3"));
+        // A new object is created as rendered.
+        let new = Context {
+            before: None,
+            ..context
+        };
+        let change = classify(&deployment(3), &new, DryRun::Forbidden(reason));
+        assert_eq!(change.action, Action::Create);
+    }
+
+    #[test]
+    fn a_binding_of_a_role_not_made_yet_is_planned_client_side() {
+        let binding = DesiredObject::from_json(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": "agent-a", "namespace": "ns" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "agent-a" },
+        }));
+        let not_found = status(404, json!([]));
+        assert!(matches!(
+            refusal(&not_found, &binding.id),
+            Some(DryRun::RoleMissing)
+        ));
+        let context = Context {
+            before: None,
+            inventory_unchanged: false,
+            taken_from: Vec::new(),
+        };
+        let change = classify(&binding, &context, DryRun::RoleMissing);
+        assert_eq!(change.action, Action::Create);
+        // Any other kind's 404 is an error to report.
+        assert!(refusal(&not_found, &deployment(1).id).is_none());
+    }
+
+    #[test]
+    fn refused_dry_runs_make_one_note_naming_the_rights() {
+        assert_eq!(lower_fidelity_note(&Planned::default()), None);
+        let id = deployment(1).id;
+        let patch = r#"deployments.apps "agent-a" is forbidden: User "ci" cannot patch resource "deployments" in API group "apps" in the namespace "ns""#;
+        let create = r#"configmaps "c" is forbidden: User "ci" cannot create resource "configmaps" in API group "" in the namespace "ns""#;
+        let escalate = r#"roles.rbac.authorization.k8s.io "r" is forbidden: user "ci" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#;
+        let planned = Planned {
+            changes: Vec::new(),
+            dry_runs: 5,
+            refused: vec![
+                (id.clone(), patch.into()),
+                (id.clone(), patch.into()),
+                (id.clone(), create.into()),
+                (id, escalate.into()),
+            ],
+        };
+        let note = lower_fidelity_note(&planned).unwrap();
+        assert!(note.starts_with("lower fidelity: "), "{note}");
+        assert!(
+            note.contains("may not dry-run 4 of 5 objects (create configmaps, grant rules it does not hold, patch deployments)"),
+            "{note}"
+        );
+        assert!(note.contains(patch), "{note}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! diff. Every output format and `apply` read the same Plan; nothing computes
 //! a change anywhere else.
 
+pub mod compare;
 pub mod jetstream;
 pub mod kube;
 

@@ -39,7 +39,10 @@ const PENDING_METRIC: &str = "nats_consumer_pending_messages";
 
 pub fn objects(fleet: &Fleet) -> Vec<DesiredObject> {
     let r = Renderer::new(fleet);
-    let mut objects = vec![r.namespace()];
+    let mut objects = Vec::new();
+    if fleet.manage_namespace {
+        objects.push(r.namespace());
+    }
     for agent in &fleet.agents {
         objects.push(r.service_account(agent));
         if !agent.rbac.is_empty() {
@@ -812,6 +815,34 @@ mod tests {
         );
         assert_eq!(loaded.errors(), 0, "{:?}", loaded.diagnostics);
         super::objects(&loaded.fleet.unwrap())
+    }
+
+    #[test]
+    fn an_unmanaged_namespace_is_not_rendered_nor_in_the_applyset() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+manage_namespace = false
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[agents.builder]
+"#,
+        );
+        assert!(objects.iter().all(|o| o.id.kind != "Namespace"));
+        let parent = objects.iter().find(|o| o.is_applyset_parent()).unwrap();
+        let kinds = parent.body["metadata"]["annotations"]
+            [crate::ownership::APPLYSET_KINDS_ANNOTATION]
+            .as_str()
+            .unwrap();
+        assert!(!kinds.split(',').any(|k| k == "Namespace"), "{kinds}");
+        assert!(
+            objects
+                .iter()
+                .all(|o| o.id.namespace.as_deref() == Some("agents"))
+        );
     }
 
     #[test]

@@ -37,6 +37,21 @@ pub fn rendered_yaml(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result
     Ok(())
 }
 
+/// Multi-document YAML, each document after its comment (`fleet rbac`).
+pub fn documents_yaml(
+    documents: &[crate::access::Document],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    for document in documents {
+        writeln!(out, "---")?;
+        for line in document.comment.lines() {
+            writeln!(out, "# {line}")?;
+        }
+        write!(out, "{}", serde_saphyr::to_string(&document.body)?)?;
+    }
+    Ok(())
+}
+
 /// The rendering as one JSON document: `{"kubernetes": [...], "jetstream": {...}}`.
 pub fn rendered_json(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, rendered).map_err(io_error)?;

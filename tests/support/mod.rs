@@ -489,6 +489,175 @@ pub async fn with_old_selector(
         .unwrap();
 }
 
+/// A user of its own for a test: an x509 client certificate with CN = the
+/// user's name, signed by the control plane's CA (the API server trusts
+/// every certificate it signs), and a kubeconfig with one context for it.
+/// The user holds no rights until a test binds some.
+pub struct X509User {
+    pub name: String,
+    /// A kubeconfig holding only this user's context, named as the user.
+    pub kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl X509User {
+    pub fn new(name: &str) -> X509User {
+        let admin = Kubeconfig::read_from(&control_plane().kubeconfig)
+            .expect("reading the control plane's kubeconfig");
+        let cluster = admin.clusters[0]
+            .cluster
+            .as_ref()
+            .expect("the control plane's kubeconfig names its cluster");
+        let server = cluster.server.clone().expect("a server URL");
+        let ca_cert = PathBuf::from(
+            cluster
+                .certificate_authority
+                .clone()
+                .expect("the control plane's CA certificate file"),
+        );
+        // The certs helper keeps the CA key beside the certificate.
+        let ca_key = ca_cert.with_file_name("ca.key");
+        let dir = tempfile::tempdir().unwrap();
+        let (key, csr, cert) = (
+            dir.path().join("user.key"),
+            dir.path().join("user.csr"),
+            dir.path().join("user.crt"),
+        );
+        let extensions = dir.path().join("client.ext");
+        std::fs::write(
+            &extensions,
+            "extendedKeyUsage = clientAuth\nkeyUsage = digitalSignature, keyEncipherment\n",
+        )
+        .unwrap();
+        let openssl = |args: &[&std::ffi::OsStr]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("running openssl (needed to make test users)");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let os = |s: &str| std::ffi::OsString::from(s);
+        let subject = format!("/CN={name}");
+        openssl(&[
+            &os("ecparam"),
+            &os("-name"),
+            &os("prime256v1"),
+            &os("-genkey"),
+            &os("-noout"),
+            &os("-out"),
+            key.as_os_str(),
+        ]);
+        openssl(&[
+            &os("req"),
+            &os("-new"),
+            &os("-key"),
+            key.as_os_str(),
+            &os("-subj"),
+            &os(&subject),
+            &os("-out"),
+            csr.as_os_str(),
+        ]);
+        // A serial of its own: -CAcreateserial would write beside the
+        // shared CA.
+        let serial = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            .to_string();
+        openssl(&[
+            &os("x509"),
+            &os("-req"),
+            &os("-in"),
+            csr.as_os_str(),
+            &os("-CA"),
+            ca_cert.as_os_str(),
+            &os("-CAkey"),
+            ca_key.as_os_str(),
+            &os("-set_serial"),
+            &os(&serial),
+            &os("-days"),
+            &os("1"),
+            &os("-extfile"),
+            extensions.as_os_str(),
+            &os("-out"),
+            cert.as_os_str(),
+        ]);
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: local\n    user: {name}\ncurrent-context: {name}\n",
+                ca_cert.display(),
+                cert.display(),
+                key.display(),
+            ),
+        )
+        .unwrap();
+        X509User {
+            name: name.to_string(),
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+
+    /// Whether the API server lets this user do `verb` on `resource` in
+    /// `namespace` (asked by the admin, impersonating the user).
+    pub fn can(&self, verb: &str, resource: &str, namespace: &str) -> bool {
+        let output = control_plane()
+            .kubectl()
+            .args([
+                "auth", "can-i", verb, resource, "-n", namespace, "--as", &self.name,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim() == "yes"
+    }
+}
+
+/// `kubectl apply -f -` of `yaml`, as the admin.
+pub fn kubectl_apply(yaml: &str) {
+    let mut kubectl = control_plane().kubectl();
+    kubectl
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = kubectl.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl apply:\n{}\n{yaml}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl FleetDir {
+    /// `fleet ARGS --env test` as `user`: its kubeconfig and context.
+    pub fn run_as(&self, user: &X509User, args: &[&str]) -> Run {
+        let output = self
+            .command(args)
+            .args(["--context", &user.name])
+            .env("KUBECONFIG", &user.kubeconfig)
+            .output()
+            .expect("running fleet");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 /// A nats-server of the pinned version that a test starts with options of
 /// its own (authentication, for one) on a free port; stopped when dropped.
 pub struct NatsServer {

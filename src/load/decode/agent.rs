@@ -21,6 +21,8 @@ pub(super) struct AgentContext<'a> {
     pub(super) pod_security: Option<&'a At<PodSecurityLevel>>,
     /// The fleet's namespace, for messages; `None` when it is invalid.
     pub(super) namespace: Option<&'a str>,
+    /// Whether fleet renders (and labels) the namespace.
+    pub(super) manage_namespace: bool,
     pub(super) environment: Option<&'a str>,
     pub(super) files: &'a dyn ConfigFiles,
 }
@@ -133,7 +135,8 @@ pub(super) fn decode_agent(
         );
     }
     let env = decode_env(r, t);
-    let network = decode_network(r, t, cx.running);
+    let unlabelled = cx.namespace.filter(|_| !cx.manage_namespace);
+    let network = decode_network(r, t, cx.running, unlabelled);
     let rbac = decode_rbac(r, t);
     let labels = r.string_map(t, "labels").unwrap_or_default();
     let annotations = r.string_map(t, "annotations").unwrap_or_default();

@@ -32,6 +32,7 @@ pub(super) const FLEET_KEYS: &[&str] = &[
     "service_monitor",
     "imperative_managers",
     "pod_security",
+    "manage_namespace",
 ];
 
 pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
@@ -222,6 +223,8 @@ fn decode_fleet(
         .map(|d| d.value)
         .unwrap_or_default();
     let pod_security = decode_pod_security(r, fleet_table);
+    // The built-in defaults set it, so it is only missing when it is invalid.
+    let manage_namespace = r.boolean(fleet_table, "manage_namespace").unwrap_or(true);
     let service_monitor = r.get_table(fleet_table, "service_monitor").and_then(|t| {
         let t = t.value;
         r.check_keys(t, "[fleet.service_monitor]", SERVICE_MONITOR_KEYS);
@@ -307,6 +310,7 @@ fn decode_fleet(
             label_domain: &label_domain,
             pod_security: pod_security.as_ref(),
             namespace: namespace.as_deref(),
+            manage_namespace,
             environment,
             files,
         };
@@ -326,6 +330,7 @@ fn decode_fleet(
         label_domain,
         imperative_managers,
         pod_security: pod_security?.value,
+        manage_namespace,
         target,
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
         agents,

@@ -6,7 +6,14 @@ use crate::load::read::{Reader, suggest};
 use crate::load::source::{Table, Value};
 use crate::model::*;
 
-pub(super) fn decode_network(r: &mut Reader, t: &Table, running: &[&str]) -> Option<NetworkPolicy> {
+/// `unlabelled`: the fleet's namespace when fleet does not manage it, so
+/// does not give it the `name` label the seed's rules select it by.
+pub(super) fn decode_network(
+    r: &mut Reader,
+    t: &Table,
+    running: &[&str],
+    unlabelled: Option<&str>,
+) -> Option<NetworkPolicy> {
     let table = r.get_table(t, "network")?;
     let n = table.value;
     r.check_keys(n, "network", NETWORK_KEYS);
@@ -14,8 +21,16 @@ pub(super) fn decode_network(r: &mut Reader, t: &Table, running: &[&str]) -> Opt
         return None;
     }
     Some(NetworkPolicy {
-        ingress: decode_rules(r, n, "ingress", "from", INGRESS_RULE_KEYS, running),
-        egress: decode_rules(r, n, "egress", "to", EGRESS_RULE_KEYS, running),
+        ingress: decode_rules(
+            r,
+            n,
+            "ingress",
+            "from",
+            INGRESS_RULE_KEYS,
+            running,
+            unlabelled,
+        ),
+        egress: decode_rules(r, n, "egress", "to", EGRESS_RULE_KEYS, running, unlabelled),
     })
 }
 
@@ -26,6 +41,7 @@ pub(super) fn decode_rules(
     peers_key: &str,
     keys: &[&str],
     running: &[&str],
+    unlabelled: Option<&str>,
 ) -> Vec<NetworkRule> {
     let Some(items) = r.array(n, key) else {
         return Vec::new();
@@ -54,6 +70,20 @@ pub(super) fn decode_rules(
             if let Some(labels) = r.string_map(p, "pods") {
                 peers.push(NetworkPeer::Pods(labels));
             } else if let Some(labels) = r.string_map(p, "namespaces") {
+                if let Some(namespace) = unlabelled
+                    && labels.get("name").is_some_and(|n| n == namespace)
+                {
+                    r.report(
+                        Diagnostic::warning(
+                            &peer.origin,
+                            format!("this peer selects namespace `{namespace}` by a `name` label that fleet does not set"),
+                        )
+                        .with_label("fleet labels only a namespace it manages ([fleet] manage_namespace = false)")
+                        .with_help(format!(
+                            "select it by `kubernetes.io/metadata.name = \"{namespace}\"`, which every namespace carries, or have its administrators label it `name={namespace}`"
+                        )),
+                    );
+                }
                 peers.push(NetworkPeer::Namespaces(labels));
             } else if let Some(role) = r.string(p, "agent") {
                 if running.contains(&role.value.as_str()) {

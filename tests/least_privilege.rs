@@ -1,0 +1,213 @@
+//! Least privilege: a CI identity holding exactly what `fleet rbac` prints.
+//! Each test makes an x509 user of its own (a client certificate signed by
+//! the control plane's CA), binds the printed rights as the admin, and runs
+//! fleet as that user. The fleet's namespace is made by the admin and fleet
+//! told not to manage it, so the identity is confined to the namespace: a
+//! Role, no ClusterRole.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use support::{FleetDir, TestEnv, X509User, eventually, kubectl_apply};
+
+const UNMANAGED: &str = "[fleet]\nmanage_namespace = false\n";
+
+/// The example fleet in the test's own namespace (made by the admin), and
+/// a fresh user holding what `fleet rbac --for PURPOSE` prints, nothing more.
+async fn fleet_and_user(env: &TestEnv, purpose: &str) -> (FleetDir, X509User) {
+    let fleet = FleetDir::example(&env.namespace);
+    fleet.set_environment(UNMANAGED);
+    let user = X509User::new(&format!("{}-{purpose}", env.namespace));
+    let rbac = fleet.run(&["rbac", "--for", purpose, "--user", &user.name]);
+    rbac.assert_ok("fleet rbac");
+    assert!(
+        !rbac.stdout.contains("kind: ClusterRole"),
+        "a namespace fleet does not manage needs no cluster-wide rights:\n{}",
+        rbac.stdout
+    );
+    kubectl_apply(&rbac.stdout);
+    // The authorizer sees new bindings through its cache.
+    eventually(
+        "the user's Role to take effect",
+        Duration::from_secs(20),
+        || async {
+            user.can("list", "deployments.apps", &env.namespace)
+                .then_some(())
+        },
+    )
+    .await;
+    (fleet, user)
+}
+
+#[tokio::test]
+async fn apply_with_exactly_the_printed_rights_in_a_namespace_fleet_does_not_manage() {
+    let env = TestEnv::new("lp-apply").await;
+    let (fleet, user) = fleet_and_user(&env, "apply").await;
+    assert!(!user.can("list", "namespaces", "default"));
+
+    let plan = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(!plan.stdout.contains("lower fidelity"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("+ Namespace"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("  + Deployment"), "{}", plan.stdout);
+
+    let applied = fleet.run_as(&user, &["apply", "--auto-approve", "--timeout", "90s"]);
+    applied.assert_ok("apply as the CI user");
+    assert!(applied.stdout.contains("rolled out"), "{}", applied.stdout);
+
+    let again = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+#[tokio::test]
+async fn plan_rights_plan_and_apply_is_refused_naming_the_verb() {
+    let env = TestEnv::new("lp-plan").await;
+    let (fleet, user) = fleet_and_user(&env, "plan").await;
+
+    // Everything is new, and a dry run of a create needs `create`: plan
+    // shows the objects as rendered and says so.
+    let plan = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("  + Deployment"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("Note: lower fidelity: ")
+            && plan.stdout.contains("create deployments"),
+        "{}",
+        plan.stdout
+    );
+
+    // What it may not dry-run it may not apply: refused before any write.
+    let refused = fleet.run_as(&user, &["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("User \"{}\" cannot create resource", user.name)),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("Nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
+    assert!(
+        deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Once the admin has applied, a change is dry-run at full fidelity.
+    fleet.apply(&["--no-wait"]).assert_ok("apply as the admin");
+    fleet.set_environment(&format!(
+        "{UNMANAGED}[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n"
+    ));
+    let plan = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(!plan.stdout.contains("lower fidelity"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[tokio::test]
+async fn read_only_rights_plan_at_lower_fidelity_and_see_the_change() {
+    let env = TestEnv::new("lp-read-only").await;
+    let (fleet, user) = fleet_and_user(&env, "read-only").await;
+    assert!(!user.can("patch", "deployments.apps", &env.namespace));
+    fleet.apply(&["--no-wait"]).assert_ok("apply as the admin");
+
+    // Right after an apply, the client-side comparison finds nothing.
+    let plan = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("Note: lower fidelity: "),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("patch deployments"), "{}", plan.stdout);
+
+    fleet.set_environment(&format!(
+        "{UNMANAGED}[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n"
+    ));
+    let plan = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(&format!("  ~ Deployment {}/agent-devops", env.namespace)),
+        "{}",
+        plan.stdout
+    );
+    let diff: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("      ")
+                .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('+'))
+        })
+        .collect();
+    assert_eq!(diff.len(), 2, "{}", plan.stdout);
+    assert!(diff[0].contains("image: gcr.io/agent-ceo/agent-runtime:latest"));
+    assert!(diff[1].contains("image: gcr.io/agent-ceo/agent-runtime:1.4.3"));
+
+    // The note is in every format.
+    let json = fleet.run_as(&user, &["plan", "--format", "json"]);
+    json.assert_ok("plan --format json");
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(
+        json["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("lower fidelity: "),
+        "{}",
+        json["notes"]
+    );
+    let markdown = fleet.run_as(&user, &["plan", "--format", "markdown"]);
+    assert!(
+        markdown.stdout.contains("lower fidelity: "),
+        "{}",
+        markdown.stdout
+    );
+
+    let refused = fleet.run_as(&user, &["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("cannot patch resource"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_missing_namespace_fleet_does_not_manage_is_a_clear_error() {
+    let env = TestEnv::new("lp-missing").await;
+    let fleet = FleetDir::example(&format!("{}-absent", env.namespace));
+    fleet.set_environment(UNMANAGED);
+    let plan = fleet.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stderr
+            .contains(&format!("namespace {} does not exist", fleet.namespace))
+            && plan.stderr.contains("manage_namespace = false"),
+        "{}",
+        plan.stderr
+    );
+}
