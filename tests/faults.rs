@@ -206,10 +206,11 @@ fn fault_fleet(env: &TestEnv) -> FleetDir {
     fleet
 }
 
-/// Round `i`'s environment: the rounds alternate between two definitions
-/// that differ in an image (update), an agent (create/destroy), a stream's
-/// max_age (update) and every other time its storage (replace, which may
-/// lose the task stream's messages: allowed with --allow-destroy).
+/// Round `i`'s environment: the rounds cycle through definitions that
+/// differ in an image (update), an agent (create/destroy), a stream's
+/// max_age (update) and its storage (replace, which may lose the task
+/// stream's messages: allowed with --allow-destroy). Rounds 3, 7, ... also
+/// start from a Deployment fleet must replace (see `with_old_selector`).
 fn round_environment(fleet: &FleetDir, i: u64) -> String {
     let stream = fleet.stream();
     match i % 4 {
@@ -244,10 +245,7 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
         "120s",
     ];
 
-    // A full apply, timed, sets the range of kill points.
-    let started = Instant::now();
     finish(spawn(&fleet, &apply_args), Duration::from_secs(180)).assert_ok("first apply");
-    let full = started.elapsed();
     for i in 0..AUDIT_MESSAGES {
         env.jetstream
             .publish(
@@ -260,23 +258,41 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
             .unwrap();
     }
 
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(env.kube.clone(), &fleet.namespace);
     let mut killed_during = Vec::new();
+    let mut mid_apply = 0;
     for round in 1..=rounds {
         fleet.set_environment(&round_environment(&fleet, round));
-        let delay = Duration::from_millis(random.below(full.as_millis() as u64));
-        let mut child = spawn(&fleet, &apply_args);
-        std::thread::sleep(delay);
+        if round % 4 == 3 {
+            support::with_old_selector(&deployments, "agent-observer").await;
+        }
+        // Kill after a random number of lines of output (each a change made
+        // or a rollout's progress; none: while planning), plus a jitter.
+        let lines_before_kill = random.below(14) as usize;
+        let jitter = Duration::from_millis(random.below(40));
+        let (mut child, output) = spawn_reading(&fleet, &apply_args);
+        let mut seen = Vec::new();
+        while seen.len() < lines_before_kill {
+            match output.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if !line.trim().is_empty() => seen.push(line),
+                Ok(_) => {}
+                Err(_) => break, // the apply ended first
+            }
+        }
+        std::thread::sleep(jitter);
+        let finished_first = child.try_wait().unwrap().is_some();
         let _ = child.kill(); // SIGKILL
-        let killed = finish(child, Duration::from_secs(10));
-        let last_step = killed
-            .stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("(nothing printed yet)")
-            .to_string();
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(20));
+        seen.extend(output.try_iter().filter(|l| !l.trim().is_empty()));
+        if !finished_first && !seen.iter().any(|l| l.starts_with("Apply complete!")) {
+            mid_apply += 1;
+        }
+        let delay = format!("{} lines (+{jitter:?})", seen.len());
         killed_during.push(format!(
-            "round {round}: killed after {delay:?}, last line: {last_step}"
+            "round {round}: killed after {delay}, last: {}",
+            seen.last().map_or("(nothing printed yet)", String::as_str)
         ));
 
         let rerun = finish(spawn(&fleet, &apply_args), Duration::from_secs(180));
@@ -296,6 +312,30 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
         );
     }
     eprintln!("{}", killed_during.join("\n"));
+    eprintln!("{rounds} kills, {mid_apply} before apply had finished; every one converged");
+    assert!(
+        mid_apply * 2 >= rounds as usize,
+        "most kills should land inside an apply; only {mid_apply} of {rounds} did"
+    );
+}
+
+/// [`spawn`], with stdout's lines sent over a channel as they come.
+fn spawn_reading(fleet: &FleetDir, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let mut child = spawn(fleet, args);
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, receive)
 }
 
 #[tokio::test]
@@ -304,25 +344,12 @@ async fn api_server_killed_and_restarted_mid_apply() {
     let env = TestEnv::new("fault-apiserver").await;
     let fleet = fault_fleet(&env);
 
-    let child = spawn(&fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
-    std::thread::sleep(Duration::from_millis(400));
-    signal("kube-apiserver", "KILL");
-    let interrupted = finish(child, Duration::from_secs(90));
-    restart_stopped_components();
+    let interrupted = kill_mid_apply(&fleet, "kube-apiserver");
+    assert_failed_clearly(&interrupted);
     if interrupted.code != 0 {
-        assert_eq!(
-            interrupted.code, 1,
-            "{}{}",
-            interrupted.stdout, interrupted.stderr
-        );
         assert!(
             interrupted.stderr.contains("cannot reach") || interrupted.stderr.contains("gave up"),
             "a clear error:\n{}",
-            interrupted.stderr
-        );
-        assert!(
-            !interrupted.stderr.contains("panicked"),
-            "{}",
             interrupted.stderr
         );
     }
@@ -330,6 +357,63 @@ async fn api_server_killed_and_restarted_mid_apply() {
         .apply(&[])
         .assert_ok("apply after the API server came back");
     fleet.assert_plan_empty();
+}
+
+/// Starts an apply of `fleet` and SIGKILLs `component` of the control plane
+/// as soon as the apply has made its first change; waits for the apply to
+/// end (it must not hang), starts the component again, and returns how the
+/// apply ended.
+fn kill_mid_apply(fleet: &FleetDir, component: &str) -> Run {
+    use std::io::Read as _;
+    let (mut child, lines) = spawn_reading(fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
+    let mut stdout = String::new();
+    for line in lines.iter() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.ends_with(": created") {
+            break;
+        }
+    }
+    signal(component, "KILL");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "fleet hung after {component} was killed:\n{stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stdout.extend(lines.iter().map(|l| l + "\n"));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    restart_stopped_components();
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    eprintln!(
+        "{component} killed mid-apply: the apply exited {code}: {}",
+        stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("(no error)")
+    );
+    Run {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// An apply that a fault stopped ended with exit 1 and an error, not a panic.
+fn assert_failed_clearly(run: &Run) {
+    if run.code != 0 {
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("error:"), "{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
 }
 
 #[tokio::test]
@@ -344,8 +428,19 @@ async fn api_server_stopped_for_30s_mid_apply() {
     let stopped_at = Instant::now();
     // --timeout bounds the whole run, whatever the server does.
     let stopped = finish(child, Duration::from_secs(45));
+    let gave_up_after = stopped_at.elapsed();
     std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped_at.elapsed()));
     signal("kube-apiserver", "CONT");
+    eprintln!(
+        "kube-apiserver stopped mid-apply: the apply exited {} after {:?}: {}",
+        stopped.code,
+        gave_up_after,
+        stopped
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("")
+    );
     assert_eq!(stopped.code, 1, "{}{}", stopped.stdout, stopped.stderr);
     assert!(
         stopped.stderr.contains("gave up after --timeout 20s")
@@ -379,23 +474,8 @@ async fn nats_server_restarted_mid_apply() {
     let env = TestEnv::new("fault-nats").await;
     let fleet = fault_fleet(&env);
 
-    let child = spawn(&fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
-    std::thread::sleep(Duration::from_millis(300));
-    signal("nats-server", "KILL");
-    let interrupted = finish(child, Duration::from_secs(90));
-    restart_stopped_components();
-    if interrupted.code != 0 {
-        assert_eq!(
-            interrupted.code, 1,
-            "{}{}",
-            interrupted.stdout, interrupted.stderr
-        );
-        assert!(
-            !interrupted.stderr.contains("panicked"),
-            "{}",
-            interrupted.stderr
-        );
-    }
+    let interrupted = kill_mid_apply(&fleet, "nats-server");
+    assert_failed_clearly(&interrupted);
     // The test's own client reconnects by itself; wait until JetStream answers.
     support::eventually(
         "JetStream to answer again",

@@ -274,7 +274,7 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
     fleet.apply(&[]).assert_ok("apply");
 
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    with_old_selector(&deployments, "agent-reviewer").await;
+    support::with_old_selector(&deployments, "agent-reviewer").await;
 
     let plan = fleet.run(&["plan"]);
     plan.assert_ok("plan");
@@ -309,52 +309,13 @@ async fn selector_change_is_planned_and_applied_as_a_replace() {
     assert!(!selector.contains_key("generation"));
 }
 
-/// Makes `name` an older rendering with another selector, as fleet itself
-/// applied it: the next plan must replace it (the selector is immutable).
-async fn with_old_selector(deployments: &Api<Deployment>, name: &str) {
-    let mut old = serde_json::to_value(deployments.get(name).await.unwrap()).unwrap();
-    deployments.delete(name, &Default::default()).await.unwrap();
-    eventually(
-        "the old Deployment to go",
-        Duration::from_secs(30),
-        || async {
-            deployments
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
-    let object = old.as_object_mut().unwrap();
-    object.remove("status");
-    let metadata = object["metadata"].as_object_mut().unwrap();
-    for key in [
-        "resourceVersion",
-        "uid",
-        "creationTimestamp",
-        "generation",
-        "managedFields",
-        "annotations",
-    ] {
-        metadata.remove(key);
-    }
-    old["spec"]["selector"]["matchLabels"] = json!({ "app": name, "generation": "old" });
-    old["spec"]["template"]["metadata"]["labels"]["generation"] = json!("old");
-    deployments
-        .patch(name, &PatchParams::apply("fleet"), &Patch::Apply(&old))
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_replace_whose_create_fails_names_what_is_missing_and_the_next_apply_recreates_it() {
     let env = TestEnv::new("replace-create-fails").await;
     let fleet = FleetDir::for_test(&env);
     fleet.apply(&[]).assert_ok("apply");
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    with_old_selector(&deployments, "agent-reviewer").await;
+    support::with_old_selector(&deployments, "agent-reviewer").await;
     let plan = fleet.run(&["plan"]);
     plan.assert_ok("plan");
     assert!(
@@ -647,18 +608,7 @@ impl AdmissionPolicy {
                 }
             ]
         });
-        let mut kubectl = support::control_plane().kubectl();
-        kubectl
-            .args(["apply", "--server-side", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null());
-        let mut child = kubectl.spawn().unwrap();
-        std::io::Write::write_all(
-            &mut child.stdin.take().unwrap(),
-            objects.to_string().as_bytes(),
-        )
-        .unwrap();
-        assert!(child.wait().unwrap().success(), "installing {name}");
+        support::control_plane().kubectl_stdin(&["apply", "--server-side"], &objects.to_string());
         AdmissionPolicy { name }
     }
 }

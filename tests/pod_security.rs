@@ -282,18 +282,8 @@ impl MeshInjector {
             },
         });
         for object in [policy, binding] {
-            let mut kubectl = env.control_plane.kubectl();
-            kubectl
-                .args(["apply", "--server-side", "-f", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null());
-            let mut child = kubectl.spawn().unwrap();
-            std::io::Write::write_all(
-                &mut child.stdin.take().unwrap(),
-                object.to_string().as_bytes(),
-            )
-            .unwrap();
-            assert!(child.wait().unwrap().success(), "installing {name}");
+            env.control_plane
+                .kubectl_stdin(&["apply", "--server-side"], &object.to_string());
         }
         // Policies take effect once the API server has loaded them: wait
         // until a dry-run pod in the test's own namespace comes back injected.

@@ -24,6 +24,7 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
     let fleet_text = std::fs::read_to_string(root.join("fleet.toml")).unwrap();
 
     let mut checked = 0;
+    let mut service_monitors = 0;
     // (environment, Deployment, its pod, the level its Namespace enforces)
     let mut pods: Vec<(&str, String, Value, Value)> = Vec::new();
     for environment in ["local", "staging", "production"] {
@@ -98,27 +99,49 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
             let dynamic: DynamicObject = serde_json::from_value(object.body.clone()).unwrap();
-            api.create(
-                &PostParams {
-                    dry_run: true,
-                    ..PostParams::default()
-                },
-                &dynamic,
-            )
-            .await
-            .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
+            // Nothing fleet renders is dropped on the way: a structural
+            // schema (the ServiceMonitor's is the Prometheus operator's real
+            // one) prunes fields it does not know, silently.
+            let assert_kept = |how: &str, stored: DynamicObject| {
+                let pruned =
+                    support::pruned_fields(&object.body, &serde_json::to_value(stored).unwrap());
+                assert!(
+                    pruned.is_empty(),
+                    "{environment}: the API server dropped fields of {} on {how}: {pruned:?}",
+                    object.id
+                );
+            };
+            let created = api
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    },
+                    &dynamic,
+                )
+                .await
+                .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
+            assert_kept("create", created);
             // Server-side apply takes it too, with fleet's field manager.
-            api.patch(
-                &object.id.name,
-                &PatchParams::apply("fleet").dry_run(),
-                &Patch::Apply(&object.body),
-            )
-            .await
-            .unwrap_or_else(|err| panic!("{environment}: apply of {} refused: {err}", object.id));
+            let applied = api
+                .patch(
+                    &object.id.name,
+                    &PatchParams::apply("fleet").dry_run(),
+                    &Patch::Apply(&object.body),
+                )
+                .await
+                .unwrap_or_else(|err| {
+                    panic!("{environment}: apply of {} refused: {err}", object.id)
+                });
+            assert_kept("apply", applied);
+            if object.id.kind == "ServiceMonitor" {
+                service_monitors += 1;
+            }
             checked += 1;
         }
     }
     assert!(checked > 60, "only {checked} objects checked");
+    assert_eq!(service_monitors, 3, "one ServiceMonitor per environment");
 
     // Pod Security admission checks pods, not Deployments: dry-run each
     // agent's pod in the namespace, labelled with the level fleet gives it.
@@ -156,4 +179,98 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
             });
     }
     assert!(pods.len() >= 9, "only {} pods checked", pods.len());
+}
+
+/// fleet refuses exactly the scrape intervals the Prometheus operator's real
+/// ServiceMonitor CRD refuses: `fleet validate` catches them, not the apply.
+#[tokio::test]
+async fn scrape_intervals_fleet_accepts_are_those_the_crd_accepts() {
+    let env = TestEnv::new("scrape-intervals").await;
+    support::install_service_monitor_crd(env.control_plane);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fleet_path = root.join("fleet.toml");
+    let fleet_text = std::fs::read_to_string(&fleet_path).unwrap();
+    let overlay_path = root.join("environments/test.toml");
+    let files = DirectoryFiles {
+        base_dir: root.into(),
+    };
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
+    let mut accepted = 0;
+    for interval in [
+        "30s",
+        "1m30s",
+        "2h",
+        "1d12h",
+        "1y2w3d4h5m6s7ms",
+        "500ms",
+        "0",
+        "90",
+        "1.5m",
+        "30s1m",
+        "1m1m",
+        "1h30",
+        "30 s",
+        "30S",
+    ] {
+        let overlay = |interval: &str| {
+            format!(
+                "[environment]\nnamespace = \"{}\"\n\n[fleet.service_monitor]\ninterval = \"{interval}\"\n",
+                env.namespace
+            )
+        };
+        let loaded = load_str(
+            &fleet_path,
+            &fleet_text,
+            Some((&overlay_path, &overlay(interval))),
+            Some("test"),
+            &files,
+        );
+        let fleet_accepts = loaded.errors() == 0;
+        // The same ServiceMonitor fleet renders for a good interval, with
+        // this one in its place.
+        let good = load_str(
+            &fleet_path,
+            &fleet_text,
+            Some((&overlay_path, &overlay("30s"))),
+            Some("test"),
+            &files,
+        );
+        let mut monitor = render(&good.fleet.unwrap())
+            .kubernetes
+            .into_iter()
+            .find(|o| o.id.kind == "ServiceMonitor")
+            .unwrap()
+            .body;
+        monitor["spec"]["endpoints"][0]["interval"] = json!(interval);
+        let dynamic: DynamicObject = serde_json::from_value(monitor).unwrap();
+        let server_accepts = match api
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &dynamic,
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) if status.code == 422 => false,
+            Err(err) => panic!("creating a ServiceMonitor with interval {interval:?}: {err}"),
+        };
+        assert_eq!(
+            fleet_accepts,
+            server_accepts,
+            "interval {interval:?}: fleet {} it, the CRD {} it ({:?})",
+            if fleet_accepts { "accepts" } else { "refuses" },
+            if server_accepts { "accepts" } else { "refuses" },
+            loaded.diagnostics
+        );
+        accepted += usize::from(fleet_accepts);
+    }
+    assert_eq!(accepted, 7);
 }

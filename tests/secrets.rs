@@ -103,25 +103,15 @@ async fn no_secret_reaches_any_output_channel() {
         )
         .await
         .unwrap();
-    let mut kubectl = env.control_plane.kubectl();
-    kubectl
-        .args(["-n", &fleet.namespace, "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = kubectl.spawn().unwrap();
     let applyset = fleet::ownership::applyset_id("fleet-agent-ceo", &fleet.namespace);
     let manifest = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": { "name": "made-by-hand", "labels": { "applyset.kubernetes.io/part-of": applyset } },
         "stringData": { "api-key": last_applied_value }
     });
-    std::io::Write::write_all(
-        child.stdin.as_mut().unwrap(),
-        manifest.to_string().as_bytes(),
-    )
-    .unwrap();
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
+    // Client-side, so the values land in the last-applied annotation too.
+    env.control_plane
+        .kubectl_stdin(&["-n", &fleet.namespace, "apply"], &manifest.to_string());
 
     let plan_file = dir.join("plan.json");
     let plan_path = plan_file.to_str().unwrap();

@@ -1,13 +1,15 @@
 //! The ServiceMonitor needs the Prometheus operator's CRD: without it the plan
 //! says so and the rest of the fleet is planned and applied; once the CRD is
-//! installed the next plan creates the ServiceMonitor.
+//! installed (the Prometheus operator's real CRD, of the version
+//! `scripts/controlplane` pins) the next plan creates the ServiceMonitor, and
+//! the cluster keeps every field fleet rendered.
 
 mod support;
 
 use std::time::Duration;
 
 use support::{
-    FleetDir, TestEnv, control_plane, eventually, install_service_monitor_crd,
+    FleetDir, TestEnv, control_plane, eventually, install_service_monitor_crd, pruned_fields,
     remove_service_monitor_crd,
 };
 
@@ -52,4 +54,45 @@ async fn service_monitor_waits_for_its_crd() {
     );
     let last = fleet.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
+
+    // The real CRD's schema is structural: a field it does not know would
+    // have been pruned without a word. The stored object has all of fleet's.
+    let rendered = fleet.run(&["render", "--format", "json"]);
+    rendered.assert_ok("fleet render");
+    let rendered: serde_json::Value = serde_json::from_str(&rendered.stdout).unwrap();
+    let rendered = rendered["kubernetes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .expect("fleet renders a ServiceMonitor")
+        .clone();
+    let live = control_plane()
+        .kubectl()
+        .args([
+            "get",
+            "servicemonitors.monitoring.coreos.com",
+            "agent-metrics",
+            "-n",
+            &fleet.namespace,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let live: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+    let pruned = pruned_fields(&rendered, &live);
+    assert!(
+        pruned.is_empty(),
+        "the API server pruned {pruned:?} from the ServiceMonitor:\nrendered {rendered:#}\nstored {live:#}"
+    );
+    assert_eq!(
+        live["spec"], rendered["spec"],
+        "the stored spec is the rendered one"
+    );
 }

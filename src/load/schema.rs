@@ -212,7 +212,8 @@ pub fn schema() -> Value {
                 "service_monitor": table("the fleet's ServiceMonitor", json!({
                     "enabled": boolean("false: no ServiceMonitor"),
                     "name": string("name"),
-                    "interval": string("scrape interval"),
+                    "interval": { "type": "string", "pattern": "^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$",
+                                  "description": "scrape interval, as Prometheus writes durations (e.g. 30s, 1m30s)" },
                     "path": string("metrics path"),
                 })),
             })),

@@ -35,6 +35,8 @@ pub struct ControlPlane {
     pub nats_cluster_url: String,
     /// Directory holding kubectl and the other control-plane binaries.
     pub bin_dir: PathBuf,
+    /// Directory holding the third-party CRDs (see [`service_monitor_crd_file`]).
+    pub crds_dir: PathBuf,
 }
 
 pub fn repo_root() -> &'static Path {
@@ -87,6 +89,7 @@ pub fn control_plane() -> &'static ControlPlane {
             nats_old_url: var("FLEET_NATS_OLD_URL"),
             nats_cluster_url: var("FLEET_NATS_CLUSTER_URL"),
             bin_dir: var("FLEET_CP_BIN").into(),
+            crds_dir: var("FLEET_CP_CRDS").into(),
         }
     })
 }
@@ -115,6 +118,32 @@ impl ControlPlane {
                     self.nats_url
                 )
             })
+    }
+
+    /// `kubectl ARGS -f -` as the admin, with `manifest` on stdin; panics
+    /// with what kubectl said if it fails.
+    pub fn kubectl_stdin(&self, args: &[&str], manifest: &str) {
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// kubectl for this control plane, as the admin.
@@ -413,6 +442,53 @@ impl Drop for FleetDir {
     }
 }
 
+/// Makes `name` an older rendering with another selector, as fleet itself
+/// applied it: the next plan must replace it (the selector is immutable).
+pub async fn with_old_selector(
+    deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,
+    name: &str,
+) {
+    let mut old = serde_json::to_value(deployments.get(name).await.unwrap()).unwrap();
+    deployments.delete(name, &Default::default()).await.unwrap();
+    eventually(
+        "the old Deployment to go",
+        Duration::from_secs(30),
+        || async {
+            deployments
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let object = old.as_object_mut().unwrap();
+    object.remove("status");
+    let metadata = object["metadata"].as_object_mut().unwrap();
+    for key in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "annotations",
+    ] {
+        metadata.remove(key);
+    }
+    old["spec"]["selector"]["matchLabels"] =
+        serde_json::json!({ "app": name, "generation": "old" });
+    old["spec"]["template"]["metadata"]["labels"]["generation"] = serde_json::json!("old");
+    deployments
+        .patch(
+            name,
+            &kube::api::PatchParams::apply("fleet"),
+            &kube::api::Patch::Apply(&old),
+        )
+        .await
+        .unwrap();
+}
+
 /// A nats-server of the pinned version that a test starts with options of
 /// its own (authentication, for one) on a free port; stopped when dropped.
 pub struct NatsServer {
@@ -464,42 +540,45 @@ impl Drop for NatsServer {
     }
 }
 
-/// A minimal ServiceMonitor CRD, standing in for the Prometheus operator's.
+/// The Prometheus operator's ServiceMonitor CRD, as its pinned release ships
+/// it: `scripts/controlplane crds` fetches it from the operator's Go module
+/// (once; later calls reuse the copy in `target/controlplane/crds`).
+pub fn service_monitor_crd_file(control_plane: &ControlPlane) -> PathBuf {
+    static FETCHED: OnceLock<()> = OnceLock::new();
+    FETCHED.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(script())
+            .arg("crds")
+            .status()
+            .expect("running scripts/controlplane crds");
+        assert!(
+            status.success(),
+            "could not fetch the Prometheus operator's CRDs with scripts/controlplane crds"
+        );
+    });
+    let file = control_plane
+        .crds_dir
+        .join("monitoring.coreos.com_servicemonitors.yaml");
+    assert!(file.is_file(), "{} is missing", file.display());
+    file
+}
+
+/// Installs the Prometheus operator's real ServiceMonitor CRD (of the version
+/// `scripts/controlplane` pins) and waits until it is established. Server-side
+/// apply: the CRD is too large for kubectl's last-applied annotation.
 pub fn install_service_monitor_crd(control_plane: &ControlPlane) {
-    let crd = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: servicemonitors.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
-    let mut kubectl = control_plane.kubectl();
-    kubectl.args(["apply", "--server-side", "-f", "-"]);
-    kubectl
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null());
-    let mut child = kubectl.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(crd.as_bytes())
+    let file = service_monitor_crd_file(control_plane);
+    let output = control_plane
+        .kubectl()
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(&file)
+        .output()
         .unwrap();
     assert!(
-        child.wait().unwrap().success(),
-        "installing the ServiceMonitor CRD"
+        output.status.success(),
+        "installing the ServiceMonitor CRD from {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
     );
     let mut wait = control_plane.kubectl();
     wait.args([
@@ -512,8 +591,51 @@ spec:
         wait.stdout(std::process::Stdio::null())
             .status()
             .unwrap()
-            .success()
+            .success(),
+        "the ServiceMonitor CRD did not become established"
     );
+}
+
+/// Every field of `sent` that `stored` lacks, as paths such as
+/// `.spec.endpoints[0].interval`: what the API server pruned (a structural
+/// schema drops unknown fields silently; for built-in types unknown fields
+/// are dropped with a warning). Scalar values may differ (the server
+/// normalises quantities); a `null` sent may be absent.
+pub fn pruned_fields(sent: &serde_json::Value, stored: &serde_json::Value) -> Vec<String> {
+    fn walk(
+        path: &str,
+        sent: &serde_json::Value,
+        stored: &serde_json::Value,
+        out: &mut Vec<String>,
+    ) {
+        use serde_json::Value;
+        match (sent, stored) {
+            (Value::Object(sent), Value::Object(stored)) => {
+                for (key, value) in sent {
+                    let path = format!("{path}.{key}");
+                    match stored.get(key) {
+                        Some(stored) => walk(&path, value, stored, out),
+                        None if value.is_null() => {}
+                        None => out.push(path),
+                    }
+                }
+            }
+            (Value::Array(sent), Value::Array(stored)) => {
+                for (i, value) in sent.iter().enumerate() {
+                    let path = format!("{path}[{i}]");
+                    match stored.get(i) {
+                        Some(stored) => walk(&path, value, stored, out),
+                        None => out.push(path),
+                    }
+                }
+            }
+            (Value::Object(_) | Value::Array(_), _) => out.push(path.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", sent, stored, &mut out);
+    out
 }
 
 /// Removes the ServiceMonitor CRD, as a cluster without the Prometheus operator.

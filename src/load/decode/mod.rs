@@ -231,9 +231,13 @@ fn decode_fleet(
         let name = r
             .string(t, "name")
             .and_then(|n| dns_label(r, &n, "ServiceMonitor name", 63))?;
+        let interval = match r.string(t, "interval") {
+            Some(interval) => scrape_interval(r, &interval)?,
+            None => "30s".into(),
+        };
         Some(ServiceMonitor {
             name,
-            interval: r.string(t, "interval").map_or("30s".into(), |i| i.value),
+            interval,
             path: r.string(t, "path").map_or("/metrics".into(), |p| p.value),
         })
     });
@@ -403,6 +407,56 @@ fn dns_label(r: &mut Reader, name: &At<String>, what: &str, max: usize) -> Optio
     None
 }
 
+/// A ServiceMonitor's scrape interval, written as the Prometheus operator's
+/// CRD takes it (its schema's pattern): whole numbers with units from the
+/// largest to the smallest, each at most once (`30s`, `1m30s`, `2h`); the
+/// API server refuses anything else (`90`, `1.5m`, `30s1m`).
+fn scrape_interval(r: &mut Reader, interval: &At<String>) -> Option<String> {
+    if is_prometheus_duration(&interval.value) {
+        return Some(interval.value.clone());
+    }
+    r.report(
+        Diagnostic::error(
+            &interval.origin,
+            format!("`{}` is not a Prometheus duration", interval.value),
+        )
+        .with_label("the ServiceMonitor's CRD refuses this scrape interval")
+        .with_help("write whole numbers with units from largest to smallest, each at most once (y, w, d, h, m, s, ms), e.g. \"30s\", \"1m30s\""),
+    );
+    None
+}
+
+/// `^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$`,
+/// the Prometheus operator's pattern for durations, less the empty string
+/// (an unset interval is written by leaving the key out).
+pub(super) fn is_prometheus_duration(text: &str) -> bool {
+    const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
+    if text == "0" {
+        return true;
+    }
+    let mut rest = text;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let after = &rest[digits..];
+        // The longest unit that follows, among those still allowed.
+        let Some(unit) = (next_unit..UNITS.len())
+            .filter(|&u| after.starts_with(UNITS[u]))
+            .max_by_key(|&u| UNITS[u].len())
+        else {
+            return false;
+        };
+        if digits == 0 {
+            return false;
+        }
+        rest = &after[UNITS[unit].len()..];
+        next_unit = unit + 1;
+    }
+    !text.is_empty()
+}
+
 fn dns_subdomain(r: &mut Reader, name: &At<String>, what: &str) -> Option<String> {
     let ok = name.value.len() <= 253
         && name.value.split('.').all(|part| {
@@ -424,4 +478,30 @@ fn dns_subdomain(r: &mut Reader, name: &At<String>, what: &str) -> Option<String
         .with_label("not a valid Kubernetes name"),
     );
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_prometheus_duration;
+
+    #[test]
+    fn prometheus_durations_follow_the_operators_pattern() {
+        for ok in [
+            "30s",
+            "1m30s",
+            "2h",
+            "1d12h",
+            "1y2w3d4h5m6s7ms",
+            "500ms",
+            "1m5ms",
+            "0",
+        ] {
+            assert!(is_prometheus_duration(ok), "{ok}");
+        }
+        for bad in [
+            "", "90", "1.5m", "30s1m", "1m1m", "s", "ms", "1x", "00", " 30s", "-1s", "1sms",
+        ] {
+            assert!(!is_prometheus_duration(bad), "{bad}");
+        }
+    }
 }
