@@ -5,6 +5,7 @@ mod apply;
 mod plan;
 mod render;
 mod schema;
+mod unlock;
 mod validate;
 
 use std::io::Write;
@@ -43,6 +44,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Apply(args) => {
             runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
         }
+        Command::Unlock(args) => runtime()?.block_on(unlock::run(&args)),
         Command::Schema => schema::run(),
     }
 }

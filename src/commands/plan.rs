@@ -8,6 +8,7 @@ use super::{ExitStatus, load_definition};
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
+use crate::lock::{self, DeployLock};
 use crate::plan::{self, FORMAT_VERSION, Plan};
 use crate::redact::Sensitive;
 use crate::{ownership, render, report};
@@ -18,11 +19,17 @@ pub struct Planned {
     pub cluster: Cluster,
     pub live: LiveState,
     pub jetstream: Option<JetStream>,
+    /// The deploy lock, when planning for apply.
+    pub lock: Option<DeployLock>,
 }
 
 /// The pipeline up to the plan. `None` when the definition has errors (they
-/// are printed).
-pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
+/// are printed). With `lock` (apply), the deploy lock is taken before the
+/// live state is read; without (plan), who holds it is only reported.
+pub async fn make_plan(
+    args: &ClusterArgs,
+    lock: Option<lock::Options>,
+) -> anyhow::Result<Option<Planned>> {
     let Some(mut fleet) = load_definition(&args.definition)? else {
         return Ok(None);
     };
@@ -47,6 +54,19 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         None => None,
     };
     let cluster = Cluster::connect(&fleet.target).await?;
+    let lock = match lock {
+        Some(options) => Some(
+            DeployLock::before_plan(
+                &cluster,
+                &fleet.name,
+                &fleet.namespace,
+                options,
+                Box::new(|event| anstream::eprintln!("{event}")),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let applyset_id = ownership::applyset_id(
         &ownership::applyset_parent_name(&fleet.name),
         &fleet.namespace,
@@ -109,6 +129,16 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         &rendered.kubernetes,
         &live.served_groups,
     ));
+    let held_lock = match &lock {
+        Some(_) => None,
+        None => lock::standing(&cluster, &fleet.name, &fleet.namespace)
+            .await
+            .map(|standing| standing.holder)
+            .unwrap_or_else(|err| {
+                notes.push(format!("the deploy lock could not be read: {err:#}"));
+                None
+            }),
+    };
     let plan = Plan {
         format_version: FORMAT_VERSION,
         fleet: fleet.name.clone(),
@@ -116,6 +146,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         namespace: fleet.namespace.clone(),
         kube_context: cluster.context.clone(),
         nats_url: jetstream.as_ref().map(|js| js.url.clone()),
+        lock: held_lock,
         changes,
         drift_only: false,
         notes,
@@ -125,6 +156,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         cluster,
         live,
         jetstream,
+        lock,
     }))
 }
 
@@ -176,7 +208,7 @@ fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
 }
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
-    let Some(mut planned) = make_plan(&args.cluster).await? else {
+    let Some(mut planned) = make_plan(&args.cluster, None).await? else {
         return Ok(ExitStatus::Failure);
     };
     if args.drift {

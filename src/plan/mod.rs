@@ -26,6 +26,10 @@ pub struct Plan {
     /// The NATS server the JetStream part was planned against, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
+    /// Who holds the deploy lock, when an apply does (`fleet plan` reads it;
+    /// apply plans while holding it itself). See `lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<crate::lock::Holder>,
     pub changes: Vec<Change>,
     /// Made by `fleet plan --drift`: only changes made outside fleet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -54,6 +54,13 @@ fn io_error(err: serde_json::Error) -> std::io::Error {
 /// written to (anstream) drops the colour when it is not a terminal or
 /// `NO_COLOR` is set.
 pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Some(holder) = &plan.lock {
+        writeln!(
+            out,
+            "{YELLOW}Deploy lock:{YELLOW:#} held by {holder}{}.\n",
+            lock_consequence(holder)
+        )?;
+    }
     let changes = shown_changes(plan);
     let environment = plan
         .environment
@@ -126,6 +133,15 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a held deploy lock means for the next apply.
+fn lock_consequence(holder: &crate::lock::Holder) -> &'static str {
+    if holder.expired {
+        ""
+    } else {
+        "; `fleet apply` fails until it is released (or waits for it, with --lock-timeout)"
+    }
+}
+
 /// Changes worth a block of their own; kinds that are not installed are
 /// reported once, in the notes.
 fn shown_changes(plan: &Plan) -> Vec<&Change> {
@@ -194,6 +210,13 @@ pub fn plan_markdown(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
     writeln!(out, "### fleet plan: {}{environment}\n", plan.fleet)?;
+    if let Some(holder) = &plan.lock {
+        writeln!(
+            out,
+            "> **Deploy lock:** held by {holder}{}.\n",
+            lock_consequence(holder)
+        )?;
+    }
     let changes = shown_changes(plan);
     if changes.is_empty() {
         writeln!(
