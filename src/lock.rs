@@ -659,10 +659,10 @@ impl Held {
 
     async fn release(mut self) -> anyhow::Result<()> {
         self.renewer.abort();
+        let result = release(&self.place, &self.identity).await;
+        // Only now: dropped half-way (the run's --timeout), Drop releases.
         self.released = true;
-        release(&self.place, &self.identity)
-            .await
-            .map_err(self.place.explained("releasing"))
+        result.map_err(self.place.explained("releasing"))
     }
 }
 
@@ -941,13 +941,16 @@ impl DeployLock {
         let State::Held(held) = &self.state else {
             return work.await;
         };
+        // Biased, the loss first: a lock lost before the writes begin (during
+        // the confirmation) stops them before the first one is sent.
         tokio::select! {
-            result = work => result,
+            biased;
             reason = held.lost() => Err(anyhow::anyhow!(
                 "the deploy lock (Lease {}/{}) was lost while applying: {reason}. Apply stopped where it stood; a change in flight may or may not have been made. Once no other apply is running, run apply again: it picks up where this left off",
                 self.place.namespace,
                 self.place.name
             )),
+            result = work => result,
         }
     }
 

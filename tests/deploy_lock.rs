@@ -129,7 +129,10 @@ async fn stopped_holder(
     run_id: &str,
     extra: &[&str],
 ) -> Background {
-    let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
+    let mut args = vec!["apply", "--auto-approve"];
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout", "90s"]);
+    }
     args.extend_from_slice(extra);
     let ci = ci_run(run_id);
     let envs: Vec<(&str, &str)> = ci.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -470,5 +473,35 @@ async fn plan_shows_a_held_lock_and_unlock_frees_it() {
 
     // Nothing waits for the dead holder's TTL any more.
     fleet.apply(&[]).assert_ok("apply after unlock");
+    fleet.assert_plan_empty();
+}
+
+#[tokio::test]
+async fn an_apply_that_gives_up_releases_the_lock() {
+    let env = TestEnv::new("lock-timeout-releases").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("first apply");
+    change_images(&fleet, "1.8.0");
+    let run_id = run_id(&env);
+    // Stopped past its --timeout: once continued, it gives up at once,
+    // dropping its work with the lock held.
+    let stuck = stopped_holder(&env, &fleet, &run_id, &["--timeout", "3s"]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stuck.signal("CONT");
+    let gave_up = stuck.finish(Duration::from_secs(30));
+    assert_eq!(gave_up.code, 1, "{}{}", gave_up.stdout, gave_up.stderr);
+    assert!(
+        gave_up.stderr.contains("gave up after --timeout 3s"),
+        "{}",
+        gave_up.stderr
+    );
+    assert_eq!(
+        holder(&env, &fleet).await,
+        None,
+        "the lock was not released:\n{}{}",
+        gave_up.stdout,
+        gave_up.stderr
+    );
+    fleet.apply(&[]).assert_ok("the next apply");
     fleet.assert_plan_empty();
 }
