@@ -49,7 +49,9 @@ pub struct Rights {
 }
 
 /// Verbs in the order kubectl and the docs list them.
-const VERB_ORDER: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+const VERB_ORDER: &[&str] = &[
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
 
 /// One right before rules are merged: a resource, maybe by name, and a verb.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,6 +145,23 @@ pub fn rights(desired: &[DesiredObject], namespace: &str, purpose: Purpose) -> R
                     verb,
                 });
             }
+        }
+    }
+    // The deploy lock, a Lease named like the ApplySet parent (see
+    // src/lock.rs): plan reads who holds it; apply (and `fleet unlock`)
+    // takes, renews and empties it. A create cannot be limited by name.
+    if let Some(parent) = desired.iter().find(|o| o.is_applyset_parent()) {
+        let lease = |names: &[String], verb| Right {
+            group: "coordination.k8s.io",
+            resource: "leases",
+            names: names.to_vec(),
+            verb,
+        };
+        let by_name = std::slice::from_ref(&parent.id.name);
+        namespaced.push(lease(by_name, "get"));
+        if purpose == Purpose::Apply {
+            namespaced.push(lease(by_name, "update"));
+            namespaced.push(lease(&[], "create"));
         }
     }
     let mut granted = Vec::new();
@@ -484,6 +503,8 @@ rbac = [
                 "policy/poddisruptionbudgets: list",
                 "networking.k8s.io/networkpolicies: list",
                 "monitoring.coreos.com/servicemonitors: get,list",
+                // Who holds the deploy lock, for the plan's header.
+                "coordination.k8s.io/leases[fleet-demo]: get",
             ]
         );
         assert_eq!(lines(&rights.cluster), ["/namespaces[agents]: get"]);
@@ -520,6 +541,8 @@ rbac = [
                 "monitoring.coreos.com/servicemonitors: get,list,create,patch,delete",
                 "apps/replicasets: list,watch",
                 "/pods: list,watch",
+                "coordination.k8s.io/leases[fleet-demo]: get,update",
+                "coordination.k8s.io/leases: create",
             ]
         );
         assert_eq!(

@@ -33,6 +33,8 @@ pub enum Command {
     /// ClusterRole) an identity needs to plan or apply this fleet, as YAML for
     /// `kubectl apply -f -`.
     Rbac(RbacArgs),
+    /// Remove the deploy lock by hand, when the apply that holds it is gone.
+    Unlock(UnlockArgs),
     /// Print the JSON Schema of fleet.toml and environment files (for editors).
     Schema,
 }
@@ -179,6 +181,38 @@ pub struct ApplyArgs {
     /// uncommitted changes (the commit recorded then says so).
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Wait up to this long for the deploy lock when another apply holds it
+    /// (e.g. 10m); by default fail at once, naming the holder.
+    #[arg(long, default_value = "0s", value_parser = parse_timeout)]
+    pub lock_timeout: std::time::Duration,
+    /// How long the deploy lock outlives this apply if it dies without
+    /// releasing it (killed, its machine lost); renewed every third of it.
+    #[arg(long, default_value = "30s", value_parser = parse_lock_ttl)]
+    pub lock_ttl: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub definition: DefinitionArgs,
+    /// Kube context to use instead of the environment's.
+    #[arg(long, env = "FLEET_KUBE_CONTEXT")]
+    pub context: Option<String>,
+    /// Remove the lock without asking (required without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// A Lease's duration is whole seconds; below 3 the renewals (every third)
+/// would outrun the requests.
+fn parse_lock_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl = parse_timeout(text)?;
+    if ttl.subsec_nanos() != 0 || ttl.as_secs() < 3 || ttl.as_secs() > i32::MAX as u64 {
+        return Err(format!(
+            "`{text}` is not a lock TTL: whole seconds, at least 3s"
+        ));
+    }
+    Ok(ttl)
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod explain;
 pub mod live;
 pub mod load;
+pub mod lock;
 pub mod model;
 pub mod ownership;
 pub mod plan;

@@ -5,21 +5,47 @@ use std::io::{IsTerminal, Write};
 use anyhow::Context as _;
 use std::time::Duration;
 
-use super::plan::make_plan;
+use super::plan::{Planned, make_plan};
 use super::{ExitStatus, workflow};
 use crate::apply::{self, Event, Stopped};
 use crate::cli::ApplyArgs;
+use crate::lock::{self, DeployLock};
 use crate::plan::{FORMAT_VERSION, Plan};
 use crate::{provenance, report};
 
 pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
-    let Some(mut planned) = make_plan(&args.cluster).await? else {
+    let options = lock::Options {
+        ttl: args.lock_ttl,
+        wait: args.lock_timeout,
+    };
+    let Some(mut planned) = make_plan(&args.cluster, Some(options)).await? else {
         return Ok(ExitStatus::Failure);
     };
     if let Some(path) = &args.plan_file {
         // The saved plan is not part of the definition.
         planned.plan.provenance.leave_out(path);
     }
+    let mut lock = planned
+        .lock
+        .take()
+        .expect("apply plans with the deploy lock");
+    let result = carry_out(args, &planned, &mut lock).await;
+    if let Err(err) = lock.release().await {
+        anstream::eprintln!(
+            "warning: {err:#}\n  The deploy lock expires by itself {}s after its last renewal.",
+            args.lock_ttl.as_secs()
+        );
+    }
+    result
+}
+
+/// Everything after planning, with the deploy lock held (or, on a first
+/// apply, taken before the first write).
+async fn carry_out(
+    args: &ApplyArgs,
+    planned: &Planned,
+    lock: &mut DeployLock,
+) -> anyhow::Result<ExitStatus> {
     provenance::check_committed(
         &planned.plan.provenance,
         args.allow_dirty,
@@ -103,7 +129,10 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         live: &planned.live,
         jetstream: planned.jetstream.as_ref(),
     };
-    let result = apply::apply(&systems, plan, &options, &mut print).await;
+    lock.before_first_write().await?;
+    let result = lock
+        .guard(apply::apply(&systems, plan, &options, &mut print))
+        .await;
     workflow::end_group();
     match result {
         Ok(()) => {

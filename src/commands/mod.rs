@@ -6,6 +6,7 @@ mod plan;
 mod rbac;
 mod render;
 mod schema;
+mod unlock;
 mod validate;
 mod workflow;
 
@@ -46,6 +47,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
             runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
         }
         Command::Rbac(args) => rbac::run(&args),
+        Command::Unlock(args) => runtime()?.block_on(unlock::run(&args)),
         Command::Schema => schema::run(),
     }
 }

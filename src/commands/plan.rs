@@ -9,6 +9,7 @@ use super::{ExitStatus, load_definition, workflow};
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
+use crate::lock::{self, DeployLock};
 use crate::plan::{self, FORMAT_VERSION, Plan, Target};
 use crate::redact::Sensitive;
 use crate::render::ObjectRef;
@@ -23,11 +24,17 @@ pub struct Planned {
     /// Objects whose dry run the API server refused this identity, with its
     /// reason: planned client-side, and apply would be refused too.
     pub refused: Vec<(ObjectRef, String)>,
+    /// The deploy lock, when planning for apply.
+    pub lock: Option<DeployLock>,
 }
 
 /// The pipeline up to the plan. `None` when the definition has errors (they
-/// are printed).
-pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
+/// are printed). With `lock` (apply), the deploy lock is taken before the
+/// live state is read; without (plan), who holds it is only reported.
+pub async fn make_plan(
+    args: &ClusterArgs,
+    lock: Option<lock::Options>,
+) -> anyhow::Result<Option<Planned>> {
     workflow::announce_secrets(&args.nats, None);
     let Some(mut fleet) = load_definition(&args.definition)? else {
         return Ok(None);
@@ -54,6 +61,19 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         None => None,
     };
     let cluster = Cluster::connect(&fleet.target).await?;
+    let lock = match lock {
+        Some(options) => Some(
+            DeployLock::before_plan(
+                &cluster,
+                &fleet.name,
+                &fleet.namespace,
+                options,
+                Box::new(|event| anstream::eprintln!("{event}")),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     workflow::group("fleet: reading the cluster and JetStream");
     let applyset_id = ownership::applyset_id(
         &ownership::applyset_parent_name(&fleet.name),
@@ -140,6 +160,16 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         .find(|o| o.is_applyset_parent())
         .and_then(|parent| live.owned.get(&parent.id));
     let provenance = provenance::of_plan(&args.definition.file, live_parent, identity)?;
+    let held_lock = match &lock {
+        Some(_) => None,
+        None => lock::standing(&cluster, &fleet.name, &fleet.namespace)
+            .await
+            .map(|standing| standing.holder)
+            .unwrap_or_else(|err| {
+                notes.push(format!("the deploy lock could not be read: {err:#}"));
+                None
+            }),
+    };
     let plan = Plan {
         format_version: FORMAT_VERSION,
         fleet: fleet.name.clone(),
@@ -148,6 +178,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         kube_context: cluster.context.clone(),
         nats_url: jetstream.as_ref().map(|js| js.url.clone()),
         provenance,
+        lock: held_lock,
         changes,
         drift_only: false,
         notes,
@@ -158,6 +189,7 @@ pub async fn make_plan(args: &ClusterArgs) -> anyhow::Result<Option<Planned>> {
         live,
         jetstream,
         refused,
+        lock,
     }))
 }
 
@@ -242,7 +274,7 @@ fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
 }
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
-    let Some(mut planned) = make_plan(&args.cluster).await? else {
+    let Some(mut planned) = make_plan(&args.cluster, None).await? else {
         return Ok(ExitStatus::Failure);
     };
     if args.drift {

@@ -31,6 +31,10 @@ pub struct Plan {
     /// the live ApplySet parent's record, the cluster's identity.
     #[serde(default)]
     pub provenance: crate::provenance::Provenance,
+    /// Who holds the deploy lock, when an apply does (`fleet plan` reads it;
+    /// apply plans while holding it itself). See `lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<crate::lock::Holder>,
     pub changes: Vec<Change>,
     /// Made by `fleet plan --drift`: only changes made outside fleet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -189,6 +189,7 @@ mod tests {
             drift_only: false,
             notes: vec![],
             provenance: Default::default(),
+            lock: None,
         }
     }
 

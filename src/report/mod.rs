@@ -72,6 +72,13 @@ fn io_error(err: serde_json::Error) -> std::io::Error {
 /// written to (anstream) drops the colour when it is not a terminal or
 /// `NO_COLOR` is set.
 pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Some(holder) = &plan.lock {
+        writeln!(
+            out,
+            "{YELLOW}Deploy lock:{YELLOW:#} held by {holder}{}.\n",
+            lock_consequence(holder)
+        )?;
+    }
     let changes = shown_changes(plan);
     let environment = plan
         .environment
@@ -143,6 +150,15 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
     write_notes(plan, out)?;
     writeln!(out, "{BOLD}{}{BOLD:#}", summary_line(plan))?;
     Ok(())
+}
+
+/// What a held deploy lock means for the next apply.
+fn lock_consequence(holder: &crate::lock::Holder) -> &'static str {
+    if holder.expired {
+        ""
+    } else {
+        "; `fleet apply` fails until it is released (or waits for it, with --lock-timeout)"
+    }
 }
 
 /// Changes worth a block of their own; kinds that are not installed are
@@ -241,6 +257,12 @@ pub fn plan_markdown(
     }
     if !lines.is_empty() {
         text.push('\n');
+    }
+    if let Some(holder) = &plan.lock {
+        text.push_str(&format!(
+            "> **Deploy lock:** held by {holder}{}.\n\n",
+            lock_consequence(holder)
+        ));
     }
     let changes = shown_changes(plan);
     if changes.is_empty() {
