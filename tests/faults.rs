@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{FleetDir, Run, TestEnv, control_plane};
 
+/// The apply after a fault: the one the fault stopped may not have been able
+/// to release the deploy lock (its server was down), so wait for it to expire.
+const RERUN: [&str; 2] = ["--lock-timeout", "60s"];
+
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A second stream that no round changes: it must keep every message.
@@ -237,12 +241,19 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
     let mut random = Random(seed);
     let env = TestEnv::new("fault-kill").await;
     let fleet = fault_fleet(&env);
+    // A killed apply cannot release the deploy lock: it expires after its
+    // TTL, short here, and the next apply waits for that, as a re-run job
+    // with --lock-timeout would.
     let apply_args = [
         "apply",
         "--auto-approve",
         "--allow-destroy",
         "--timeout",
         "120s",
+        "--lock-ttl",
+        "3s",
+        "--lock-timeout",
+        "60s",
     ];
 
     finish(spawn(&fleet, &apply_args), Duration::from_secs(180)).assert_ok("first apply");
@@ -354,7 +365,7 @@ async fn api_server_killed_and_restarted_mid_apply() {
         );
     }
     fleet
-        .apply(&[])
+        .apply(&RERUN)
         .assert_ok("apply after the API server came back");
     fleet.assert_plan_empty();
 }
@@ -364,8 +375,38 @@ async fn api_server_killed_and_restarted_mid_apply() {
 /// end (it must not hang), starts the component again, and returns how the
 /// apply ended.
 fn kill_mid_apply(fleet: &FleetDir, component: &str) -> Run {
-    use std::io::Read as _;
-    let (mut child, lines) = spawn_reading(fleet, &["apply", "--auto-approve", "--timeout", "60s"]);
+    let (child, lines, stdout) = at_first_change(
+        fleet,
+        &[
+            "apply",
+            "--auto-approve",
+            "--timeout",
+            "60s",
+            "--lock-ttl",
+            "3s",
+        ],
+    );
+    signal(component, "KILL");
+    let run = wait_for(child, lines, stdout, Duration::from_secs(90));
+    restart_stopped_components();
+    eprintln!(
+        "{component} killed mid-apply: the apply exited {}: {}",
+        run.code,
+        run.stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("(no error)")
+    );
+    run
+}
+
+/// Starts `fleet ARGS` and returns once it has printed that it made its
+/// first change (or has ended), with what it printed so far.
+fn at_first_change(
+    fleet: &FleetDir,
+    args: &[&str],
+) -> (Child, std::sync::mpsc::Receiver<String>, String) {
+    let (child, lines) = spawn_reading(fleet, args);
     let mut stdout = String::new();
     for line in lines.iter() {
         stdout.push_str(&line);
@@ -374,13 +415,21 @@ fn kill_mid_apply(fleet: &FleetDir, component: &str) -> Run {
             break;
         }
     }
-    signal(component, "KILL");
+    (child, lines, stdout)
+}
+
+/// Waits for a child started by [`at_first_change`] to end (it must, within
+/// `limit`: fleet never hangs), and returns all it printed.
+fn wait_for(
+    mut child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    mut stdout: String,
+    limit: Duration,
+) -> Run {
+    use std::io::Read as _;
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "fleet hung after {component} was killed:\n{stdout}"
-        );
+        assert!(started.elapsed() < limit, "fleet hung:\n{stdout}");
         std::thread::sleep(Duration::from_millis(50));
     }
     stdout.extend(lines.iter().map(|l| l + "\n"));
@@ -391,17 +440,8 @@ fn kill_mid_apply(fleet: &FleetDir, component: &str) -> Run {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    restart_stopped_components();
-    let code = child.wait().unwrap().code().unwrap_or(-1);
-    eprintln!(
-        "{component} killed mid-apply: the apply exited {code}: {}",
-        stderr
-            .lines()
-            .find(|l| l.starts_with("error"))
-            .unwrap_or("(no error)")
-    );
     Run {
-        code,
+        code: child.wait().unwrap().code().unwrap_or(-1),
         stdout,
         stderr,
     }
@@ -422,12 +462,21 @@ async fn api_server_stopped_for_30s_mid_apply() {
     let env = TestEnv::new("fault-sigstop").await;
     let fleet = fault_fleet(&env);
 
-    let child = spawn(&fleet, &["apply", "--auto-approve", "--timeout", "20s"]);
-    std::thread::sleep(Duration::from_millis(400));
+    let (child, lines, stdout) = at_first_change(
+        &fleet,
+        &[
+            "apply",
+            "--auto-approve",
+            "--timeout",
+            "20s",
+            "--lock-ttl",
+            "3s",
+        ],
+    );
     signal("kube-apiserver", "STOP");
     let stopped_at = Instant::now();
     // --timeout bounds the whole run, whatever the server does.
-    let stopped = finish(child, Duration::from_secs(45));
+    let stopped = wait_for(child, lines, stdout, Duration::from_secs(45));
     let gave_up_after = stopped_at.elapsed();
     std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped_at.elapsed()));
     signal("kube-apiserver", "CONT");
@@ -463,7 +512,7 @@ async fn api_server_stopped_for_30s_mid_apply() {
     )
     .await;
     fleet
-        .apply(&[])
+        .apply(&RERUN)
         .assert_ok("apply after the API server resumed");
     fleet.assert_plan_empty();
 }
@@ -484,7 +533,7 @@ async fn nats_server_restarted_mid_apply() {
     )
     .await;
     fleet
-        .apply(&[])
+        .apply(&RERUN)
         .assert_ok("apply after nats-server came back");
     fleet.assert_plan_empty();
 }

@@ -80,18 +80,14 @@ async fn plan_rights_plan_and_apply_is_refused_naming_the_verb() {
         plan.stdout
     );
 
-    // What it may not dry-run it may not apply: refused before any write.
+    // Plan rights are no apply rights: refused at its first write (the
+    // deploy lock's Lease), naming the verb, before any object is touched.
     let refused = fleet.run_as(&user, &["apply", "--auto-approve"]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused
             .stderr
             .contains(&format!("User \"{}\" cannot create resource", user.name)),
-        "{}",
-        refused.stderr
-    );
-    assert!(
-        refused.stderr.contains("Nothing was changed"),
         "{}",
         refused.stderr
     );
@@ -187,10 +183,11 @@ async fn read_only_rights_plan_at_lower_fidelity_and_see_the_change() {
         markdown.stdout
     );
 
+    // No write verb at all: refused at the first write, the deploy lock.
     let refused = fleet.run_as(&user, &["apply", "--auto-approve"]);
     assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(
-        refused.stderr.contains("cannot patch resource"),
+        refused.stderr.contains("cannot update resource \"leases\""),
         "{}",
         refused.stderr
     );
