@@ -2,12 +2,14 @@
 //!
 //! The pipeline, one module per stage:
 //! `load` (files -> [`model::Fleet`]) -> `render` (desired objects and
-//! JetStream configuration). `commands` wires the stages together per verb.
+//! JetStream configuration). `deploy` is the sequence `plan` and `apply`
+//! share; `commands` wires flags to it and the stages, per verb.
 
 pub mod access;
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod explain;
 pub mod live;
 pub mod load;

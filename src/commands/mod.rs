@@ -8,13 +8,11 @@ mod render;
 mod schema;
 mod unlock;
 mod validate;
-mod workflow;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use crate::cli::{Command, DefinitionArgs};
-use crate::load::{self, diagnostic};
+use crate::load;
 use crate::model::Fleet;
 
 /// How a verb ended, when it did not fail. One place decides exit codes.
@@ -72,38 +70,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Loads the definition, the first step of every verb: prints every
-/// diagnostic to stderr (and, inside Actions, as GitHub annotations, also on
-/// stderr: the runner reads workflow commands from both streams, and stdout
-/// is the plan or the rendering a program may be parsing), and returns the
-/// fleet only when there were no errors.
+/// Loads the definition, printing its diagnostics; `None` when it has
+/// errors.
 pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
-    let loaded = load::load(&args.file, args.env.as_deref())?;
-    if !loaded.diagnostics.is_empty() {
-        let mut stderr = anstream::stderr();
-        write!(
-            stderr,
-            "{}",
-            diagnostic::render(&loaded.diagnostics, &loaded.sources, true)
-        )?;
-        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
-            write!(
-                stderr,
-                "{}",
-                diagnostic::github_annotations(&loaded.diagnostics, &loaded.sources)
-            )?;
-        }
-    }
-    let errors = loaded.errors();
-    if errors > 0 {
-        let mut stderr = anstream::stderr();
-        writeln!(
-            stderr,
-            "error: {} has {errors} problem{}; nothing was changed",
-            args.file.display(),
-            if errors == 1 { "" } else { "s" }
-        )?;
-        return Ok(None);
-    }
-    Ok(loaded.fleet)
+    load::load_reported(&args.file, args.env.as_deref())
 }

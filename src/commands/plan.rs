@@ -1,267 +1,37 @@
 //! `fleet plan`: load, render, read live state, plan, report.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context as _;
 
-use super::{ExitStatus, load_definition, workflow};
+use super::ExitStatus;
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
-use crate::live::jetstream::{Connection, JetStream};
-use crate::live::kube::{Cluster, LiveState};
-use crate::lock::{self, DeployLock};
-use crate::plan::{self, FORMAT_VERSION, Plan, Target};
-use crate::redact::Sensitive;
-use crate::render::ObjectRef;
-use crate::{ownership, provenance, render, report};
+use crate::{deploy, report};
 
-/// A plan with what it was made from, for `apply` to carry out.
-pub struct Planned {
-    pub plan: Plan,
-    pub cluster: Cluster,
-    pub live: LiveState,
-    pub jetstream: Option<JetStream>,
-    /// Objects whose dry run the API server refused this identity, with its
-    /// reason: planned client-side, and apply would be refused too.
-    pub refused: Vec<(ObjectRef, String)>,
-    /// The deploy lock, when planning for apply.
-    pub lock: Option<DeployLock>,
+/// What to deploy and where, from the flags plan and apply share.
+pub(super) fn target(args: &ClusterArgs) -> deploy::Target {
+    deploy::Target {
+        file: args.definition.file.clone(),
+        env: args.definition.env.clone(),
+        context: args.context.clone(),
+    }
 }
 
-/// The pipeline up to the plan. `None` when the definition has errors (they
-/// are printed). With `lock` (apply), the deploy lock is taken before the
-/// live state is read; without (plan), who holds it is only reported.
-pub async fn make_plan(
-    args: &ClusterArgs,
-    lock: Option<lock::Options>,
-) -> anyhow::Result<Option<Planned>> {
-    workflow::announce_secrets(&args.nats, None);
-    let Some(mut fleet) = load_definition(&args.definition)? else {
-        return Ok(None);
-    };
-    workflow::announce_secrets(&NatsArgs::default(), fleet.target.nats_url.as_deref());
-    if let Some(context) = &args.context {
-        fleet.target.kube_context = Some(context.clone());
-    }
-    let rendered = render::render(&fleet).stamped();
-    // NATS first: a server that is down or refuses us fails the plan before
-    // anything else is read, let alone changed.
-    let nats_url = args
-        .nats
-        .nats_url
-        .clone()
-        .or_else(|| fleet.target.nats_url.clone());
-    let wants_jetstream =
-        !rendered.jetstream.streams.is_empty() || !rendered.jetstream.consumers.is_empty();
-    let jetstream = match &nats_url {
-        Some(url) => Some(JetStream::connect(&nats_connection(&args.nats, url)?).await?),
-        None if wants_jetstream => anyhow::bail!(
-            "the fleet defines JetStream streams or consumers but no NATS URL is set: set `nats_url` under [environment], --nats-url or FLEET_NATS_URL"
-        ),
-        None => None,
-    };
-    let cluster = Cluster::connect(&fleet.target).await?;
-    let lock = match lock {
-        Some(options) => Some(
-            DeployLock::before_plan(
-                &cluster,
-                &fleet.name,
-                &fleet.namespace,
-                options,
-                Box::new(|event| anstream::eprintln!("{event}")),
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    workflow::group("fleet: reading the cluster and JetStream");
-    let applyset_id = ownership::applyset_id(
-        &ownership::applyset_parent_name(&fleet.name),
-        &fleet.namespace,
-    );
-    let concurrency = usize::from(args.concurrency);
-    let live = crate::live::kube::read(
-        &cluster,
-        &rendered.kubernetes,
-        &fleet.namespace,
-        &applyset_id,
-        concurrency,
-    )
-    .await?;
-    let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
-        .iter()
-        .map(|m| m.to_string())
-        .chain(fleet.imperative_managers.iter().cloned())
-        .collect();
-    let options = plan::kube::Options {
-        concurrency,
+/// How to plan, from the flags plan and apply share.
+pub(super) fn plan_options(args: &ClusterArgs) -> deploy::PlanOptions {
+    deploy::PlanOptions {
+        concurrency: usize::from(args.concurrency),
         force_conflicts: args.force_conflicts,
         adopt: args.adopt,
-        imperative_managers,
-    };
-    let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
-    let kube_plan = plan::kube::plan(
-        &cluster,
-        &rendered.kubernetes,
-        &live,
-        &options,
-        inventory_unchanged,
-    )
-    .await?;
-    // First among the notes: it qualifies the whole plan.
-    let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
-        .into_iter()
-        .collect();
-    let refused = kube_plan.refused;
-    let mut changes = kube_plan.changes;
-    if let Some(js) = &jetstream {
-        let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
-        let desired_streams: Vec<&str> = rendered
-            .jetstream
-            .streams
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        let live_js = crate::live::jetstream::read(js, &owner, &desired_streams).await?;
-        let options = plan::jetstream::Options {
-            owner: &owner,
-            server: js.server_version,
-            adopt: args.adopt,
-            inventory_unchanged,
-        };
-        changes.extend(plan::jetstream::plan(
-            &rendered.jetstream,
-            &live_js,
-            &options,
-        ));
+        nats: nats(&args.nats),
     }
-    workflow::end_group();
-    changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
-    plan::attribute_agents(&mut changes, &agents_by_target(&fleet, &rendered, &live));
-    notes.extend(
-        live.missing_kinds
-        .iter()
-        .filter(|(_, kind)| rendered.kubernetes.iter().any(|o| &o.id.kind == kind))
-        .map(|(api_version, kind)| {
-            format!(
-                "{kind} ({api_version}) is not installed in the cluster: its objects are skipped"
-            )
-        }),
-    );
-    notes.extend(plan::kube::unreadable_metrics(
-        &rendered.kubernetes,
-        &live.served_groups,
-    ));
-    let identity = crate::live::kube::identity(&cluster).await?;
-    notes.extend(identity.note());
-    let live_parent = rendered
-        .kubernetes
-        .iter()
-        .find(|o| o.is_applyset_parent())
-        .and_then(|parent| live.owned.get(&parent.id));
-    let provenance = provenance::of_plan(&args.definition.file, live_parent, identity)?;
-    let held_lock = match &lock {
-        Some(_) => None,
-        None => lock::standing(&cluster, &fleet.name, &fleet.namespace)
-            .await
-            .map(|standing| standing.holder)
-            .unwrap_or_else(|err| {
-                notes.push(format!("the deploy lock could not be read: {err:#}"));
-                None
-            }),
-    };
-    let plan = Plan {
-        format_version: FORMAT_VERSION,
-        fleet: fleet.name.clone(),
-        environment: fleet.environment.clone(),
-        namespace: fleet.namespace.clone(),
-        kube_context: cluster.context.clone(),
-        nats_url: jetstream.as_ref().map(|js| js.url.clone()),
-        provenance,
-        lock: held_lock,
-        changes,
-        drift_only: false,
-        notes,
-    };
-    Ok(Some(Planned {
-        plan,
-        cluster,
-        live,
-        jetstream,
-        refused,
-        lock,
-    }))
 }
 
-/// The agent each object, stream or consumer belongs to, by the role label
-/// fleet puts on an agent's objects (desired, or live for what is destroyed)
-/// and by the agents' consumers.
-fn agents_by_target(
-    fleet: &crate::model::Fleet,
-    rendered: &render::Rendered,
-    live: &LiveState,
-) -> BTreeMap<Target, String> {
-    let role_label = format!("{}/role", fleet.label_domain);
-    let role = |body: &serde_json::Value| {
-        body["metadata"]["labels"][&role_label]
-            .as_str()
-            .map(str::to_string)
-    };
-    let desired = rendered
-        .kubernetes
-        .iter()
-        .filter_map(|o| Some((Target::Kubernetes(o.id.clone()), role(&o.body)?)));
-    let destroyed = live
-        .owned
-        .iter()
-        .filter_map(|(id, body)| Some((Target::Kubernetes(id.clone()), role(body)?)));
-    let consumers = fleet.agents.iter().filter_map(|agent| {
-        let consumer = agent.consumer.as_ref()?;
-        let target = Target::Consumer {
-            stream: consumer.stream.clone(),
-            name: consumer.name.clone(),
-        };
-        Some((target, agent.role.clone()))
-    });
-    destroyed.chain(desired).chain(consumers).collect()
-}
-
-fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
-    // Half a pair would be silently ignored by the client: refuse it.
-    let pairs = [
-        (
-            "--nats-user (FLEET_NATS_USER)",
-            args.nats_user.is_some(),
-            "--nats-password (FLEET_NATS_PASSWORD)",
-            args.nats_password.is_some(),
-        ),
-        (
-            "--nats-tls-cert (FLEET_NATS_TLS_CERT)",
-            args.nats_tls_cert.is_some(),
-            "--nats-tls-key (FLEET_NATS_TLS_KEY)",
-            args.nats_tls_key.is_some(),
-        ),
-    ];
-    for (one, has_one, other, has_other) in pairs {
-        if has_one != has_other {
-            let (given, missing) = if has_one { (one, other) } else { (other, one) };
-            anyhow::bail!(
-                "{given} is set but {missing} is not: give both or neither. Nothing was changed."
-            );
-        }
-    }
-    let nkey_seed = match &args.nats_nkey {
-        Some(path) => Some(Sensitive::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the NKey seed {}", path.display()))?
-                .trim(),
-        )),
-        None => None,
-    };
-    Ok(Connection {
-        url: url.to_string(),
-        creds_file: args.nats_creds.clone(),
-        nkey_seed,
+fn nats(args: &NatsArgs) -> deploy::Nats {
+    deploy::Nats {
+        url: args.nats_url.clone(),
+        creds: args.nats_creds.clone(),
+        nkey: args.nats_nkey.clone(),
         token: args.nats_token.clone(),
         user: args.nats_user.clone(),
         password: args.nats_password.clone(),
@@ -270,11 +40,13 @@ fn nats_connection(args: &NatsArgs, url: &str) -> anyhow::Result<Connection> {
         tls_key: args.nats_tls_key.clone(),
         domain: args.nats_domain.clone(),
         api_prefix: args.nats_api_prefix.clone(),
-    })
+    }
 }
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
-    let Some(mut planned) = make_plan(&args.cluster, None).await? else {
+    let Some(mut planned) =
+        deploy::plan(&target(&args.cluster), &plan_options(&args.cluster)).await?
+    else {
         return Ok(ExitStatus::Failure);
     };
     if args.drift {
@@ -300,7 +72,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     stdout.flush()?;
-    workflow::report(
+    deploy::workflow::report(
         plan,
         &args.cluster.definition.file,
         args.out.as_deref(),

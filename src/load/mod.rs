@@ -48,6 +48,43 @@ pub fn environment_path(fleet_file: &Path, env: &str) -> PathBuf {
         .join(format!("{env}.toml"))
 }
 
+/// Loads the definition, the first step of every verb: prints every
+/// diagnostic to stderr (and, inside Actions, as GitHub annotations, also on
+/// stderr: the runner reads workflow commands from both streams, and stdout
+/// is the plan or the rendering a program may be parsing), and returns the
+/// fleet only when there were no errors.
+pub fn load_reported(file: &Path, env: Option<&str>) -> anyhow::Result<Option<Fleet>> {
+    use std::io::Write as _;
+    let loaded = load(file, env)?;
+    if !loaded.diagnostics.is_empty() {
+        let mut stderr = anstream::stderr();
+        write!(
+            stderr,
+            "{}",
+            diagnostic::render(&loaded.diagnostics, &loaded.sources, true)
+        )?;
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            write!(
+                stderr,
+                "{}",
+                diagnostic::github_annotations(&loaded.diagnostics, &loaded.sources)
+            )?;
+        }
+    }
+    let errors = loaded.errors();
+    if errors > 0 {
+        let mut stderr = anstream::stderr();
+        writeln!(
+            stderr,
+            "error: {} has {errors} problem{}; nothing was changed",
+            file.display(),
+            if errors == 1 { "" } else { "s" }
+        )?;
+        return Ok(None);
+    }
+    Ok(loaded.fleet)
+}
+
 /// Loads the fleet file and, when `env` is given, its environment overlay.
 /// Only a file that cannot be read at all is an `Err`; everything wrong inside
 /// the files is a diagnostic in [`Loaded`].

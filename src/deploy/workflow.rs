@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::cli::NatsArgs;
+use super::Nats;
 use crate::plan::{Change, Plan, Target};
 use crate::redact;
 use crate::report::{self, github};
@@ -14,17 +14,17 @@ use crate::report::{self, github};
 /// `::add-mask::` for every credential fleet was given (flags, environment,
 /// the files they name, the URL's userinfo), so the runner hides each one in
 /// the rest of the job's log, whatever prints it.
-pub fn announce_secrets(args: &NatsArgs, url: Option<&str>) {
+pub fn announce_secrets(nats: &Nats, url: Option<&str>) {
     if github::Workflow::from_env().is_none() {
         return;
     }
-    let mut secrets: Vec<String> = [&args.nats_password, &args.nats_token]
+    let mut secrets: Vec<String> = [&nats.password, &nats.token]
         .into_iter()
         .flatten()
         .map(|s| s.expose().to_string())
         .collect();
     // A seed file holds the seed; a creds file a JWT and a seed.
-    for path in [&args.nats_nkey, &args.nats_creds].into_iter().flatten() {
+    for path in [&nats.nkey, &nats.creds].into_iter().flatten() {
         if let Ok(text) = std::fs::read_to_string(path) {
             secrets.extend(
                 text.lines()
@@ -33,7 +33,7 @@ pub fn announce_secrets(args: &NatsArgs, url: Option<&str>) {
             );
         }
     }
-    for url in [args.nats_url.as_deref(), url].into_iter().flatten() {
+    for url in [nats.url.as_deref(), url].into_iter().flatten() {
         secrets.extend(redact::url_secrets(url));
     }
     let masks = github::masks(secrets.iter().map(String::as_str));

@@ -1,0 +1,272 @@
+//! The apply half of the sequence: plan with the deploy lock, check the
+//! saved plan and the commit, confirm, apply with events, report.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+
+use super::plan::{Planned, make_plan};
+use super::{ApplyOptions, PlanOptions, Target, workflow};
+use crate::apply::{self, Event, Stopped};
+use crate::lock::DeployLock;
+use crate::plan::{FORMAT_VERSION, Plan};
+use crate::{provenance, report};
+
+/// How an apply ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The plan was carried out, or there was nothing to do.
+    Done,
+    /// The confirmation was refused; nothing was changed.
+    Cancelled,
+    /// The definition has errors (they are printed); nothing was changed.
+    Invalid,
+}
+
+/// Plans with the deploy lock held and carries the plan out. `confirm` is
+/// asked, with the kube context, before the first write; it answers whether
+/// to go on.
+pub async fn apply(
+    target: &Target,
+    plan_options: &PlanOptions,
+    options: &ApplyOptions,
+    confirm: impl FnOnce(&str) -> anyhow::Result<bool>,
+) -> anyhow::Result<Applied> {
+    let Some(mut planned) = make_plan(target, plan_options, Some(options.lock)).await? else {
+        return Ok(Applied::Invalid);
+    };
+    if let Some(path) = &options.plan_file {
+        // The saved plan is not part of the definition.
+        planned.plan.provenance.leave_out(path);
+    }
+    let mut lock = planned
+        .lock
+        .take()
+        .expect("apply plans with the deploy lock");
+    let result = carry_out(target, plan_options, options, &planned, &mut lock, confirm).await;
+    if let Err(err) = lock.release().await {
+        anstream::eprintln!(
+            "warning: {err:#}\n  The deploy lock expires by itself {}s after its last renewal.",
+            options.lock.ttl.as_secs()
+        );
+    }
+    result
+}
+
+/// Everything after planning, with the deploy lock held (or, on a first
+/// apply, taken before the first write).
+async fn carry_out(
+    target: &Target,
+    plan_options: &PlanOptions,
+    apply_options: &ApplyOptions,
+    planned: &Planned,
+    lock: &mut DeployLock,
+    confirm: impl FnOnce(&str) -> anyhow::Result<bool>,
+) -> anyhow::Result<Applied> {
+    provenance::check_committed(
+        &planned.plan.provenance,
+        apply_options.allow_dirty,
+        &mut anstream::stderr(),
+    )?;
+    let plan = &planned.plan;
+    if let Some(path) = &apply_options.plan_file {
+        check_saved_plan(path, plan)?;
+    }
+    let mut stdout = anstream::stdout();
+    report::plan_text(plan, &mut stdout)?;
+    let definition = &target.file;
+    if !plan.has_changes() {
+        workflow::report(
+            plan,
+            definition,
+            None,
+            "### fleet apply: nothing to do\n\n",
+            "applied=0\n",
+        )?;
+        return Ok(Applied::Done);
+    }
+    let options = apply::Options {
+        concurrency: plan_options.concurrency,
+        force_conflicts: plan_options.force_conflicts,
+        adopt: plan_options.adopt,
+        allow_destroy: apply_options.allow_destroy,
+        rollout_timeout: apply_options.rollout_timeout,
+        record: Some(provenance::Record::of(&plan.provenance)),
+    };
+    // Refuse what needs a flag before asking anyone to confirm it.
+    if let Err(err) = apply::check_allowed(plan, &options) {
+        workflow::report(
+            plan,
+            definition,
+            None,
+            "### fleet apply refused: nothing was changed\n\n",
+            "applied=0\nfailed=0\n",
+        )?;
+        return Err(err);
+    }
+    // A dry run is authorised as the write itself: what this identity may
+    // not dry-run, it may not apply. Refuse before the first write.
+    if let Some((id, reason)) = planned.refused.first() {
+        anyhow::bail!(
+            "this identity may not make the planned changes: the API server refused to dry-run {} objects, e.g. {id}: {reason}\n  Nothing was changed. Grant the rights `fleet rbac --for apply` prints, or apply with an identity that has them.",
+            planned.refused.len()
+        );
+    }
+    if !confirm(&planned.cluster.context)? {
+        writeln!(stdout, "Apply cancelled; nothing was changed.")?;
+        return Ok(Applied::Cancelled);
+    }
+
+    writeln!(stdout)?;
+    let mut done = 0usize;
+    let mut in_group = false;
+    let mut print = |event: apply::Event<'_>| {
+        let line = match event {
+            Event::Started(title) => {
+                if std::mem::replace(&mut in_group, true) {
+                    workflow::end_group();
+                }
+                workflow::group(&format!("fleet: {title}"));
+                return;
+            }
+            Event::Done(outcome) => {
+                done += 1;
+                format!("{}: {}", outcome.target, outcome.done)
+            }
+            Event::Rollout(progress) => format!("{}: {progress}", progress.deployment),
+        };
+        let _ = writeln!(anstream::stdout(), "{line}");
+    };
+    let systems = apply::Systems {
+        cluster: &planned.cluster,
+        live: &planned.live,
+        jetstream: planned.jetstream.as_ref(),
+    };
+    lock.before_first_write().await?;
+    let result = lock
+        .guard(apply::apply(&systems, plan, &options, &mut print))
+        .await;
+    workflow::end_group();
+    match result {
+        Ok(()) => {
+            let summary = plan.summary();
+            let complete = format!(
+                "Apply complete! Resources: {} added, {} changed, {} destroyed.",
+                summary.add, summary.change, summary.destroy
+            );
+            writeln!(stdout, "\n{complete}")?;
+            workflow::report(
+                plan,
+                definition,
+                None,
+                &format!("### fleet apply: {complete}\n\n"),
+                &format!("applied={done}\nfailed=0\n"),
+            )?;
+            Ok(Applied::Done)
+        }
+        Err(err) => {
+            let failed = match err.downcast_ref::<Stopped>() {
+                Some(stopped) => {
+                    stopped_summary(stopped, done, &mut stdout)?;
+                    stopped.errors.len()
+                }
+                None => 1,
+            };
+            workflow::report(
+                plan,
+                definition,
+                None,
+                &format!(
+                    "### fleet apply stopped: {done} change(s) made, {failed} failed\n\nThe errors are in the job's log; run apply again once fixed. What was planned:\n\n"
+                ),
+                &format!("applied={done}\nfailed={failed}\n"),
+            )?;
+            Err(err)
+        }
+    }
+}
+
+/// What was done and what was not, when apply stopped; the errors
+/// themselves follow on stderr.
+fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std::io::Result<()> {
+    let failed = stopped.errors.len();
+    if stopped.in_rollout {
+        writeln!(
+            out,
+            "\nApply stopped: every change was made, but {failed} Deployment{} did not roll out (see below).",
+            if failed == 1 { "" } else { "s" }
+        )?;
+    } else {
+        writeln!(
+            out,
+            "\nApply stopped: {done} change{} made, {failed} failed (see below), {} not started.",
+            if done == 1 { "" } else { "s" },
+            stopped.not_started.len()
+        )?;
+        if !stopped.not_started.is_empty() {
+            writeln!(out, "Not started:")?;
+            for target in &stopped.not_started {
+                writeln!(out, "  {target}")?;
+            }
+        }
+        writeln!(out, "Rollouts were not waited for.")?;
+    }
+    writeln!(
+        out,
+        "Run apply again once fixed: it picks up where this left off."
+    )
+}
+
+/// A saved plan is applied only while it is still the plan: anything that
+/// changed since (the definition, the cluster, JetStream) makes it stale.
+fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the plan {}", path.display()))?;
+    let saved: Plan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan written by `fleet plan --out`",
+            path.display()
+        )
+    })?;
+    if saved.format_version != FORMAT_VERSION {
+        anyhow::bail!(
+            "{} has plan format {}, this fleet reads {FORMAT_VERSION}; make the plan again",
+            path.display(),
+            saved.format_version
+        );
+    }
+    let same_place = (
+        &saved.fleet,
+        &saved.environment,
+        &saved.namespace,
+        &saved.kube_context,
+    ) == (
+        &fresh.fleet,
+        &fresh.environment,
+        &fresh.namespace,
+        &fresh.kube_context,
+    );
+    if !same_place {
+        anyhow::bail!(
+            "{} was made for fleet {} (environment {}, namespace {}, kube context `{}`), not for this one; nothing was changed",
+            path.display(),
+            saved.fleet,
+            saved.environment.as_deref().unwrap_or("none"),
+            saved.namespace,
+            saved.kube_context
+        );
+    }
+    if let Err(why) = provenance::check_saved(&saved.provenance, &fresh.provenance) {
+        anyhow::bail!(
+            "{} {why}; nothing was changed. Run `fleet plan --out` again",
+            path.display()
+        );
+    }
+    if serde_json::to_value(&saved.changes)? != serde_json::to_value(&fresh.changes)? {
+        anyhow::bail!(
+            "the plan in {} is stale: the definition, the cluster or JetStream changed since it was made. Nothing was changed; run `fleet plan --out` again",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! deploy: the sequence `plan` and `apply` share. Load and render the
+//! definition, connect to NATS and the cluster, take the deploy lock (apply),
+//! read live state, plan both systems and record provenance; then, for apply,
+//! check the saved plan and the commit, confirm, apply with events under the
+//! lock and report what was done.
+//!
+//! Takes plain options, never the command line's types: the verbs under
+//! `commands/` translate their flags into these and map the outcome to an
+//! exit status. The terminal prompt is theirs, passed in as a closure.
+
+mod apply;
+mod plan;
+pub mod workflow;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use apply::{Applied, apply};
+pub use plan::{Planned, plan};
+
+use crate::lock;
+use crate::redact::Sensitive;
+
+/// What to deploy, and where.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The fleet definition (fleet.toml).
+    pub file: PathBuf,
+    /// Environment to load from `environments/<ENV>.toml`.
+    pub env: Option<String>,
+    /// Kube context to use instead of the environment's.
+    pub context: Option<String>,
+}
+
+/// How fleet reaches the NATS server (not the URL agents are given).
+#[derive(Debug, Default, Clone)]
+pub struct Nats {
+    /// Overrides the environment's `nats_url`.
+    pub url: Option<String>,
+    pub creds: Option<PathBuf>,
+    /// A file holding an NKey seed.
+    pub nkey: Option<PathBuf>,
+    pub token: Option<Sensitive>,
+    pub user: Option<String>,
+    pub password: Option<Sensitive>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub domain: Option<String>,
+    pub api_prefix: Option<String>,
+}
+
+/// How to plan (and, with apply, how to write).
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Requests to the API server in flight at once.
+    pub concurrency: usize,
+    /// Take over fields that another field manager owns.
+    pub force_conflicts: bool,
+    /// Take over same-named objects, streams and consumers fleet does not own.
+    pub adopt: bool,
+    pub nats: Nats,
+}
+
+/// How to carry a plan out.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// A plan saved by `fleet plan --out`, applied only while still the plan.
+    pub plan_file: Option<PathBuf>,
+    /// Allow changes that lose queued messages.
+    pub allow_destroy: bool,
+    /// Apply although the definition has uncommitted changes.
+    pub allow_dirty: bool,
+    /// How long to wait for rollouts; zero does not wait.
+    pub rollout_timeout: Duration,
+    /// How apply takes the deploy lock.
+    pub lock: lock::Options,
+}

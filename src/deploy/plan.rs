@@ -1,0 +1,281 @@
+//! The plan half of the sequence: load, render, connect, lock, read live
+//! state, plan both systems, notes and provenance.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+
+use super::{Nats, PlanOptions, Target, workflow};
+use crate::live::jetstream::{Connection, JetStream};
+use crate::live::kube::{Cluster, LiveState};
+use crate::lock::{self, DeployLock};
+use crate::plan::{self, FORMAT_VERSION, Plan};
+use crate::redact::Sensitive;
+use crate::render::ObjectRef;
+use crate::{load, ownership, provenance, render};
+
+/// A plan with what it was made from, for `apply` to carry out.
+pub struct Planned {
+    pub plan: Plan,
+    pub cluster: Cluster,
+    pub live: LiveState,
+    pub jetstream: Option<JetStream>,
+    /// Objects whose dry run the API server refused this identity, with its
+    /// reason: planned client-side, and apply would be refused too.
+    pub refused: Vec<(ObjectRef, String)>,
+    /// The deploy lock, when planning for apply.
+    pub lock: Option<DeployLock>,
+}
+
+/// The pipeline up to the plan, for `fleet plan`: who holds the deploy lock
+/// is only reported. `None` when the definition has errors (they are
+/// printed).
+pub async fn plan(target: &Target, options: &PlanOptions) -> anyhow::Result<Option<Planned>> {
+    make_plan(target, options, None).await
+}
+
+/// The pipeline up to the plan. `None` when the definition has errors (they
+/// are printed). With `lock` (apply), the deploy lock is taken before the
+/// live state is read; without (plan), who holds it is only reported.
+pub(super) async fn make_plan(
+    target: &Target,
+    plan_options: &PlanOptions,
+    lock: Option<lock::Options>,
+) -> anyhow::Result<Option<Planned>> {
+    workflow::announce_secrets(&plan_options.nats, None);
+    let Some(mut fleet) = load::load_reported(&target.file, target.env.as_deref())? else {
+        return Ok(None);
+    };
+    workflow::announce_secrets(&Nats::default(), fleet.target.nats_url.as_deref());
+    if let Some(context) = &target.context {
+        fleet.target.kube_context = Some(context.clone());
+    }
+    let rendered = render::render(&fleet).stamped();
+    // NATS first: a server that is down or refuses us fails the plan before
+    // anything else is read, let alone changed.
+    let nats_url = plan_options
+        .nats
+        .url
+        .clone()
+        .or_else(|| fleet.target.nats_url.clone());
+    let wants_jetstream =
+        !rendered.jetstream.streams.is_empty() || !rendered.jetstream.consumers.is_empty();
+    let jetstream = match &nats_url {
+        Some(url) => Some(JetStream::connect(&nats_connection(&plan_options.nats, url)?).await?),
+        None if wants_jetstream => anyhow::bail!(
+            "the fleet defines JetStream streams or consumers but no NATS URL is set: set `nats_url` under [environment], --nats-url or FLEET_NATS_URL"
+        ),
+        None => None,
+    };
+    let cluster = Cluster::connect(&fleet.target).await?;
+    let lock = match lock {
+        Some(options) => Some(
+            DeployLock::before_plan(
+                &cluster,
+                &fleet.name,
+                &fleet.namespace,
+                options,
+                Box::new(|event| anstream::eprintln!("{event}")),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    workflow::group("fleet: reading the cluster and JetStream");
+    let applyset_id = ownership::applyset_id(
+        &ownership::applyset_parent_name(&fleet.name),
+        &fleet.namespace,
+    );
+    let concurrency = plan_options.concurrency;
+    let live = crate::live::kube::read(
+        &cluster,
+        &rendered.kubernetes,
+        &fleet.namespace,
+        &applyset_id,
+        concurrency,
+    )
+    .await?;
+    let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
+        .iter()
+        .map(|m| m.to_string())
+        .chain(fleet.imperative_managers.iter().cloned())
+        .collect();
+    let options = plan::kube::Options {
+        concurrency,
+        force_conflicts: plan_options.force_conflicts,
+        adopt: plan_options.adopt,
+        imperative_managers,
+    };
+    let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
+    let kube_plan = plan::kube::plan(
+        &cluster,
+        &rendered.kubernetes,
+        &live,
+        &options,
+        inventory_unchanged,
+    )
+    .await?;
+    // First among the notes: it qualifies the whole plan.
+    let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
+        .into_iter()
+        .collect();
+    let refused = kube_plan.refused;
+    let mut changes = kube_plan.changes;
+    if let Some(js) = &jetstream {
+        let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
+        let desired_streams: Vec<&str> = rendered
+            .jetstream
+            .streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let live_js = crate::live::jetstream::read(js, &owner, &desired_streams).await?;
+        let options = plan::jetstream::Options {
+            owner: &owner,
+            server: js.server_version,
+            adopt: plan_options.adopt,
+            inventory_unchanged,
+        };
+        changes.extend(plan::jetstream::plan(
+            &rendered.jetstream,
+            &live_js,
+            &options,
+        ));
+    }
+    workflow::end_group();
+    changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
+    plan::attribute_agents(&mut changes, &agents_by_target(&fleet, &rendered, &live));
+    notes.extend(
+        live.missing_kinds
+        .iter()
+        .filter(|(_, kind)| rendered.kubernetes.iter().any(|o| &o.id.kind == kind))
+        .map(|(api_version, kind)| {
+            format!(
+                "{kind} ({api_version}) is not installed in the cluster: its objects are skipped"
+            )
+        }),
+    );
+    notes.extend(plan::kube::unreadable_metrics(
+        &rendered.kubernetes,
+        &live.served_groups,
+    ));
+    let identity = crate::live::kube::identity(&cluster).await?;
+    notes.extend(identity.note());
+    let live_parent = rendered
+        .kubernetes
+        .iter()
+        .find(|o| o.is_applyset_parent())
+        .and_then(|parent| live.owned.get(&parent.id));
+    let provenance = provenance::of_plan(&target.file, live_parent, identity)?;
+    let held_lock = match &lock {
+        Some(_) => None,
+        None => lock::standing(&cluster, &fleet.name, &fleet.namespace)
+            .await
+            .map(|standing| standing.holder)
+            .unwrap_or_else(|err| {
+                notes.push(format!("the deploy lock could not be read: {err:#}"));
+                None
+            }),
+    };
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        fleet: fleet.name.clone(),
+        environment: fleet.environment.clone(),
+        namespace: fleet.namespace.clone(),
+        kube_context: cluster.context.clone(),
+        nats_url: jetstream.as_ref().map(|js| js.url.clone()),
+        provenance,
+        lock: held_lock,
+        changes,
+        drift_only: false,
+        notes,
+    };
+    Ok(Some(Planned {
+        plan,
+        cluster,
+        live,
+        jetstream,
+        refused,
+        lock,
+    }))
+}
+
+/// The agent each object, stream or consumer belongs to, by the role label
+/// fleet puts on an agent's objects (desired, or live for what is destroyed)
+/// and by the agents' consumers.
+fn agents_by_target(
+    fleet: &crate::model::Fleet,
+    rendered: &render::Rendered,
+    live: &LiveState,
+) -> BTreeMap<plan::Target, String> {
+    let role_label = format!("{}/role", fleet.label_domain);
+    let role = |body: &serde_json::Value| {
+        body["metadata"]["labels"][&role_label]
+            .as_str()
+            .map(str::to_string)
+    };
+    let desired = rendered
+        .kubernetes
+        .iter()
+        .filter_map(|o| Some((plan::Target::Kubernetes(o.id.clone()), role(&o.body)?)));
+    let destroyed = live
+        .owned
+        .iter()
+        .filter_map(|(id, body)| Some((plan::Target::Kubernetes(id.clone()), role(body)?)));
+    let consumers = fleet.agents.iter().filter_map(|agent| {
+        let consumer = agent.consumer.as_ref()?;
+        let target = plan::Target::Consumer {
+            stream: consumer.stream.clone(),
+            name: consumer.name.clone(),
+        };
+        Some((target, agent.role.clone()))
+    });
+    destroyed.chain(desired).chain(consumers).collect()
+}
+
+fn nats_connection(nats: &Nats, url: &str) -> anyhow::Result<Connection> {
+    // Half a pair would be silently ignored by the client: refuse it.
+    let pairs = [
+        (
+            "--nats-user (FLEET_NATS_USER)",
+            nats.user.is_some(),
+            "--nats-password (FLEET_NATS_PASSWORD)",
+            nats.password.is_some(),
+        ),
+        (
+            "--nats-tls-cert (FLEET_NATS_TLS_CERT)",
+            nats.tls_cert.is_some(),
+            "--nats-tls-key (FLEET_NATS_TLS_KEY)",
+            nats.tls_key.is_some(),
+        ),
+    ];
+    for (one, has_one, other, has_other) in pairs {
+        if has_one != has_other {
+            let (given, missing) = if has_one { (one, other) } else { (other, one) };
+            anyhow::bail!(
+                "{given} is set but {missing} is not: give both or neither. Nothing was changed."
+            );
+        }
+    }
+    let nkey_seed = match &nats.nkey {
+        Some(path) => Some(Sensitive::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the NKey seed {}", path.display()))?
+                .trim(),
+        )),
+        None => None,
+    };
+    Ok(Connection {
+        url: url.to_string(),
+        creds_file: nats.creds.clone(),
+        nkey_seed,
+        token: nats.token.clone(),
+        user: nats.user.clone(),
+        password: nats.password.clone(),
+        tls_ca: nats.tls_ca.clone(),
+        tls_cert: nats.tls_cert.clone(),
+        tls_key: nats.tls_key.clone(),
+        domain: nats.domain.clone(),
+        api_prefix: nats.api_prefix.clone(),
+    })
+}
