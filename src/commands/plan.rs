@@ -1,7 +1,5 @@
 //! `fleet plan`: load, render, read live state, plan, report.
 
-use std::io::Write;
-
 use anyhow::Context as _;
 
 use super::ExitStatus;
@@ -62,7 +60,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
             .with_context(|| format!("writing the plan to {}", path.display()))?;
         report::plan_json(plan, &mut std::io::BufWriter::new(file))?;
     }
-    let mut stdout = anstream::stdout().lock();
+    let mut stdout = Vec::new();
     match args.format {
         PlanFormat::Text => report::plan_text(plan, &mut stdout)?,
         PlanFormat::Json => report::plan_json(plan, &mut stdout)?,
@@ -71,7 +69,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
             report::plan_markdown(plan, args.max_bytes, place.as_deref(), &mut stdout)?
         }
     }
-    stdout.flush()?;
+    report::to_stdout(&stdout)?;
     deploy::workflow::report(
         plan,
         &args.cluster.definition.file,

@@ -72,8 +72,10 @@ async fn carry_out(
     if let Some(path) = &apply_options.plan_file {
         check_saved_plan(path, plan)?;
     }
+    let mut text = Vec::new();
+    report::plan_text(plan, &mut text)?;
+    report::to_stdout(&text)?;
     let mut stdout = anstream::stdout();
-    report::plan_text(plan, &mut stdout)?;
     let definition = &target.file;
     if !plan.has_changes() {
         workflow::report(

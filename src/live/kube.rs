@@ -332,10 +332,29 @@ pub async fn read(
     }
 
     // A GET for each desired object not found by label: is the name taken?
-    let unlisted: Vec<&DesiredObject> = desired
+    // What is outside the namespace (the Namespace itself) first: when the
+    // namespace does not exist, nothing in it can, and the GETs of
+    // everything in it (thousands, for a large fleet) are skipped.
+    let (outside, inside): (Vec<&DesiredObject>, Vec<&DesiredObject>) = desired
         .iter()
         .filter(|d| !state.owned.contains_key(&d.id) && state.kind(&d.id).is_some())
-        .collect();
+        .partition(|d| d.id.namespace.is_none());
+    get_each(cluster, &mut state, outside, applyset_id, concurrency).await?;
+    state.namespace = namespace_state(cluster, desired, &state, namespace).await?;
+    if state.namespace != NamespaceState::Missing {
+        get_each(cluster, &mut state, inside, applyset_id, concurrency).await?;
+    }
+    Ok(state)
+}
+
+/// GETs each of `unlisted` by name, and files what exists as owned or not.
+async fn get_each(
+    cluster: &Cluster,
+    state: &mut LiveState,
+    unlisted: Vec<&DesiredObject>,
+    applyset_id: &str,
+    concurrency: usize,
+) -> anyhow::Result<()> {
     let found = stream::iter(unlisted)
         .map(|object| {
             let kind = state
@@ -374,8 +393,7 @@ pub async fn read(
             }
         }
     }
-    state.namespace = namespace_state(cluster, desired, &state, namespace).await?;
-    Ok(state)
+    Ok(())
 }
 
 /// Whether the fleet's namespace exists: read above when fleet renders it,
