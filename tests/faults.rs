@@ -157,13 +157,7 @@ fn owned_and_rendered(fleet: &FleetDir) -> (Vec<String>, Vec<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| {
-            format!(
-                "{}/{}",
-                o["kind"].as_str().unwrap(),
-                o["metadata"]["name"].as_str().unwrap()
-            )
-        })
+        .map(kind_and_name)
         .collect();
     owned.sort();
     let rendered = fleet.run(&["render", "--format", "json"]);
@@ -179,16 +173,19 @@ fn owned_and_rendered(fleet: &FleetDir) -> (Vec<String>, Vec<String>) {
                 Some("Namespace" | "Secret" | "ServiceMonitor")
             )
         })
-        .map(|o| {
-            format!(
-                "{}/{}",
-                o["kind"].as_str().unwrap(),
-                o["metadata"]["name"].as_str().unwrap()
-            )
-        })
+        .map(kind_and_name)
         .collect();
     desired.sort();
     (owned, desired)
+}
+
+/// `Kind/name` of an object's JSON.
+fn kind_and_name(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["kind"].as_str().unwrap(),
+        object["metadata"]["name"].as_str().unwrap()
+    )
 }
 
 async fn audit_messages(env: &TestEnv, fleet: &FleetDir) -> u64 {
