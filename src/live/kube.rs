@@ -325,7 +325,7 @@ pub async fn read(
         .await?;
     for (kind, items) in lists {
         for item in items {
-            let value = serde_json::to_value(&item)?;
+            let value = kept_for_planning(serde_json::to_value(&item)?);
             let id = object_ref(&kind, &value);
             state.owned.insert(id, value);
         }
@@ -385,7 +385,7 @@ async fn get_each(
         .await?;
     for (id, live) in found {
         if let Some(live) = live {
-            let value = serde_json::to_value(&live)?;
+            let value = kept_for_planning(serde_json::to_value(&live)?);
             if is_owned(&value, applyset_id) {
                 state.owned.insert(id, value);
             } else {
@@ -394,6 +394,30 @@ async fn get_each(
         }
     }
     Ok(())
+}
+
+/// What planning reads of a live object, and no more, so a large fleet's
+/// live state stays small: no `status` (plans compare without it; rollouts
+/// are watched apart), and of other managers' managedFields entries only who
+/// wrote and how (drift is told from conflicts by the operation), not the
+/// field sets, which only fleet's own entry needs (client-side comparison).
+pub fn kept_for_planning(mut object: Value) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(entries) = object
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
+        for entry in entries {
+            if entry["manager"] != ownership::FIELD_MANAGER
+                && let Some(entry) = entry.as_object_mut()
+            {
+                entry.remove("fieldsV1");
+            }
+        }
+    }
+    object
 }
 
 /// Whether the fleet's namespace exists: read above when fleet renders it,
@@ -442,5 +466,33 @@ fn object_ref(kind: &Kind, value: &Value) -> ObjectRef {
             .as_str()
             .unwrap_or_default()
             .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn planning_keeps_fleets_field_sets_and_who_wrote_the_others() {
+        let live = json!({
+            "metadata": { "name": "a", "managedFields": [
+                { "manager": "fleet", "operation": "Apply", "fieldsV1": { "f:spec": {} } },
+                { "manager": "kubectl-scale", "operation": "Update", "subresource": "scale", "fieldsV1": { "f:spec": {} } },
+            ] },
+            "spec": { "replicas": 2 },
+            "status": { "replicas": 2 }
+        });
+        let kept = kept_for_planning(live);
+        assert_eq!(kept["status"], Value::Null);
+        assert_eq!(kept["spec"]["replicas"], 2);
+        let entries = kept["metadata"]["managedFields"].as_array().unwrap();
+        assert!(entries[0]["fieldsV1"].is_object());
+        assert_eq!(
+            entries[1],
+            json!({ "manager": "kubectl-scale", "operation": "Update", "subresource": "scale" })
+        );
     }
 }
