@@ -511,15 +511,7 @@ async fn saved_plan_is_applied_only_while_it_is_still_the_plan() {
     let stale = fleet.run(&["apply", "--auto-approve", plan_path]);
     assert_eq!(stale.code, 1, "{}{}", stale.stdout, stale.stderr);
     assert!(stale.stderr.contains("is stale"), "{}", stale.stderr);
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.kube.clone());
-    assert!(
-        namespaces
-            .get_opt(&fleet.namespace)
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing was applied"
-    );
+    env.assert_nothing_applied(&fleet).await;
 
     fleet.set_environment("");
     let applied = fleet.run(&["apply", "--auto-approve", "--timeout", "90s", plan_path]);

@@ -6,7 +6,7 @@
 mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use support::{FleetDir, Run, TestEnv};
 
@@ -216,15 +216,7 @@ async fn uncommitted_changes_are_refused_unless_allow_dirty() {
             refused.stderr
         );
     }
-    let namespaces: Api<Namespace> = Api::all(env.kube.clone());
-    assert!(
-        namespaces
-            .get_opt(&fleet.namespace)
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing was applied"
-    );
+    env.assert_nothing_applied(&fleet).await;
 
     // A plan shows it, and does not refuse.
     let plan = fleet.run(&["plan"]);
@@ -311,15 +303,7 @@ async fn a_saved_plan_is_refused_for_another_cluster_or_another_commit() {
         "{}",
         refused.stderr
     );
-    let namespaces: Api<Namespace> = Api::all(env.kube.clone());
-    assert!(
-        namespaces
-            .get_opt(&fleet.namespace)
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing was applied"
-    );
+    env.assert_nothing_applied(&fleet).await;
 
     // Planned again, it applies; the plan file is left untracked in the
     // directory, and is not an uncommitted change of the definition.

@@ -213,6 +213,19 @@ impl TestEnv {
         }
     }
 
+    /// Nothing was applied for `fleet`: its namespace was never created.
+    pub async fn assert_nothing_applied(&self, fleet: &FleetDir) {
+        let namespaces: Api<Namespace> = Api::all(self.kube.clone());
+        assert!(
+            namespaces
+                .get_opt(&fleet.namespace)
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing was applied"
+        );
+    }
+
     pub fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
