@@ -82,6 +82,10 @@ pub struct ClusterArgs {
     /// Take over same-named objects, streams and consumers that fleet does not own.
     #[arg(long)]
     pub adopt: bool,
+    /// Dry-run every object, also those the live object proves unchanged
+    /// (fleet's last apply, still wholly in place). Slower; the plan is the same.
+    #[arg(long)]
+    pub dry_run_all: bool,
     /// Give up after this long: the whole run, from reading live state to
     /// the last rollout (e.g. 90s, 5m). Each request also has its own deadline.
     #[arg(long, default_value = "5m", value_parser = parse_timeout)]

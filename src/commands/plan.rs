@@ -21,6 +21,7 @@ pub(super) fn plan_options(args: &ClusterArgs) -> deploy::PlanOptions {
         concurrency: usize::from(args.concurrency),
         force_conflicts: args.force_conflicts,
         adopt: args.adopt,
+        dry_run_all: args.dry_run_all,
         nats: nats(&args.nats),
     }
 }

@@ -59,6 +59,8 @@ pub struct PlanOptions {
     pub force_conflicts: bool,
     /// Take over same-named objects, streams and consumers fleet does not own.
     pub adopt: bool,
+    /// Dry-run every object, also those proven unchanged.
+    pub dry_run_all: bool,
     pub nats: Nats,
 }
 

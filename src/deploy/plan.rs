@@ -105,7 +105,13 @@ pub(super) async fn make_plan(
         force_conflicts: plan_options.force_conflicts,
         adopt: plan_options.adopt,
         imperative_managers,
+        dry_run_all: plan_options.dry_run_all,
     };
+    anstream::eprintln!(
+        "fleet: read {} live objects; planning {} desired ones",
+        live.owned.len() + live.unowned.len(),
+        rendered.kubernetes.len()
+    );
     let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
     let kube_plan = plan::kube::plan(
         &cluster,
@@ -115,6 +121,11 @@ pub(super) async fn make_plan(
         inventory_unchanged,
     )
     .await?;
+    anstream::eprintln!(
+        "fleet: {} objects unchanged since fleet's last apply, {} dry-run on the API server",
+        kube_plan.proven_unchanged,
+        kube_plan.dry_runs
+    );
     // First among the notes: it qualifies the whole plan.
     let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
         .into_iter()

@@ -9,7 +9,7 @@ use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Action, Change, Drift, Target, compare};
+use super::{Action, Change, Drift, Target, compare, unchanged};
 use crate::live::kube::{Cluster, LiveState, NamespaceState};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
@@ -40,6 +40,9 @@ pub struct Options {
     pub adopt: bool,
     /// [`IMPERATIVE_MANAGERS`] and those the fleet adds.
     pub imperative_managers: Vec<String>,
+    /// Dry-run every object, even one [`unchanged`] proves unchanged (to
+    /// check the proof, or to rule it out).
+    pub dry_run_all: bool,
 }
 
 /// One field another manager owns, from a 409 FieldManagerConflict.
@@ -79,6 +82,8 @@ pub struct Planned {
     pub changes: Vec<Change>,
     /// How many objects were dry-run, or would have been.
     pub dry_runs: usize,
+    /// How many objects were proven unchanged without a dry run.
+    pub proven_unchanged: usize,
     /// The objects whose dry run was refused, with the server's reason:
     /// planned client-side, at lower fidelity.
     pub refused: Vec<(ObjectRef, String)>,
@@ -104,6 +109,7 @@ pub async fn plan(
 ) -> anyhow::Result<Planned> {
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
+    let mut proven_unchanged = 0;
     let manages_namespace = desired.iter().any(|o| o.id.kind == "Namespace");
     if !manages_namespace && live.namespace == NamespaceState::Missing {
         return Err(unmanaged_namespace_missing(desired, cluster));
@@ -139,6 +145,17 @@ pub async fn plan(
                 taken_from: Vec::new(),
             };
             changes.push(classify(object, &context, DryRun::NamespaceMissing));
+        } else if let Some(before) = live.owned.get(&object.id).filter(|before| {
+            !options.dry_run_all && unchanged::proven_unchanged(&object.body, before)
+        }) {
+            // What the dry run would have answered: the object as it is.
+            let context = Context {
+                before: Some(before),
+                inventory_unchanged,
+                taken_from: Vec::new(),
+            };
+            changes.push(classify(object, &context, DryRun::Accepted(before.clone())));
+            proven_unchanged += 1;
         } else {
             to_dry_run.push(object);
         }
@@ -188,6 +205,7 @@ pub async fn plan(
     Ok(Planned {
         changes,
         dry_runs,
+        proven_unchanged,
         refused,
     })
 }
@@ -887,7 +905,6 @@ mod tests {
         let create = r#"configmaps "c" is forbidden: User "ci" cannot create resource "configmaps" in API group "" in the namespace "ns""#;
         let escalate = r#"roles.rbac.authorization.k8s.io "r" is forbidden: user "ci" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#;
         let planned = Planned {
-            changes: Vec::new(),
             dry_runs: 5,
             refused: vec![
                 (id.clone(), patch.into()),
@@ -895,6 +912,7 @@ mod tests {
                 (id.clone(), create.into()),
                 (id, escalate.into()),
             ],
+            ..Planned::default()
         };
         let note = lower_fidelity_note(&planned).unwrap();
         assert!(note.starts_with("lower fidelity: "), "{note}");

@@ -1,0 +1,437 @@
+//! The proof of no change: when the live object shows that a server-side
+//! apply of the desired body would change nothing, planning skips the dry
+//! run. A no-op plan of a large fleet then costs its LISTs, not thousands of
+//! dry runs.
+//!
+//! The argument. [`proven_unchanged`] holds only when all of these do:
+//!
+//! 1. The live object is not being deleted.
+//! 2. Its `fleet.agent.ceo/applied-hash` equals the desired one: the last
+//!    body fleet applied is the body fleet would apply now (the hash is part
+//!    of the body, so a changed definition or a changed fleet version that
+//!    renders differently fails here).
+//! 3. Fleet's one `Apply` entry in `managedFields` (for the desired
+//!    apiVersion, not a subresource) holds exactly the fields of the desired
+//!    body: each of them, and nothing else. Right after fleet's apply it
+//!    held exactly these. Any later write that changed or removed one of
+//!    them took it out of fleet's entry: an Update (kubectl edit, patch,
+//!    scale, label, a controller) takes the fields whose values it changes
+//!    and removes removed fields from every manager; another applier can only
+//!    change them with force, which takes them over too. So a field still in
+//!    fleet's entry still holds what fleet's apply stored there.
+//! 4. Every desired value equals the live one, as the API server stores it:
+//!    equal JSON, or equal quantities (`2000m` is stored as `2`), and for
+//!    atomic values (owned whole, like a label selector or a NetworkPolicy's
+//!    rules) the desired value contained in the live one (the server fills
+//!    in defaults such as a port's `protocol: TCP`). This guards against a
+//!    write made under fleet's own manager name with other values.
+//!
+//! Given these, applying the desired body sets every field to the value it
+//! has, with fleet keeping the same fields, so no field is added, changed or
+//! removed: exactly what a dry run would find. Sharing a field with another
+//! manager that set the same value is no conflict either.
+//!
+//! Whenever anything is unsure (a list shape it does not know, a value the
+//! server normalised in a way not recognised here, an index path), the answer
+//! is "not proven", and the object is dry-run as before: the proof may cost a
+//! dry run, never a missed change. The one thing assumed is that nobody else
+//! applies as field manager `fleet` with a differently written but equal
+//! quantity, which would be a cosmetic diff.
+
+use serde_json::{Map, Value};
+
+use crate::ownership;
+
+/// Whether a server-side apply of `desired` by fleet would leave `live`
+/// exactly as it is (see the module's argument).
+pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
+    if !live["metadata"]["deletionTimestamp"].is_null() {
+        return false;
+    }
+    let applied = ownership::applied_hash(live);
+    if applied.is_none() || applied != ownership::applied_hash(desired) {
+        return false;
+    }
+    let Some(fields) = fleet_fields(live, &desired["apiVersion"]) else {
+        return false;
+    };
+    covers_exactly(fields, &top_level(desired), live)
+}
+
+/// Fleet's field set: the fieldsV1 of its only Apply entry for this
+/// apiVersion on the main resource.
+fn fleet_fields<'a>(live: &'a Value, api_version: &Value) -> Option<&'a Map<String, Value>> {
+    let entries = live["metadata"]["managedFields"].as_array()?;
+    let mut applied = entries.iter().filter(|e| {
+        e["manager"] == ownership::FIELD_MANAGER
+            && e["operation"] == "Apply"
+            && e["subresource"].as_str().unwrap_or_default().is_empty()
+    });
+    let entry = applied.next()?;
+    if applied.next().is_some()
+        || &entry["apiVersion"] != api_version
+        || entry["fieldsType"] != "FieldsV1"
+    {
+        return None;
+    }
+    entry["fieldsV1"].as_object()
+}
+
+/// The desired body as managed fields see it: the identity (apiVersion,
+/// kind, name, namespace) is not tracked as a field.
+fn top_level(desired: &Value) -> Value {
+    let mut body = desired.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
+    if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("name");
+        metadata.remove("namespace");
+    }
+    body
+}
+
+/// Whether the field set `node` is exactly the fields of the map `desired`,
+/// each holding its desired value in `live`.
+fn covers_exactly(node: &Map<String, Value>, desired: &Value, live: &Value) -> bool {
+    let Some(desired) = desired.as_object() else {
+        return false;
+    };
+    // Nothing in fleet's set that it would no longer send (which an apply
+    // would remove).
+    let known = node.keys().all(|k| {
+        k == "."
+            || k.strip_prefix("f:")
+                .is_some_and(|f| desired.contains_key(f))
+    });
+    known
+        && desired.iter().all(|(key, value)| {
+            node.get(&format!("f:{key}"))
+                .and_then(Value::as_object)
+                .is_some_and(|child| field_holds(child, value, &live[key.as_str()]))
+        })
+}
+
+/// One field of fleet's set, its desired value and its live value.
+fn field_holds(node: &Map<String, Value>, desired: &Value, live: &Value) -> bool {
+    let children = node.keys().any(|k| k != ".");
+    match desired {
+        Value::Object(map) if !map.is_empty() && children => covers_exactly(node, desired, live),
+        Value::Array(items) if !items.is_empty() && children => {
+            list_holds(node, items, live.as_array())
+        }
+        // A leaf: a scalar, an empty map or list, or an atomic map or list
+        // (owned whole, so its set entry has no children).
+        _ => !children && same_stored(desired, live),
+    }
+}
+
+/// A granular list: each desired item is one keyed (`k:`) or set (`v:`)
+/// entry of fleet's set, and there is no entry for anything else.
+fn list_holds(node: &Map<String, Value>, desired: &[Value], live: Option<&Vec<Value>>) -> bool {
+    let Some(live) = live else {
+        return false;
+    };
+    let mut matched = 0;
+    for item in desired {
+        let holds = match item {
+            Value::Object(fields) => node.iter().any(|(path, child)| {
+                let Some(key) = path
+                    .strip_prefix("k:")
+                    .and_then(|k| serde_json::from_str::<Map<String, Value>>(k).ok())
+                else {
+                    return false;
+                };
+                if !key_matches(&key, fields) {
+                    return false;
+                }
+                let Some(child) = child.as_object() else {
+                    return false;
+                };
+                let live_item = live.iter().find(|l| {
+                    l.as_object()
+                        .is_some_and(|l| key.iter().all(|(k, v)| l.get(k) == Some(v)))
+                });
+                // The item itself (".") and each of its fields.
+                child.contains_key(".")
+                    && live_item.is_some_and(|live_item| covers_exactly(child, item, live_item))
+            }),
+            scalar => node.contains_key(&format!("v:{scalar}")) && live.iter().any(|l| l == scalar),
+        };
+        if !holds {
+            return false;
+        }
+        matched += 1;
+    }
+    // As many entries as desired items (the ones above are distinct: keys
+    // are unique within a list), so none is left over.
+    matched == node.keys().filter(|k| *k != ".").count()
+}
+
+/// Whether a list item's key (`k:{"containerPort":8080,"protocol":"TCP"}`)
+/// is this desired item's. A key field the item leaves out is matched only
+/// by the API's default for it (`protocol: TCP` of container and Service
+/// ports).
+fn key_matches(key: &Map<String, Value>, item: &Map<String, Value>) -> bool {
+    key.iter().all(|(field, value)| match item.get(field) {
+        Some(given) => given == value,
+        None => field == "protocol" && value == "TCP",
+    })
+}
+
+/// Whether the live value is what the server stores for the desired one:
+/// equal, an equal quantity, or (maps and lists owned whole) the desired one
+/// with defaults added.
+fn same_stored(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::String(d), Value::String(l)) => d == l || same_quantity(d, l),
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, v)| l.get(k).is_some_and(|l| same_stored(v, l))),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(d, l)| same_stored(d, l))
+        }
+        (d, l) => d == l,
+    }
+}
+
+/// Whether two strings are the same Kubernetes quantity (`2000m` and `2`,
+/// `1024Mi` and `1Gi`). Exact: both are turned into a whole mantissa and a
+/// power of ten.
+fn same_quantity(a: &str, b: &str) -> bool {
+    matches!((quantity(a), quantity(b)), (Some(a), Some(b)) if a == b)
+}
+
+/// A quantity as (mantissa, power of ten) with no trailing zeros in the
+/// mantissa; `None` for what is not a quantity (or would overflow).
+fn quantity(text: &str) -> Option<(i128, i32)> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let (negative, digits) = match number.as_bytes().first()? {
+        b'-' => (true, &number[1..]),
+        b'+' => (false, &number[1..]),
+        _ => (false, number),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+        || whole.len() + fraction.len() > 30
+    {
+        return None;
+    }
+    let mut mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
+    let mut exponent = -i32::try_from(fraction.len()).ok()?;
+    let binary = |power: u32| 1024_i128.checked_pow(power);
+    match suffix {
+        "" => {}
+        "n" => exponent -= 9,
+        "u" => exponent -= 6,
+        "m" => exponent -= 3,
+        "k" => exponent += 3,
+        "M" => exponent += 6,
+        "G" => exponent += 9,
+        "T" => exponent += 12,
+        "P" => exponent += 15,
+        "E" => exponent += 18,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            let power = "KMGTPE".find(&suffix[..1])? as u32 + 1;
+            mantissa = mantissa.checked_mul(binary(power)?)?;
+        }
+        exp if exp.starts_with(['e', 'E']) => exponent += exp[1..].parse::<i32>().ok()?,
+        _ => return None,
+    }
+    if negative {
+        mantissa = -mantissa;
+    }
+    if mantissa == 0 {
+        return Some((0, 0));
+    }
+    while mantissa % 10 == 0 {
+        mantissa /= 10;
+        exponent += 1;
+    }
+    Some((mantissa, exponent))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A Deployment as fleet renders it, stamped.
+    fn desired() -> Value {
+        let mut body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "agent-a", "namespace": "ns", "labels": { "app": "a" } },
+            "spec": {
+                "selector": { "matchLabels": { "app": "a" } },
+                "template": { "spec": {
+                    "containers": [{
+                        "name": "agent", "image": "agent:1", "args": ["--x"],
+                        "ports": [{ "name": "http", "containerPort": 8080 }],
+                        "resources": { "limits": { "cpu": "2000m" } },
+                        "env": [{ "name": "ID", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }]
+                    }]
+                } }
+            }
+        });
+        ownership::stamp_object(&mut body);
+        body
+    }
+
+    /// Fleet's entry as the API server writes it for [`desired`].
+    fn fleet_entry() -> Value {
+        json!({
+            "manager": "fleet", "operation": "Apply", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "time": "2026-11-29T12:00:00Z",
+            "fieldsV1": {
+                "f:metadata": {
+                    "f:annotations": { "f:fleet.agent.ceo/applied-hash": {} },
+                    "f:labels": { "f:app": {} }
+                },
+                "f:spec": {
+                    "f:selector": {},
+                    "f:template": { "f:spec": { "f:containers": {
+                        "k:{\"name\":\"agent\"}": {
+                            ".": {}, "f:name": {}, "f:image": {}, "f:args": {},
+                            "f:ports": { "k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {
+                                ".": {}, "f:name": {}, "f:containerPort": {} } },
+                            "f:resources": { "f:limits": { "f:cpu": {} } },
+                            "f:env": { "k:{\"name\":\"ID\"}": {
+                                ".": {}, "f:name": {}, "f:valueFrom": { "f:fieldRef": {} } } }
+                        }
+                    } } }
+                }
+            }
+        })
+    }
+
+    /// The object as stored after fleet's apply: defaults added, the
+    /// quantity canonical, other managers' entries beside fleet's.
+    fn live() -> Value {
+        let mut live = desired();
+        let container = &mut live["spec"]["template"]["spec"]["containers"][0];
+        container["ports"][0]["protocol"] = json!("TCP");
+        container["resources"]["limits"]["cpu"] = json!("2");
+        container["imagePullPolicy"] = json!("IfNotPresent");
+        container["env"][0]["valueFrom"]["fieldRef"]["apiVersion"] = json!("v1");
+        live["spec"]["replicas"] = json!(1);
+        live["metadata"]["uid"] = json!("u-1");
+        live["metadata"]["managedFields"] = json!([
+            fleet_entry(),
+            { "manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+              "apiVersion": "apps/v1", "fieldsType": "FieldsV1" }
+        ]);
+        live
+    }
+
+    #[test]
+    fn what_fleet_applied_and_still_owns_is_unchanged() {
+        assert!(proven_unchanged(&desired(), &live()));
+    }
+
+    #[test]
+    fn a_changed_definition_is_not_proven() {
+        let mut changed = desired();
+        changed["metadata"]["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .clear();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("agent:2");
+        ownership::stamp_object(&mut changed);
+        assert!(!proven_unchanged(&changed, &live()));
+    }
+
+    #[test]
+    fn a_field_taken_by_another_manager_is_not_proven() {
+        // kubectl edit changed the image: the field left fleet's entry.
+        let mut live = live();
+        let container = "k:{\"name\":\"agent\"}";
+        live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]
+            ["f:containers"][container]
+            .as_object_mut()
+            .unwrap()
+            .remove("f:image");
+        assert!(!proven_unchanged(&desired(), &live));
+    }
+
+    #[test]
+    fn a_field_fleet_owns_but_would_no_longer_send_is_not_proven() {
+        let mut live = live();
+        live["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:replicas"] = json!({});
+        assert!(!proven_unchanged(&desired(), &live));
+    }
+
+    #[test]
+    fn a_value_written_under_fleets_name_is_not_proven() {
+        let mut live = live();
+        live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("agent:evil");
+        assert!(!proven_unchanged(&desired(), &live));
+        let mut live = self::live();
+        live["spec"]["selector"]["matchLabels"]["app"] = json!("b");
+        assert!(!proven_unchanged(&desired(), &live));
+        let mut live = self::live();
+        live["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["--x", "--y"]);
+        assert!(!proven_unchanged(&desired(), &live));
+    }
+
+    #[test]
+    fn a_removed_list_item_is_not_proven() {
+        let mut live = live();
+        live["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([]);
+        assert!(!proven_unchanged(&desired(), &live));
+    }
+
+    #[test]
+    fn bookkeeping_that_is_not_fleets_does_not_count() {
+        // No entry, two entries, another apiVersion, a subresource entry of
+        // fleet's: all unsure.
+        let mut none = live();
+        none["metadata"]["managedFields"] = json!([]);
+        assert!(!proven_unchanged(&desired(), &none));
+        let mut two = live();
+        two["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(fleet_entry());
+        assert!(!proven_unchanged(&desired(), &two));
+        let mut other_version = live();
+        other_version["metadata"]["managedFields"][0]["apiVersion"] = json!("apps/v1beta2");
+        assert!(!proven_unchanged(&desired(), &other_version));
+        let mut deleting = live();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-11-29T12:00:00Z");
+        assert!(!proven_unchanged(&desired(), &deleting));
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        for (a, b) in [
+            ("2000m", "2"),
+            ("1024Mi", "1Gi"),
+            ("0.5", "500m"),
+            ("1e3", "1k"),
+            ("1.5Gi", "1536Mi"),
+            ("0", "0m"),
+        ] {
+            assert!(same_quantity(a, b), "{a} = {b}");
+        }
+        for (a, b) in [
+            ("1G", "1Gi"),
+            ("1", "2"),
+            ("1m", "1"),
+            ("agent:1", "agent:1.0"),
+        ] {
+            assert!(!same_quantity(a, b), "{a} != {b}");
+        }
+        assert_eq!(quantity("abc"), None);
+        assert_eq!(quantity(""), None);
+        assert_eq!(quantity("."), None);
+    }
+}
