@@ -90,9 +90,12 @@ pub(super) async fn make_plan(
     let live = crate::live::kube::read(
         &cluster,
         &rendered.kubernetes,
-        &fleet.namespace,
-        &applyset_id,
-        concurrency,
+        &crate::live::kube::ReadOptions {
+            namespace: &fleet.namespace,
+            applyset_id: &applyset_id,
+            concurrency,
+            prove_unchanged: !plan_options.dry_run_all,
+        },
     )
     .await?;
     let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
@@ -105,7 +108,6 @@ pub(super) async fn make_plan(
         force_conflicts: plan_options.force_conflicts,
         adopt: plan_options.adopt,
         imperative_managers,
-        dry_run_all: plan_options.dry_run_all,
     };
     anstream::eprintln!(
         "fleet: read {} live objects; planning {} desired ones",

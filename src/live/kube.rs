@@ -103,6 +103,23 @@ pub fn managed_kind(api_version: &str, kind: &str) -> Option<&'static ManagedKin
         .find(|k| k.api_version == api_version && k.kind == kind)
 }
 
+/// An owned object, and whether it proves `desired` unchanged: then only
+/// what anything after planning reads of it is kept (its name, labels,
+/// annotations and uid).
+fn kept_if_unchanged(desired: Option<&DesiredObject>, object: Value) -> (Value, bool) {
+    if !desired.is_some_and(|d| crate::plan::unchanged::proven_unchanged(&d.body, &object)) {
+        return (object, false);
+    }
+    let metadata = &object["metadata"];
+    let mut kept = serde_json::Map::new();
+    for key in ["name", "namespace", "uid", "labels", "annotations"] {
+        if let Some(value) = metadata.get(key) {
+            kept.insert(key.into(), value.clone());
+        }
+    }
+    (serde_json::json!({ "metadata": kept }), true)
+}
+
 /// Whether the fleet's namespace exists, as far as fleet may know.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NamespaceState {
@@ -226,8 +243,14 @@ pub struct LiveState {
     /// Every API group the cluster serves (for the metrics APIs an
     /// autoscaler reads, which fleet does not manage but depends on).
     pub served_groups: BTreeSet<String>,
-    /// Objects fleet owns.
+    /// Objects fleet owns. Of those in `unchanged`, only the metadata
+    /// (without managedFields).
     pub owned: BTreeMap<ObjectRef, Value>,
+    /// Owned objects whose live state proves that applying the desired body
+    /// would change nothing ([`crate::plan::unchanged`]): planned without a
+    /// dry run, and not kept whole, so a large fleet's no-op plan holds
+    /// little more than its desired objects.
+    pub unchanged: BTreeSet<ObjectRef>,
     /// Same-named objects of desired ones that fleet does not own.
     pub unowned: BTreeMap<ObjectRef, Value>,
     /// The fleet's namespace.
@@ -248,13 +271,26 @@ pub fn is_owned(object: &Value, applyset_id: &str) -> bool {
         || labels[ownership::APPLYSET_ID_LABEL] == applyset_id
 }
 
+/// What to read and how.
+pub struct ReadOptions<'a> {
+    pub namespace: &'a str,
+    pub applyset_id: &'a str,
+    pub concurrency: usize,
+    /// Try to prove owned objects unchanged (off for `--dry-run-all`).
+    pub prove_unchanged: bool,
+}
+
 pub async fn read(
     cluster: &Cluster,
     desired: &[DesiredObject],
-    namespace: &str,
-    applyset_id: &str,
-    concurrency: usize,
+    options: &ReadOptions<'_>,
 ) -> anyhow::Result<LiveState> {
+    let &ReadOptions {
+        namespace,
+        applyset_id,
+        concurrency,
+        prove_unchanged,
+    } = options;
     let mut state = LiveState::default();
     let groups: BTreeSet<&str> = MANAGED_KINDS.iter().map(ManagedKind::group).collect();
     let groups: Vec<&str> = groups.into_iter().collect();
@@ -297,38 +333,33 @@ pub async fn read(
         }
     }
 
-    // One LIST per kind, by ownership label.
+    // One LIST per kind (in pages), by ownership label.
     let selector = format!("{}={applyset_id}", ownership::PART_OF_LABEL);
     let listed = state.kinds.values().filter(|kind| {
         managed_kind(&kind.resource.api_version, &kind.resource.kind)
             .is_some_and(|m| m.found == Found::Listed)
     });
+    let by_id: BTreeMap<&ObjectRef, &DesiredObject> = desired
+        .iter()
+        .filter(|_| prove_unchanged)
+        .map(|d| (&d.id, d))
+        .collect();
     let lists = stream::iter(listed.cloned())
         .map(|kind| {
-            let api = kind.api(&cluster.client, Some(namespace));
-            let params = ListParams::default().labels(&selector);
+            let (selector, by_id) = (&selector, &by_id);
             async move {
-                let list = retry::kube(|| api.list(&params)).await.map_err(|err| {
-                    let what = ObjectRef {
-                        api_version: kind.resource.api_version.clone(),
-                        kind: kind.resource.kind.clone(),
-                        namespace: kind.namespaced.then(|| namespace.to_string()),
-                        name: "(all owned by fleet)".into(),
-                    };
-                    crate::explain::client_error(err, "listing", &what, cluster)
-                })?;
-                anyhow::Ok((kind, list.items))
+                let owned = list_owned(cluster, &kind, namespace, selector, by_id).await?;
+                anyhow::Ok(owned)
             }
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
-    for (kind, items) in lists {
-        for item in items {
-            let value = kept_for_planning(serde_json::to_value(&item)?);
-            let id = object_ref(&kind, &value);
-            state.owned.insert(id, value);
+    for (id, value, unchanged) in lists.into_iter().flatten() {
+        if unchanged {
+            state.unchanged.insert(id.clone());
         }
+        state.owned.insert(id, value);
     }
 
     // A GET for each desired object not found by label: is the name taken?
@@ -339,21 +370,60 @@ pub async fn read(
         .iter()
         .filter(|d| !state.owned.contains_key(&d.id) && state.kind(&d.id).is_some())
         .partition(|d| d.id.namespace.is_none());
-    get_each(cluster, &mut state, outside, applyset_id, concurrency).await?;
+    get_each(cluster, &mut state, outside, options).await?;
     state.namespace = namespace_state(cluster, desired, &state, namespace).await?;
     if state.namespace != NamespaceState::Missing {
-        get_each(cluster, &mut state, inside, applyset_id, concurrency).await?;
+        get_each(cluster, &mut state, inside, options).await?;
     }
     Ok(state)
 }
+
+/// Objects of one kind listed by `selector`, each kept as planning needs it,
+/// and whether it is proven unchanged against its desired object in
+/// `desired` (then only its metadata is kept). In pages, as kubectl does, so
+/// that a large fleet's objects are never all held at once.
+async fn list_owned(
+    cluster: &Cluster,
+    kind: &Kind,
+    namespace: &str,
+    selector: &str,
+    desired: &BTreeMap<&ObjectRef, &DesiredObject>,
+) -> anyhow::Result<Vec<(ObjectRef, Value, bool)>> {
+    let api = kind.api(&cluster.client, Some(namespace));
+    let mut owned = Vec::new();
+    let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
+    loop {
+        let page = retry::kube(|| api.list(&params)).await.map_err(|err| {
+            let what = ObjectRef {
+                api_version: kind.resource.api_version.clone(),
+                kind: kind.resource.kind.clone(),
+                namespace: kind.namespaced.then(|| namespace.to_string()),
+                name: "(all owned by fleet)".into(),
+            };
+            crate::explain::client_error(err, "listing", &what, cluster)
+        })?;
+        for item in page.items {
+            let value = kept_for_planning(serde_json::to_value(&item)?);
+            let id = object_ref(kind, &value);
+            let (value, unchanged) = kept_if_unchanged(desired.get(&id).copied(), value);
+            owned.push((id, value, unchanged));
+        }
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(owned),
+        }
+    }
+}
+
+/// Objects per LIST page (kubectl's default chunk size).
+const LIST_PAGE: u32 = 250;
 
 /// GETs each of `unlisted` by name, and files what exists as owned or not.
 async fn get_each(
     cluster: &Cluster,
     state: &mut LiveState,
     unlisted: Vec<&DesiredObject>,
-    applyset_id: &str,
-    concurrency: usize,
+    options: &ReadOptions<'_>,
 ) -> anyhow::Result<()> {
     let found = stream::iter(unlisted)
         .map(|object| {
@@ -377,16 +447,22 @@ async fn get_each(
                             err
                         }
                     })?;
-                anyhow::Ok((object.id.clone(), live))
+                anyhow::Ok((object, live))
             }
         })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(options.concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
-    for (id, live) in found {
+    for (object, live) in found {
+        let id = object.id.clone();
         if let Some(live) = live {
             let value = kept_for_planning(serde_json::to_value(&live)?);
-            if is_owned(&value, applyset_id) {
+            if is_owned(&value, options.applyset_id) {
+                let desired = options.prove_unchanged.then_some(object);
+                let (value, unchanged) = kept_if_unchanged(desired, value);
+                if unchanged {
+                    state.unchanged.insert(id.clone());
+                }
                 state.owned.insert(id, value);
             } else {
                 state.unowned.insert(id, value);

@@ -1,7 +1,8 @@
 //! Planning the Kubernetes side: each desired object is dry-run applied with
 //! fleet's field manager and the result compared with the live object, so API
 //! defaulting never shows as a change; owned objects no longer desired are
-//! destroyed.
+//! destroyed. An object whose live state proves it unchanged
+//! ([`super::unchanged`], checked while reading) needs no dry run.
 
 use std::collections::BTreeSet;
 
@@ -9,7 +10,7 @@ use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Action, Change, Drift, Target, compare, unchanged};
+use super::{Action, Change, Drift, Target, compare};
 use crate::live::kube::{Cluster, LiveState, NamespaceState};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
@@ -40,9 +41,6 @@ pub struct Options {
     pub adopt: bool,
     /// [`IMPERATIVE_MANAGERS`] and those the fleet adds.
     pub imperative_managers: Vec<String>,
-    /// Dry-run every object, even one [`unchanged`] proves unchanged (to
-    /// check the proof, or to rule it out).
-    pub dry_run_all: bool,
 }
 
 /// One field another manager owns, from a 409 FieldManagerConflict.
@@ -145,10 +143,13 @@ pub async fn plan(
                 taken_from: Vec::new(),
             };
             changes.push(classify(object, &context, DryRun::NamespaceMissing));
-        } else if let Some(before) = live.owned.get(&object.id).filter(|before| {
-            !options.dry_run_all && unchanged::proven_unchanged(&object.body, before)
-        }) {
-            // What the dry run would have answered: the object as it is.
+        } else if let Some(before) = live
+            .owned
+            .get(&object.id)
+            .filter(|_| live.unchanged.contains(&object.id))
+        {
+            // Proven while reading (plan::unchanged): what a dry run would
+            // answer is the object as it is.
             let context = Context {
                 before: Some(before),
                 inventory_unchanged,
@@ -468,6 +469,12 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
             }
             Some(before) => {
                 let same = comparable(before) == comparable(&after);
+                if same && context.taken_from.is_empty() && !object.is_applyset_parent() {
+                    // Nothing to send: a large fleet's no-op plan does not
+                    // keep a second copy of every object. (The parent's
+                    // body records the inventory even when unchanged.)
+                    change.desired = None;
+                }
                 if !same || !context.taken_from.is_empty() {
                     change.action = Action::Update;
                     change.diff = Some(unified_diff(kind, Some(before), Some(&after)));
