@@ -125,19 +125,12 @@ async fn read_only_rights_plan_at_lower_fidelity_and_see_the_change() {
     fleet.apply(&["--no-wait"]).assert_ok("apply as the admin");
 
     // Right after an apply, the live objects prove themselves unchanged,
-    // which needs no right to write. Only the ApplySet parent (it carries
-    // the last apply's provenance, which fleet does not send) is dry-run,
-    // refused, and compared client-side.
+    // which needs no right to write: nothing is dry-run, and the plan is at
+    // full fidelity.
     let plan = fleet.run_as(&user, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
-    assert!(
-        plan.stdout.contains(
-            "Note: lower fidelity: this identity may not dry-run 1 of 1 objects (patch secrets)"
-        ),
-        "{}",
-        plan.stdout
-    );
+    assert!(!plan.stdout.contains("lower fidelity"), "{}", plan.stdout);
 
     fleet.set_environment(&format!(
         "{UNMANAGED}[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n"

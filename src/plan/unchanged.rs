@@ -36,7 +36,8 @@
 //! is "not proven", and the object is dry-run as before: the proof may cost a
 //! dry run, never a missed change. The one thing assumed is that nobody else
 //! applies as field manager `fleet` with a differently written but equal
-//! quantity, which would be a cosmetic diff.
+//! quantity, which would be a cosmetic diff. Provenance annotations on the
+//! ApplySet parent, which plans never compare, are left out of 3.
 
 use serde_json::{Map, Value};
 
@@ -55,7 +56,30 @@ pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
     let Some(fields) = fleet_fields(live, &desired["apiVersion"]) else {
         return false;
     };
-    covers_exactly(fields, &top_level(desired), live)
+    covers_exactly(&without_provenance(fields), &top_level(desired), live)
+}
+
+/// Fleet's field set without the provenance annotations apply records on
+/// the ApplySet parent besides the rendered body. A dry run of the body
+/// would drop them, but plans compare without them
+/// ([`super::kube::comparable`]), so they are no change either way.
+fn without_provenance(fields: &Map<String, Value>) -> Map<String, Value> {
+    let mut fields = fields.clone();
+    let metadata = fields.get_mut("f:metadata").and_then(Value::as_object_mut);
+    if let Some(metadata) = metadata {
+        if let Some(annotations) = metadata
+            .get_mut("f:annotations")
+            .and_then(Value::as_object_mut)
+        {
+            for key in crate::provenance::ANNOTATIONS {
+                annotations.remove(&format!("f:{key}"));
+            }
+            if annotations.is_empty() {
+                metadata.remove("f:annotations");
+            }
+        }
+    }
+    fields
 }
 
 /// Fleet's field set: the fieldsV1 of its only Apply entry for this
