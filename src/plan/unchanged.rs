@@ -66,17 +66,16 @@ pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
 fn without_provenance(fields: &Map<String, Value>) -> Map<String, Value> {
     let mut fields = fields.clone();
     let metadata = fields.get_mut("f:metadata").and_then(Value::as_object_mut);
-    if let Some(metadata) = metadata {
-        if let Some(annotations) = metadata
+    if let Some(metadata) = metadata
+        && let Some(annotations) = metadata
             .get_mut("f:annotations")
             .and_then(Value::as_object_mut)
-        {
-            for key in crate::provenance::ANNOTATIONS {
-                annotations.remove(&format!("f:{key}"));
-            }
-            if annotations.is_empty() {
-                metadata.remove("f:annotations");
-            }
+    {
+        for key in crate::provenance::ANNOTATIONS {
+            annotations.remove(&format!("f:{key}"));
+        }
+        if annotations.is_empty() {
+            metadata.remove("f:annotations");
         }
     }
     fields
