@@ -88,6 +88,29 @@ pub struct Agent {
     pub metrics: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// Fields set on the agent's rendered objects after rendering.
+    pub patches: Vec<Patch>,
+}
+
+/// `[agents.<role>.patch.<Kind>]`: merged into the agent's object of that
+/// kind after rendering (maps key by key; lists of named items by name,
+/// other lists whole).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patch {
+    pub kind: String,
+    pub kind_origin: crate::load::source::Origin,
+    pub body: serde_json::Value,
+    pub fields: Vec<PatchedField>,
+}
+
+/// One field a patch sets, and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchedField {
+    /// `spec.template.spec.dnsPolicy`
+    pub path: String,
+    pub origin: crate::load::source::Origin,
+    /// `fleet.toml:41:1`, filled in once the sources are known.
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -202,14 +202,65 @@ pub fn load_bytes(
         file: fleet_root.origin.file,
         span: 0..0,
     };
-    let decoded = decode::decode(&root, env, files);
+    let mut decoded = decode::decode(&root, env, files);
     diagnostics.extend(decoded.diagnostics);
+    if let Some(fleet) = &mut decoded.fleet {
+        diagnostics.extend(check_patches(fleet, &sources));
+    }
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Loaded {
         fleet: if has_errors { None } else { decoded.fleet },
         diagnostics,
         sources,
     }
+}
+
+/// Each patch names where its fields were written (for the API server's
+/// complaints about them, which come long after loading), and patches an
+/// object the agent has. Which objects an agent has is the renderer's
+/// decision, so it is asked rather than repeated here.
+fn check_patches(fleet: &mut crate::model::Fleet, sources: &Sources) -> Vec<Diagnostic> {
+    for agent in &mut fleet.agents {
+        for patch in &mut agent.patches {
+            for field in &mut patch.fields {
+                field.at = sources.location(&field.origin);
+            }
+        }
+    }
+    if fleet.agents.iter().all(|a| a.patches.is_empty()) {
+        return Vec::new();
+    }
+    let rendered = crate::render::kube::objects(fleet);
+    let role_label = format!("{}/role", fleet.label_domain);
+    let mut diagnostics = Vec::new();
+    for agent in &fleet.agents {
+        for patch in &agent.patches {
+            let has = rendered.iter().any(|o| {
+                o.id.kind == patch.kind && o.body["metadata"]["labels"][&role_label] == agent.role
+            });
+            if !has {
+                diagnostics.push(
+                    Diagnostic::error(
+                        &patch.kind_origin,
+                        format!("agent `{}` has no {} to patch", agent.role, patch.kind),
+                    )
+                    .with_label("not rendered for this agent")
+                    .with_help(match patch.kind.as_str() {
+                        "HorizontalPodAutoscaler" => "an agent has one with `autoscaling`",
+                        "Role" | "RoleBinding" => "an agent has these with `rbac`",
+                        "ConfigMap" => "an agent has one with `config`",
+                        "PodDisruptionBudget" => {
+                            "an agent has one when it runs more than one replica"
+                        }
+                        "NetworkPolicy" => "an agent has one with `network`",
+                        "Service" => "an agent has one unless `metrics = false`",
+                        _ => "remove the patch",
+                    }),
+                );
+            }
+        }
+    }
+    diagnostics
 }
 
 /// A file that is not UTF-8 (TOML must be), pointing at its first bad byte.

@@ -168,6 +168,12 @@ pub fn schema() -> Value {
             "metrics": boolean("expose the metrics port (Service, ServiceMonitor, annotations)"),
             "labels": labels("extra labels"),
             "annotations": labels("extra annotations"),
+            "patch": {
+                "type": "object",
+                "description": "fields set on the agent's rendered objects, by kind, after rendering (checked by the API server's dry run)",
+                "propertyNames": { "enum": super::decode::PATCHABLE_KINDS },
+                "additionalProperties": { "type": "object" },
+            },
         }),
     );
     let profile = table(

@@ -43,6 +43,12 @@ impl Sources {
         &self.files[id]
     }
 
+    /// `path:line:col`, as an error names a place.
+    pub fn location(&self, origin: &Origin) -> String {
+        let (line, col) = self.line_col(origin);
+        format!("{}:{line}:{col}", self.files[origin.file].path.display())
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, origin: &Origin) -> (usize, usize) {
         let text = &self.files[origin.file].text;

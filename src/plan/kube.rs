@@ -512,12 +512,19 @@ async fn dry_run(
     let api = kind.api(&cluster.client, object.id.namespace.as_deref());
     let mut params = PatchParams::apply(ownership::FIELD_MANAGER).dry_run();
     params.force = force;
+    params.field_validation = validation(object);
     let patch = Patch::Apply(&object.body);
     match retry::kube(|| api.patch(&object.id.name, &params, &patch)).await {
         Ok(result) => Ok(DryRun::Accepted(serde_json::to_value(result)?)),
         Err(kube::Error::Api(status)) => match refusal(&status, &object.id) {
             Some(dry_run) => Ok(dry_run),
-            None => Err(explain::api_error(&status, "planning", &object.id, cluster)),
+            None => {
+                let err = explain::api_error(&status, "planning", &object.id, cluster);
+                Err(match patched_here(object, &status) {
+                    Some(hint) => anyhow::anyhow!("{err:#}\n  {hint}"),
+                    None => err,
+                })
+            }
         },
         Err(err) => Err(anyhow::Error::new(err).context(format!(
             "planning {} on {}",
@@ -525,6 +532,78 @@ async fn dry_run(
             cluster.describe()
         ))),
     }
+}
+
+/// A patched object is checked strictly: a field the API server does not
+/// know (a typo in a patch) is an error, not silently dropped.
+pub fn validation(object: &DesiredObject) -> Option<kube::api::ValidationDirective> {
+    (!object.patched.is_empty()).then_some(kube::api::ValidationDirective::Strict)
+}
+
+/// Pure: where the patch set the fields the server complains about
+/// (`spec.template.spec.dnsPolicy: Unsupported value`, `unknown field
+/// "spec.template.spec.dnsPolicyy"`), or every patched field when it names
+/// none of them.
+pub fn patched_here(object: &DesiredObject, status: &kube::core::Status) -> Option<String> {
+    if object.patched.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| &d.causes)
+        .map(|c| c.field.clone())
+        .collect();
+    named.extend(
+        status
+            .message
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string),
+    );
+    // `spec.template.spec.containers[0].image` -> `spec.template.spec.containers.image`
+    let plain = |path: &str| {
+        let mut out = String::new();
+        let mut in_index = false;
+        for c in path.trim_start_matches('.').chars() {
+            match c {
+                '[' => in_index = true,
+                ']' => in_index = false,
+                c if !in_index => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let named: Vec<String> = named
+        .iter()
+        .map(|n| plain(n))
+        .filter(|n| !n.is_empty())
+        .collect();
+    let matching: Vec<&crate::model::PatchedField> = object
+        .patched
+        .iter()
+        .filter(|f| {
+            named
+                .iter()
+                .any(|n| n.starts_with(&f.path) || f.path.starts_with(n.as_str()))
+        })
+        .collect();
+    let shown = if matching.is_empty() {
+        object.patched.iter().collect()
+    } else {
+        matching
+    };
+    let places: Vec<String> = shown
+        .iter()
+        .map(|f| format!("`{}` at {}", f.path, f.at))
+        .collect();
+    Some(format!(
+        "{} is patched: {} (the patch's fields are checked by the API server; fix or remove them)",
+        object.id,
+        places.join(", ")
+    ))
 }
 
 /// Pure: the refusals planning understands; `None` for an error to report.

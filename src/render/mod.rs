@@ -4,6 +4,7 @@
 
 pub mod jetstream;
 pub mod kube;
+pub mod patch;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,8 +20,10 @@ pub struct Rendered {
 }
 
 pub fn render(fleet: &Fleet) -> Rendered {
+    let mut kubernetes = kube::objects(fleet);
+    patch::apply(fleet, &mut kubernetes);
     Rendered {
-        kubernetes: kube::objects(fleet),
+        kubernetes,
         jetstream: jetstream::desired(fleet),
     }
 }
@@ -102,6 +105,10 @@ pub struct DesiredObject {
     pub id: ObjectRef,
     #[serde(flatten)]
     pub body: Value,
+    /// The fields an agent's `patch` set on it, with where they were
+    /// written: the API server's complaints about them point there.
+    #[serde(skip)]
+    pub patched: Vec<crate::model::PatchedField>,
 }
 
 impl DesiredObject {
@@ -113,7 +120,11 @@ impl DesiredObject {
             namespace: body["metadata"]["namespace"].as_str().map(str::to_string),
             name: text(&body["metadata"]["name"]),
         };
-        Self { id, body }
+        Self {
+            id,
+            body,
+            patched: Vec::new(),
+        }
     }
 
     /// Whether this is the ApplySet parent, which marks the set.

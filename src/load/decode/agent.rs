@@ -140,6 +140,7 @@ pub(super) fn decode_agent(
     let rbac = decode_rbac(r, t);
     let labels = r.string_map(t, "labels").unwrap_or_default();
     let annotations = r.string_map(t, "annotations").unwrap_or_default();
+    let patches = super::patch::decode_patches(r, t, &what);
     let tier = r
         .string(t, "tier")
         .and_then(|tier| dns_label(r, &tier, "tier", 63));
@@ -173,6 +174,7 @@ pub(super) fn decode_agent(
         metrics: r.boolean(t, "metrics").unwrap_or(true),
         labels,
         annotations,
+        patches,
     })
 }
 

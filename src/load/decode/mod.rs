@@ -6,6 +6,7 @@
 mod agent;
 mod jetstream;
 mod network;
+mod patch;
 
 use self::agent::*;
 use self::jetstream::*;
@@ -15,6 +16,7 @@ use super::source::{Node, Origin, Table, Value};
 use crate::model::*;
 
 pub use self::jetstream::subject_covers;
+pub use self::patch::PATCHABLE_KINDS;
 
 pub(super) const ROOT_KEYS: &[&str] = &[
     "fleet",
@@ -60,6 +62,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
     "autoscaling",
     "consumer",
     "network",
+    "patch",
     "rbac",
     "metrics",
     "labels",
