@@ -210,6 +210,7 @@ async fn every_pod_key_renders_objects_the_apiserver_accepts() {
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let rendered = render(&loaded.fleet.unwrap()).kubernetes;
     let mut kinds = std::collections::BTreeSet::new();
+    let mut pods = Vec::new();
     for object in &rendered {
         kinds.insert(object.id.kind.as_str());
         if object.id.kind == "Namespace" {
@@ -225,8 +226,22 @@ async fn every_pod_key_renders_objects_the_apiserver_accepts() {
         }
         dry_run_accepted(&env, "every-pod-key", object).await;
         if object.id.kind == "Deployment" {
-            pod_accepted(&env, "every-pod-key", object).await;
+            pods.push(object);
         }
+    }
+    // At the level fleet's Namespace enforces.
+    Api::<Namespace>::all(env.kube.clone())
+        .patch(
+            &env.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+            }}})),
+        )
+        .await
+        .unwrap();
+    for deployment in pods {
+        pod_accepted(&env, "every-pod-key", deployment).await;
     }
     for kind in [
         "Namespace",

@@ -1079,4 +1079,103 @@ seccomp_profile = "localhost/profiles/builder.json"
             .collect();
         assert_eq!(volumes, ["workspace"]);
     }
+
+    fn pod_spec<'a>(objects: &'a [super::DesiredObject], name: &str) -> &'a serde_json::Value {
+        let deployment = objects
+            .iter()
+            .find(|o| o.id.kind == "Deployment" && o.id.name == name)
+            .unwrap();
+        &deployment.body["spec"]["template"]["spec"]
+    }
+
+    #[test]
+    fn another_label_domain_keeps_the_workload_type_node_label() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+label_domain = "example.com"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[agents.reviewer]
+profile = "cognitive"
+"#,
+        );
+        let pod = pod_spec(&objects, "agent-reviewer");
+        let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
+        assert_eq!(
+            terms[0]["matchExpressions"],
+            json!([{ "key": "agent.ceo/workload-type", "operator": "In", "values": ["cognitive"] }])
+        );
+    }
+
+    #[test]
+    fn an_agents_node_affinity_is_laid_over_its_profiles_label_by_label() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[profiles.gpu]
+workload_type = "gpu"
+node_affinity = { disktype = ["ssd"], "example.com/gen" = { operator = "Gt", values = ["3"] } }
+tolerations = [{ key = "gpu", operator = "Exists" }]
+[agents.trainer]
+profile = "gpu"
+placement = { node_affinity = { disktype = { operator = "NotIn", values = ["hdd"] } } }
+"#,
+        );
+        let pod = pod_spec(&objects, "agent-trainer");
+        let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
+        assert_eq!(
+            terms[0]["matchExpressions"],
+            json!([
+                { "key": "agent.ceo/workload-type", "operator": "In", "values": ["gpu"] },
+                { "key": "disktype", "operator": "NotIn", "values": ["hdd"] },
+                { "key": "example.com/gen", "operator": "Gt", "values": ["3"] },
+            ])
+        );
+        assert_eq!(
+            pod["tolerations"],
+            json!([{ "key": "gpu", "operator": "Exists" }])
+        );
+    }
+
+    #[test]
+    fn a_percent_policy_replaces_the_default_pods_policy() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[agents.builder]
+profile = "executor"
+autoscaling = { min = 2, max = 9, cpu_utilization = 60, scale_up = { percent = 200 } }
+"#,
+        );
+        let hpa = objects
+            .iter()
+            .find(|o| o.id.kind == "HorizontalPodAutoscaler")
+            .unwrap();
+        let behavior = &hpa.body["spec"]["behavior"];
+        assert_eq!(
+            behavior["scaleUp"]["policies"],
+            json!([{ "type": "Percent", "value": 200, "periodSeconds": 120 }])
+        );
+        // The direction it does not mention keeps its default.
+        assert_eq!(
+            behavior["scaleDown"]["policies"],
+            json!([{ "type": "Pods", "value": 1, "periodSeconds": 300 }])
+        );
+    }
 }
