@@ -1178,4 +1178,64 @@ autoscaling = { min = 2, max = 9, cpu_utilization = 60, scale_up = { percent = 2
             json!([{ "type": "Pods", "value": 1, "periodSeconds": 300 }])
         );
     }
+
+    #[test]
+    fn an_environment_may_switch_a_budget_or_an_env_source() {
+        let fleet = r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+disruption_budget = { max_unavailable = 1 }
+[agents.builder]
+replicas = 3
+disruption_budget = { min_available = 2 }
+env = { TOKEN = { secret = "builder", key = "token" } }
+"#;
+        let environment = r#"
+[agents.builder]
+disruption_budget = { max_unavailable = "50%" }
+env = { TOKEN = { config_map = "builder-settings", key = "token" } }
+"#;
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            fleet,
+            Some((Path::new("environments/prod.toml"), environment)),
+            Some("prod"),
+            &MapFiles(BTreeMap::new()),
+        );
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let objects = super::objects(&loaded.fleet.unwrap());
+        let budget = objects
+            .iter()
+            .find(|o| o.id.kind == "PodDisruptionBudget")
+            .unwrap();
+        assert_eq!(
+            budget.body["spec"],
+            json!({ "maxUnavailable": "50%", "selector": { "matchLabels": { "app": "agent-builder" } } })
+        );
+        let env = &pod_spec(&objects, "agent-builder")["containers"][0]["env"][3];
+        assert_eq!(
+            env["valueFrom"],
+            json!({ "configMapKeyRef": { "name": "builder-settings", "key": "token" } })
+        );
+
+        // Without the environment, the agent's own budget wins over [defaults].
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            fleet,
+            None,
+            None,
+            &MapFiles(BTreeMap::new()),
+        );
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let objects = super::objects(&loaded.fleet.unwrap());
+        let budget = objects
+            .iter()
+            .find(|o| o.id.kind == "PodDisruptionBudget")
+            .unwrap();
+        assert_eq!(budget.body["spec"]["minAvailable"], 2);
+    }
 }

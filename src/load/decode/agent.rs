@@ -6,7 +6,7 @@ use super::network::decode_network;
 use super::*;
 use crate::load::diagnostic::Diagnostic;
 use crate::load::read::{At, Reader, suggest};
-use crate::load::source::{Node, Origin, Table, Value};
+use crate::load::source::{Entry, Node, Origin, Table, Value};
 use crate::model::*;
 
 pub(super) struct AgentContext<'a> {
@@ -137,9 +137,9 @@ pub(super) fn decode_agent(
                 .with_help("give the agent a `consumer` (with a `stream`), or drop `autoscaling.pending_per_replica`"),
         );
     }
-    let env = decode_env(r, t);
+    let env = decode_env(r, t, cx.own);
     let env_from = decode_env_from(r, t);
-    let volumes = decode_volumes(r, t, &config_files, &security);
+    let volumes = decode_volumes(r, t, cx.own, &config_files, &security);
     let command = r
         .strings(t, "command")
         .map(|c| c.into_iter().map(|c| c.value).collect())
@@ -166,7 +166,7 @@ pub(super) fn decode_agent(
                 .with_help("remove `replicas`, or switch the autoscaler off with `autoscaling = { enabled = false }`"),
         );
     }
-    let disruption_budget = decode_disruption_budget(r, t);
+    let disruption_budget = decode_disruption_budget(r, t, cx.own);
     let unlabelled = cx.namespace.filter(|_| !cx.manage_namespace);
     let network = decode_network(r, t, cx.running, unlabelled);
     let rbac = decode_rbac(r, t);
@@ -1089,7 +1089,7 @@ pub(super) fn decode_scaling(
     }
 }
 
-pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
+pub(super) fn decode_env(r: &mut Reader, t: &Table, own: &Table) -> Vec<EnvVar> {
     let Some(table) = r.get_table(t, "env") else {
         return Vec::new();
     };
@@ -1119,7 +1119,8 @@ pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
             Value::Table(reference) => {
                 let what = format!("env `{}`", entry.key);
                 r.check_keys(reference, &what, ENV_REF_KEYS);
-                let source = object_ref(r, reference, &what, &entry.node.origin);
+                let own = own_table(own, &["env", &entry.key]);
+                let source = object_ref(r, reference, own, &what, &entry.node.origin);
                 let key = required_string(r, reference, "key", &what, &entry.node.origin);
                 match (source, key) {
                     (Some(ObjectRef::Secret(name)), Some(key)) => Some(EnvValue::Secret {
@@ -1153,25 +1154,37 @@ pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
 }
 
 /// `secret = "name"` or `config_map = "name"`: exactly one, naming an
-/// existing object.
-fn object_ref(r: &mut Reader, t: &Table, what: &str, origin: &Origin) -> Option<ObjectRef> {
-    let secret = r.string(t, "secret");
-    let config_map = r.string(t, "config_map");
+/// existing object. When an overlay switched the source (see
+/// [`overriding`]), its choice wins.
+fn object_ref(
+    r: &mut Reader,
+    t: &Table,
+    own: Option<&Table>,
+    what: &str,
+    origin: &Origin,
+) -> Option<ObjectRef> {
+    let (secret, config_map) = match (t.get("secret"), t.get("config_map")) {
+        (Some(secret), Some(config_map)) => match overriding(secret, config_map, own) {
+            Some(winner) if winner.key == "secret" => (r.string(t, "secret"), None),
+            Some(_) => (None, r.string(t, "config_map")),
+            None => {
+                r.report(
+                    Diagnostic::error(
+                        &config_map.key_origin,
+                        format!("{what} names both a Secret and a ConfigMap"),
+                    )
+                    .with_label("one source only")
+                    .with_help("keep either `secret` or `config_map`"),
+                );
+                return None;
+            }
+        },
+        _ => (r.string(t, "secret"), r.string(t, "config_map")),
+    };
     match (secret, config_map) {
-        (Some(secret), None) => dns_subdomain(r, &secret, "Secret name").map(ObjectRef::Secret),
+        (Some(secret), _) => dns_subdomain(r, &secret, "Secret name").map(ObjectRef::Secret),
         (None, Some(config_map)) => {
             dns_subdomain(r, &config_map, "ConfigMap name").map(ObjectRef::ConfigMap)
-        }
-        (Some(_), Some(config_map)) => {
-            r.report(
-                Diagnostic::error(
-                    &config_map.origin,
-                    format!("{what} names both a Secret and a ConfigMap"),
-                )
-                .with_label("one source only")
-                .with_help("keep either `secret` or `config_map`"),
-            );
-            None
         }
         (None, None) => {
             if t.get("secret").is_none() && t.get("config_map").is_none() {
@@ -1186,6 +1199,39 @@ fn object_ref(r: &mut Reader, t: &Table, what: &str, origin: &Origin) -> Option<
     }
 }
 
+/// Of two settings that exclude each other but met when tables were laid
+/// over each other, the one written by the overlay: the environment's over
+/// the fleet file's, the agent's own table over [defaults]. `None` when one
+/// place sets both.
+fn overriding<'e>(a: &'e Entry, b: &'e Entry, own: Option<&Table>) -> Option<&'e Entry> {
+    // Files are numbered in load order: built-in, fleet file, environment.
+    if a.key_origin.file != b.key_origin.file {
+        return Some(if a.key_origin.file > b.key_origin.file {
+            a
+        } else {
+            b
+        });
+    }
+    let own = own?;
+    match (own.get(&a.key).is_some(), own.get(&b.key).is_some()) {
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        _ => None,
+    }
+}
+
+/// The table at `path` in the agent's own table, if it has one there.
+fn own_table<'t>(own: &'t Table, path: &[&str]) -> Option<&'t Table> {
+    let mut table = own;
+    for key in path {
+        match &table.get(key)?.node.value {
+            Value::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    Some(table)
+}
+
 /// `env_from`: every key of existing ConfigMaps and Secrets as variables.
 pub(super) fn decode_env_from(r: &mut Reader, t: &Table) -> Vec<EnvFrom> {
     let Some(items) = r.array(t, "env_from") else {
@@ -1195,7 +1241,7 @@ pub(super) fn decode_env_from(r: &mut Reader, t: &Table) -> Vec<EnvFrom> {
     for item in items {
         let Some(table) = r.table(item) else { continue };
         r.check_keys(table, "an env_from source", ENV_FROM_KEYS);
-        let source = object_ref(r, table, "an env_from source", &item.origin);
+        let source = object_ref(r, table, None, "an env_from source", &item.origin);
         let prefix = r.string(table, "prefix");
         if let Some(prefix) = &prefix
             && !valid_env_name(&prefix.value)
@@ -1228,6 +1274,7 @@ const FLEET_VOLUMES: [&str; 3] = ["agent-config", "workspace", "tmp"];
 pub(super) fn decode_volumes(
     r: &mut Reader,
     t: &Table,
+    own: &Table,
     config_files: &BTreeMap<String, String>,
     security: &SecurityContext,
 ) -> Vec<MountedVolume> {
@@ -1278,7 +1325,8 @@ pub(super) fn decode_volumes(
         };
         let what = format!("volume `{name}`");
         r.check_keys(v, &what, VOLUME_KEYS);
-        let source = object_ref(r, v, &what, &entry.node.origin);
+        let own = own_table(own, &["volumes", &entry.key]);
+        let source = object_ref(r, v, own, &what, &entry.node.origin);
         let mount_path = required_string(r, v, "mount_path", &what, &entry.node.origin);
         let read_only = r.boolean(v, "read_only").unwrap_or(true);
         let mut ok = source.is_some() && mount_path.is_some();
@@ -1363,7 +1411,11 @@ pub(super) fn decode_volumes(
 
 /// `disruption_budget`: how many pods a node drain may take at once. The
 /// default, one at a time, is what fleet has always rendered.
-pub(super) fn decode_disruption_budget(r: &mut Reader, t: &Table) -> Option<DisruptionBudget> {
+pub(super) fn decode_disruption_budget(
+    r: &mut Reader,
+    t: &Table,
+    own: &Table,
+) -> Option<DisruptionBudget> {
     let default = DisruptionBudget::MaxUnavailable(PodCount::Count(1));
     let Some(table) = r.get_table(t, "disruption_budget") else {
         return Some(default);
@@ -1373,32 +1425,27 @@ pub(super) fn decode_disruption_budget(r: &mut Reader, t: &Table) -> Option<Disr
     if r.boolean(b, "enabled") == Some(false) {
         return None;
     }
-    let min = b.get("min_available").map(|e| (e, pod_count(r, &e.node)));
-    let max = b.get("max_unavailable").map(|e| (e, pod_count(r, &e.node)));
-    let budget = match (min, max) {
-        (Some((min_at, _)), Some((max_at, _))) => {
-            let later = if max_at.key_origin.file > min_at.key_origin.file
-                || (max_at.key_origin.file == min_at.key_origin.file
-                    && max_at.key_origin.span.start > min_at.key_origin.span.start)
-            {
-                max_at
-            } else {
-                min_at
-            };
-            r.report(
-                Diagnostic::error(
-                    &later.key_origin,
-                    "a disruption budget takes `min_available` or `max_unavailable`, not both",
-                )
-                .with_label("one of the two")
-                .with_help("keep the one you mean: the API server refuses both"),
-            );
-            return Some(default);
+    let (min, max) = match (b.get("min_available"), b.get("max_unavailable")) {
+        (Some(min), Some(max)) => {
+            match overriding(min, max, own_table(own, &["disruption_budget"])) {
+                Some(winner) if winner.key == "min_available" => (Some(min), None),
+                Some(_) => (None, Some(max)),
+                None => {
+                    r.report(
+                        Diagnostic::error(&max.key_origin, "a disruption budget takes `min_available` or `max_unavailable`, not both")
+                            .with_label("one of the two")
+                            .with_help("keep the one you mean: the API server refuses both"),
+                    );
+                    return Some(default);
+                }
+            }
         }
-        (Some((_, Some(min))), None) => DisruptionBudget::MinAvailable(min.value),
-        (None, Some((_, Some(max)))) => DisruptionBudget::MaxUnavailable(max.value),
+        both => both,
+    };
+    let budget = match (min, max) {
+        (Some(min), _) => DisruptionBudget::MinAvailable(pod_count(r, &min.node)?.value),
+        (None, Some(max)) => DisruptionBudget::MaxUnavailable(pod_count(r, &max.node)?.value),
         (None, None) => default,
-        _ => return Some(default),
     };
     // Valid, but then no pod may ever be evicted: a node drain waits forever.
     let blocks = match budget {
@@ -1408,10 +1455,7 @@ pub(super) fn decode_disruption_budget(r: &mut Reader, t: &Table) -> Option<Disr
         DisruptionBudget::MinAvailable(count) => count == PodCount::Percent(100),
     };
     if blocks {
-        let at = b
-            .get("min_available")
-            .or_else(|| b.get("max_unavailable"))
-            .map_or(&table.origin, |e| &e.node.origin);
+        let at = min.or(max).map_or(&table.origin, |e| &e.node.origin);
         r.report(
             Diagnostic::warning(at, "this disruption budget lets no pod be evicted")
                 .with_label("node drains will wait for ever")
