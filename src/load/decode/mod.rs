@@ -448,6 +448,8 @@ fn decode_namespace_metadata(
             };
             let owned = if name.starts_with("pod-security.kubernetes.io/") {
                 Some("set by `pod_security` under [fleet]")
+            } else if name == "kubernetes.io/metadata.name" {
+                Some("the API server sets it (fleet reads it back as the namespace's name)")
             } else if name == "name" {
                 Some("set by fleet to the namespace's name (network policies select on it)")
             } else if name == crate::ownership::MANAGED_BY_LABEL
