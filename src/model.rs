@@ -33,6 +33,10 @@ pub struct Fleet {
     /// namespace is someone else's: fleet needs no cluster-scoped rights and
     /// only checks that it exists.
     pub manage_namespace: bool,
+    /// Extra labels and annotations on the fleet's Namespace (when fleet
+    /// manages it); never fleet's own `name`, ownership or Pod Security labels.
+    pub namespace_labels: BTreeMap<String, String>,
+    pub namespace_annotations: BTreeMap<String, String>,
     pub target: Target,
     /// The fleet-wide ServiceMonitor; `None` when no agent exports metrics.
     pub service_monitor: Option<ServiceMonitor>,
@@ -63,9 +67,18 @@ pub struct Agent {
     pub role: String,
     pub tier: Option<String>,
     pub image: String,
+    /// The container's entrypoint; empty keeps the image's.
+    pub command: Vec<String>,
     pub args: Vec<String>,
+    /// Secrets the kubelet pulls the image with, by name.
+    pub image_pull_secrets: Vec<String>,
+    pub priority_class: Option<String>,
     /// Environment variables after the built-in NATS_URL / AGENT_ID / AGENT_NAMESPACE.
     pub env: Vec<EnvVar>,
+    /// Whole ConfigMaps and Secrets as environment variables, after `env`.
+    pub env_from: Vec<EnvFrom>,
+    /// Volumes from existing Secrets and ConfigMaps, after fleet's own.
+    pub volumes: Vec<MountedVolume>,
     /// NATS URL the agent's pods are given.
     pub nats_url: String,
     /// Files mounted at `config_dir` from the agent's ConfigMap, by file name.
@@ -74,6 +87,9 @@ pub struct Agent {
     pub workspace_size: Option<Quantity>,
     /// Fixed replica count; ignored when `autoscaling` is set.
     pub replicas: u32,
+    /// Rendered only when the agent runs more than one replica; `None` when
+    /// switched off.
+    pub disruption_budget: Option<DisruptionBudget>,
     pub security: SecurityContext,
     pub metrics_port: u16,
     pub health_port: u16,
@@ -127,6 +143,53 @@ pub enum EnvValue {
         name: String,
         key: String,
     },
+    /// A key of an existing ConfigMap.
+    ConfigMap {
+        name: String,
+        key: String,
+    },
+}
+
+/// An existing ConfigMap or Secret, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectRef {
+    ConfigMap(String),
+    Secret(String),
+}
+
+/// Every key of a ConfigMap or Secret as a variable, named `prefix` + key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvFrom {
+    pub source: ObjectRef,
+    pub prefix: Option<String>,
+}
+
+/// A Secret or ConfigMap mounted into the agent's container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountedVolume {
+    /// The volume's name in the pod.
+    pub name: String,
+    pub source: ObjectRef,
+    pub mount_path: String,
+    pub read_only: bool,
+    /// Only these keys, each at its path inside the volume; empty means all.
+    pub items: BTreeMap<String, String>,
+    /// Mount only this path of the volume.
+    pub sub_path: Option<String>,
+}
+
+/// A number of pods, or a percentage of the agent's replicas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PodCount {
+    Count(u32),
+    Percent(u32),
+}
+
+/// How many of the agent's pods voluntary disruptions (node drains) may take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DisruptionBudget {
+    MaxUnavailable(PodCount),
+    MinAvailable(PodCount),
 }
 
 /// A Pod Security Standard level, as the API server's Pod Security admission
@@ -212,10 +275,86 @@ pub struct ResourceList {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Placement {
     pub node_selector: BTreeMap<String, String>,
-    /// Required node affinity: label key -> allowed values.
-    pub node_affinity: BTreeMap<String, Vec<String>>,
+    /// Required node affinity: label key -> what its value must be.
+    pub node_affinity: BTreeMap<String, NodeRequirement>,
+    /// Preferred node affinity, one term each.
+    pub preferred_node_affinity: Vec<PreferredNodeTerm>,
+    pub tolerations: Vec<Toleration>,
     /// Spread the agent's tier across zones (maxSkew 1, DoNotSchedule).
     pub zone_spread: bool,
+    /// Keep the agent's replicas on different nodes (pod anti-affinity on
+    /// the hostname).
+    pub node_spread: Option<Spread>,
+}
+
+/// What a node label must be, in Kubernetes' own terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRequirement {
+    pub operator: NodeOperator,
+    /// None for Exists and DoesNotExist; one integer for Gt and Lt.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    Gt,
+    Lt,
+}
+
+impl NodeOperator {
+    pub const ALL: [NodeOperator; 6] = [
+        Self::In,
+        Self::NotIn,
+        Self::Exists,
+        Self::DoesNotExist,
+        Self::Gt,
+        Self::Lt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "In",
+            Self::NotIn => "NotIn",
+            Self::Exists => "Exists",
+            Self::DoesNotExist => "DoesNotExist",
+            Self::Gt => "Gt",
+            Self::Lt => "Lt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreferredNodeTerm {
+    /// 1 to 100: how much the scheduler favours nodes that match.
+    pub weight: i32,
+    pub requirements: BTreeMap<String, NodeRequirement>,
+}
+
+/// A toleration of node taints, as Kubernetes takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toleration {
+    /// `None` (with operator Exists) tolerates every taint.
+    pub key: Option<String>,
+    /// `Equal` or `Exists`.
+    pub operator: String,
+    pub value: Option<String>,
+    /// `None` tolerates every effect.
+    pub effect: Option<String>,
+    /// How long a `NoExecute` taint leaves the pod running.
+    pub toleration_seconds: Option<i64>,
+}
+
+/// How hard the scheduler keeps an agent's replicas apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Never two replicas on one node (a replica beyond the node count stays pending).
+    Required,
+    /// Apart when the scheduler can.
+    Preferred,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +364,7 @@ pub struct Autoscaling {
     /// Target pending messages per replica on the agent's consumer.
     pub pending_per_replica: Option<u32>,
     pub memory_utilization: Option<u32>,
+    pub cpu_utilization: Option<u32>,
     pub scale_up: ScalingRules,
     pub scale_down: ScalingRules,
 }
@@ -233,7 +373,10 @@ pub struct Autoscaling {
 pub struct ScalingRules {
     pub stabilization_window_seconds: i32,
     /// At most this many pods per period.
-    pub pods: i32,
+    pub pods: Option<i32>,
+    /// At most this percentage of the current replicas per period. With
+    /// `pods` too, the autoscaler takes whichever allows the larger change.
+    pub percent: Option<i32>,
     pub period_seconds: i32,
 }
 

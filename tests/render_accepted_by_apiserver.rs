@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 
 use fleet::load::{DirectoryFiles, load_str};
-use fleet::render::render;
+use fleet::render::{DesiredObject, render};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -25,8 +25,8 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
 
     let mut checked = 0;
     let mut service_monitors = 0;
-    // (environment, Deployment, its pod, the level its Namespace enforces)
-    let mut pods: Vec<(&str, String, Value, Value)> = Vec::new();
+    // (environment, Deployment, the level its Namespace enforces)
+    let mut pods: Vec<(&str, DesiredObject, Value)> = Vec::new();
     for environment in ["local", "staging", "production"] {
         let overlay_path = root.join(format!("environments/{environment}.toml"));
         // Render into the test's namespace, so the dry run has one to check against.
@@ -80,64 +80,14 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
                     });
                 continue;
             }
-            if object.id.kind == "Deployment" {
-                let template = &object.body["spec"]["template"];
-                let pod = json!({
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": { "name": object.id.name, "labels": template["metadata"]["labels"] },
-                    "spec": template["spec"],
-                });
-                pods.push((environment, object.id.name.clone(), pod, level.clone()));
-            }
-            let (group, version) = match object.id.api_version.split_once('/') {
-                Some((g, v)) => (g, v),
-                None => ("", object.id.api_version.as_str()),
-            };
-            let resource =
-                ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &object.id.kind));
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
-            let dynamic: DynamicObject = serde_json::from_value(object.body.clone()).unwrap();
-            // Nothing fleet renders is dropped on the way: a structural
-            // schema (the ServiceMonitor's is the Prometheus operator's real
-            // one) prunes fields it does not know, silently.
-            let assert_kept = |how: &str, stored: DynamicObject| {
-                let pruned =
-                    support::pruned_fields(&object.body, &serde_json::to_value(stored).unwrap());
-                assert!(
-                    pruned.is_empty(),
-                    "{environment}: the API server dropped fields of {} on {how}: {pruned:?}",
-                    object.id
-                );
-            };
-            let created = api
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..PostParams::default()
-                    },
-                    &dynamic,
-                )
-                .await
-                .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
-            assert_kept("create", created);
-            // Server-side apply takes it too, with fleet's field manager.
-            let applied = api
-                .patch(
-                    &object.id.name,
-                    &PatchParams::apply("fleet").dry_run(),
-                    &Patch::Apply(&object.body),
-                )
-                .await
-                .unwrap_or_else(|err| {
-                    panic!("{environment}: apply of {} refused: {err}", object.id)
-                });
-            assert_kept("apply", applied);
+            dry_run_accepted(&env, environment, &object).await;
             if object.id.kind == "ServiceMonitor" {
                 service_monitors += 1;
             }
             checked += 1;
+            if object.id.kind == "Deployment" {
+                pods.push((environment, object, level.clone()));
+            }
         }
     }
     assert!(checked > 60, "only {checked} objects checked");
@@ -145,7 +95,7 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
 
     // Pod Security admission checks pods, not Deployments: dry-run each
     // agent's pod in the namespace, labelled with the level fleet gives it.
-    for (environment, name, pod, level) in &pods {
+    for (environment, deployment, level) in &pods {
         assert_eq!(level, "restricted", "{environment}");
         Api::<Namespace>::all(env.kube.clone())
             .patch(
@@ -157,28 +107,150 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
             )
             .await
             .unwrap();
-        // Admission looks the pod's ServiceAccount up first.
-        let account: ServiceAccount =
-            serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-        let _ = env
-            .api::<ServiceAccount>()
-            .create(&PostParams::default(), &account)
-            .await;
-        let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
-        env.api::<Pod>()
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..PostParams::default()
-                },
-                &pod,
-            )
-            .await
-            .unwrap_or_else(|err| {
-                panic!("{environment}: the pod of Deployment {name} refused at {level}: {err}")
-            });
+        pod_accepted(&env, environment, deployment).await;
     }
     assert!(pods.len() >= 9, "only {} pods checked", pods.len());
+}
+
+/// The server accepts `object` (server-side dry-run create, and apply with
+/// fleet's field manager) and keeps every field of it.
+async fn dry_run_accepted(env: &TestEnv, environment: &str, object: &DesiredObject) {
+    let (group, version) = match object.id.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", object.id.api_version.as_str()),
+    };
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &object.id.kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(env.kube.clone(), &env.namespace, &resource);
+    let dynamic: DynamicObject = serde_json::from_value(object.body.clone()).unwrap();
+    // Nothing fleet renders is dropped on the way: a structural schema (the
+    // ServiceMonitor's is the Prometheus operator's real one) prunes fields
+    // it does not know, silently.
+    let assert_kept = |how: &str, stored: DynamicObject| {
+        let pruned = support::pruned_fields(&object.body, &serde_json::to_value(stored).unwrap());
+        assert!(
+            pruned.is_empty(),
+            "{environment}: the API server dropped fields of {} on {how}: {pruned:?}",
+            object.id
+        );
+    };
+    let created = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &dynamic,
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{environment}: {} refused: {err}", object.id));
+    assert_kept("create", created);
+    // Server-side apply takes it too, with fleet's field manager.
+    let applied = api
+        .patch(
+            &object.id.name,
+            &PatchParams::apply("fleet").dry_run(),
+            &Patch::Apply(&object.body),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{environment}: apply of {} refused: {err}", object.id));
+    assert_kept("apply", applied);
+}
+
+/// Pod Security admission (and the Priority admission, for a pod naming a
+/// PriorityClass) checks pods, not Deployments: dry-run the pod of
+/// `deployment` in the test's namespace.
+async fn pod_accepted(env: &TestEnv, environment: &str, deployment: &DesiredObject) {
+    let template = &deployment.body["spec"]["template"];
+    let name = &deployment.id.name;
+    // Admission looks the pod's ServiceAccount up first.
+    let account: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    let _ = env
+        .api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await;
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "labels": template["metadata"]["labels"] },
+        "spec": template["spec"],
+    }))
+    .unwrap();
+    env.api::<Pod>()
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &pod,
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{environment}: the pod of Deployment {name} refused: {err}"));
+}
+
+/// A fleet using every pod, placement, availability, scaling and namespace
+/// key renders objects the API server takes as they are.
+#[tokio::test]
+async fn every_pod_key_renders_objects_the_apiserver_accepts() {
+    let env = TestEnv::new("every-pod-key-accepted").await;
+    support::install_service_monitor_crd(env.control_plane);
+    support::apply_test_priority_class();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let overlay = format!("[environment]\nnamespace = \"{}\"\n", env.namespace);
+    let loaded = load_str(
+        &root.join("tests/fixtures/every-pod-key.toml"),
+        &support::every_pod_key_fleet(),
+        Some((&root.join("environments/test.toml"), &overlay)),
+        Some("test"),
+        &DirectoryFiles {
+            base_dir: root.into(),
+        },
+    );
+    assert_eq!(loaded.errors(), 0, "{:?}", loaded.diagnostics);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let rendered = render(&loaded.fleet.unwrap()).kubernetes;
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut pods = Vec::new();
+    for object in &rendered {
+        kinds.insert(object.id.kind.as_str());
+        if object.id.kind == "Namespace" {
+            Api::<Namespace>::all(env.kube.clone())
+                .patch(
+                    &object.id.name,
+                    &PatchParams::apply("fleet").dry_run(),
+                    &Patch::Apply(&object.body),
+                )
+                .await
+                .unwrap_or_else(|err| panic!("apply of {} refused: {err}", object.id));
+            continue;
+        }
+        dry_run_accepted(&env, "every-pod-key", object).await;
+        if object.id.kind == "Deployment" {
+            pods.push(object);
+        }
+    }
+    // At the level fleet's Namespace enforces.
+    Api::<Namespace>::all(env.kube.clone())
+        .patch(
+            &env.namespace,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+            }}})),
+        )
+        .await
+        .unwrap();
+    for deployment in pods {
+        pod_accepted(&env, "every-pod-key", deployment).await;
+    }
+    for kind in [
+        "Namespace",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} rendered: {kinds:?}");
+    }
 }
 
 /// fleet refuses exactly the scrape intervals the Prometheus operator's real

@@ -56,13 +56,47 @@ pub fn schema() -> Value {
         }),
     );
     let scaling = table(
-        "scaling behaviour",
+        "scaling behaviour; setting `pods` or `percent` replaces the default policy (both: the larger change wins)",
         json!({
             "stabilization": duration("stabilization window"),
             "pods": integer("at most this many pods per period", 1),
+            "percent": integer("at most this percentage of the replicas per period (scale_down: at most 100)", 1),
             "period": duration("policy period"),
         }),
     );
+    let node_requirement = json!({ "oneOf": [
+        { "type": "array", "items": { "type": "string" }, "description": "the label's value is one of these (operator In)" },
+        table("a node label requirement", json!({
+            "operator": { "enum": ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] },
+            "values": strings("values (In, NotIn: some; Exists, DoesNotExist: none; Gt, Lt: one integer)"),
+        })),
+    ]});
+    let node_requirements = |description: &str| json!({ "type": "object", "additionalProperties": node_requirement.clone(), "description": description });
+    let preferred_terms = json!({ "type": "array", "description": "preferred node affinity: terms the scheduler favours by weight",
+    "items": table("a preferred term", json!({
+        "weight": { "type": "integer", "minimum": 1, "maximum": 100, "description": "1-100" },
+        "match": node_requirements("node label -> requirement"),
+    }))});
+    let tolerations = json!({ "type": "array", "description": "tolerations of node taints",
+    "items": table("a toleration", json!({
+        "key": string("taint key (none: every taint, with operator Exists)"),
+        "operator": { "enum": ["Equal", "Exists"], "description": "default Equal" },
+        "value": string("taint value (Equal only)"),
+        "effect": { "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"], "description": "default: every effect" },
+        "toleration_seconds": integer("seconds a NoExecute taint leaves the pod running", 0),
+    }))});
+    let node_spread = json!({ "enum": ["required", "preferred", "none"],
+        "description": "keep the agent's replicas on different nodes (pod anti-affinity on kubernetes.io/hostname); default none" });
+    let pod_count = json!({ "oneOf": [
+        { "type": "integer", "minimum": 0 },
+        { "type": "string", "pattern": "^([0-9]|[1-9][0-9]|100)%$" },
+    ]});
+    let object_source = |what: &str| {
+        json!({
+            "secret": string(&format!("{what} from this Secret")),
+            "config_map": string(&format!("{what} from this ConfigMap")),
+        })
+    };
     let port = json!({ "oneOf": [
         { "type": "integer", "minimum": 1, "maximum": 65535 },
         { "type": "string", "pattern": "^[0-9]+(/(tcp|udp|sctp))?$" }
@@ -92,12 +126,30 @@ pub fn schema() -> Value {
             "tier": string("value of the <domain>/tier label"),
             "profile": string("resource profile: cognitive, executor, observer or one of [profiles]"),
             "image": string("container image"),
+            "command": strings("container command (default: the image's entrypoint)"),
             "args": strings("container args (default: --role=<role>, --config=<config_dir>/config.yaml)"),
-            "env": { "type": "object", "description": "environment variables: a value, or { secret, key }",
+            "image_pull_secrets": strings("Secrets to pull the image with"),
+            "priority_class": string("PriorityClass of the agent's pods"),
+            "env": { "type": "object", "description": "environment variables: a value, or { secret, key } or { config_map, key }",
                      "additionalProperties": { "oneOf": [
                          { "type": "string" },
-                         table("a key of an existing Secret", json!({ "secret": string("Secret name"), "key": string("key in the Secret") })),
+                         table("a key of an existing Secret or ConfigMap", json!({ "secret": string("Secret name"), "config_map": string("ConfigMap name"), "key": string("key in the Secret or ConfigMap") })),
                      ]}},
+            "env_from": { "type": "array", "description": "every key of existing ConfigMaps and Secrets as variables",
+                          "items": table("a ConfigMap or Secret", {
+                              let mut keys = object_source("variables");
+                              keys["prefix"] = string("prefix of every variable's name");
+                              keys
+                          })},
+            "volumes": { "type": "object", "description": "existing Secrets and ConfigMaps mounted in the container, by volume name",
+                         "additionalProperties": table("a mounted Secret or ConfigMap", {
+                             let mut keys = object_source("the volume");
+                             keys["mount_path"] = string("absolute path in the container");
+                             keys["read_only"] = boolean("mount read-only (default true)");
+                             keys["items"] = labels("only these keys, each at the given path inside the volume");
+                             keys["sub_path"] = string("mount only this path of the volume");
+                             keys
+                         })},
             "nats_url": string("NATS URL given to the agent's pods"),
             "config": { "type": "object", "description": "files mounted at config_dir: text, or { file = \"path\" }",
                         "additionalProperties": { "oneOf": [
@@ -107,6 +159,11 @@ pub fn schema() -> Value {
             "config_dir": string("where config files are mounted"),
             "workspace_size": quantity("size limit of the /workspace emptyDir"),
             "replicas": integer("replicas when not autoscaled", 0),
+            "disruption_budget": table("PodDisruptionBudget, rendered when the agent runs more than one replica (default max_unavailable = 1)", json!({
+                "enabled": boolean("false: no PodDisruptionBudget"),
+                "min_available": pod_count.clone(),
+                "max_unavailable": pod_count,
+            })),
             "security": table("pod and container security context; the defaults meet the `restricted` Pod Security Standard", json!({
                 "run_as_non_root": boolean("runAsNonRoot (default true)"),
                 "run_as_user": integer("runAsUser (default 1000)", 0),
@@ -130,10 +187,12 @@ pub fn schema() -> Value {
             })),
             "placement": table("node placement", json!({
                 "node_selector": labels("nodeSelector"),
-                "workload_type": string("required node affinity on <domain>/workload-type"),
-                "node_affinity": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } },
-                                   "description": "required node affinity: label -> allowed values" },
+                "workload_type": string("required node affinity on [fleet] workload_type_label"),
+                "node_affinity": node_requirements("required node affinity: label -> allowed values, or { operator, values }"),
+                "preferred_node_affinity": preferred_terms.clone(),
+                "tolerations": tolerations.clone(),
                 "zone_spread": boolean("spread the tier across zones"),
+                "node_spread": node_spread.clone(),
             })),
             "autoscaling": table("HorizontalPodAutoscaler", json!({
                 "enabled": boolean("false turns autoscaling off"),
@@ -141,6 +200,7 @@ pub fn schema() -> Value {
                 "max": integer("maximum replicas", 1),
                 "pending_per_replica": integer("target pending tasks per replica on the agent's consumer", 1),
                 "memory_utilization": integer("target memory utilization, percent", 1),
+                "cpu_utilization": integer("target CPU utilization, percent (needs a CPU request)", 1),
                 "scale_up": scaling.clone(),
                 "scale_down": scaling,
             })),
@@ -182,8 +242,12 @@ pub fn schema() -> Value {
             "requests": resources.clone(),
             "limits": resources,
             "node_selector": labels("nodeSelector"),
-            "workload_type": string("required node affinity on <domain>/workload-type"),
+            "workload_type": string("required node affinity on [fleet] workload_type_label"),
+            "node_affinity": node_requirements("required node affinity: label -> allowed values, or { operator, values }"),
+            "preferred_node_affinity": preferred_terms,
+            "tolerations": tolerations,
             "zone_spread": boolean("spread the tier across zones"),
+            "node_spread": node_spread,
         }),
     );
     let stream = table(
@@ -215,6 +279,9 @@ pub fn schema() -> Value {
                 "imperative_managers": strings("field managers whose changes are drift to restore, besides kubectl's"),
                 "pod_security": { "enum": ["restricted", "baseline", "privileged"],
                                   "description": "Pod Security Standard the Namespace enforces, warns and audits at (default restricted)" },
+                "namespace_labels": labels("extra labels on the Namespace (not name, pod-security.kubernetes.io/* or fleet's ownership labels)"),
+                "namespace_annotations": labels("annotations on the Namespace"),
+                "workload_type_label": string("node label that workload_type requires (default agent.ceo/workload-type)"),
                 "manage_namespace": boolean("fleet creates and labels the namespace (default true); false: the namespace must exist, and fleet needs no cluster-scoped rights"),
                 "service_monitor": table("the fleet's ServiceMonitor", json!({
                     "enabled": boolean("false: no ServiceMonitor"),
@@ -292,6 +359,38 @@ mod tests {
         assert_eq!(
             properties(agent, &["properties", "security"]),
             sorted(SECURITY_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "disruption_budget"]),
+            sorted(DISRUPTION_BUDGET_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "volumes", "additionalProperties"]),
+            sorted(VOLUME_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "env_from", "items"]),
+            sorted(ENV_FROM_KEYS)
+        );
+        assert_eq!(
+            properties(
+                agent,
+                &[
+                    "properties",
+                    "placement",
+                    "properties",
+                    "tolerations",
+                    "items"
+                ]
+            ),
+            sorted(TOLERATION_KEYS)
+        );
+        assert_eq!(
+            properties(
+                agent,
+                &["properties", "autoscaling", "properties", "scale_up"]
+            ),
+            sorted(SCALING_KEYS)
         );
         assert_eq!(
             properties(

@@ -10,12 +10,14 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricIdentifier, MetricSpec, MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, Namespace, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector,
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, Namespace, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, Probe,
+    ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Toleration,
+    TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -59,8 +61,8 @@ pub fn objects(fleet: &Fleet) -> Vec<DesiredObject> {
         if agent.autoscaling.is_some() {
             objects.push(r.autoscaler(agent));
         }
-        if runs_more_than_one(agent) {
-            objects.push(r.disruption_budget(agent));
+        if let (true, Some(budget)) = (runs_more_than_one(agent), agent.disruption_budget) {
+            objects.push(r.disruption_budget(agent, budget));
         }
         if agent.network.is_some() {
             objects.push(r.network_policy(agent));
@@ -161,10 +163,15 @@ impl<'a> Renderer<'a> {
                 self.fleet.pod_security.as_str().into(),
             );
         }
+        // The loader refused the labels fleet sets itself, so they still win.
+        let mut labels_with_own = self.fleet.namespace_labels.clone();
+        labels_with_own.extend(labels);
+        let annotations = &self.fleet.namespace_annotations;
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(self.fleet.namespace.clone()),
-                labels: Some(labels),
+                labels: Some(labels_with_own),
+                annotations: (!annotations.is_empty()).then(|| annotations.clone()),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -352,9 +359,51 @@ impl<'a> Renderer<'a> {
             });
         }
 
+        for volume in &agent.volumes {
+            let items = (!volume.items.is_empty()).then(|| {
+                volume
+                    .items
+                    .iter()
+                    .map(|(key, path)| KeyToPath {
+                        key: key.clone(),
+                        path: path.clone(),
+                        ..KeyToPath::default()
+                    })
+                    .collect()
+            });
+            volumes.push(match &volume.source {
+                model::ObjectRef::Secret(name) => Volume {
+                    name: volume.name.clone(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(name.clone()),
+                        items,
+                        ..SecretVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                model::ObjectRef::ConfigMap(name) => Volume {
+                    name: volume.name.clone(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: name.clone(),
+                        items,
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            });
+            mounts.push(VolumeMount {
+                name: volume.name.clone(),
+                mount_path: volume.mount_path.clone(),
+                read_only: Some(volume.read_only),
+                sub_path: volume.sub_path.clone(),
+                ..VolumeMount::default()
+            });
+        }
+
         let container = Container {
             name: "agent".into(),
             image: Some(agent.image.clone()),
+            command: (!agent.command.is_empty()).then(|| agent.command.clone()),
             args: Some(agent.args.clone()),
             ports: Some(vec![
                 ContainerPort {
@@ -369,6 +418,7 @@ impl<'a> Renderer<'a> {
                 },
             ]),
             env: Some(self.env(agent)),
+            env_from: (!agent.env_from.is_empty()).then(|| env_from(&agent.env_from)),
             resources: resources(&agent.resources),
             liveness_probe: Some(probe(&agent.liveness)),
             readiness_probe: Some(probe(&agent.readiness)),
@@ -390,8 +440,18 @@ impl<'a> Renderer<'a> {
             volumes: Some(volumes),
             node_selector: (!agent.placement.node_selector.is_empty())
                 .then(|| agent.placement.node_selector.clone()),
-            affinity: node_affinity(&agent.placement),
+            affinity: affinity(agent),
             topology_spread_constraints: self.zone_spread(agent),
+            tolerations: (!agent.placement.tolerations.is_empty())
+                .then(|| tolerations(&agent.placement.tolerations)),
+            image_pull_secrets: (!agent.image_pull_secrets.is_empty()).then(|| {
+                agent
+                    .image_pull_secrets
+                    .iter()
+                    .map(|name| LocalObjectReference { name: name.clone() })
+                    .collect()
+            }),
+            priority_class_name: agent.priority_class.clone(),
             ..PodSpec::default()
         }
     }
@@ -433,6 +493,18 @@ impl<'a> Renderer<'a> {
                     name: var.name.clone(),
                     value_from: Some(EnvVarSource {
                         secret_key_ref: Some(SecretKeySelector {
+                            name: name.clone(),
+                            key: key.clone(),
+                            optional: None,
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                    ..EnvVar::default()
+                },
+                model::EnvValue::ConfigMap { name, key } => EnvVar {
+                    name: var.name.clone(),
+                    value_from: Some(EnvVarSource {
+                        config_map_key_ref: Some(ConfigMapKeySelector {
                             name: name.clone(),
                             key: key.clone(),
                             optional: None,
@@ -536,14 +608,35 @@ impl<'a> Renderer<'a> {
                 ..MetricSpec::default()
             });
         }
-        let rules = |r: &model::ScalingRules| HPAScalingRules {
-            stabilization_window_seconds: Some(r.stabilization_window_seconds),
-            policies: Some(vec![HPAScalingPolicy {
-                type_: "Pods".into(),
-                value: r.pods,
+        if let Some(utilization) = autoscaling.cpu_utilization {
+            metrics.push(MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(utilization as i32),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            });
+        }
+        let rules = |r: &model::ScalingRules| {
+            let policy = |type_: &str, value: i32| HPAScalingPolicy {
+                type_: type_.into(),
+                value,
                 period_seconds: r.period_seconds,
-            }]),
-            ..HPAScalingRules::default()
+            };
+            let policies = [("Pods", r.pods), ("Percent", r.percent)]
+                .into_iter()
+                .filter_map(|(type_, value)| value.map(|v| policy(type_, v)))
+                .collect();
+            HPAScalingRules {
+                stabilization_window_seconds: Some(r.stabilization_window_seconds),
+                policies: Some(policies),
+                ..HPAScalingRules::default()
+            }
         };
         let hpa = HorizontalPodAutoscaler {
             metadata: self.agent_meta(agent, format!("{}-hpa", deployment_name(&agent.role))),
@@ -566,12 +659,21 @@ impl<'a> Renderer<'a> {
         DesiredObject::new(&hpa)
     }
 
-    fn disruption_budget(&self, agent: &Agent) -> DesiredObject {
+    fn disruption_budget(&self, agent: &Agent, budget: model::DisruptionBudget) -> DesiredObject {
         let name = deployment_name(&agent.role);
+        let count = |count: model::PodCount| match count {
+            model::PodCount::Count(n) => IntOrString::Int(n as i32),
+            model::PodCount::Percent(p) => IntOrString::String(format!("{p}%")),
+        };
+        let (min_available, max_unavailable) = match budget {
+            model::DisruptionBudget::MinAvailable(n) => (Some(count(n)), None),
+            model::DisruptionBudget::MaxUnavailable(n) => (None, Some(count(n))),
+        };
         let budget = PodDisruptionBudget {
             metadata: self.agent_meta(agent, name.clone()),
             spec: Some(PodDisruptionBudgetSpec {
-                max_unavailable: Some(IntOrString::Int(1)),
+                min_available,
+                max_unavailable,
                 selector: Some(LabelSelector {
                     match_labels: Some(Labels::from([("app".to_string(), name)])),
                     match_expressions: None,
@@ -755,31 +857,116 @@ fn probe(probe: &model::Probe) -> Probe {
     }
 }
 
-fn node_affinity(placement: &model::Placement) -> Option<Affinity> {
-    if placement.node_affinity.is_empty() {
-        return None;
-    }
-    let expressions = placement
-        .node_affinity
+fn node_selector_requirements(
+    requirements: &BTreeMap<String, model::NodeRequirement>,
+) -> Vec<NodeSelectorRequirement> {
+    requirements
         .iter()
-        .map(|(key, values)| NodeSelectorRequirement {
+        .map(|(key, requirement)| NodeSelectorRequirement {
             key: key.clone(),
-            operator: "In".into(),
-            values: Some(values.clone()),
+            operator: requirement.operator.as_str().into(),
+            values: (!requirement.values.is_empty()).then(|| requirement.values.clone()),
         })
-        .collect();
-    Some(Affinity {
-        node_affinity: Some(NodeAffinity {
-            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                node_selector_terms: vec![NodeSelectorTerm {
-                    match_expressions: Some(expressions),
+        .collect()
+}
+
+/// Node affinity (required and preferred) and the anti-affinity that keeps an
+/// agent's replicas on different nodes; `None` when there is neither.
+fn affinity(agent: &Agent) -> Option<Affinity> {
+    let placement = &agent.placement;
+    let required = (!placement.node_affinity.is_empty()).then(|| NodeSelector {
+        node_selector_terms: vec![NodeSelectorTerm {
+            match_expressions: Some(node_selector_requirements(&placement.node_affinity)),
+            match_fields: None,
+        }],
+    });
+    let preferred = (!placement.preferred_node_affinity.is_empty()).then(|| {
+        placement
+            .preferred_node_affinity
+            .iter()
+            .map(|term| PreferredSchedulingTerm {
+                weight: term.weight,
+                preference: NodeSelectorTerm {
+                    match_expressions: Some(node_selector_requirements(&term.requirements)),
                     match_fields: None,
-                }],
+                },
+            })
+            .collect()
+    });
+    let node_affinity = (required.is_some() || preferred.is_some()).then_some(NodeAffinity {
+        required_during_scheduling_ignored_during_execution: required,
+        preferred_during_scheduling_ignored_during_execution: preferred,
+    });
+    let pod_anti_affinity = placement.node_spread.map(|spread| {
+        let term = PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(Labels::from([(
+                    "app".to_string(),
+                    deployment_name(&agent.role),
+                )])),
+                match_expressions: None,
             }),
-            ..NodeAffinity::default()
-        }),
+            topology_key: "kubernetes.io/hostname".into(),
+            ..PodAffinityTerm::default()
+        };
+        match spread {
+            model::Spread::Required => PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![term]),
+                ..PodAntiAffinity::default()
+            },
+            model::Spread::Preferred => PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: term,
+                    },
+                ]),
+                ..PodAntiAffinity::default()
+            },
+        }
+    });
+    (node_affinity.is_some() || pod_anti_affinity.is_some()).then(|| Affinity {
+        node_affinity,
+        pod_anti_affinity,
         ..Affinity::default()
     })
+}
+
+fn tolerations(tolerations: &[model::Toleration]) -> Vec<Toleration> {
+    tolerations
+        .iter()
+        .map(|t| Toleration {
+            key: t.key.clone(),
+            operator: Some(t.operator.clone()),
+            value: t.value.clone(),
+            effect: t.effect.clone(),
+            toleration_seconds: t.toleration_seconds,
+        })
+        .collect()
+}
+
+fn env_from(sources: &[model::EnvFrom]) -> Vec<EnvFromSource> {
+    sources
+        .iter()
+        .map(|source| match &source.source {
+            model::ObjectRef::ConfigMap(name) => EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: name.clone(),
+                    optional: None,
+                }),
+                prefix: source.prefix.clone(),
+                secret_ref: None,
+            },
+            model::ObjectRef::Secret(name) => EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: name.clone(),
+                    optional: None,
+                }),
+                prefix: source.prefix.clone(),
+                config_map_ref: None,
+            },
+        })
+        .collect()
 }
 
 impl DesiredObject {
@@ -891,5 +1078,164 @@ seccomp_profile = "localhost/profiles/builder.json"
             .map(|v| v["name"].as_str().unwrap())
             .collect();
         assert_eq!(volumes, ["workspace"]);
+    }
+
+    fn pod_spec<'a>(objects: &'a [super::DesiredObject], name: &str) -> &'a serde_json::Value {
+        let deployment = objects
+            .iter()
+            .find(|o| o.id.kind == "Deployment" && o.id.name == name)
+            .unwrap();
+        &deployment.body["spec"]["template"]["spec"]
+    }
+
+    #[test]
+    fn another_label_domain_keeps_the_workload_type_node_label() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+label_domain = "example.com"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[agents.reviewer]
+profile = "cognitive"
+"#,
+        );
+        let pod = pod_spec(&objects, "agent-reviewer");
+        let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
+        assert_eq!(
+            terms[0]["matchExpressions"],
+            json!([{ "key": "agent.ceo/workload-type", "operator": "In", "values": ["cognitive"] }])
+        );
+    }
+
+    #[test]
+    fn an_agents_node_affinity_is_laid_over_its_profiles_label_by_label() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[profiles.gpu]
+workload_type = "gpu"
+node_affinity = { disktype = ["ssd"], "example.com/gen" = { operator = "Gt", values = ["3"] } }
+tolerations = [{ key = "gpu", operator = "Exists" }]
+[agents.trainer]
+profile = "gpu"
+placement = { node_affinity = { disktype = { operator = "NotIn", values = ["hdd"] } } }
+"#,
+        );
+        let pod = pod_spec(&objects, "agent-trainer");
+        let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
+        assert_eq!(
+            terms[0]["matchExpressions"],
+            json!([
+                { "key": "agent.ceo/workload-type", "operator": "In", "values": ["gpu"] },
+                { "key": "disktype", "operator": "NotIn", "values": ["hdd"] },
+                { "key": "example.com/gen", "operator": "Gt", "values": ["3"] },
+            ])
+        );
+        assert_eq!(
+            pod["tolerations"],
+            json!([{ "key": "gpu", "operator": "Exists" }])
+        );
+    }
+
+    #[test]
+    fn a_percent_policy_replaces_the_default_pods_policy() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+[agents.builder]
+profile = "executor"
+autoscaling = { min = 2, max = 9, cpu_utilization = 60, scale_up = { percent = 200 } }
+"#,
+        );
+        let hpa = objects
+            .iter()
+            .find(|o| o.id.kind == "HorizontalPodAutoscaler")
+            .unwrap();
+        let behavior = &hpa.body["spec"]["behavior"];
+        assert_eq!(
+            behavior["scaleUp"]["policies"],
+            json!([{ "type": "Percent", "value": 200, "periodSeconds": 120 }])
+        );
+        // The direction it does not mention keeps its default.
+        assert_eq!(
+            behavior["scaleDown"]["policies"],
+            json!([{ "type": "Pods", "value": 1, "periodSeconds": 300 }])
+        );
+    }
+
+    #[test]
+    fn an_environment_may_switch_a_budget_or_an_env_source() {
+        let fleet = r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+disruption_budget = { max_unavailable = 1 }
+[agents.builder]
+replicas = 3
+disruption_budget = { min_available = 2 }
+env = { TOKEN = { secret = "builder", key = "token" } }
+"#;
+        let environment = r#"
+[agents.builder]
+disruption_budget = { max_unavailable = "50%" }
+env = { TOKEN = { config_map = "builder-settings", key = "token" } }
+"#;
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            fleet,
+            Some((Path::new("environments/prod.toml"), environment)),
+            Some("prod"),
+            &MapFiles(BTreeMap::new()),
+        );
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let objects = super::objects(&loaded.fleet.unwrap());
+        let budget = objects
+            .iter()
+            .find(|o| o.id.kind == "PodDisruptionBudget")
+            .unwrap();
+        assert_eq!(
+            budget.body["spec"],
+            json!({ "maxUnavailable": "50%", "selector": { "matchLabels": { "app": "agent-builder" } } })
+        );
+        let env = &pod_spec(&objects, "agent-builder")["containers"][0]["env"][3];
+        assert_eq!(
+            env["valueFrom"],
+            json!({ "configMapKeyRef": { "name": "builder-settings", "key": "token" } })
+        );
+
+        // Without the environment, the agent's own budget wins over [defaults].
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            fleet,
+            None,
+            None,
+            &MapFiles(BTreeMap::new()),
+        );
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let objects = super::objects(&loaded.fleet.unwrap());
+        let budget = objects
+            .iter()
+            .find(|o| o.id.kind == "PodDisruptionBudget")
+            .unwrap();
+        assert_eq!(budget.body["spec"]["minAvailable"], 2);
     }
 }

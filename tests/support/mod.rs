@@ -836,3 +836,21 @@ pub fn remove_service_monitor_crd(control_plane: &ControlPlane) {
         .unwrap();
     assert!(status.success(), "removing the ServiceMonitor CRD");
 }
+
+/// The PriorityClass that tests/fixtures/every-pod-key.toml names: cluster
+/// wide, so it is applied (idempotently) and left for the next test.
+pub const TEST_PRIORITY_CLASS: &str = "fleet-test-agents";
+
+/// The default priority, and never preempting: a test's pods must not push
+/// out the pods of other tests sharing the control plane.
+pub fn apply_test_priority_class() {
+    kubectl_apply(&format!(
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: {TEST_PRIORITY_CLASS}\n  labels: {{ fleet.test/priority-class: \"true\" }}\nvalue: 0\npreemptionPolicy: Never\ndescription: for fleet's tests\n"
+    ));
+}
+
+/// tests/fixtures/every-pod-key.toml, the fleet that uses every pod,
+/// placement, availability, scaling and namespace key.
+pub fn every_pod_key_fleet() -> String {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/every-pod-key.toml")).unwrap()
+}

@@ -6,16 +6,19 @@ use super::network::decode_network;
 use super::*;
 use crate::load::diagnostic::Diagnostic;
 use crate::load::read::{At, Reader, suggest};
-use crate::load::source::{Node, Origin, Table, Value};
+use crate::load::source::{Entry, Node, Origin, Table, Value};
 use crate::model::*;
 
 pub(super) struct AgentContext<'a> {
     pub(super) role_origin: &'a Origin,
+    /// The agent's own table (fleet file and environment), without [defaults].
+    pub(super) own: &'a Table,
+    /// The node label `workload_type` requires.
+    pub(super) workload_type_label: &'a str,
     pub(super) profiles: &'a Table,
     pub(super) streams: &'a [At<Stream>],
     /// The roles of the agents the fleet runs (not disabled).
     pub(super) running: &'a [&'a str],
-    pub(super) label_domain: &'a str,
     /// The level the fleet's Namespace enforces; `None` when it is invalid
     /// (reported already).
     pub(super) pod_security: Option<&'a At<PodSecurityLevel>>,
@@ -69,7 +72,7 @@ pub(super) fn decode_agent(
 
     let profile = decode_profile(r, t, cx);
     let resources = decode_resources(r, t, profile, role);
-    let placement = decode_placement(r, t, profile, cx.label_domain);
+    let placement = decode_placement(r, t, profile, cx.workload_type_label);
     let config_files = decode_config(r, t, cx.files);
     let args = match r.strings(t, "args") {
         Some(args) => args.into_iter().map(|a| a.value).collect(),
@@ -134,7 +137,36 @@ pub(super) fn decode_agent(
                 .with_help("give the agent a `consumer` (with a `stream`), or drop `autoscaling.pending_per_replica`"),
         );
     }
-    let env = decode_env(r, t);
+    let env = decode_env(r, t, cx.own);
+    let env_from = decode_env_from(r, t);
+    let volumes = decode_volumes(r, t, cx.own, &config_files, &security);
+    let command = r
+        .strings(t, "command")
+        .map(|c| c.into_iter().map(|c| c.value).collect())
+        .unwrap_or_default();
+    let image_pull_secrets = r
+        .strings(t, "image_pull_secrets")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| dns_subdomain(r, name, "Secret name"))
+        .collect();
+    let priority_class = r
+        .string(t, "priority_class")
+        .and_then(|name| dns_subdomain(r, &name, "PriorityClass name"));
+    let replicas = r.integer(t, "replicas", 0, 10_000);
+    // The autoscaler owns the replica count: a count the agent sets itself
+    // (not one from [defaults]) would be ignored without a word.
+    if autoscaling.is_some()
+        && let Some(own) = cx.own.get("replicas")
+        && let Some(replicas) = &replicas
+    {
+        r.report(
+            Diagnostic::warning(&own.node.origin, format!("agent `{role}` sets `replicas = {}` but is autoscaled", replicas.value))
+                .with_label("ignored: the autoscaler sets the replica count")
+                .with_help("remove `replicas`, or switch the autoscaler off with `autoscaling = { enabled = false }`"),
+        );
+    }
+    let disruption_budget = decode_disruption_budget(r, t, cx.own);
     let unlabelled = cx.namespace.filter(|_| !cx.manage_namespace);
     let network = decode_network(r, t, cx.running, unlabelled);
     let rbac = decode_rbac(r, t);
@@ -149,17 +181,21 @@ pub(super) fn decode_agent(
         role: role_ok?,
         tier,
         image: image?.value,
+        command,
         args,
+        image_pull_secrets,
+        priority_class,
         env,
+        env_from,
+        volumes,
         nats_url: nats_url?.value,
         config_dir: r
             .string(t, "config_dir")
             .map_or("/etc/agent".into(), |d| d.value),
         config_files,
         workspace_size: r.quantity(t, "workspace_size").map(|q| q.value),
-        replicas: r
-            .integer(t, "replicas", 0, 10_000)
-            .map_or(1, |v| v.value as u32),
+        replicas: replicas.map_or(1, |v| v.value as u32),
+        disruption_budget,
         security,
         metrics_port,
         health_port,
@@ -491,38 +527,56 @@ pub(super) fn decode_placement(
     r: &mut Reader,
     t: &Table,
     profile: Option<&Table>,
-    label_domain: &str,
+    workload_type_label: &str,
 ) -> Placement {
     let mut placement = Placement::default();
+    // The profile's placement, then the agent's laid over it: node
+    // requirements key by key, lists replaced whole (as arrays are in overlays).
     let mut apply = |r: &mut Reader, source: &Table| {
         if let Some(selector) = r.string_map(source, "node_selector") {
             placement.node_selector = selector;
         }
         if let Some(workload) = r.string(source, "workload_type") {
             placement.node_affinity.insert(
-                format!("{label_domain}/workload-type"),
-                vec![workload.value],
+                workload_type_label.to_string(),
+                NodeRequirement {
+                    operator: NodeOperator::In,
+                    values: vec![workload.value],
+                },
             );
         }
         if let Some(affinity) = r.get_table(source, "node_affinity") {
-            for entry in &affinity.value.entries {
-                if let Value::Array(items) = &entry.node.value {
-                    let values = items
-                        .iter()
-                        .filter_map(|n| r.node_string(n))
-                        .map(|v| v.value)
-                        .collect();
-                    placement.node_affinity.insert(entry.key.clone(), values);
-                } else {
-                    r.report(
-                        Diagnostic::error(&entry.node.origin, "expected an array of label values")
-                            .with_label("expected an array"),
-                    );
-                }
-            }
+            placement
+                .node_affinity
+                .extend(decode_node_requirements(r, affinity.value));
+        }
+        if let Some(terms) = r.array(source, "preferred_node_affinity") {
+            placement.preferred_node_affinity = terms
+                .iter()
+                .filter_map(|term| decode_preferred_term(r, term))
+                .collect();
+        }
+        if let Some(tolerations) = r.array(source, "tolerations") {
+            placement.tolerations = tolerations
+                .iter()
+                .filter_map(|toleration| decode_toleration(r, toleration))
+                .collect();
         }
         if let Some(spread) = r.boolean(source, "zone_spread") {
             placement.zone_spread = spread;
+        }
+        if let Some(spread) = r.string(source, "node_spread") {
+            match one_of(
+                r,
+                &spread,
+                &["required", "preferred", "none"],
+                "node spread",
+            ) {
+                Some("required") => placement.node_spread = Some(Spread::Required),
+                Some("preferred") => placement.node_spread = Some(Spread::Preferred),
+                Some(_) => placement.node_spread = None,
+                None => {}
+            }
         }
     };
     if let Some(profile) = profile {
@@ -533,6 +587,275 @@ pub(super) fn decode_placement(
         apply(r, own.value);
     }
     placement
+}
+
+/// `value` when it is one of `allowed`, or a diagnostic suggesting the
+/// closest (case aside: `exists` means `Exists`, but Kubernetes refuses it).
+pub(super) fn one_of<'a>(
+    r: &mut Reader,
+    value: &At<String>,
+    allowed: &[&'a str],
+    what: &str,
+) -> Option<&'a str> {
+    if let Some(found) = allowed.iter().find(|a| **a == value.value) {
+        return Some(found);
+    }
+    let mut d = Diagnostic::error(&value.origin, format!("`{}` is not a {what}", value.value))
+        .with_label(format!("not a {what}"));
+    let same_but_case = allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(&value.value));
+    d = match same_but_case
+        .copied()
+        .or_else(|| suggest(&value.value, allowed))
+    {
+        Some(best) => d.with_help(format!("did you mean `{best}`?")),
+        None => d.with_help(format!("use one of: {}", allowed.join(", "))),
+    };
+    r.report(d);
+    None
+}
+
+/// Node label -> requirement: an array of values (the label is one of
+/// them), or `{ operator, values }` with any of Kubernetes' operators.
+fn decode_node_requirements(r: &mut Reader, table: &Table) -> BTreeMap<String, NodeRequirement> {
+    let mut out = BTreeMap::new();
+    for entry in &table.entries {
+        let key = At {
+            value: entry.key.clone(),
+            origin: entry.key_origin.clone(),
+        };
+        let key_ok = label_key(r, &key, "node label").is_some();
+        let requirement = match &entry.node.value {
+            Value::Array(items) => {
+                let values: Vec<At<String>> =
+                    items.iter().filter_map(|n| r.node_string(n)).collect();
+                node_requirement(r, NodeOperator::In, values, &entry.node.origin)
+            }
+            Value::Table(spec) => {
+                r.check_keys(
+                    spec,
+                    &format!("node affinity on `{}`", entry.key),
+                    NODE_REQUIREMENT_KEYS,
+                );
+                let operator = required_string(
+                    r,
+                    spec,
+                    "operator",
+                    &format!("node affinity on `{}`", entry.key),
+                    &entry.node.origin,
+                );
+                let names: Vec<&str> = NodeOperator::ALL.iter().map(|o| o.as_str()).collect();
+                let operator = operator.and_then(|o| {
+                    one_of(r, &o, &names, "node affinity operator").and_then(|name| {
+                        NodeOperator::ALL.into_iter().find(|op| op.as_str() == name)
+                    })
+                });
+                let values = r.strings(spec, "values").unwrap_or_default();
+                let at = spec
+                    .get("values")
+                    .map_or(&entry.node.origin, |v| &v.node.origin);
+                operator.and_then(|operator| node_requirement(r, operator, values, at))
+            }
+            _ => {
+                r.report(
+                    Diagnostic::error(
+                        &entry.node.origin,
+                        "expected an array of label values, or { operator, values }",
+                    )
+                    .with_label(format!("found {}", entry.node.value.type_name()))
+                    .with_help("e.g. `disktype = [\"ssd\"]`, or `gpu = { operator = \"Exists\" }`"),
+                );
+                None
+            }
+        };
+        if let (true, Some(requirement)) = (key_ok, requirement) {
+            out.insert(entry.key.clone(), requirement);
+        }
+    }
+    out
+}
+
+/// The values an operator takes, as the API server checks them: some for
+/// In and NotIn, none for Exists and DoesNotExist, one integer for Gt and Lt.
+fn node_requirement(
+    r: &mut Reader,
+    operator: NodeOperator,
+    values: Vec<At<String>>,
+    at: &Origin,
+) -> Option<NodeRequirement> {
+    let op = operator.as_str();
+    let problem = match operator {
+        NodeOperator::In | NodeOperator::NotIn if values.is_empty() => Some((
+            format!("operator `{op}` needs at least one value"),
+            "add the label values, e.g. `values = [\"ssd\"]`",
+        )),
+        NodeOperator::Exists | NodeOperator::DoesNotExist if !values.is_empty() => Some((
+            format!("operator `{op}` takes no values"),
+            "remove `values`: the operator only asks whether the node has the label",
+        )),
+        NodeOperator::Gt | NodeOperator::Lt
+            if values.len() != 1 || values[0].value.parse::<i64>().is_err() =>
+        {
+            Some((
+                format!("operator `{op}` takes exactly one integer value"),
+                "e.g. `values = [\"4\"]`: the node label's value is compared as an integer",
+            ))
+        }
+        _ => None,
+    };
+    if let Some((message, help)) = problem {
+        r.report(
+            Diagnostic::error(at, message)
+                .with_label("the API server refuses this")
+                .with_help(help),
+        );
+        return None;
+    }
+    for value in &values {
+        if !valid_label_value(&value.value) {
+            r.report(
+                Diagnostic::error(&value.origin, format!("`{}` is not a valid label value", value.value))
+                    .with_label("no node label can have this value")
+                    .with_help("use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"),
+            );
+            return None;
+        }
+    }
+    Some(NodeRequirement {
+        operator,
+        values: values.into_iter().map(|v| v.value).collect(),
+    })
+}
+
+/// `{ weight = 1..100, match = { label = requirement, ... } }`.
+fn decode_preferred_term(r: &mut Reader, node: &Node) -> Option<PreferredNodeTerm> {
+    let term = r.table(node)?;
+    r.check_keys(term, "a preferred node affinity term", PREFERRED_TERM_KEYS);
+    let weight = r.integer(term, "weight", 1, 100);
+    if term.get("weight").is_none() {
+        r.report(
+            Diagnostic::error(
+                &node.origin,
+                "a preferred node affinity term has no `weight`",
+            )
+            .with_label("`weight` is required here")
+            .with_help("add `weight = 1..100`: how much the scheduler favours nodes that match"),
+        );
+    }
+    let requirements = match r.get_table(term, "match") {
+        Some(m) if m.value.entries.is_empty() => {
+            r.report(
+                Diagnostic::error(&m.origin, "a preferred node affinity term matches nothing")
+                    .with_label("empty")
+                    .with_help(
+                        "name at least one node label, e.g. `match = { disktype = [\"ssd\"] }`",
+                    ),
+            );
+            None
+        }
+        Some(m) => Some(decode_node_requirements(r, m.value)),
+        None => {
+            if term.get("match").is_none() {
+                r.report(
+                    Diagnostic::error(
+                        &node.origin,
+                        "a preferred node affinity term has no `match`",
+                    )
+                    .with_label("`match` is required here")
+                    .with_help("add `match = { label = [\"value\"] }`, the node labels to favour"),
+                );
+            }
+            None
+        }
+    };
+    Some(PreferredNodeTerm {
+        weight: weight?.value as i32,
+        requirements: requirements.filter(|r| !r.is_empty())?,
+    })
+}
+
+/// One toleration, checked as the API server checks it.
+fn decode_toleration(r: &mut Reader, node: &Node) -> Option<Toleration> {
+    let t = r.table(node)?;
+    r.check_keys(t, "a toleration", TOLERATION_KEYS);
+    let key = r.string(t, "key");
+    let key_ok = match &key {
+        Some(key) => label_key(r, key, "taint").is_some(),
+        None => true,
+    };
+    let operator = match r.string(t, "operator") {
+        Some(op) => {
+            one_of(r, &op, &["Equal", "Exists"], "toleration operator").map(|o| (o, Some(op)))
+        }
+        None => Some(("Equal", None)),
+    };
+    let value = r.string(t, "value");
+    let effect = r.string(t, "effect").and_then(|e| {
+        one_of(
+            r,
+            &e,
+            &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            "taint effect",
+        )
+        .map(|name| At {
+            value: name.to_string(),
+            origin: e.origin,
+        })
+    });
+    let seconds = r.integer(t, "toleration_seconds", 0, i64::MAX);
+    let (operator, operator_at) = operator?;
+    let mut ok = key_ok;
+    if key.is_none() && operator != "Exists" {
+        ok = false;
+        r.report(
+            Diagnostic::error(
+                operator_at.as_ref().map_or(&node.origin, |o| &o.origin),
+                "a toleration without `key` must use operator `Exists`",
+            )
+            .with_label("only `Exists` can match every taint")
+            .with_help(
+                "add the taint's `key`, or set `operator = \"Exists\"` to tolerate every taint",
+            ),
+        );
+    }
+    if let (Some(value), "Exists") = (&value, operator) {
+        ok = false;
+        r.report(
+            Diagnostic::error(
+                &value.origin,
+                "a toleration with operator `Exists` takes no `value`",
+            )
+            .with_label("the API server refuses this")
+            .with_help("remove `value`, or use `operator = \"Equal\"` to match this value only"),
+        );
+    }
+    if let Some(seconds) = &seconds
+        && effect.as_ref().is_none_or(|e| e.value != "NoExecute")
+    {
+        ok = false;
+        r.report(
+            Diagnostic::error(
+                &seconds.origin,
+                "`toleration_seconds` needs `effect = \"NoExecute\"`",
+            )
+            .with_label("only a NoExecute taint evicts running pods")
+            .with_help("set `effect = \"NoExecute\"`, or remove `toleration_seconds`"),
+        );
+    }
+    if !ok
+        || t.get("effect").is_some() && effect.is_none()
+        || t.get("toleration_seconds").is_some() && seconds.is_none()
+    {
+        return None;
+    }
+    Some(Toleration {
+        key: key.map(|k| k.value),
+        operator: operator.to_string(),
+        value: value.map(|v| v.value),
+        effect: effect.map(|e| e.value),
+        toleration_seconds: seconds.map(|s| s.value),
+    })
 }
 
 pub(super) fn decode_config(
@@ -671,15 +994,30 @@ pub(super) fn decode_autoscaling(
             .with_help("set resources.requests.memory (or pick a profile that does)"),
         );
     }
+    let cpu = r.integer(a, "cpu_utilization", 1, 1000);
+    if let Some(cpu) = &cpu
+        && resources.requests.cpu.is_none()
+    {
+        r.report(
+            Diagnostic::error(
+                &cpu.origin,
+                "autoscaling on CPU utilization needs a CPU request",
+            )
+            .with_label("utilization of what?")
+            .with_help("set resources.requests.cpu (or pick a profile that does)"),
+        );
+    }
     if pending.is_none()
         && memory.is_none()
+        && cpu.is_none()
         && a.get("pending_per_replica").is_none()
         && a.get("memory_utilization").is_none()
+        && a.get("cpu_utilization").is_none()
     {
         r.report(
             Diagnostic::error(&table.origin, "autoscaling has no metric")
                 .with_label("scale on what?")
-                .with_help("set `pending_per_replica` (tasks waiting on the agent's consumer) and/or `memory_utilization`"),
+                .with_help("set `pending_per_replica` (tasks waiting on the agent's consumer), `cpu_utilization` and/or `memory_utilization`"),
         );
     }
     Some(Autoscaling {
@@ -687,15 +1025,20 @@ pub(super) fn decode_autoscaling(
         max_replicas: max?.value as u32,
         pending_per_replica: pending.map(|p| p.value as u32),
         memory_utilization: memory.map(|m| m.value as u32),
+        cpu_utilization: cpu.map(|c| c.value as u32),
+        // Scaling up may more than double the replicas in a period; scaling
+        // down can remove at most all of them.
         scale_up: decode_scaling(
             r,
             a,
             "scale_up",
             ScalingRules {
                 stabilization_window_seconds: 60,
-                pods: 2,
+                pods: Some(2),
+                percent: None,
                 period_seconds: 120,
             },
+            1000,
         ),
         scale_down: decode_scaling(
             r,
@@ -703,38 +1046,52 @@ pub(super) fn decode_autoscaling(
             "scale_down",
             ScalingRules {
                 stabilization_window_seconds: 300,
-                pods: 1,
+                pods: Some(1),
+                percent: None,
                 period_seconds: 300,
             },
+            100,
         ),
     })
 }
 
+/// A scaling direction's rules. Setting `pods` or `percent` replaces the
+/// default policy; setting both keeps both (the autoscaler then takes the
+/// one that allows the larger change).
 pub(super) fn decode_scaling(
     r: &mut Reader,
     a: &Table,
     key: &str,
     defaults: ScalingRules,
+    max_percent: i64,
 ) -> ScalingRules {
     let Some(rules) = r.get_table(a, key) else {
         return defaults;
     };
     let s = rules.value;
     r.check_keys(s, key, SCALING_KEYS);
+    let pods = r.integer(s, "pods", 1, 10_000).map(|v| v.value as i32);
+    let percent = r
+        .integer(s, "percent", 1, max_percent)
+        .map(|v| v.value as i32);
+    let own_policy = s.get("pods").is_some() || s.get("percent").is_some();
     ScalingRules {
         stabilization_window_seconds: r
             .seconds(s, "stabilization")
             .map_or(defaults.stabilization_window_seconds, |v| v.value),
-        pods: r
-            .integer(s, "pods", 1, 10_000)
-            .map_or(defaults.pods, |v| v.value as i32),
+        pods: if own_policy { pods } else { defaults.pods },
+        percent: if own_policy {
+            percent
+        } else {
+            defaults.percent
+        },
         period_seconds: r
             .seconds(s, "period")
             .map_or(defaults.period_seconds, |v| v.value),
     }
 }
 
-pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
+pub(super) fn decode_env(r: &mut Reader, t: &Table, own: &Table) -> Vec<EnvVar> {
     let Some(table) = r.get_table(t, "env") else {
         return Vec::new();
     };
@@ -761,25 +1118,18 @@ pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
         }
         let value = match &entry.node.value {
             Value::String(s) => Some(EnvValue::Literal(s.clone())),
-            Value::Table(secret) => {
-                r.check_keys(secret, &format!("env `{}`", entry.key), ENV_SECRET_KEYS);
-                let name = required_string(
-                    r,
-                    secret,
-                    "secret",
-                    &format!("env `{}`", entry.key),
-                    &entry.node.origin,
-                );
-                let key = required_string(
-                    r,
-                    secret,
-                    "key",
-                    &format!("env `{}`", entry.key),
-                    &entry.node.origin,
-                );
-                let name = name.and_then(|n| dns_subdomain(r, &n, "Secret name"));
-                match (name, key) {
-                    (Some(name), Some(key)) => Some(EnvValue::Secret {
+            Value::Table(reference) => {
+                let what = format!("env `{}`", entry.key);
+                r.check_keys(reference, &what, ENV_REF_KEYS);
+                let own = own_table(own, &["env", &entry.key]);
+                let source = object_ref(r, reference, own, &what, &entry.node.origin);
+                let key = required_string(r, reference, "key", &what, &entry.node.origin);
+                match (source, key) {
+                    (Some(ObjectRef::Secret(name)), Some(key)) => Some(EnvValue::Secret {
+                        name,
+                        key: key.value,
+                    }),
+                    (Some(ObjectRef::ConfigMap(name)), Some(key)) => Some(EnvValue::ConfigMap {
                         name,
                         key: key.value,
                     }),
@@ -788,7 +1138,7 @@ pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
             }
             _ => {
                 r.report(
-                    Diagnostic::error(&entry.node.origin, "expected a string, or { secret = \"name\", key = \"key\" }")
+                    Diagnostic::error(&entry.node.origin, "expected a string, or { secret = \"name\", key = \"key\" } (or config_map)")
                         .with_label(format!("found {}", entry.node.value.type_name()))
                         .with_help("secret values never go in fleet's files: reference an existing Secret instead"),
                 );
@@ -803,6 +1153,373 @@ pub(super) fn decode_env(r: &mut Reader, t: &Table) -> Vec<EnvVar> {
         }
     }
     env
+}
+
+/// `secret = "name"` or `config_map = "name"`: exactly one, naming an
+/// existing object. When an overlay switched the source (see
+/// [`overriding`]), its choice wins.
+fn object_ref(
+    r: &mut Reader,
+    t: &Table,
+    own: Option<&Table>,
+    what: &str,
+    origin: &Origin,
+) -> Option<ObjectRef> {
+    let (secret, config_map) = match (t.get("secret"), t.get("config_map")) {
+        (Some(secret), Some(config_map)) => match overriding(secret, config_map, own) {
+            Some(winner) if winner.key == "secret" => (r.string(t, "secret"), None),
+            Some(_) => (None, r.string(t, "config_map")),
+            None => {
+                r.report(
+                    Diagnostic::error(
+                        &config_map.key_origin,
+                        format!("{what} names both a Secret and a ConfigMap"),
+                    )
+                    .with_label("one source only")
+                    .with_help("keep either `secret` or `config_map`"),
+                );
+                return None;
+            }
+        },
+        _ => (r.string(t, "secret"), r.string(t, "config_map")),
+    };
+    match (secret, config_map) {
+        (Some(secret), _) => dns_subdomain(r, &secret, "Secret name").map(ObjectRef::Secret),
+        (None, Some(config_map)) => {
+            dns_subdomain(r, &config_map, "ConfigMap name").map(ObjectRef::ConfigMap)
+        }
+        (None, None) => {
+            if t.get("secret").is_none() && t.get("config_map").is_none() {
+                r.report(
+                    Diagnostic::error(origin, format!("{what} names no Secret or ConfigMap"))
+                        .with_label("from where?")
+                        .with_help("add `secret = \"name\"` or `config_map = \"name\"`, an object that exists in the namespace"),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Of two settings that exclude each other but met when tables were laid
+/// over each other, the one written by the overlay: the environment's over
+/// the fleet file's, the agent's own table over [defaults]. `None` when one
+/// place sets both.
+fn overriding<'e>(a: &'e Entry, b: &'e Entry, own: Option<&Table>) -> Option<&'e Entry> {
+    // Files are numbered in load order: built-in, fleet file, environment.
+    if a.key_origin.file != b.key_origin.file {
+        return Some(if a.key_origin.file > b.key_origin.file {
+            a
+        } else {
+            b
+        });
+    }
+    let own = own?;
+    match (own.get(&a.key).is_some(), own.get(&b.key).is_some()) {
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        _ => None,
+    }
+}
+
+/// The table at `path` in the agent's own table, if it has one there.
+fn own_table<'t>(own: &'t Table, path: &[&str]) -> Option<&'t Table> {
+    let mut table = own;
+    for key in path {
+        match &table.get(key)?.node.value {
+            Value::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    Some(table)
+}
+
+/// `env_from`: every key of existing ConfigMaps and Secrets as variables.
+pub(super) fn decode_env_from(r: &mut Reader, t: &Table) -> Vec<EnvFrom> {
+    let Some(items) = r.array(t, "env_from") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(table) = r.table(item) else { continue };
+        r.check_keys(table, "an env_from source", ENV_FROM_KEYS);
+        let source = object_ref(r, table, None, "an env_from source", &item.origin);
+        let prefix = r.string(table, "prefix");
+        if let Some(prefix) = &prefix
+            && !valid_env_name(&prefix.value)
+        {
+            r.report(
+                Diagnostic::error(
+                    &prefix.origin,
+                    format!("`{}` is not a valid variable name prefix", prefix.value),
+                )
+                .with_label("invalid prefix")
+                .with_help("use letters, digits and '_', not starting with a digit, e.g. \"DB_\""),
+            );
+            continue;
+        }
+        if let Some(source) = source {
+            out.push(EnvFrom {
+                source,
+                prefix: prefix.map(|p| p.value),
+            });
+        }
+    }
+    out
+}
+
+/// Names of the volumes fleet mounts itself.
+const FLEET_VOLUMES: [&str; 3] = ["agent-config", "workspace", "tmp"];
+
+/// `volumes`: existing Secrets and ConfigMaps mounted into the container,
+/// by volume name, read-only unless said otherwise.
+pub(super) fn decode_volumes(
+    r: &mut Reader,
+    t: &Table,
+    own: &Table,
+    config_files: &BTreeMap<String, String>,
+    security: &SecurityContext,
+) -> Vec<MountedVolume> {
+    let Some(table) = r.get_table(t, "volumes") else {
+        return Vec::new();
+    };
+    // Where fleet mounts its own volumes: the API server refuses two mounts
+    // at one path.
+    let config_dir = r
+        .string(t, "config_dir")
+        .map_or("/etc/agent".into(), |d| d.value);
+    let mut taken: Vec<(String, String)> =
+        vec![("/workspace".into(), "the agent's workspace".into())];
+    if !config_files.is_empty() {
+        taken.push((
+            config_dir.trim_end_matches('/').into(),
+            "the agent's config files".into(),
+        ));
+    }
+    if security.read_only_root_filesystem {
+        taken.push(("/tmp".into(), "the agent's temp directory".into()));
+    }
+    let mut out = Vec::new();
+    for entry in &table.value.entries {
+        let name = At {
+            value: entry.key.clone(),
+            origin: entry.key_origin.clone(),
+        };
+        let Some(name) = dns_label(r, &name, "volume name", 63) else {
+            continue;
+        };
+        if FLEET_VOLUMES.contains(&name.as_str()) {
+            r.report(
+                Diagnostic::error(
+                    &entry.key_origin,
+                    format!("volume name `{name}` is fleet's own"),
+                )
+                .with_label("fleet names a volume of the pod this")
+                .with_help(format!(
+                    "use another name; fleet's volumes are {}",
+                    FLEET_VOLUMES.join(", ")
+                )),
+            );
+            continue;
+        }
+        let Some(v) = r.table(&entry.node) else {
+            continue;
+        };
+        let what = format!("volume `{name}`");
+        r.check_keys(v, &what, VOLUME_KEYS);
+        let own = own_table(own, &["volumes", &entry.key]);
+        let source = object_ref(r, v, own, &what, &entry.node.origin);
+        let mount_path = required_string(r, v, "mount_path", &what, &entry.node.origin);
+        let read_only = r.boolean(v, "read_only").unwrap_or(true);
+        let mut ok = source.is_some() && mount_path.is_some();
+        if let Some(path) = &mount_path {
+            let normal = path.value.trim_end_matches('/');
+            if !path.value.starts_with('/') {
+                ok = false;
+                r.report(
+                    Diagnostic::error(
+                        &path.origin,
+                        format!("`{}` is not an absolute path", path.value),
+                    )
+                    .with_label("mount paths start with '/'")
+                    .with_help("e.g. \"/etc/agent/tls\""),
+                );
+            } else if let Some((_, whose)) = taken.iter().find(|(p, _)| p == normal) {
+                ok = false;
+                r.report(
+                    Diagnostic::error(
+                        &path.origin,
+                        format!("`{}` is where fleet mounts {whose}", path.value),
+                    )
+                    .with_label("already mounted")
+                    .with_help("mount the volume elsewhere"),
+                );
+            } else {
+                taken.push((normal.to_string(), format!("volume `{name}`")));
+            }
+        }
+        let relative = |r: &mut Reader, path: &At<String>, what: &str| {
+            let ok = !path.value.is_empty()
+                && !path.value.starts_with('/')
+                && !path.value.split('/').any(|part| part == "..");
+            if !ok {
+                r.report(
+                    Diagnostic::error(
+                        &path.origin,
+                        format!("`{}` is not a relative path inside the volume", path.value),
+                    )
+                    .with_label(format!("{what} must be relative, without '..'"))
+                    .with_help("e.g. \"tls.crt\" or \"certs/tls.crt\""),
+                );
+            }
+            ok
+        };
+        let mut items = BTreeMap::new();
+        if let Some(listed) = r.get_table(v, "items") {
+            for (entry, path) in r.string_entries(listed.value) {
+                if !valid_config_key(&entry.key) {
+                    ok = false;
+                    r.report(
+                        Diagnostic::error(
+                            &entry.key_origin,
+                            format!("`{}` is not a valid key", entry.key),
+                        )
+                        .with_label("not a Secret or ConfigMap key")
+                        .with_help("use letters, digits, '-', '_' and '.'"),
+                    );
+                    continue;
+                }
+                ok &= relative(r, &path, "an item's path");
+                items.insert(entry.key.clone(), path.value);
+            }
+        }
+        let sub_path = r.string(v, "sub_path");
+        if let Some(sub_path) = &sub_path {
+            ok &= relative(r, sub_path, "`sub_path`");
+        }
+        if let (true, Some(source), Some(mount_path)) = (ok, source, mount_path) {
+            out.push(MountedVolume {
+                name,
+                source,
+                mount_path: mount_path.value,
+                read_only,
+                items,
+                sub_path: sub_path.map(|s| s.value),
+            });
+        }
+    }
+    out
+}
+
+/// `disruption_budget`: how many pods a node drain may take at once. The
+/// default, one at a time, is what fleet has always rendered.
+pub(super) fn decode_disruption_budget(
+    r: &mut Reader,
+    t: &Table,
+    own: &Table,
+) -> Option<DisruptionBudget> {
+    let default = DisruptionBudget::MaxUnavailable(PodCount::Count(1));
+    let Some(table) = r.get_table(t, "disruption_budget") else {
+        return Some(default);
+    };
+    let b = table.value;
+    r.check_keys(b, "disruption_budget", DISRUPTION_BUDGET_KEYS);
+    if r.boolean(b, "enabled") == Some(false) {
+        return None;
+    }
+    let (min, max) = match (b.get("min_available"), b.get("max_unavailable")) {
+        (Some(min), Some(max)) => {
+            match overriding(min, max, own_table(own, &["disruption_budget"])) {
+                Some(winner) if winner.key == "min_available" => (Some(min), None),
+                Some(_) => (None, Some(max)),
+                None => {
+                    r.report(
+                        Diagnostic::error(&max.key_origin, "a disruption budget takes `min_available` or `max_unavailable`, not both")
+                            .with_label("one of the two")
+                            .with_help("keep the one you mean: the API server refuses both"),
+                    );
+                    return Some(default);
+                }
+            }
+        }
+        both => both,
+    };
+    let budget = match (min, max) {
+        (Some(min), _) => DisruptionBudget::MinAvailable(pod_count(r, &min.node)?.value),
+        (None, Some(max)) => DisruptionBudget::MaxUnavailable(pod_count(r, &max.node)?.value),
+        (None, None) => default,
+    };
+    // Valid, but then no pod may ever be evicted: a node drain waits forever.
+    let blocks = match budget {
+        DisruptionBudget::MaxUnavailable(count) => {
+            matches!(count, PodCount::Count(0) | PodCount::Percent(0))
+        }
+        DisruptionBudget::MinAvailable(count) => count == PodCount::Percent(100),
+    };
+    if blocks {
+        let at = min.or(max).map_or(&table.origin, |e| &e.node.origin);
+        r.report(
+            Diagnostic::warning(at, "this disruption budget lets no pod be evicted")
+                .with_label("node drains will wait for ever")
+                .with_help("allow at least one pod to go, e.g. `max_unavailable = 1`"),
+        );
+    }
+    Some(budget)
+}
+
+/// A number of pods (`2`) or a percentage (`"25%"`, at most 100%).
+fn pod_count(r: &mut Reader, node: &Node) -> Option<At<PodCount>> {
+    let count = match &node.value {
+        Value::Integer(_) => {
+            let n = r.node_integer(node, 0, i32::MAX.into())?;
+            PodCount::Count(n.value as u32)
+        }
+        Value::String(text) => {
+            let percent = text
+                .strip_suffix('%')
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok());
+            match percent {
+                Some(p) if p <= 100 => PodCount::Percent(p),
+                Some(_) => {
+                    r.report(
+                        Diagnostic::error(&node.origin, format!("`{text}` is more than 100%"))
+                            .with_label("a percentage of the agent's pods")
+                            .with_help("use a percentage from \"0%\" to \"100%\""),
+                    );
+                    return None;
+                }
+                None => {
+                    r.report(
+                        Diagnostic::error(
+                            &node.origin,
+                            format!("`{text}` is not a pod count or percentage"),
+                        )
+                        .with_label("not a count or percentage")
+                        .with_help("write a number of pods (`1`) or a percentage (`\"25%\"`)"),
+                    );
+                    return None;
+                }
+            }
+        }
+        _ => {
+            r.report(
+                Diagnostic::error(
+                    &node.origin,
+                    format!(
+                        "expected a number of pods or a percentage, found {}",
+                        node.value.type_name()
+                    ),
+                )
+                .with_label("expected e.g. 1 or \"25%\""),
+            );
+            return None;
+        }
+    };
+    Some(At {
+        value: count,
+        origin: node.origin.clone(),
+    })
 }
 
 pub(super) fn valid_env_name(name: &str) -> bool {

@@ -14,6 +14,7 @@ use super::diagnostic::Diagnostic;
 use super::read::{At, Reader};
 use super::source::{Node, Origin, Table, Value};
 use crate::model::*;
+use std::collections::BTreeMap;
 
 pub use self::jetstream::subject_covers;
 pub use self::patch::PATCHABLE_KINDS;
@@ -35,6 +36,9 @@ pub(super) const FLEET_KEYS: &[&str] = &[
     "imperative_managers",
     "pod_security",
     "manage_namespace",
+    "namespace_labels",
+    "namespace_annotations",
+    "workload_type_label",
 ];
 
 pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
@@ -46,13 +50,19 @@ pub(super) const AGENT_KEYS: &[&str] = &[
     "tier",
     "profile",
     "image",
+    "command",
     "args",
+    "image_pull_secrets",
+    "priority_class",
     "env",
+    "env_from",
+    "volumes",
     "nats_url",
     "config",
     "config_dir",
     "workspace_size",
     "replicas",
+    "disruption_budget",
     "security",
     "ports",
     "liveness",
@@ -74,7 +84,11 @@ pub(super) const PROFILE_KEYS: &[&str] = &[
     "limits",
     "node_selector",
     "workload_type",
+    "node_affinity",
+    "preferred_node_affinity",
+    "tolerations",
     "zone_spread",
+    "node_spread",
 ];
 
 pub(super) const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
@@ -99,7 +113,30 @@ pub(super) const PLACEMENT_KEYS: &[&str] = &[
     "node_selector",
     "workload_type",
     "node_affinity",
+    "preferred_node_affinity",
+    "tolerations",
     "zone_spread",
+    "node_spread",
+];
+
+pub(super) const NODE_REQUIREMENT_KEYS: &[&str] = &["operator", "values"];
+
+pub(super) const PREFERRED_TERM_KEYS: &[&str] = &["weight", "match"];
+
+pub(super) const TOLERATION_KEYS: &[&str] =
+    &["key", "operator", "value", "effect", "toleration_seconds"];
+
+pub(super) const DISRUPTION_BUDGET_KEYS: &[&str] = &["enabled", "min_available", "max_unavailable"];
+
+pub(super) const ENV_FROM_KEYS: &[&str] = &["config_map", "secret", "prefix"];
+
+pub(super) const VOLUME_KEYS: &[&str] = &[
+    "secret",
+    "config_map",
+    "mount_path",
+    "read_only",
+    "items",
+    "sub_path",
 ];
 
 pub(super) const AUTOSCALING_KEYS: &[&str] = &[
@@ -108,11 +145,12 @@ pub(super) const AUTOSCALING_KEYS: &[&str] = &[
     "max",
     "pending_per_replica",
     "memory_utilization",
+    "cpu_utilization",
     "scale_up",
     "scale_down",
 ];
 
-pub(super) const SCALING_KEYS: &[&str] = &["stabilization", "pods", "period"];
+pub(super) const SCALING_KEYS: &[&str] = &["stabilization", "pods", "percent", "period"];
 
 pub(super) const CONSUMER_KEYS: &[&str] = &[
     "enabled",
@@ -135,7 +173,7 @@ pub(super) const PEER_KEYS: &[&str] = &["pods", "namespaces", "agent", "cidr"];
 
 pub(super) const RBAC_KEYS: &[&str] = &["api_groups", "resources", "verbs", "resource_names"];
 
-pub(super) const ENV_SECRET_KEYS: &[&str] = &["secret", "key"];
+pub(super) const ENV_REF_KEYS: &[&str] = &["secret", "config_map", "key"];
 
 pub(super) const CONFIG_FILE_KEYS: &[&str] = &["file"];
 
@@ -228,6 +266,14 @@ fn decode_fleet(
     let pod_security = decode_pod_security(r, fleet_table);
     // The built-in defaults set it, so it is only missing when it is invalid.
     let manage_namespace = r.boolean(fleet_table, "manage_namespace").unwrap_or(true);
+    // Its own setting, so that another label domain does not move the
+    // cognitive profile's nodes; the built-in defaults set the seed's key.
+    let workload_type_label = r
+        .string(fleet_table, "workload_type_label")
+        .and_then(|key| label_key(r, &key, "node label"))
+        .unwrap_or_else(|| "agent.ceo/workload-type".into());
+    let (namespace_labels, namespace_annotations) =
+        decode_namespace_metadata(r, fleet_table, manage_namespace);
     let service_monitor = r.get_table(fleet_table, "service_monitor").and_then(|t| {
         let t = t.value;
         r.check_keys(t, "[fleet.service_monitor]", SERVICE_MONITOR_KEYS);
@@ -293,24 +339,25 @@ fn decode_fleet(
                 },
             };
             super::merge::overlay(&mut merged, &entry.node);
-            merged_agents.push((entry, merged));
+            merged_agents.push((entry, own, merged));
         }
     }
     // Network rules may name the agents the fleet runs (whether or not they
     // have problems of their own).
     let running: Vec<&str> = merged_agents
         .iter()
-        .filter(|(_, merged)| !disabled(merged))
-        .map(|(entry, _)| entry.key.as_str())
+        .filter(|(_, _, merged)| !disabled(merged))
+        .map(|(entry, _, _)| entry.key.as_str())
         .collect();
     let mut agents = Vec::new();
-    for (entry, merged) in &merged_agents {
+    for (entry, own, merged) in &merged_agents {
         let context = AgentContext {
             role_origin: &entry.key_origin,
+            own,
+            workload_type_label: &workload_type_label,
             profiles: &profiles,
             streams: &streams,
             running: &running,
-            label_domain: &label_domain,
             pod_security: pod_security.as_ref(),
             namespace: namespace.as_deref(),
             manage_namespace,
@@ -334,6 +381,8 @@ fn decode_fleet(
         imperative_managers,
         pod_security: pod_security?.value,
         manage_namespace,
+        namespace_labels,
+        namespace_annotations,
         target,
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
         agents,
@@ -366,6 +415,119 @@ fn decode_pod_security(r: &mut Reader, fleet: &Table) -> Option<At<PodSecurityLe
     };
     r.report(d);
     None
+}
+
+/// `[fleet] namespace_labels` and `namespace_annotations`: what fleet adds
+/// to the Namespace it renders. Fleet's own labels (`name`, which the seed's
+/// network policies select on, its ownership marks, and the Pod Security
+/// labels that `pod_security` sets) cannot be set here.
+fn decode_namespace_metadata(
+    r: &mut Reader,
+    fleet: &Table,
+    manage_namespace: bool,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut out = (BTreeMap::new(), BTreeMap::new());
+    for key in ["namespace_labels", "namespace_annotations"] {
+        let Some(table) = r.get_table(fleet, key) else {
+            continue;
+        };
+        if !manage_namespace && !table.value.entries.is_empty() {
+            r.report(
+                Diagnostic::error(&table.origin, format!("`{key}` is set but fleet does not manage the namespace"))
+                    .with_label("fleet renders no Namespace to put these on")
+                    .with_help("remove it, or set `manage_namespace = true` (the namespace's administrators label it otherwise)"),
+            );
+            continue;
+        }
+        let labels = key == "namespace_labels";
+        for (entry, value) in r.string_entries(table.value) {
+            let name = At {
+                value: entry.key.clone(),
+                origin: entry.key_origin.clone(),
+            };
+            let what = if labels { "label" } else { "annotation" };
+            let Some(name) = label_key(r, &name, &format!("namespace {what}")) else {
+                continue;
+            };
+            let owned = if name.starts_with("pod-security.kubernetes.io/") {
+                Some("set by `pod_security` under [fleet]")
+            } else if name == "kubernetes.io/metadata.name" {
+                Some("the API server sets it (fleet reads it back as the namespace's name)")
+            } else if name == "name" {
+                Some("set by fleet to the namespace's name (network policies select on it)")
+            } else if name == crate::ownership::MANAGED_BY_LABEL
+                || name == crate::ownership::PART_OF_LABEL
+            {
+                Some("one of fleet's ownership marks")
+            } else {
+                None
+            };
+            if labels && let Some(owned) = owned {
+                r.report(
+                    Diagnostic::error(
+                        &entry.key_origin,
+                        format!("namespace label `{name}` is fleet's own"),
+                    )
+                    .with_label(owned)
+                    .with_help("remove it from `namespace_labels`"),
+                );
+                continue;
+            }
+            if labels && !valid_label_value(&value.value) {
+                r.report(
+                    Diagnostic::error(&value.origin, format!("`{}` is not a valid label value", value.value))
+                        .with_label("not a label value")
+                        .with_help("use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (or leave it empty)"),
+                );
+                continue;
+            }
+            let map = if labels { &mut out.0 } else { &mut out.1 };
+            map.insert(name, value.value);
+        }
+    }
+    out
+}
+
+/// A label (or annotation) key: an optional DNS subdomain prefix and '/',
+/// then a name of at most 63 letters, digits, '-', '_' and '.', starting and
+/// ending with a letter or digit.
+pub(super) fn label_key(r: &mut Reader, key: &At<String>, what: &str) -> Option<String> {
+    let (prefix, name) = match key.value.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key.value.as_str()),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    if prefix_ok && !name.is_empty() && valid_label_value(name) {
+        return Some(key.value.clone());
+    }
+    r.report(
+        Diagnostic::error(&key.origin, format!("`{}` is not a valid {what} key", key.value))
+            .with_label("not a label key")
+            .with_help("write an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit, e.g. \"example.com/team\""),
+    );
+    None
+}
+
+/// A label value: empty, or at most 63 letters, digits, '-', '_' and '.',
+/// starting and ending with a letter or digit.
+pub(super) fn valid_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 /// Whether a table (an agent, a consumer) says `enabled = false`.
