@@ -80,7 +80,8 @@ nats = { from = [{ namespaces = { name = "agent-system" } }], ports = [4222] }
 [agents.reviewer]
 tier = "engineering"
 profile = "cognitive"
-consumer = { stream = "agent-tasks", deliver_policy = "last", inactive_threshold = "24h" }
+# A work queue's consumers deliver all: this one is on `events`.
+consumer = { stream = "events", filter_subjects = ["P.events.review.>"], deliver_policy = "last", inactive_threshold = "24h" }
 "#;
 
 /// The environment: switches `retired` off, and changes one named ingress
@@ -155,7 +156,7 @@ async fn every_new_key_validates_plans_applies_and_then_plans_empty() {
         plan.stdout
     );
 
-    fleet.apply(&[]).assert_ok("apply");
+    fleet.apply(&["--no-wait"]).assert_ok("apply");
     fleet.assert_plan_empty();
 
     // What the servers hold.
@@ -268,7 +269,9 @@ async fn every_new_key_validates_plans_applies_and_then_plans_empty() {
         "{}",
         plan.stdout
     );
-    fleet.apply(&[]).assert_ok("apply of the replace");
+    fleet
+        .apply(&["--no-wait"])
+        .assert_ok("apply of the replace");
     fleet.assert_plan_empty();
 }
 
@@ -278,7 +281,7 @@ async fn every_new_stream_and_consumer_key_converges_on_nats_2_10() {
     let fleet = FleetDir::with_definition(&format!("{}-f", env.namespace), &definition(&env));
     let old = &control_plane().nats_old_url;
     fleet.set_environment_with_nats(old, &overlay(&fleet.namespace));
-    let applied = fleet.apply(&[]);
+    let applied = fleet.apply(&["--no-wait"]);
     let converged = applied.code == 0 && fleet.run(&["plan", "--detailed-exitcode"]).code == 0;
 
     // TestEnv cleans up the pinned server only.

@@ -238,6 +238,22 @@ fn consumer_settings(
         );
     }
     let deliver_policy = deliver_policy(r, c);
+    if deliver_policy != "all"
+        && stream.retention == "workqueue"
+        && let Some(policy) = c.get("deliver_policy")
+    {
+        r.report(
+            Diagnostic::error(
+                &policy.node.origin,
+                format!(
+                    "stream `{}` is a work queue: its consumers deliver all",
+                    stream.name
+                ),
+            )
+            .with_label("the server refuses this deliver_policy here (10101)")
+            .with_help("drop `deliver_policy` on a work-queue stream's consumer"),
+        );
+    }
     Some(Consumer {
         name,
         stream: stream.name.clone(),
