@@ -181,7 +181,7 @@ fn consumer_settings(
                 )
                 .with_label("invalid subject"),
             );
-        } else if stream.sources.is_none()
+        } else if stream.sources.as_ref().is_none_or(Vec::is_empty)
             && !stream
                 .subjects
                 .iter()
