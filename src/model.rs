@@ -98,7 +98,10 @@ pub struct Agent {
     pub resources: Resources,
     pub placement: Placement,
     pub autoscaling: Option<Autoscaling>,
+    /// The agent's own consumer, `<role>-agent` (`consumer = {...}`).
     pub consumer: Option<Consumer>,
+    /// Its consumers on further streams (`consumers.<stream>`), by stream.
+    pub consumers: Vec<Consumer>,
     pub network: Option<NetworkPolicy>,
     pub rbac: Vec<RbacRule>,
     pub metrics: bool,
@@ -380,13 +383,25 @@ pub struct ScalingRules {
     pub period_seconds: i32,
 }
 
-/// The agent's durable pull consumer on its task stream.
+impl Agent {
+    /// Every consumer of the agent: its own first, then the others by stream.
+    pub fn all_consumers(&self) -> impl Iterator<Item = &Consumer> {
+        self.consumer.iter().chain(&self.consumers)
+    }
+}
+
+/// A durable pull consumer of the agent's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Consumer {
-    /// `<role>-agent`.
+    /// `<role>-agent`, or `<role>-agent-<stream>` for `consumers.<stream>`.
     pub name: String,
+    /// The stream's name on the server.
     pub stream: String,
     pub filter_subjects: Vec<String>,
+    /// `all` (the default), `last`, `new` or `last_per_subject`.
+    pub deliver_policy: String,
+    /// Delete the consumer after this long without a client; `None`: never.
+    pub inactive_threshold: Option<Duration>,
     pub ack_wait: Duration,
     pub max_deliver: i64,
     pub max_ack_pending: i64,
@@ -412,17 +427,26 @@ pub struct NetworkRule {
 pub enum NetworkPeer {
     /// Pods in the fleet's namespace with these labels.
     Pods(BTreeMap<String, String>),
+    /// Pods with these labels in the namespaces with those labels (both
+    /// must match: one peer with a pod and a namespace selector).
+    PodsInNamespaces {
+        pods: BTreeMap<String, String>,
+        namespaces: BTreeMap<String, String>,
+    },
     /// Namespaces with these labels; empty means every namespace.
     Namespaces(BTreeMap<String, String>),
     /// Another agent of this fleet, by role.
     Agent(String),
-    Cidr(String),
+    /// An IP block, less the blocks in `except` (each inside it).
+    Cidr { cidr: String, except: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkPort {
     pub protocol: String,
     pub port: u16,
+    /// The last port of a range `port`..=`end_port`.
+    pub end_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -435,6 +459,8 @@ pub struct RbacRule {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stream {
+    /// The stream's name on the server: its key under [streams], or its
+    /// `name` (an environment may rename it).
     pub name: String,
     pub subjects: Vec<String>,
     pub retention: String,
@@ -447,4 +473,18 @@ pub struct Stream {
     pub discard: String,
     pub duplicate_window: Option<Duration>,
     pub description: Option<String>,
+    // Set only when the definition says; unset, fleet leaves the server's value.
+    pub max_msgs_per_subject: Option<i64>,
+    pub allow_direct: Option<bool>,
+    /// `none` or `s2`.
+    pub compression: Option<String>,
+    pub sources: Option<Vec<StreamSource>>,
+}
+
+/// A stream that another sources messages from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSource {
+    /// Its name on the server.
+    pub name: String,
+    pub filter_subject: Option<String>,
 }

@@ -45,6 +45,10 @@ fn stream_changes() -> Vec<(&'static str, Value)> {
         ("max_msg_size", json!(4096)),
         ("duplicate_window", json!(30 * SECOND)),
         ("description", json!("changed")),
+        ("max_msgs_per_subject", json!(10)),
+        ("allow_direct", json!(true)),
+        ("compression", json!("s2")),
+        ("sources", Value::Null), // filled in per stream
         ("metadata", json!({ "fleet.owner": "test", "extra": "x" })),
     ]
 }
@@ -67,7 +71,9 @@ fn consumer_changes(prefix: &str) -> Vec<(&'static str, Value)> {
         ("backoff", json!([SECOND, 5 * SECOND])),
         ("description", json!("changed")),
         ("metadata", json!({ "fleet.owner": "test", "extra": "x" })),
+        ("inactive_threshold", json!(3600 * SECOND)),
         ("deliver_policy", json!("new")),
+        ("deliver_policy", json!("last_per_subject")),
         ("ack_policy", json!("all")),
     ]
 }
@@ -136,6 +142,10 @@ async fn check_server(url: &str, env: &TestEnv) -> Vec<String> {
                 format!("{subjects_prefix}.>"),
                 format!("{subjects_prefix}-more.>")
             ]),
+            // Another stream of this test's; it need not exist yet.
+            "sources" => {
+                json!([{ "name": format!("{prefix}_c"), "filter_subject": format!("{prefix}.c.a.>") }])
+            }
             _ => value,
         };
         let desired = DesiredJetStream {

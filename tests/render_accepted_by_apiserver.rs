@@ -253,6 +253,75 @@ async fn every_pod_key_renders_objects_the_apiserver_accepts() {
     }
 }
 
+/// Every shape of network peer and port fleet takes renders a NetworkPolicy
+/// the API server accepts (server-side dry-run create).
+#[tokio::test]
+async fn every_network_peer_and_port_shape_is_accepted_by_the_apiserver() {
+    let env = TestEnv::new("render-network").await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fleet_text = format!(
+        r#"
+[fleet]
+name = "demo"
+namespace = "{}"
+
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://nats:4222"
+
+[agents.devops.network]
+egress = [
+  {{ to = [{{ pods = {{ app = "nats" }}, namespaces = {{ name = "nats" }} }}], ports = [4222] }},
+  {{ to = [{{ cidr = "10.0.0.0/8", except = ["10.1.0.0/16"] }}, {{ cidr = "fd00::/8", except = ["fd12::/16"] }}], ports = ["8000-8100", "9000-9100/udp", {{ port = 7000, end_port = 7010 }}] }},
+  {{ to = [{{ namespaces = {{}} }}], ports = [{{ port = 53, protocol = "UDP" }}, "53/tcp", {{ port = 3868, protocol = "SCTP" }}] }},
+]
+
+[agents.devops.network.ingress]
+nats = {{ from = [{{ agent = "devops" }}, {{ pods = {{ app = "p" }}, namespaces = {{}} }}], ports = [{{ port = 9090 }}] }}
+any = {{}}
+"#,
+        env.namespace
+    );
+    let files = DirectoryFiles {
+        base_dir: root.into(),
+    };
+    let loaded = load_str(&root.join("fleet.toml"), &fleet_text, None, None, &files);
+    assert_eq!(loaded.errors(), 0, "{:?}", loaded.diagnostics);
+    let rendered = render(&loaded.fleet.unwrap());
+    let policy = rendered
+        .kubernetes
+        .iter()
+        .find(|o| o.id.kind == "NetworkPolicy")
+        .expect("a NetworkPolicy");
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+    ));
+    let object: DynamicObject = serde_json::from_value(policy.body.clone()).unwrap();
+    let created =
+        Api::<DynamicObject>::namespaced_with(env.kube.clone(), &env.namespace, &resource)
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                },
+                &object,
+            )
+            .await
+            .unwrap_or_else(|err| panic!("NetworkPolicy refused: {err}"));
+    let stored = serde_json::to_value(&created).unwrap();
+    assert_eq!(
+        stored["spec"]["egress"][1]["ports"][1],
+        json!({ "protocol": "UDP", "port": 9000, "endPort": 9100 })
+    );
+    assert_eq!(
+        stored["spec"]["ingress"][1],
+        json!({}),
+        "a rule with no peers and no ports"
+    );
+}
+
 /// fleet refuses exactly the scrape intervals the Prometheus operator's real
 /// ServiceMonitor CRD refuses: `fleet validate` catches them, not the apply.
 #[tokio::test]

@@ -235,13 +235,14 @@ fn agents_by_target(
         .owned
         .iter()
         .filter_map(|(id, body)| Some((plan::Target::Kubernetes(id.clone()), role(body)?)));
-    let consumers = fleet.agents.iter().filter_map(|agent| {
-        let consumer = agent.consumer.as_ref()?;
-        let target = plan::Target::Consumer {
-            stream: consumer.stream.clone(),
-            name: consumer.name.clone(),
-        };
-        Some((target, agent.role.clone()))
+    let consumers = fleet.agents.iter().flat_map(|agent| {
+        agent.all_consumers().map(|consumer| {
+            let target = plan::Target::Consumer {
+                stream: consumer.stream.clone(),
+                name: consumer.name.clone(),
+            };
+            (target, agent.role.clone())
+        })
     });
     destroyed.chain(desired).chain(consumers).collect()
 }

@@ -99,15 +99,21 @@ pub fn schema() -> Value {
     };
     let port = json!({ "oneOf": [
         { "type": "integer", "minimum": 1, "maximum": 65535 },
-        { "type": "string", "pattern": "^[0-9]+(/(tcp|udp|sctp))?$" }
+        { "type": "string", "pattern": "^[0-9]+(-[0-9]+)?(/(tcp|udp|sctp))?$" },
+        table("a port or a range of ports", json!({
+            "port": integer("port (the first of a range)", 1),
+            "end_port": integer("last port of the range", 1),
+            "protocol": { "enum": ["TCP", "UDP", "SCTP"], "description": "protocol (default TCP)" },
+        })),
     ]});
     let peer = table(
-        "one peer: pods, namespaces, another agent or a CIDR",
+        "one peer: pods, namespaces (both together: those pods in those namespaces), another agent or a CIDR",
         json!({
-            "pods": labels("pods with these labels in the fleet's namespace"),
+            "pods": labels("pods with these labels (in the fleet's namespace, or in `namespaces`)"),
             "namespaces": labels("namespaces with these labels ({} for all)"),
             "agent": string("another agent of this fleet, by role"),
             "cidr": string("an IP block, e.g. \"10.0.0.1/32\""),
+            "except": strings("blocks inside `cidr` left out of it"),
         }),
     );
     let rule = |peers: &str| {
@@ -119,6 +125,31 @@ pub fn schema() -> Value {
             }),
         )
     };
+    let rules = |peers: &str| {
+        let mut named = rule(peers);
+        named["properties"]["enabled"] =
+            boolean("false switches the rule off (e.g. in one environment)");
+        json!({ "oneOf": [
+            { "type": "array", "items": rule(peers) },
+            { "type": "object", "description": "named rules, which an environment can change or add one by one", "additionalProperties": named },
+        ]})
+    };
+    let consumer_keys = json!({
+        "enabled": boolean("false: no consumer"),
+        "filter_subjects": strings("filter subjects (default <stream prefix>.<role>.>)"),
+        "deliver_policy": { "enum": ["all", "last", "new", "last_per_subject"], "description": "where a new consumer starts (default all); changing it replaces the consumer" },
+        "ack_wait": duration("ack wait (default 30s; with backoff, the server takes the first step instead)"),
+        "max_deliver": integer("maximum deliveries (-1: unlimited)", -1),
+        "max_ack_pending": integer("maximum unacknowledged messages", -1),
+        "backoff": { "type": "array", "items": { "type": "string" }, "description": "redelivery backoff durations" },
+        "inactive_threshold": duration("delete the consumer after this long without a client (default: never)"),
+        "description": string("description"),
+    });
+    let mut consumer = table(
+        "the agent's durable pull consumer, <role>-agent",
+        consumer_keys.clone(),
+    );
+    consumer["properties"]["stream"] = string("stream name (its key under [streams])");
     let agent = table(
         "an agent (a role); [defaults] takes the same keys",
         json!({
@@ -204,20 +235,13 @@ pub fn schema() -> Value {
                 "scale_up": scaling.clone(),
                 "scale_down": scaling,
             })),
-            "consumer": table("the agent's durable pull consumer, <role>-agent", json!({
-                "enabled": boolean("false: no consumer"),
-                "stream": string("stream name"),
-                "filter_subjects": strings("filter subjects (default <stream prefix>.<role>.>)"),
-                "ack_wait": duration("ack wait"),
-                "max_deliver": integer("maximum deliveries (-1: unlimited)", -1),
-                "max_ack_pending": integer("maximum unacknowledged messages", -1),
-                "backoff": { "type": "array", "items": { "type": "string" }, "description": "redelivery backoff durations" },
-                "description": string("description"),
-            })),
+            "consumer": consumer,
+            "consumers": { "type": "object", "description": "consumers on further streams, by stream key: each <role>-agent-<stream>, listed to the agent in NATS_CONSUMERS",
+                           "additionalProperties": table("a durable pull consumer on the stream of this key", consumer_keys) },
             "network": table("NetworkPolicy", json!({
                 "enabled": boolean("false: no NetworkPolicy"),
-                "ingress": { "type": "array", "items": rule("from") },
-                "egress": { "type": "array", "items": rule("to") },
+                "ingress": rules("from"),
+                "egress": rules("to"),
             })),
             "rbac": { "type": "array", "description": "Role rules for the agent's ServiceAccount", "items": table("a rule", json!({
                 "api_groups": strings("API groups (\"\" is core)"),
@@ -253,7 +277,9 @@ pub fn schema() -> Value {
     let stream = table(
         "a JetStream stream",
         json!({
-            "subjects": strings("subjects"),
+            "enabled": boolean("false: no stream (e.g. in one environment); consumers of it are refused"),
+            "name": string("the stream's name on the server (default: its key)"),
+            "subjects": strings("subjects (may be left out when `sources` are set)"),
             "retention": { "enum": ["limits", "interest", "workqueue"] },
             "storage": { "enum": ["file", "memory"] },
             "replicas": integer("replicas (1-5)", 1),
@@ -264,6 +290,13 @@ pub fn schema() -> Value {
             "discard": { "enum": ["old", "new"] },
             "duplicate_window": duration("duplicate detection window"),
             "description": string("description"),
+            "max_msgs_per_subject": integer("maximum messages per subject (-1: unlimited; unset: the server's value is kept)", -1),
+            "allow_direct": boolean("direct get of messages (unset: the server's value is kept)"),
+            "compression": { "enum": ["none", "s2"], "description": "storage compression (unset: the server's value is kept)" },
+            "sources": { "type": "array", "description": "streams of this fleet whose messages this one copies (unset: the server's are kept)", "items": { "oneOf": [
+                { "type": "string" },
+                table("a source stream", json!({ "stream": string("stream key"), "filter_subject": string("copy only these subjects") })),
+            ]}},
         }),
     );
     json!({
@@ -351,6 +384,19 @@ mod tests {
         assert_eq!(
             properties(agent, &["properties", "consumer"]),
             sorted(CONSUMER_KEYS)
+        );
+        assert_eq!(
+            properties(agent, &["properties", "consumers", "additionalProperties"]),
+            sorted(CONSUMERS_ENTRY_KEYS)
+        );
+        let rule = &agent["properties"]["network"]["properties"]["ingress"]["oneOf"][0]["items"];
+        assert_eq!(
+            properties(rule, &["properties", "from", "items"]),
+            sorted(PEER_KEYS)
+        );
+        assert_eq!(
+            properties(&rule["properties"]["ports"]["items"]["oneOf"][2], &[]),
+            sorted(PORT_KEYS)
         );
         assert_eq!(
             properties(agent, &["properties", "placement"]),

@@ -30,6 +30,10 @@ const STREAM_FIELDS: &[&str] = &[
     "max_msg_size",
     "duplicate_window",
     "description",
+    "max_msgs_per_subject",
+    "allow_direct",
+    "compression",
+    "sources",
     "metadata",
 ];
 
@@ -41,12 +45,30 @@ const CONSUMER_FIELDS: &[&str] = &[
     "max_deliver",
     "max_ack_pending",
     "backoff",
+    "inactive_threshold",
     "description",
     "metadata",
 ];
 
+/// Fields fleet manages only when the definition sets them: left out, the
+/// server's (or an operator's) value stays, so fleets that do not use them
+/// plan as before.
+const MANAGED_WHEN_SET: &[&str] = &[
+    "max_msgs_per_subject",
+    "allow_direct",
+    "compression",
+    "sources",
+    "inactive_threshold",
+];
+
 /// Durations the API takes in nanoseconds; shown as `7d`, `30s`.
-const DURATION_FIELDS: &[&str] = &["max_age", "duplicate_window", "ack_wait", "backoff"];
+const DURATION_FIELDS: &[&str] = &[
+    "max_age",
+    "duplicate_window",
+    "ack_wait",
+    "backoff",
+    "inactive_threshold",
+];
 
 const TWO_MINUTES: u64 = 120_000_000_000;
 
@@ -149,7 +171,10 @@ pub fn plan(
             let mut change = new_change(
                 target,
                 Action::Create,
-                Some(describe_all(&normalized_consumer(&consumer.config))),
+                Some(describe_all(&desired_fields(
+                    normalized_consumer,
+                    &consumer.config,
+                ))),
                 Some(consumer.config.clone()),
             );
             if let Some(existing) = live_consumer {
@@ -281,14 +306,17 @@ fn plan_one(
         return new_change(
             target,
             Action::Create,
-            Some(describe_all(&normalize(desired))),
+            Some(describe_all(&desired_fields(normalize, desired))),
             Some(desired.clone()),
         );
     };
     if !is_owned(existing.config, owner) && !adopt {
         return unowned(target);
     }
-    let (before, after) = (normalize(existing.config), normalize(desired));
+    let (before, after) = (
+        normalize(existing.config),
+        desired_fields(normalize, desired),
+    );
     let diff = field_diff(&before, &after);
     let immutable = immutable(&before, &after);
     if diff.is_empty() {
@@ -310,6 +338,17 @@ fn plan_one(
             Some(merged(existing.config, desired)),
         )
     }
+}
+
+/// The fields fleet manages on a desired config, normalised: those of
+/// [`MANAGED_WHEN_SET`] only when the config has them.
+fn desired_fields(normalize: fn(&Value) -> Fields, desired: &Value) -> Fields {
+    normalize(desired)
+        .into_iter()
+        .filter(|(field, _)| {
+            !MANAGED_WHEN_SET.contains(&field.as_str()) || !desired[field].is_null()
+        })
+        .collect()
 }
 
 fn new_change(
@@ -439,15 +478,43 @@ pub fn normalized_stream(config: &Value) -> Fields {
                 "num_replicas" => json!(1),
                 "discard" => json!("old"),
                 "max_age" => json!(0),
-                "max_bytes" | "max_msgs" | "max_msg_size" => json!(-1),
+                "max_bytes" | "max_msgs" | "max_msg_size" | "max_msgs_per_subject" => json!(-1),
                 "description" => json!(""),
+                "allow_direct" => json!(false),
+                "compression" => json!("none"),
+                "sources" => json!([]),
                 _ => Value::Null,
             },
+            ("sources", v) => normalized_sources(v),
             (_, v) => v.clone(),
         };
         out.insert(field.to_string(), value);
     }
     out
+}
+
+/// Sources as fleet writes them (name and filter), in name order: the
+/// server adds settings of its own to each.
+fn normalized_sources(sources: &Value) -> Value {
+    let mut out: Vec<Value> = sources
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|source| {
+                    let mut fields = Map::new();
+                    fields.insert("name".into(), source["name"].clone());
+                    if let Some(filter) =
+                        source["filter_subject"].as_str().filter(|f| !f.is_empty())
+                    {
+                        fields.insert("filter_subject".into(), filter.into());
+                    }
+                    Value::Object(fields)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Value::Array(out)
 }
 
 /// The managed fields of a consumer config, with the server's defaults.
@@ -486,6 +553,7 @@ pub fn normalized_consumer(config: &Value) -> Fields {
                 ("max_deliver", Value::Null) => json!(-1),
                 ("max_ack_pending", Value::Null) => json!(1000),
                 ("backoff", Value::Null) => json!([]),
+                ("inactive_threshold", Value::Null) => json!(0),
                 ("description", Value::Null) => json!(""),
                 (_, v) => v.clone(),
             },
@@ -795,6 +863,79 @@ mod tests {
                     Action::Delete
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn keys_managed_when_set_are_compared_only_then() {
+        // The live stream has allow_direct (an operator's): left out, kept.
+        let changes = plan(&desired(7, "file"), &live(7, 0), &OPTIONS);
+        assert_eq!(changes[0].action, Action::NoOp);
+        let mut set = desired(7, "file");
+        set.streams[0].config["allow_direct"] = json!(false);
+        let changes = plan(&set, &live(7, 0), &OPTIONS);
+        assert_eq!(changes[0].action, Action::Update);
+        assert_eq!(
+            changes[0].diff.as_deref(),
+            Some("~ allow_direct: true -> false\n")
+        );
+        // Sources: in any order, with the server's own settings, the same.
+        let mut live = live(7, 0);
+        live.get_mut("agent-tasks").unwrap().config["sources"] = json!([
+            { "name": "b", "filter_subject": "", "opt_start_seq": 0 },
+            { "name": "a", "filter_subject": "a.x.>" },
+        ]);
+        let mut sourced = desired(7, "file");
+        sourced.streams[0].config["sources"] =
+            json!([{ "name": "a", "filter_subject": "a.x.>" }, { "name": "b" }]);
+        let changes = plan(&sourced, &live, &OPTIONS);
+        assert_eq!(changes[0].action, Action::NoOp, "{changes:#?}");
+    }
+
+    #[test]
+    fn ack_wait_beside_backoff_is_no_change() {
+        let mut desired = desired(7, "file");
+        desired.consumers[0].config["ack_wait"] = json!(60_000_000_000u64);
+        desired.consumers[0].config["backoff"] = json!([10_000_000_000u64, 60_000_000_000u64]);
+        let mut live = live(7, 0);
+        let consumer = live
+            .get_mut("agent-tasks")
+            .unwrap()
+            .consumers
+            .get_mut("devops-agent")
+            .unwrap();
+        // The server took backoff[0] as ack_wait.
+        consumer.config["ack_wait"] = json!(10_000_000_000u64);
+        consumer.config["backoff"] = json!([10_000_000_000u64, 60_000_000_000u64]);
+        let changes = plan(&desired, &live, &OPTIONS);
+        assert_eq!(changes[1].action, Action::NoOp, "{changes:#?}");
+    }
+
+    #[test]
+    fn deliver_policy_replaces_and_inactive_threshold_updates() {
+        let mut live = live(7, 0);
+        live.get_mut("agent-tasks")
+            .unwrap()
+            .consumers
+            .get_mut("devops-agent")
+            .unwrap()
+            .pending = Some(2);
+        let mut threshold = desired(7, "file");
+        threshold.consumers[0].config["inactive_threshold"] = json!(3_600_000_000_000u64);
+        let changes = plan(&threshold, &live, &OPTIONS);
+        assert_eq!(changes[1].action, Action::Update);
+        assert_eq!(
+            changes[1].diff.as_deref(),
+            Some("~ inactive_threshold: 0s (unlimited) -> 1h\n")
+        );
+        let mut policy = desired(7, "file");
+        policy.consumers[0].config["deliver_policy"] = json!("new");
+        let changes = plan(&policy, &live, &OPTIONS);
+        assert_eq!(changes[1].action, Action::Replace);
+        assert!(changes[1].loses_data);
+        assert_eq!(
+            changes[1].reason.as_deref(),
+            Some("deliver_policy cannot change in place; 2 messages pending or unacknowledged")
         );
     }
 

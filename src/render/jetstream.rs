@@ -33,7 +33,7 @@ pub fn desired(fleet: &Fleet) -> DesiredJetStream {
     let mut consumers: Vec<DesiredConsumer> = fleet
         .agents
         .iter()
-        .filter_map(|agent| agent.consumer.as_ref())
+        .flat_map(|agent| agent.all_consumers())
         .map(|consumer| DesiredConsumer {
             stream: consumer.stream.clone(),
             name: consumer.name.clone(),
@@ -82,6 +82,30 @@ fn stream_config(stream: &Stream, metadata: &Value) -> Value {
     if let Some(description) = &stream.description {
         config.insert("description".into(), description.clone().into());
     }
+    // Sent only when set, so a fleet that does not use them renders as before.
+    if let Some(max) = stream.max_msgs_per_subject {
+        config.insert("max_msgs_per_subject".into(), max.into());
+    }
+    if let Some(allow_direct) = stream.allow_direct {
+        config.insert("allow_direct".into(), allow_direct.into());
+    }
+    if let Some(compression) = &stream.compression {
+        config.insert("compression".into(), compression.clone().into());
+    }
+    if let Some(sources) = &stream.sources {
+        let sources: Vec<Value> = sources
+            .iter()
+            .map(|source| {
+                let mut out = Map::new();
+                out.insert("name".into(), source.name.clone().into());
+                if let Some(filter) = &source.filter_subject {
+                    out.insert("filter_subject".into(), filter.clone().into());
+                }
+                Value::Object(out)
+            })
+            .collect();
+        config.insert("sources".into(), sources.into());
+    }
     config.insert("metadata".into(), metadata.clone());
     Value::Object(config)
 }
@@ -97,7 +121,10 @@ fn consumer_config(consumer: &Consumer, metadata: &Value) -> Value {
             consumer.filter_subjects.clone().into(),
         );
     }
-    config.insert("deliver_policy".into(), "all".into());
+    config.insert(
+        "deliver_policy".into(),
+        consumer.deliver_policy.clone().into(),
+    );
     // An omitted ack policy means `none`; task consumers must acknowledge.
     config.insert("ack_policy".into(), "explicit".into());
     config.insert("ack_wait".into(), nanos(consumer.ack_wait));
@@ -114,6 +141,9 @@ fn consumer_config(consumer: &Consumer, metadata: &Value) -> Value {
                 .collect::<Vec<_>>()
                 .into(),
         );
+    }
+    if let Some(threshold) = consumer.inactive_threshold {
+        config.insert("inactive_threshold".into(), nanos(threshold));
     }
     if let Some(description) = &consumer.description {
         config.insert("description".into(), description.clone().into());

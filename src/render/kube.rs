@@ -570,8 +570,13 @@ impl<'a> Renderer<'a> {
             .as_ref()
             .expect("only called for autoscaled agents");
         let mut metrics = Vec::new();
-        if let (Some(pending), Some(consumer)) = (autoscaling.pending_per_replica, &agent.consumer)
+        // One metric per consumer: the autoscaler proposes a replica count
+        // for each and takes the largest, so any one backlog scales the agent.
+        for consumer in agent
+            .all_consumers()
+            .filter(|_| autoscaling.pending_per_replica.is_some())
         {
+            let pending = autoscaling.pending_per_replica.unwrap_or_default();
             metrics.push(MetricSpec {
                 type_: "External".into(),
                 external: Some(ExternalMetricSource {
@@ -697,7 +702,7 @@ impl<'a> Renderer<'a> {
                     .map(|p| NetworkPolicyPort {
                         protocol: Some(p.protocol.clone()),
                         port: Some(IntOrString::Int(p.port.into())),
-                        end_port: None,
+                        end_port: p.end_port.map(i32::from),
                     })
                     .collect()
             })
@@ -759,10 +764,15 @@ impl<'a> Renderer<'a> {
                 )]))),
                 ..NetworkPolicyPeer::default()
             },
-            NetworkPeer::Cidr(cidr) => NetworkPolicyPeer {
+            NetworkPeer::PodsInNamespaces { pods, namespaces } => NetworkPolicyPeer {
+                pod_selector: Some(selector(pods)),
+                namespace_selector: Some(selector(namespaces)),
+                ..NetworkPolicyPeer::default()
+            },
+            NetworkPeer::Cidr { cidr, except } => NetworkPolicyPeer {
                 ip_block: Some(IPBlock {
                     cidr: cidr.clone(),
-                    except: None,
+                    except: (!except.is_empty()).then(|| except.clone()),
                 }),
                 ..NetworkPolicyPeer::default()
             },

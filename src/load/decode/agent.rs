@@ -16,7 +16,7 @@ pub(super) struct AgentContext<'a> {
     /// The node label `workload_type` requires.
     pub(super) workload_type_label: &'a str,
     pub(super) profiles: &'a Table,
-    pub(super) streams: &'a [At<Stream>],
+    pub(super) streams: &'a [StreamEntry],
     /// The roles of the agents the fleet runs (not disabled).
     pub(super) running: &'a [&'a str],
     /// The level the fleet's Namespace enforces; `None` when it is invalid
@@ -125,9 +125,13 @@ pub(super) fn decode_agent(
     let readiness = decode_probe(r, t, "readiness", "/readyz");
     let autoscaling = decode_autoscaling(r, t, &resources);
     let consumer = decode_consumer(r, t, role, cx);
+    let consumers = decode_consumers(r, t, role, cx, consumer.as_ref());
     // A consumer that is configured but has problems was reported already.
-    let consumer_configured = matches!(t.get("consumer"), Some(c) if !disabled(&c.node));
-    if let (Some(autoscaling), None) = (&autoscaling, &consumer)
+    let consumer_configured = matches!(t.get("consumer"), Some(c) if !disabled(&c.node))
+        || matches!(t.get("consumers"), Some(c) if matches!(&c.node.value, Value::Table(c) if !c.entries.is_empty()));
+    if let Some(autoscaling) = &autoscaling
+        && consumer.is_none()
+        && consumers.is_empty()
         && autoscaling.pending_per_replica.is_some()
         && !consumer_configured
     {
@@ -137,7 +141,10 @@ pub(super) fn decode_agent(
                 .with_help("give the agent a `consumer` (with a `stream`), or drop `autoscaling.pending_per_replica`"),
         );
     }
-    let env = decode_env(r, t, cx.own);
+    let mut env = decode_env(r, t, cx.own);
+    if !consumers.is_empty() {
+        env.insert(0, consumers_variable(consumer.iter().chain(&consumers)));
+    }
     let env_from = decode_env_from(r, t);
     let volumes = decode_volumes(r, t, cx.own, &config_files, &security);
     let command = r
@@ -205,6 +212,7 @@ pub(super) fn decode_agent(
         placement,
         autoscaling,
         consumer,
+        consumers,
         network,
         rbac,
         metrics: r.boolean(t, "metrics").unwrap_or(true),
@@ -1097,11 +1105,13 @@ pub(super) fn decode_env(r: &mut Reader, t: &Table, own: &Table) -> Vec<EnvVar> 
     };
     let mut env = Vec::new();
     for entry in &table.value.entries {
-        if ["NATS_URL", "AGENT_ID", "AGENT_NAMESPACE"].contains(&entry.key.as_str()) {
+        if ["NATS_URL", "AGENT_ID", "AGENT_NAMESPACE", "NATS_CONSUMERS"]
+            .contains(&entry.key.as_str())
+        {
             r.report(
                 Diagnostic::error(&entry.key_origin, format!("`{}` is set by fleet and cannot be set in `env`", entry.key))
                     .with_label("reserved variable name")
-                    .with_help("fleet sets NATS_URL from the agent's `nats_url`, and AGENT_ID and AGENT_NAMESPACE from its pod; set `nats_url` to change the NATS server"),
+                    .with_help("fleet sets NATS_URL from the agent's `nats_url`, NATS_CONSUMERS from its `consumers`, and AGENT_ID and AGENT_NAMESPACE from its pod; set `nats_url` to change the NATS server"),
             );
             continue;
         }

@@ -71,6 +71,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
     "placement",
     "autoscaling",
     "consumer",
+    "consumers",
     "network",
     "patch",
     "rbac",
@@ -156,10 +157,25 @@ pub(super) const CONSUMER_KEYS: &[&str] = &[
     "enabled",
     "stream",
     "filter_subjects",
+    "deliver_policy",
     "ack_wait",
     "max_deliver",
     "max_ack_pending",
     "backoff",
+    "inactive_threshold",
+    "description",
+];
+
+/// `consumers.<stream>`: a consumer's keys, less `stream` (its key).
+pub(super) const CONSUMERS_ENTRY_KEYS: &[&str] = &[
+    "enabled",
+    "filter_subjects",
+    "deliver_policy",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+    "backoff",
+    "inactive_threshold",
     "description",
 ];
 
@@ -169,7 +185,9 @@ pub(super) const INGRESS_RULE_KEYS: &[&str] = &["from", "ports"];
 
 pub(super) const EGRESS_RULE_KEYS: &[&str] = &["to", "ports"];
 
-pub(super) const PEER_KEYS: &[&str] = &["pods", "namespaces", "agent", "cidr"];
+pub(super) const PEER_KEYS: &[&str] = &["pods", "namespaces", "agent", "cidr", "except"];
+
+pub(super) const PORT_KEYS: &[&str] = &["port", "end_port", "protocol"];
 
 pub(super) const RBAC_KEYS: &[&str] = &["api_groups", "resources", "verbs", "resource_names"];
 
@@ -178,6 +196,8 @@ pub(super) const ENV_REF_KEYS: &[&str] = &["secret", "config_map", "key"];
 pub(super) const CONFIG_FILE_KEYS: &[&str] = &["file"];
 
 pub(super) const STREAM_KEYS: &[&str] = &[
+    "enabled",
+    "name",
     "subjects",
     "retention",
     "storage",
@@ -189,7 +209,13 @@ pub(super) const STREAM_KEYS: &[&str] = &[
     "discard",
     "duplicate_window",
     "description",
+    "max_msgs_per_subject",
+    "allow_direct",
+    "compression",
+    "sources",
 ];
+
+pub(super) const SOURCE_KEYS: &[&str] = &["stream", "filter_subject"];
 
 /// Reads config files that agents name by path; `load` supplies the real
 /// file system, tests a map.
@@ -370,7 +396,7 @@ fn decode_fleet(
     }
     agents.sort_by(|a, b| a.role.cmp(&b.role));
 
-    let mut streams: Vec<Stream> = streams.into_iter().map(|s| s.value).collect();
+    let mut streams: Vec<Stream> = streams.into_iter().filter_map(|s| s.stream).collect();
     streams.sort_by(|a, b| a.name.cmp(&b.name));
 
     Some(Fleet {
