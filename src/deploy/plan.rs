@@ -87,17 +87,30 @@ pub(super) async fn make_plan(
         &fleet.namespace,
     );
     let concurrency = plan_options.concurrency;
-    let live = crate::live::kube::read(
-        &cluster,
-        &rendered.kubernetes,
-        &crate::live::kube::ReadOptions {
-            namespace: &fleet.namespace,
-            applyset_id: &applyset_id,
-            concurrency,
-            prove_unchanged: !plan_options.dry_run_all,
-        },
-    )
-    .await?;
+    let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
+    let desired_streams: Vec<&str> = rendered
+        .jetstream
+        .streams
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    // Both systems at once: the JetStream reads take as long as a LIST.
+    let read_options = crate::live::kube::ReadOptions {
+        namespace: &fleet.namespace,
+        applyset_id: &applyset_id,
+        concurrency,
+        prove_unchanged: !plan_options.dry_run_all,
+    };
+    let read_kube = crate::live::kube::read(&cluster, &rendered.kubernetes, &read_options);
+    let read_jetstream = async {
+        match &jetstream {
+            Some(js) => crate::live::jetstream::read(js, &owner, &desired_streams)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (live, live_js) = tokio::try_join!(read_kube, read_jetstream)?;
     let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
         .iter()
         .map(|m| m.to_string())
@@ -134,15 +147,7 @@ pub(super) async fn make_plan(
         .collect();
     let refused = kube_plan.refused;
     let mut changes = kube_plan.changes;
-    if let Some(js) = &jetstream {
-        let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
-        let desired_streams: Vec<&str> = rendered
-            .jetstream
-            .streams
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        let live_js = crate::live::jetstream::read(js, &owner, &desired_streams).await?;
+    if let (Some(js), Some(live_js)) = (&jetstream, &live_js) {
         let options = plan::jetstream::Options {
             owner: &owner,
             server: js.server_version,
@@ -151,7 +156,7 @@ pub(super) async fn make_plan(
         };
         changes.extend(plan::jetstream::plan(
             &rendered.jetstream,
-            &live_js,
+            live_js,
             &options,
         ));
     }
