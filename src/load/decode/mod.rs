@@ -459,9 +459,11 @@ fn decode_namespace_metadata(
         };
         if !manage_namespace && !table.value.entries.is_empty() {
             r.report(
-                Diagnostic::error(&table.origin, format!("`{key}` is set but fleet does not manage the namespace"))
+                // A warning: an environment may leave the namespace to its
+                // administrators while the fleet file sets these for the rest.
+                Diagnostic::warning(&table.origin, format!("`{key}` is ignored: fleet does not manage the namespace"))
                     .with_label("fleet renders no Namespace to put these on")
-                    .with_help("remove it, or set `manage_namespace = true` (the namespace's administrators label it otherwise)"),
+                    .with_help("the namespace's administrators label it; remove this, or set `manage_namespace = true`"),
             );
             continue;
         }
