@@ -275,3 +275,13 @@ pub async fn nats_version(nats_url: &str) -> anyhow::Result<String> {
     let nats = async_nats::connect(nats_url).await?;
     Ok(nats.server_info().version)
 }
+
+/// How many streams the NATS server holds.
+pub async fn stream_count(nats_url: &str) -> anyhow::Result<usize> {
+    let nats = async_nats::connect(nats_url).await?;
+    let names: Vec<String> = async_nats::jetstream::new(nats)
+        .stream_names()
+        .try_collect()
+        .await?;
+    Ok(names.len())
+}

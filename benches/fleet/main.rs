@@ -196,6 +196,8 @@ pub struct Machine {
     pub kubectl: String,
     pub apiserver: String,
     pub nats: String,
+    /// Streams on the NATS server (others' too).
+    pub streams: String,
     pub cpu: String,
     pub cores: usize,
     pub memory: String,
@@ -364,6 +366,10 @@ impl Bench {
             .runtime
             .block_on(cluster::nats_version(&self.nats_url))
             .unwrap_or_else(|_| "?".into());
+        let streams = self
+            .runtime
+            .block_on(cluster::stream_count(&self.nats_url))
+            .map_or_else(|_| "?".into(), |n| n.to_string());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let memory = meminfo
             .lines()
@@ -399,6 +405,7 @@ impl Bench {
             kubectl,
             apiserver,
             nats,
+            streams,
             cpu,
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             memory,

@@ -16,6 +16,14 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+fn minutes(d: Duration) -> String {
+    if d < Duration::from_secs(120) {
+        format!("{:.0} s", d.as_secs_f64())
+    } else {
+        format!("{:.0} min", d.as_secs_f64() / 60.0)
+    }
+}
+
 fn thousands(n: usize) -> String {
     if n >= 1000 {
         format!("{},{:03}", n / 1000, n % 1000)
@@ -78,7 +86,12 @@ pub fn markdown(
         machine.load_start, machine.load_end
     );
     let _ = writeln!(w, "- {options}");
-    let _ = writeln!(w, "- Whole run: {:.0} min", elapsed.as_secs_f64() / 60.0);
+    let _ = writeln!(
+        w,
+        "- The NATS server held {} streams at the start (fleet's plan lists them all)",
+        machine.streams
+    );
+    let _ = writeln!(w, "- Whole run: {}", minutes(elapsed));
 
     if !renders.is_empty() {
         let _ = writeln!(w, "\n### `fleet render` (no cluster)\n");
@@ -88,9 +101,13 @@ pub fn markdown(
         );
         let _ = writeln!(w, "|---:|---:|---|---:|");
         for r in renders {
-            let per_100 = r.stats.as_ref().map_or("-".into(), |s| {
-                format!("{:.1} ms", s.median_ms() * 100.0 / r.agents as f64)
-            });
+            // Below 100 agents this is mostly process start-up.
+            let per_100 = match &r.stats {
+                Some(s) if r.agents >= 100 => {
+                    format!("{:.1} ms", s.median_ms() * 100.0 / r.agents as f64)
+                }
+                _ => "-".into(),
+            };
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {per_100} |",
