@@ -113,6 +113,15 @@ fn sizes(list: &str) -> anyhow::Result<Vec<usize>> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(measure::RUNNER) {
+        return match measure::runner_main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("bench runner: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this
     // target without it, and a test run must not load the shared servers.
     if !args.iter().any(|arg| arg == "--bench") {
@@ -455,14 +464,14 @@ impl Bench {
     fn timed(
         &mut self,
         what: &str,
-        mut command: Command,
+        command: Command,
         expected: i32,
         must: bool,
     ) -> anyhow::Result<Sample> {
         self.outputs += 1;
         let stem = self.tmp().join(format!("{:03}", self.outputs));
         let (out, err) = (stem.with_extension("out"), stem.with_extension("err"));
-        let sample = measure::run(&mut command, &out, &err)?;
+        let sample = measure::run(&command, &out, &err)?;
         if sample.code != expected {
             let message = format!(
                 "{what}: exit {} (expected {expected}) after {}",

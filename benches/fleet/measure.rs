@@ -19,19 +19,72 @@ pub struct Sample {
     pub code: i32,
 }
 
-/// Runs `command` with stdin from /dev/null, stdout and stderr to files, and
-/// reaps it with `wait4`, which also returns the child's peak RSS.
-pub fn run(command: &mut Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sample> {
-    let out = File::create(stdout).with_context(|| format!("creating {}", stdout.display()))?;
-    let err = File::create(stderr).with_context(|| format!("creating {}", stderr.display()))?;
-    command
+/// The argument that makes the bench binary a runner (see [`run`]).
+pub const RUNNER: &str = "--run-child";
+
+/// Runs `command` with stdin from /dev/null and stdout and stderr to files,
+/// through a runner: this binary started afresh with [`RUNNER`], which
+/// starts the command and reaps it with `wait4` ([`runner_main`]).
+///
+/// Why a runner: Linux counts in a child's peak RSS the pages of the
+/// process that forked it (a forked copy maps them all until its exec), and
+/// this process holds whole fleets by then. The runner is small when it
+/// forks, so the figure is the command's own (give or take the runner's
+/// few MB). Starting the runner is not timed: it times the command itself.
+pub fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sample> {
+    let runner = std::env::current_exe().context("finding the bench binary")?;
+    let mut wrapped = Command::new(runner);
+    wrapped
+        .arg(RUNNER)
+        .arg(stdout)
+        .arg(stderr)
+        .arg(command.get_program())
+        .args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    let output = wrapped.stdin(Stdio::null()).output()?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<u64> = report
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    match fields[..] {
+        [nanos, max_rss_kib, code] => Ok(Sample {
+            wall: Duration::from_nanos(nanos),
+            max_rss_kib,
+            code: code as i32,
+        }),
+        _ => anyhow::bail!(
+            "the runner of {:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// The runner: `ARGS` are stdout file, stderr file, program, its arguments.
+/// Prints "wall-nanoseconds peak-RSS-KiB exit-code".
+pub fn runner_main(args: &[String]) -> anyhow::Result<()> {
+    let [stdout, stderr, program, args @ ..] = args else {
+        anyhow::bail!("{RUNNER} needs: STDOUT STDERR PROGRAM [ARGS...]");
+    };
+    let out = File::create(stdout).with_context(|| format!("creating {stdout}"))?;
+    let err = File::create(stderr).with_context(|| format!("creating {stderr}"))?;
+    let started = Instant::now();
+    let child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-    let started = Instant::now();
-    let child = command
+        .stderr(Stdio::from(err))
         .spawn()
-        .with_context(|| format!("starting {:?}", command.get_program()))?;
+        .with_context(|| format!("starting {program}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data, all zeroes is a valid value.
@@ -46,7 +99,7 @@ pub fn run(command: &mut Command, stdout: &Path, stderr: &Path) -> anyhow::Resul
         }
         let error = std::io::Error::last_os_error();
         if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(error).context("waiting for a child process");
+            return Err(error).context("waiting for the child process");
         }
     }
     let wall = started.elapsed();
@@ -56,11 +109,9 @@ pub fn run(command: &mut Command, stdout: &Path, stderr: &Path) -> anyhow::Resul
     } else {
         128 + libc::WTERMSIG(status)
     };
-    Ok(Sample {
-        wall,
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
-        code,
-    })
+    // Linux reports ru_maxrss in KiB.
+    println!("{} {} {code}", wall.as_nanos(), usage.ru_maxrss.max(0));
+    Ok(())
 }
 
 /// Min and median wall time and peak RSS of several runs.
