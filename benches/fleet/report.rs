@@ -166,8 +166,10 @@ fn size_table(w: &mut String, s: &SizeResult) {
         ),
         (
             format!(
-                "one agent changed ({} objects differ): `fleet plan` / `kubectl diff --server-side`",
-                s.changed_objects
+                "one agent changed ({} object{} differ{}): `fleet plan` / `kubectl diff --server-side`",
+                s.changed_objects,
+                if s.changed_objects == 1 { "" } else { "s" },
+                if s.changed_objects == 1 { "s" } else { "" }
             ),
             s.fleet_change.as_ref(),
             s.kubectl_change.as_ref(),
