@@ -1,0 +1,160 @@
+//! Timing a child process: wall time and peak RSS, and the statistics of
+//! several runs.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// One run of a command.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub wall: Duration,
+    /// Peak resident set size of the child, in KiB (Linux reports
+    /// `ru_maxrss` in KiB).
+    pub max_rss_kib: u64,
+    /// The exit code; 128 + the signal when a signal ended it.
+    pub code: i32,
+}
+
+/// The argument that makes the bench binary a runner (see [`run`]).
+pub const RUNNER: &str = "--run-child";
+
+/// Runs `command` with stdin from /dev/null and stdout and stderr to files,
+/// through a runner: this binary started afresh with [`RUNNER`], which
+/// starts the command and reaps it with `wait4` ([`runner_main`]).
+///
+/// Why a runner: Linux counts in a child's peak RSS the pages of the
+/// process that forked it (a forked copy maps them all until its exec), and
+/// this process holds whole fleets by then. The runner is small when it
+/// forks, so the figure is the command's own (give or take the runner's
+/// few MB). Starting the runner is not timed: it times the command itself.
+pub fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sample> {
+    let runner = std::env::current_exe().context("finding the bench binary")?;
+    let mut wrapped = Command::new(runner);
+    wrapped
+        .arg(RUNNER)
+        .arg(stdout)
+        .arg(stderr)
+        .arg(command.get_program())
+        .args(command.get_args());
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    let output = wrapped.stdin(Stdio::null()).output()?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<u64> = report
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    match fields[..] {
+        [nanos, max_rss_kib, code] => Ok(Sample {
+            wall: Duration::from_nanos(nanos),
+            max_rss_kib,
+            code: code as i32,
+        }),
+        _ => anyhow::bail!(
+            "the runner of {:?} failed: {}",
+            command.get_program(),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// The runner: `ARGS` are stdout file, stderr file, program, its arguments.
+/// Prints "wall-nanoseconds peak-RSS-KiB exit-code".
+pub fn runner_main(args: &[String]) -> anyhow::Result<()> {
+    let [stdout, stderr, program, args @ ..] = args else {
+        anyhow::bail!("{RUNNER} needs: STDOUT STDERR PROGRAM [ARGS...]");
+    };
+    let out = File::create(stdout).with_context(|| format!("creating {stdout}"))?;
+    let err = File::create(stderr).with_context(|| format!("creating {stderr}"))?;
+    let started = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data, all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; `pid` is our own child, which
+        // nothing else waits for (`child` is never waited on: it is dropped
+        // below, which neither waits nor kills).
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error).context("waiting for the child process");
+        }
+    }
+    let wall = started.elapsed();
+    drop(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    // Linux reports ru_maxrss in KiB.
+    println!("{} {} {code}", wall.as_nanos(), usage.ru_maxrss.max(0));
+    Ok(())
+}
+
+/// Min and median wall time and peak RSS of several runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub runs: usize,
+    pub min: Duration,
+    pub median: Duration,
+    /// The highest peak RSS of the runs, in KiB (0: not measured).
+    pub max_rss_kib: u64,
+}
+
+impl Stats {
+    pub fn of(samples: &[Sample]) -> Option<Stats> {
+        let walls: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
+        let mut stats = Stats::of_durations(&walls)?;
+        stats.max_rss_kib = samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
+        Some(stats)
+    }
+
+    /// For what is timed in this process (no RSS of its own).
+    pub fn of_durations(walls: &[Duration]) -> Option<Stats> {
+        let mut sorted = walls.to_vec();
+        sorted.sort();
+        let middle = sorted.len() / 2;
+        let median = match sorted.len() {
+            0 => return None,
+            n if n % 2 == 1 => sorted[middle],
+            _ => (sorted[middle - 1] + sorted[middle]) / 2,
+        };
+        Some(Stats {
+            runs: sorted.len(),
+            min: sorted[0],
+            median,
+            max_rss_kib: 0,
+        })
+    }
+
+    pub fn median_ms(&self) -> f64 {
+        self.median.as_secs_f64() * 1000.0
+    }
+
+    pub fn mb(&self) -> f64 {
+        self.max_rss_kib as f64 / 1024.0
+    }
+}
