@@ -138,7 +138,9 @@ async fn no_secret_reaches_any_output_channel() {
     // Successes: every format, a saved plan, apply, with each credential.
     fleet.set_environment_with_nats(
         &server.url,
-        "[agents.devops]\nreplicas = 2\nautoscaling = { enabled = false }\n",
+        // The observer (which reads the Secret) changes too, so its body,
+        // naming the Secret, is in the plans.
+        "[agents.devops]\nreplicas = 2\nautoscaling = { enabled = false }\n[agents.observer]\nreplicas = 3\n",
     );
     let user = ["--nats-user", "fleet", "--nats-password", password];
     for format in ["text", "json", "markdown"] {
