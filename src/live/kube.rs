@@ -347,10 +347,7 @@ pub async fn read(
     let lists = stream::iter(listed.cloned())
         .map(|kind| {
             let (selector, by_id) = (&selector, &by_id);
-            async move {
-                let owned = list_owned(cluster, &kind, namespace, selector, by_id).await?;
-                anyhow::Ok(owned)
-            }
+            async move { list_owned(cluster, &kind, namespace, selector, by_id).await }
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<_>>()
