@@ -11,21 +11,6 @@ use kube::Api;
 use serde_json::json;
 use support::{FleetDir, TestEnv};
 
-fn kubectl(fleet: &FleetDir, args: &[&str]) -> String {
-    let output = support::control_plane()
-        .kubectl()
-        .args(["-n", &fleet.namespace])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn managers(deployment: &Deployment) -> Vec<String> {
     deployment
         .metadata
@@ -42,20 +27,14 @@ async fn hand_edits_are_drift_that_apply_restores_without_a_flag() {
     let fleet = FleetDir::for_test(&env);
     fleet.apply(&[]).assert_ok("apply");
 
-    kubectl(
-        &fleet,
-        &["scale", "deployment/agent-observer", "--replicas=4"],
-    );
-    kubectl(
-        &fleet,
-        &[
-            "patch",
-            "configmap/agent-devops-config",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"config.yaml":"edited: by hand\n"}}"#,
-        ],
-    );
+    fleet.kubectl(&["scale", "deployment/agent-observer", "--replicas=4"]);
+    fleet.kubectl(&[
+        "patch",
+        "configmap/agent-devops-config",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"config.yaml":"edited: by hand\n"}}"#,
+    ]);
 
     let plan = fleet.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
@@ -158,11 +137,8 @@ async fn plan_drift_reports_only_what_moved_outside_fleet() {
     // A deploy is pending (a new image) and, separately, things moved by
     // hand: a scaled Deployment, a deleted ConfigMap, a stream's max_age.
     fleet.set_environment("[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n");
-    kubectl(
-        &fleet,
-        &["scale", "deployment/agent-observer", "--replicas=3"],
-    );
-    kubectl(&fleet, &["delete", "configmap/agent-reviewer-config"]);
+    fleet.kubectl(&["scale", "deployment/agent-observer", "--replicas=3"]);
+    fleet.kubectl(&["delete", "configmap/agent-reviewer-config"]);
     let stream = fleet.stream();
     let mut config: serde_json::Value = env
         .nats

@@ -29,36 +29,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const AUDIT_STREAM: &str = "\n[streams.audit]\nsubjects = [\"audit.>\"]\nstorage = \"file\"\n";
 const AUDIT_MESSAGES: u64 = 25;
 
-/// A small, seeded random number generator (xorshift), so a failing run
-/// can be replayed with FLEET_FAULT_SEED.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [0, max).
-    fn below(&mut self, max: u64) -> u64 {
-        self.next() % max.max(1)
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("FLEET_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        })
-}
-
 /// `fleet ARGS --env test` started in the background, as a deploy job runs it.
 fn spawn(fleet: &FleetDir, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fleet"))
@@ -233,9 +203,8 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
-    let seed = seed();
+    let (mut random, seed) = support::Random::from_env("FLEET_FAULT_SEED");
     eprintln!("fault seed {seed} (FLEET_FAULT_SEED={seed} replays it)");
-    let mut random = Random(seed);
     let env = TestEnv::new("fault-kill").await;
     let fleet = fault_fleet(&env);
     // A killed apply cannot release the deploy lock: it expires after its

@@ -65,20 +65,6 @@ fn proven_count(run: &Run) -> usize {
         .unwrap_or_else(|| panic!("no count of unchanged objects in:\n{}", run.stderr))
 }
 
-fn kubectl(fleet: &FleetDir, args: &[&str]) {
-    let output = support::control_plane()
-        .kubectl()
-        .args(["-n", &fleet.namespace])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// `kubectl apply --server-side` of `body` as `manager`, taking fields over.
 fn apply_as(fleet: &FleetDir, manager: &str, body: &Value) {
     support::control_plane().kubectl_stdin(
@@ -185,25 +171,22 @@ fn make(fleet: &FleetDir, change: Change, object: &Value, salt: u64) {
     } else {
         "app.kubernetes.io/managed-by"
     };
+    let kubectl = |args: &[&str]| {
+        fleet.kubectl(args);
+    };
     match change {
-        Change::ForeignLabel => kubectl(fleet, &["label", &name, &format!("extra-{salt}=x")]),
-        Change::OverwriteLabel if has_tier => kubectl(
-            fleet,
-            &["label", "--overwrite", &name, &format!("{tier}=t{salt}")],
+        Change::ForeignLabel => kubectl(&["label", &name, &format!("extra-{salt}=x")]),
+        Change::OverwriteLabel if has_tier => kubectl(&["label", "--overwrite", &name, &format!("{tier}=t{salt}")],
         ),
-        Change::OverwriteLabel => kubectl(fleet, &["label", &name, "--overwrite", "extra=y"]),
-        Change::OverwriteHash => kubectl(
-            fleet,
-            &[
+        Change::OverwriteLabel => kubectl(&["label", &name, "--overwrite", "extra=y"]),
+        Change::OverwriteHash => kubectl(&[
                 "annotate",
                 "--overwrite",
                 &name,
                 &format!("fleet.agent.ceo/applied-hash=h{salt}"),
             ],
         ),
-        Change::RemoveLabel => kubectl(
-            fleet,
-            &[
+        Change::RemoveLabel => kubectl(&[
                 "patch",
                 &name,
                 "--type=json",
@@ -225,9 +208,7 @@ fn make(fleet: &FleetDir, change: Change, object: &Value, salt: u64) {
             body["metadata"]["annotations"] = json!({ "other.example/note": format!("n{salt}") });
             apply_as(fleet, "other-tool", &body);
         }
-        Change::ResetManagedFields => kubectl(
-            fleet,
-            &[
+        Change::ResetManagedFields => kubectl(&[
                 "patch",
                 &name,
                 "--type=merge",
@@ -235,7 +216,7 @@ fn make(fleet: &FleetDir, change: Change, object: &Value, salt: u64) {
                 r#"{"metadata":{"managedFields":[{}]}}"#,
             ],
         ),
-        Change::Delete => kubectl(fleet, &["delete", &name, "--wait=false"]),
+        Change::Delete => kubectl(&["delete", &name, "--wait=false"]),
         Change::ImpersonateKeepingHash => {
             let mut body = object.clone();
             body["metadata"]["labels"][fleets_label] = json!(format!("i{salt}"));
@@ -256,26 +237,8 @@ fn make(fleet: &FleetDir, change: Change, object: &Value, salt: u64) {
 
 /// The applied-hash annotation of the live object (`null` if none).
 fn live_hash(fleet: &FleetDir, name: &str) -> Value {
-    let output = support::control_plane()
-        .kubectl()
-        .args(["-n", &fleet.namespace, "get", name, "-o", "json"])
-        .output()
-        .unwrap();
-    let live: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    let live: Value = serde_json::from_str(&fleet.kubectl(&["get", name, "-o", "json"])).unwrap();
     live["metadata"]["annotations"]["fleet.agent.ceo/applied-hash"].clone()
-}
-
-/// A small, seeded generator: the same seed makes the same cases.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: usize) -> usize {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
 }
 
 /// Puts the fleet back as defined, whatever was done to it.
@@ -383,7 +346,7 @@ async fn the_proof_never_changes_a_plan() {
         ),
     ];
     for (case, args) in hand_edits {
-        kubectl(&fleet, args);
+        fleet.kubectl(args);
         plans_agree(&fleet, case);
         restore(&fleet, case);
     }
@@ -409,18 +372,8 @@ async fn the_proof_never_changes_a_plan() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(12);
-    let seed: u64 = std::env::var("FLEET_PROOF_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let (mut random, seed) = support::Random::from_env("FLEET_PROOF_SEED");
     eprintln!("no_change_proof: {cases} random cases, FLEET_PROOF_SEED={seed}");
-    let mut random = Random(seed);
     let definition_edits = [
         ("observer replicas", "replicas = 2", "replicas = 4"),
         (
@@ -434,8 +387,8 @@ async fn the_proof_never_changes_a_plan() {
     for n in 0..cases {
         let mut done = Vec::new();
         for _ in 0..=random.below(3) {
-            let object = &objects[random.below(objects.len())];
-            let change = CHANGES[random.below(CHANGES.len())];
+            let object = random.pick(&objects);
+            let change = *random.pick(CHANGES);
             salt += 1;
             // A deleted object cannot be changed again in the same case.
             if done
@@ -455,7 +408,7 @@ async fn the_proof_never_changes_a_plan() {
                 .collect::<Vec<_>>()
         );
         if random.below(3) == 0 {
-            let (what, from, to) = definition_edits[random.below(definition_edits.len())];
+            let (what, from, to) = *random.pick(&definition_edits);
             assert!(original.contains(from), "the example has `{from}`");
             std::fs::write(
                 fleet.dir.path().join("fleet.toml"),

@@ -854,3 +854,60 @@ pub fn apply_test_priority_class() {
 pub fn every_pod_key_fleet() -> String {
     std::fs::read_to_string(repo_root().join("tests/fixtures/every-pod-key.toml")).unwrap()
 }
+
+/// A small, seeded random number generator (xorshift), so a failing run can
+/// be replayed: the seed comes from the environment variable `var`, or the
+/// clock (print it).
+pub struct Random(u64);
+
+impl Random {
+    pub fn from_env(var: &str) -> (Random, u64) {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        (Random(seed), seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [0, max).
+    pub fn below(&mut self, max: u64) -> u64 {
+        self.next() % max.max(1)
+    }
+
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+impl FleetDir {
+    /// `kubectl -n <the fleet's namespace> ARGS` as the admin; its stdout,
+    /// or a panic with what kubectl said.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let output = control_plane()
+            .kubectl()
+            .args(["-n", &self.namespace])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
