@@ -554,6 +554,8 @@ pub fn patched_here(object: &DesiredObject, status: &kube::core::Status) -> Opti
         .flat_map(|d| &d.causes)
         .map(|c| c.field.clone())
         .collect();
+    // Quoted (`unknown field "spec.x"`) or bare (`.spec.x: field not
+    // declared in schema`) in the message.
     named.extend(
         status
             .message
@@ -561,6 +563,13 @@ pub fn patched_here(object: &DesiredObject, status: &kube::core::Status) -> Opti
             .skip(1)
             .step_by(2)
             .map(str::to_string),
+    );
+    named.extend(
+        status
+            .message
+            .split_whitespace()
+            .filter(|word| word.starts_with(".spec") || word.starts_with(".metadata"))
+            .map(|word| word.trim_end_matches(':').to_string()),
     );
     // `spec.template.spec.containers[0].image` -> `spec.template.spec.containers.image`
     let plain = |path: &str| {
@@ -981,6 +990,57 @@ mod tests {
         assert_eq!(change.action, Action::Create);
         // Any other kind's 404 is an error to report.
         assert!(refusal(&not_found, &deployment(1).id).is_none());
+    }
+
+    #[test]
+    fn a_refusal_names_the_patch_line_of_the_field_it_is_about() {
+        let field = |path: &str, at: &str| crate::model::PatchedField {
+            path: path.into(),
+            origin: crate::load::source::Origin {
+                file: 0,
+                span: 0..0,
+            },
+            at: at.into(),
+        };
+        let mut object = deployment(1);
+        assert_eq!(patched_here(&object, &kube::core::Status::default()), None);
+        object.patched = vec![
+            field("spec.minReadySeconds", "fleet.toml:40:1"),
+            field("spec.template.spec.containers", "fleet.toml:43:1"),
+        ];
+        let status = |message: &str, cause: &str| kube::core::Status {
+            message: message.into(),
+            details: Some(kube::core::response::StatusDetails {
+                name: "agent-a".into(),
+                group: "apps".into(),
+                kind: "deployments".into(),
+                uid: String::new(),
+                causes: vec![kube::core::response::StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: String::new(),
+                    field: cause.into(),
+                }],
+                retry_after_seconds: 0,
+            }),
+            ..Default::default()
+        };
+        let invalid = status("invalid", "spec.template.spec.containers[0].stdin");
+        let hint = patched_here(&object, &invalid).unwrap();
+        assert!(
+            hint.contains("`spec.template.spec.containers` at fleet.toml:43:1"),
+            "{hint}"
+        );
+        assert!(!hint.contains("40:1"), "{hint}");
+        let unknown = status(".spec.minReadySecondz: field not declared in schema", "");
+        // Not the field the patch set: every patched field is shown.
+        let hint = patched_here(&object, &unknown).unwrap();
+        assert!(hint.contains("40:1") && hint.contains("43:1"), "{hint}");
+        let unknown = status(
+            "failed: .spec.minReadySeconds.x: field not declared in schema",
+            "",
+        );
+        let hint = patched_here(&object, &unknown).unwrap();
+        assert!(hint.contains("40:1") && !hint.contains("43:1"), "{hint}");
     }
 
     #[test]
