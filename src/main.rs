@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use fleet::{cli, commands};
 
+// Planning a large fleet is mostly building and dropping small JSON values
+// (about a third of a no-op plan's CPU went to glibc's malloc and free);
+// mimalloc does that work in a fraction of the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli.command) {

@@ -110,7 +110,18 @@ pub(super) async fn make_plan(
             None => Ok(None),
         }
     };
-    let (live, live_js) = tokio::try_join!(read_kube, read_jetstream)?;
+    // Who the cluster is and who holds the lock are read meanwhile too.
+    let read_identity = crate::live::kube::identity(&cluster);
+    let read_lock = async {
+        match &lock {
+            Some(_) => Ok(None),
+            None => Ok(Some(
+                lock::standing(&cluster, &fleet.name, &fleet.namespace).await,
+            )),
+        }
+    };
+    let (live, live_js, identity, standing) =
+        tokio::try_join!(read_kube, read_jetstream, read_identity, read_lock)?;
     let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
         .iter()
         .map(|m| m.to_string())
@@ -177,7 +188,6 @@ pub(super) async fn make_plan(
         &rendered.kubernetes,
         &live.served_groups,
     ));
-    let identity = crate::live::kube::identity(&cluster).await?;
     notes.extend(identity.note());
     let live_parent = rendered
         .kubernetes
@@ -185,15 +195,13 @@ pub(super) async fn make_plan(
         .find(|o| o.is_applyset_parent())
         .and_then(|parent| live.owned.get(&parent.id));
     let provenance = provenance::of_plan(&target.file, live_parent, identity)?;
-    let held_lock = match &lock {
-        Some(_) => None,
-        None => lock::standing(&cluster, &fleet.name, &fleet.namespace)
-            .await
-            .map(|standing| standing.holder)
-            .unwrap_or_else(|err| {
-                notes.push(format!("the deploy lock could not be read: {err:#}"));
-                None
-            }),
+    let held_lock = match standing {
+        None => None,
+        Some(Ok(standing)) => standing.holder,
+        Some(Err(err)) => {
+            notes.push(format!("the deploy lock could not be read: {err:#}"));
+            None
+        }
     };
     let plan = Plan {
         format_version: FORMAT_VERSION,

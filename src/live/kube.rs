@@ -280,6 +280,39 @@ pub struct ReadOptions<'a> {
     pub prove_unchanged: bool,
 }
 
+/// The APIs of the kinds fleet renders, and the names of every API group
+/// the cluster serves. Aggregated discovery (Kubernetes 1.26 and later) takes
+/// two requests, run beside the list of groups; an older server answers it
+/// with a plain group list, which reads as no groups at all, so a result
+/// without the core and `apps` groups falls back to discovery group by group.
+/// Only fleet's groups are resolved: an aggregated API that is down (a
+/// stopped metrics-server) must not fail the plan.
+async fn discover(cluster: &Cluster) -> anyhow::Result<(Discovery, BTreeSet<String>)> {
+    let groups: BTreeSet<&str> = MANAGED_KINDS.iter().map(ManagedKind::group).collect();
+    let groups: Vec<&str> = groups.into_iter().collect();
+    let aggregated = retry::kube(|| {
+        Discovery::new(cluster.client.clone())
+            .filter(&groups)
+            .run_aggregated()
+    });
+    let served = retry::kube(|| cluster.client.list_api_groups());
+    let context = || format!("discovering the APIs of {}", cluster.describe());
+    let (aggregated, served) = tokio::join!(aggregated, served);
+    let served_groups = served
+        .with_context(context)?
+        .groups
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    let discovery = match aggregated {
+        Ok(discovery) if discovery.has_group("") && discovery.has_group("apps") => discovery,
+        _ => retry::kube(|| Discovery::new(cluster.client.clone()).filter(&groups).run())
+            .await
+            .with_context(context)?,
+    };
+    Ok((discovery, served_groups))
+}
+
 pub async fn read(
     cluster: &Cluster,
     desired: &[DesiredObject],
@@ -292,20 +325,8 @@ pub async fn read(
         prove_unchanged,
     } = options;
     let mut state = LiveState::default();
-    let groups: BTreeSet<&str> = MANAGED_KINDS.iter().map(ManagedKind::group).collect();
-    let groups: Vec<&str> = groups.into_iter().collect();
-    state.served_groups = retry::kube(|| cluster.client.list_api_groups())
-        .await
-        .with_context(|| format!("discovering the APIs of {}", cluster.describe()))?
-        .groups
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
-    let discovery = Discovery::new(cluster.client.clone())
-        .filter(&groups)
-        .run()
-        .await
-        .with_context(|| format!("discovering the APIs of {}", cluster.describe()))?;
+    let (discovery, served_groups) = discover(cluster).await?;
+    state.served_groups = served_groups;
     for managed in MANAGED_KINDS {
         let version = managed
             .api_version
@@ -387,25 +408,37 @@ async fn list_owned(
     desired: &BTreeMap<&ObjectRef, &DesiredObject>,
 ) -> anyhow::Result<Vec<(ObjectRef, Value, bool)>> {
     let api = kind.api(&cluster.client, Some(namespace));
+    let what = || ObjectRef {
+        api_version: kind.resource.api_version.clone(),
+        kind: kind.resource.kind.clone(),
+        namespace: kind.namespaced.then(|| namespace.to_string()),
+        name: "(all owned by fleet)".into(),
+    };
+    let keep = |item: Value| {
+        let value = kept_for_planning(item);
+        let id = object_ref(kind, &value);
+        let (value, unchanged) = kept_if_unchanged(desired.get(&id).copied(), value);
+        (id, value, unchanged)
+    };
     let mut owned = Vec::new();
     let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
     loop {
-        let page = retry::kube(|| api.list(&params)).await.map_err(|err| {
-            let what = ObjectRef {
-                api_version: kind.resource.api_version.clone(),
-                kind: kind.resource.kind.clone(),
-                namespace: kind.namespaced.then(|| namespace.to_string()),
-                name: "(all owned by fleet)".into(),
-            };
-            crate::explain::client_error(err, "listing", &what, cluster)
+        let text = retry::kube(|| {
+            let request = kube::core::Request::new(api.resource_url()).list(&params);
+            async {
+                cluster
+                    .client
+                    .request_text(request.map_err(kube::Error::BuildRequest)?)
+                    .await
+            }
+        })
+        .await
+        .map_err(|err| crate::explain::client_error(err, "listing", &what(), cluster))?;
+        let page = super::page::read(&text, keep).with_context(|| {
+            format!("reading the list of {} from {}", what(), cluster.describe())
         })?;
-        for item in page.items {
-            let value = kept_for_planning(serde_json::to_value(&item)?);
-            let id = object_ref(kind, &value);
-            let (value, unchanged) = kept_if_unchanged(desired.get(&id).copied(), value);
-            owned.push((id, value, unchanged));
-        }
-        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+        owned.extend(page.items);
+        match page.continue_token {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(owned),
         }

@@ -4,3 +4,4 @@
 
 pub mod jetstream;
 pub mod kube;
+mod page;

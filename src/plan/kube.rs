@@ -143,19 +143,19 @@ pub async fn plan(
                 taken_from: Vec::new(),
             };
             changes.push(classify(object, &context, DryRun::NamespaceMissing));
-        } else if let Some(before) = live
-            .owned
-            .get(&object.id)
-            .filter(|_| live.unchanged.contains(&object.id))
-        {
-            // Proven while reading (plan::unchanged): what a dry run would
-            // answer is the object as it is.
-            let context = Context {
-                before: Some(before),
-                inventory_unchanged,
-                taken_from: Vec::new(),
-            };
-            changes.push(classify(object, &context, DryRun::Accepted(before.clone())));
+        } else if live.unchanged.contains(&object.id) {
+            // Proven while reading (plan::unchanged): a dry run would answer
+            // the object as it is, so there is nothing to send. (The
+            // parent's body records the inventory even when unchanged.)
+            let mut change = Change::new(
+                Target::Kubernetes(object.id.clone()),
+                Action::NoOp,
+                object.wave(),
+            );
+            if object.is_applyset_parent() {
+                change.desired = Some(Body::new(object.body.clone()));
+            }
+            changes.push(change);
             proven_unchanged += 1;
         } else {
             to_dry_run.push(object);

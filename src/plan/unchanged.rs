@@ -39,6 +39,8 @@
 //! quantity, which would be a cosmetic diff. Provenance annotations on the
 //! ApplySet parent, which plans never compare, are left out of 3.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::ownership;
@@ -53,32 +55,45 @@ pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
     if applied.is_none() || applied != ownership::applied_hash(desired) {
         return false;
     }
-    let Some(fields) = fleet_fields(live, &desired["apiVersion"]) else {
+    let (Some(fields), Some(desired)) = (
+        fleet_fields(live, &desired["apiVersion"]),
+        desired.as_object(),
+    ) else {
         return false;
     };
-    covers_exactly(&without_provenance(fields), &top_level(desired), live)
+    covers_exactly(&without_provenance(fields), desired, live, Level::Top)
 }
 
 /// Fleet's field set without the provenance annotations apply records on
 /// the ApplySet parent besides the rendered body. A dry run of the body
 /// would drop them, but plans compare without them
-/// ([`super::kube::comparable`]), so they are no change either way.
-fn without_provenance(fields: &Map<String, Value>) -> Map<String, Value> {
+/// ([`super::kube::comparable`]), so they are no change either way. Only the
+/// parent has them, so only the parent's set is copied.
+fn without_provenance(fields: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
+    let provenance = |path: &str| {
+        path.strip_prefix("f:")
+            .is_some_and(|key| crate::provenance::ANNOTATIONS.contains(&key))
+    };
+    let annotations = fields["f:metadata"]["f:annotations"].as_object();
+    if !annotations.is_some_and(|a| a.keys().any(|path| provenance(path))) {
+        return Cow::Borrowed(fields);
+    }
     let mut fields = fields.clone();
-    let metadata = fields.get_mut("f:metadata").and_then(Value::as_object_mut);
-    if let Some(metadata) = metadata
-        && let Some(annotations) = metadata
+    if let Some(metadata) = fields.get_mut("f:metadata").and_then(Value::as_object_mut) {
+        if let Some(annotations) = metadata
             .get_mut("f:annotations")
             .and_then(Value::as_object_mut)
-    {
-        for key in crate::provenance::ANNOTATIONS {
-            annotations.remove(&format!("f:{key}"));
+        {
+            annotations.retain(|path, _| !provenance(path));
         }
-        if annotations.is_empty() {
+        if metadata["f:annotations"]
+            .as_object()
+            .is_some_and(Map::is_empty)
+        {
             metadata.remove("f:annotations");
         }
     }
-    fields
+    Cow::Owned(fields)
 }
 
 /// Fleet's field set: the fieldsV1 of its only Apply entry for this
@@ -100,47 +115,68 @@ fn fleet_fields<'a>(live: &'a Value, api_version: &Value) -> Option<&'a Map<Stri
     entry["fieldsV1"].as_object()
 }
 
-/// The desired body as managed fields see it: the identity (apiVersion,
-/// kind, name, namespace) is not tracked as a field.
-fn top_level(desired: &Value) -> Value {
-    let mut body = desired.clone();
-    if let Some(map) = body.as_object_mut() {
-        map.remove("apiVersion");
-        map.remove("kind");
-    }
-    if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("name");
-        metadata.remove("namespace");
-    }
-    body
+/// Where a map is in the object: managed fields do not track the identity
+/// (apiVersion and kind, the metadata's name and namespace).
+#[derive(Clone, Copy)]
+enum Level {
+    Top,
+    Metadata,
+    Below,
 }
 
-/// Whether the field set `node` is exactly the fields of the map `desired`,
-/// each holding its desired value in `live`.
-fn covers_exactly(node: &Map<String, Value>, desired: &Value, live: &Value) -> bool {
-    let Some(desired) = desired.as_object() else {
-        return false;
-    };
-    // Nothing in fleet's set that it would no longer send (which an apply
-    // would remove).
-    let known = node.keys().all(|k| {
-        k == "."
-            || k.strip_prefix("f:")
-                .is_some_and(|f| desired.contains_key(f))
-    });
-    known
-        && desired.iter().all(|(key, value)| {
-            node.get(&format!("f:{key}"))
-                .and_then(Value::as_object)
-                .is_some_and(|child| field_holds(child, value, &live[key.as_str()]))
-        })
+impl Level {
+    fn tracks(self, key: &str) -> bool {
+        match self {
+            Level::Top => key != "apiVersion" && key != "kind",
+            Level::Metadata => key != "name" && key != "namespace",
+            Level::Below => true,
+        }
+    }
+
+    fn child(self, key: &str) -> Level {
+        match (self, key) {
+            (Level::Top, "metadata") => Level::Metadata,
+            _ => Level::Below,
+        }
+    }
+}
+
+/// Whether the field set `node` is exactly the tracked fields of the map
+/// `desired`, each holding its desired value in `live`.
+fn covers_exactly(
+    node: &Map<String, Value>,
+    desired: &Map<String, Value>,
+    live: &Value,
+    level: Level,
+) -> bool {
+    // Each entry of fleet's set is a field fleet would still send (an apply
+    // would remove any other) and holds its desired value...
+    let mut covered = 0;
+    for (path, child) in node {
+        if path == "." {
+            continue;
+        }
+        let key = path.strip_prefix("f:").filter(|key| level.tracks(key));
+        let (Some(key), Some(child)) = (key, child.as_object()) else {
+            return false;
+        };
+        let Some(value) = desired.get(key) else {
+            return false;
+        };
+        if !field_holds(child, value, &live[key], level.child(key)) {
+            return false;
+        }
+        covered += 1;
+    }
+    // ...and, entries being distinct fields, every desired field has one.
+    covered == desired.keys().filter(|key| level.tracks(key)).count()
 }
 
 /// One field of fleet's set, its desired value and its live value.
-fn field_holds(node: &Map<String, Value>, desired: &Value, live: &Value) -> bool {
+fn field_holds(node: &Map<String, Value>, desired: &Value, live: &Value, level: Level) -> bool {
     let children = node.keys().any(|k| k != ".");
     match desired {
-        Value::Object(map) if !map.is_empty() && children => covers_exactly(node, desired, live),
+        Value::Object(map) if !map.is_empty() && children => covers_exactly(node, map, live, level),
         Value::Array(items) if !items.is_empty() && children => {
             list_holds(node, items, live.as_array())
         }
@@ -156,17 +192,20 @@ fn list_holds(node: &Map<String, Value>, desired: &[Value], live: Option<&Vec<Va
     let Some(live) = live else {
         return false;
     };
+    // The keyed entries, each key read once (an unreadable one matches no
+    // item, and is left over below).
+    let keyed: Vec<(Map<String, Value>, &Value)> = node
+        .iter()
+        .filter_map(|(path, child)| {
+            let key = serde_json::from_str(path.strip_prefix("k:")?).ok()?;
+            Some((key, child))
+        })
+        .collect();
     let mut matched = 0;
     for item in desired {
         let holds = match item {
-            Value::Object(fields) => node.iter().any(|(path, child)| {
-                let Some(key) = path
-                    .strip_prefix("k:")
-                    .and_then(|k| serde_json::from_str::<Map<String, Value>>(k).ok())
-                else {
-                    return false;
-                };
-                if !key_matches(&key, fields) {
+            Value::Object(fields) => keyed.iter().any(|(key, child)| {
+                if !key_matches(key, fields) {
                     return false;
                 }
                 let Some(child) = child.as_object() else {
@@ -178,7 +217,9 @@ fn list_holds(node: &Map<String, Value>, desired: &[Value], live: Option<&Vec<Va
                 });
                 // The item itself (".") and each of its fields.
                 child.contains_key(".")
-                    && live_item.is_some_and(|live_item| covers_exactly(child, item, live_item))
+                    && live_item.is_some_and(|live_item| {
+                        covers_exactly(child, fields, live_item, Level::Below)
+                    })
             }),
             scalar => node.contains_key(&format!("v:{scalar}")) && live.iter().any(|l| l == scalar),
         };
