@@ -6,7 +6,7 @@ use std::time::Duration;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 
 use super::Options;
-use crate::live::kube::{Cluster, LiveState};
+use crate::live::kube::{Cluster, LiveState, patch_text};
 use crate::plan::{Action, Change};
 use crate::redact::Body;
 use crate::render::ObjectRef;
@@ -76,7 +76,7 @@ pub async fn apply_change(
                 .map_err(explained("deleting (to replace)"))?;
             wait_until_gone(&api, id).await?;
             let patch = Patch::Apply(body);
-            retry::kube(|| server_side_apply(&cluster.client, &api, &id.name, &params, &patch))
+            retry::kube(|| apply_unread(cluster, &api, &id.name, &params, &patch))
                 .await
                 .map_err(explained("creating (to replace)"))
                 .map_err(|err| {
@@ -93,7 +93,7 @@ pub async fn apply_change(
                     .map_err(explained("taking back the fields of a hand edit to"))?;
             }
             let patch = Patch::Apply(body()?);
-            retry::kube(|| server_side_apply(&cluster.client, &api, &id.name, &params, &patch))
+            retry::kube(|| apply_unread(cluster, &api, &id.name, &params, &patch))
                 .await
                 .map_err(explained("applying"))?;
             Ok(match change.action {
@@ -108,19 +108,18 @@ pub async fn apply_change(
 /// Only the object that was planned is deleted: if it was deleted and made
 /// again by someone else since, its uid differs and the delete fails.
 /// A server-side apply whose answer is not read: only its status matters,
-/// and parsing thousands of returned objects would cost the CPU the API
-/// server is short of during a large apply.
-async fn server_side_apply(
-    client: &kube::Client,
+/// and parsing thousands of returned objects would cost CPU the API server
+/// is short of during a large apply.
+async fn apply_unread(
+    cluster: &Cluster,
     api: &kube::Api<kube::api::DynamicObject>,
     name: &str,
     params: &PatchParams,
     patch: &Patch<serde_json::Value>,
 ) -> Result<(), kube::Error> {
-    let request = kube::core::Request::new(api.resource_url())
-        .patch(name, params, patch)
-        .map_err(kube::Error::BuildRequest)?;
-    client.request_text(request).await.map(drop)
+    patch_text(&cluster.client, api, name, params, patch)
+        .await
+        .map(drop)
 }
 
 fn planned_uid(live: &LiveState, id: &ObjectRef) -> Option<Preconditions> {

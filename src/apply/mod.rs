@@ -10,6 +10,7 @@ mod jetstream;
 mod kube;
 pub mod rollout;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::time::Duration;
 
@@ -115,30 +116,37 @@ pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The order of writes: each step completes before the next starts.
-fn steps() -> Vec<(Wave, Step)> {
-    let mut steps = Vec::new();
-    for wave in [Wave::Namespace, Wave::Configuration] {
-        steps.push((wave, Step::Write));
-    }
-    steps.push((Wave::Configuration, Step::WriteRoleBindings));
-    steps.push((Wave::JetStream, Step::WriteStreams));
-    steps.push((Wave::JetStream, Step::WriteConsumers));
-    for wave in [Wave::Workloads, Wave::Policy] {
-        steps.push((wave, Step::Write));
-    }
-    for wave in [Wave::Policy, Wave::Workloads] {
-        steps.push((wave, Step::Delete));
-    }
-    steps.push((Wave::JetStream, Step::DeleteConsumers));
-    steps.push((Wave::JetStream, Step::DeleteStreams));
-    for wave in [Wave::Configuration, Wave::Namespace] {
-        steps.push((wave, Step::Delete));
-    }
-    // Last, so a run killed before it leaves the old inventory: the next
-    // plan then does not take what is still missing for drift.
-    steps.push((Wave::Configuration, Step::RecordInventory));
-    steps
+/// The order of writes, in stages: each stage completes before the next
+/// starts. A stage's lanes run side by side, the steps of a lane one after
+/// another.
+fn stages() -> Vec<Vec<Vec<(Wave, Step)>>> {
+    let one = |wave, step| vec![vec![(wave, step)]];
+    vec![
+        one(Wave::Namespace, Step::Write),
+        // The cluster's configuration and JetStream are on different servers
+        // and neither needs the other; the workloads need both.
+        vec![
+            vec![
+                (Wave::Configuration, Step::Write),
+                (Wave::Configuration, Step::WriteRoleBindings),
+            ],
+            vec![
+                (Wave::JetStream, Step::WriteStreams),
+                (Wave::JetStream, Step::WriteConsumers),
+            ],
+        ],
+        one(Wave::Workloads, Step::Write),
+        one(Wave::Policy, Step::Write),
+        one(Wave::Policy, Step::Delete),
+        one(Wave::Workloads, Step::Delete),
+        one(Wave::JetStream, Step::DeleteConsumers),
+        one(Wave::JetStream, Step::DeleteStreams),
+        one(Wave::Configuration, Step::Delete),
+        one(Wave::Namespace, Step::Delete),
+        // Last, so a run killed before it leaves the old inventory: the next
+        // plan then does not take what is still missing for drift.
+        one(Wave::Configuration, Step::RecordInventory),
+    ]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,29 +251,60 @@ pub async fn apply(
     report: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<()> {
     check_allowed(plan, options)?;
-    let steps: Vec<(Step, String, Vec<&Change>)> = steps()
+    // Lanes running side by side take turns at the report (they are polled
+    // by one task, so never at once).
+    let report = RefCell::new(report);
+    let stages: Vec<Vec<Vec<PlannedStep>>> = stages()
         .into_iter()
-        .map(|(wave, step)| {
-            let changes: Vec<&Change> = plan
-                .changes
-                .iter()
-                .filter(|c| c.wave == wave && step.includes(c))
-                .collect();
-            (step, step.title(wave, changes.len()), changes)
+        .map(|stage| {
+            let lane = |lane: Vec<(Wave, Step)>| {
+                let planned = |(wave, step): (Wave, Step)| {
+                    let changes: Vec<&Change> = plan
+                        .changes
+                        .iter()
+                        .filter(|c| c.wave == wave && step.includes(c))
+                        .collect();
+                    let title = step.title(wave, changes.len());
+                    PlannedStep {
+                        step,
+                        title,
+                        changes,
+                    }
+                };
+                lane.into_iter().map(planned).collect()
+            };
+            stage.into_iter().map(lane).collect()
         })
         .collect();
-    for (n, (step, title, changes)) in steps.iter().enumerate() {
-        if !changes.is_empty() {
-            report(Event::Started(title.clone()));
+    for (n, stage) in stages.iter().enumerate() {
+        let titles: Vec<&str> = stage
+            .iter()
+            .flatten()
+            .filter(|step| !step.changes.is_empty())
+            .map(|step| step.title.as_str())
+            .collect();
+        if !titles.is_empty() {
+            (report.borrow_mut())(Event::Started(titles.join("; ")));
         }
-        let errors = run_step(systems, *step, changes, options, report).await;
+        let lanes = stage
+            .iter()
+            .map(|lane| run_lane(systems, lane, options, &report));
+        let mut errors = Vec::new();
+        let mut not_started = Vec::new();
+        for (lane_errors, lane_not_started) in futures::future::join_all(lanes).await {
+            errors.extend(lane_errors);
+            not_started.extend(lane_not_started);
+        }
         if !errors.is_empty() {
-            // The rest of this step ran; no further step starts.
-            let not_started = steps[n + 1..]
-                .iter()
-                .flat_map(|(_, _, changes)| changes)
-                .map(|c| c.target.clone())
-                .collect();
+            // The rest of this stage ran; no further stage starts.
+            not_started.extend(
+                stages[n + 1..]
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .flat_map(|step| &step.changes)
+                    .map(|c| c.target.clone()),
+            );
             return Err(Stopped {
                 errors,
                 not_started,
@@ -277,7 +316,7 @@ pub async fn apply(
     if !options.rollout_timeout.is_zero() {
         let deployments = rollout_targets(plan);
         if !deployments.is_empty() {
-            report(Event::Started(format!(
+            (report.borrow_mut())(Event::Started(format!(
                 "waiting for {} rollout{}",
                 deployments.len(),
                 if deployments.len() == 1 { "" } else { "s" }
@@ -287,7 +326,7 @@ pub async fn apply(
             &systems.cluster.client,
             &deployments,
             options.rollout_timeout,
-            &mut |progress| report(Event::Rollout(progress)),
+            &mut |progress| (report.borrow_mut())(Event::Rollout(progress)),
         )
         .await;
         if !errors.is_empty() {
@@ -336,6 +375,43 @@ fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
             _ => None,
         })
         .collect()
+}
+
+/// One step of the order with the plan's changes it carries out.
+struct PlannedStep<'p> {
+    step: Step,
+    title: String,
+    changes: Vec<&'p Change>,
+}
+
+/// Runs a lane's steps in order until one fails: that step's errors, and
+/// the targets of the lane's later steps, not started.
+async fn run_lane(
+    systems: &Systems<'_>,
+    lane: &[PlannedStep<'_>],
+    options: &Options,
+    report: &RefCell<&mut dyn FnMut(Event<'_>)>,
+) -> (Vec<anyhow::Error>, Vec<Target>) {
+    for (n, planned) in lane.iter().enumerate() {
+        let mut report = |event: Event<'_>| (report.borrow_mut())(event);
+        let errors = run_step(
+            systems,
+            planned.step,
+            &planned.changes,
+            options,
+            &mut report,
+        )
+        .await;
+        if !errors.is_empty() {
+            let not_started = lane[n + 1..]
+                .iter()
+                .flat_map(|step| &step.changes)
+                .map(|c| c.target.clone())
+                .collect();
+            return (errors, not_started);
+        }
+    }
+    (Vec::new(), Vec::new())
 }
 
 /// Runs one step's changes concurrently; the answer is every error.

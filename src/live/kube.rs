@@ -192,6 +192,43 @@ impl Cluster {
     }
 }
 
+/// A GET whose answer is read as the server wrote it. Plain JSON, not a
+/// typed object: the server's key order is kept, so a diff between a read
+/// object and a dry run's answer shows only what changed, and no typed round
+/// trip is paid. `None` when there is no such object.
+pub async fn get_json(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<Value>, kube::Error> {
+    let request = kube::core::Request::new(api.resource_url())
+        .get(name, &kube::api::GetParams::default())
+        .map_err(kube::Error::BuildRequest)?;
+    match client.request_text(request).await {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(kube::Error::SerdeError),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// A PATCH (a server-side apply, or its dry run), its answer as the text the
+/// server wrote: parse it as JSON for the reason [`get_json`] gives, or
+/// leave it unread when only the status matters.
+pub async fn patch_text<P: serde::Serialize>(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+    params: &kube::api::PatchParams,
+    patch: &kube::api::Patch<P>,
+) -> Result<String, kube::Error> {
+    let request = kube::core::Request::new(api.resource_url())
+        .patch(name, params, patch)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await
+}
+
 /// Which cluster this is: the UID of the namespace `kube-system`, read with
 /// a GET. When that is forbidden (or there is no such namespace), the
 /// identity is the server URL, and says why.
@@ -463,7 +500,7 @@ async fn get_each(
                 .expect("filtered on installed kinds");
             let api = kind.api(&cluster.client, object.id.namespace.as_deref());
             async move {
-                let live = retry::kube(|| api.get_opt(&object.id.name))
+                let live = retry::kube(|| get_json(&cluster.client, &api, &object.id.name))
                     .await
                     .map_err(|err| {
                         let forbidden = matches!(&err, kube::Error::Api(s) if s.code == 403);
@@ -486,7 +523,7 @@ async fn get_each(
     for (object, live) in found {
         let id = object.id.clone();
         if let Some(live) = live {
-            let value = kept_for_planning(serde_json::to_value(&live)?);
+            let value = kept_for_planning(live);
             if is_owned(&value, options.applyset_id) {
                 let desired = options.prove_unchanged.then_some(object);
                 let (value, unchanged) = kept_if_unchanged(desired, value);

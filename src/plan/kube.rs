@@ -11,7 +11,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
 use super::{Action, Change, Drift, Target, compare};
-use crate::live::kube::{Cluster, LiveState, NamespaceState};
+use crate::live::kube::{Cluster, LiveState, NamespaceState, patch_text};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
 use crate::{explain, ownership, retry};
@@ -514,8 +514,9 @@ async fn dry_run(
     params.force = force;
     params.field_validation = validation(object);
     let patch = Patch::Apply(&object.body);
-    match retry::kube(|| api.patch(&object.id.name, &params, &patch)).await {
-        Ok(result) => Ok(DryRun::Accepted(serde_json::to_value(result)?)),
+    let dry_run = || patch_text(&cluster.client, &api, &object.id.name, &params, &patch);
+    match retry::kube(dry_run).await {
+        Ok(answer) => Ok(DryRun::Accepted(serde_json::from_str(&answer)?)),
         Err(kube::Error::Api(status)) => match refusal(&status, &object.id) {
             Some(dry_run) => Ok(dry_run),
             None => {
