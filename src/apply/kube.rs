@@ -105,8 +105,6 @@ pub async fn apply_change(
     }
 }
 
-/// Only the object that was planned is deleted: if it was deleted and made
-/// again by someone else since, its uid differs and the delete fails.
 /// A server-side apply whose answer is not read: only its status matters,
 /// and parsing thousands of returned objects would cost CPU the API server
 /// is short of during a large apply.
@@ -122,6 +120,8 @@ async fn apply_unread(
         .map(drop)
 }
 
+/// Only the object that was planned is deleted: if it was deleted and made
+/// again by someone else since, its uid differs and the delete fails.
 fn planned_uid(live: &LiveState, id: &ObjectRef) -> Option<Preconditions> {
     let uid = live.owned.get(id).or_else(|| live.unowned.get(id))?["metadata"]["uid"].as_str()?;
     Some(Preconditions {
