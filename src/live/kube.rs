@@ -213,6 +213,19 @@ pub async fn get_json(
     }
 }
 
+/// A page of a LIST, as the text the server wrote: [`super::page`] reads
+/// it item by item.
+async fn list_text(
+    client: &Client,
+    api: &Api<DynamicObject>,
+    params: &ListParams,
+) -> Result<String, kube::Error> {
+    let request = kube::core::Request::new(api.resource_url())
+        .list(params)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await
+}
+
 /// A PATCH (a server-side apply, or its dry run), its answer as the text the
 /// server wrote: parse it as JSON for the reason [`get_json`] gives, or
 /// leave it unread when only the status matters.
@@ -460,17 +473,9 @@ async fn list_owned(
     let mut owned = Vec::new();
     let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
     loop {
-        let text = retry::kube(|| {
-            let request = kube::core::Request::new(api.resource_url()).list(&params);
-            async {
-                cluster
-                    .client
-                    .request_text(request.map_err(kube::Error::BuildRequest)?)
-                    .await
-            }
-        })
-        .await
-        .map_err(|err| crate::explain::client_error(err, "listing", &what(), cluster))?;
+        let text = retry::kube(|| list_text(&cluster.client, &api, &params))
+            .await
+            .map_err(|err| crate::explain::client_error(err, "listing", &what(), cluster))?;
         let page = super::page::read(&text, keep).with_context(|| {
             format!("reading the list of {} from {}", what(), cluster.describe())
         })?;
