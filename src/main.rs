@@ -13,6 +13,7 @@ use fleet::{cli, commands};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    without_huge_pages();
     let cli = cli::Cli::parse();
     match commands::run(cli.command) {
         Ok(status) => status.into(),
@@ -22,6 +23,21 @@ fn main() -> ExitCode {
             anstream::eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// mimalloc asks the kernel for transparent huge pages for its arenas. For
+/// a process that lives well under a second they cost more than they save:
+/// each one is zeroed whole (2 MiB) on first touch, however little of it is
+/// used. Measured on a no-op plan of 1,000 agents, after the machine had
+/// been idle a while: 0.2 s of kernel time zeroing pages and 112 MB
+/// resident, against 0.08 s and 99 MB without them.
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag
+    // on this process; failure (an old kernel) leaves things as they were.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 

@@ -58,7 +58,21 @@ pub fn applyset_id(parent_name: &str, namespace: &str) -> String {
 /// A short, stable hash of a JSON value (rendering is deterministic, and
 /// serde_json keeps key order, so the same body always hashes the same).
 pub fn hash(value: &serde_json::Value) -> String {
-    let digest = Sha256::digest(value.to_string().as_bytes());
+    // Serialized straight into the hasher: the same bytes as `to_string`,
+    // without holding them.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    serde_json::to_writer(&mut hashing, value).expect("a JSON value serializes");
+    let digest = hashing.0.finalize();
     digest[..10].iter().map(|b| format!("{b:02x}")).collect()
 }
 

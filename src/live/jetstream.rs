@@ -383,7 +383,7 @@ async fn list_all(
     let attempt = || async {
         let mut items = Vec::new();
         loop {
-            let page = js
+            let mut page = js
                 .read(subject, &json!({ "offset": items.len() }), doing)
                 .await?;
             let missing: Vec<String> = page["missing"]
@@ -398,10 +398,14 @@ async fn list_all(
             if !missing.is_empty() {
                 return Err(anyhow::Error::new(Missing(missing)).context(doing.to_string()));
             }
-            let page_items = page[key].as_array().cloned().unwrap_or_default();
+            let total = page["total"].as_u64().unwrap_or(0);
+            let page_items = match page[key].take() {
+                Value::Array(page_items) => page_items,
+                _ => Vec::new(),
+            };
             let done = page_items.is_empty();
             items.extend(page_items);
-            if done || items.len() as u64 >= page["total"].as_u64().unwrap_or(0) {
+            if done || items.len() as u64 >= total {
                 return Ok(items);
             }
         }
