@@ -383,6 +383,18 @@ pub struct ScalingRules {
     pub period_seconds: i32,
 }
 
+impl Fleet {
+    /// Whether the fleet defines a JetStream stream or consumer (then it
+    /// needs a NATS server).
+    pub fn uses_jetstream(&self) -> bool {
+        !self.streams.is_empty()
+            || self
+                .agents
+                .iter()
+                .any(|a| a.all_consumers().next().is_some())
+    }
+}
+
 impl Agent {
     /// Every consumer of the agent: its own first, then the others by stream.
     pub fn all_consumers(&self) -> impl Iterator<Item = &Consumer> {

@@ -2,6 +2,7 @@
 //! state, plan both systems, notes and provenance.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
@@ -25,6 +26,9 @@ pub struct Planned {
     pub refused: Vec<(ObjectRef, String)>,
     /// The deploy lock, when planning for apply.
     pub lock: Option<DeployLock>,
+    /// The rendering the plan was made from: the largest thing a plan
+    /// holds, handed back so that a command about to exit need not free it.
+    pub rendered: Arc<render::Rendered>,
 }
 
 /// The pipeline up to the plan, for `fleet plan`: who holds the deploy lock
@@ -50,7 +54,10 @@ pub(super) async fn make_plan(
     if let Some(context) = &target.context {
         fleet.target.kube_context = Some(context.clone());
     }
-    let rendered = render::render(&fleet).stamped();
+    // Rendering runs beside connecting and reading: the reads need the
+    // desired objects only once the first LIST pages are in.
+    let fleet = Arc::new(fleet);
+    let rendering = render::Rendering::start(Arc::clone(&fleet));
     // NATS first: a server that is down or refuses us fails the plan before
     // anything else is read, let alone changed.
     let nats_url = plan_options
@@ -58,11 +65,9 @@ pub(super) async fn make_plan(
         .url
         .clone()
         .or_else(|| fleet.target.nats_url.clone());
-    let wants_jetstream =
-        !rendered.jetstream.streams.is_empty() || !rendered.jetstream.consumers.is_empty();
     let jetstream = match &nats_url {
         Some(url) => Some(JetStream::connect(&nats_connection(&plan_options.nats, url)?).await?),
-        None if wants_jetstream => anyhow::bail!(
+        None if fleet.uses_jetstream() => anyhow::bail!(
             "the fleet defines JetStream streams or consumers but no NATS URL is set: set `nats_url` under [environment], --nats-url or FLEET_NATS_URL"
         ),
         None => None,
@@ -88,12 +93,7 @@ pub(super) async fn make_plan(
     );
     let concurrency = plan_options.concurrency;
     let owner = ownership::jetstream_owner(&fleet.name, &fleet.namespace);
-    let desired_streams: Vec<&str> = rendered
-        .jetstream
-        .streams
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let desired_streams: Vec<&str> = fleet.streams.iter().map(|s| s.name.as_str()).collect();
     // Both systems at once: the JetStream reads take as long as a LIST.
     let read_options = crate::live::kube::ReadOptions {
         namespace: &fleet.namespace,
@@ -101,7 +101,7 @@ pub(super) async fn make_plan(
         concurrency,
         prove_unchanged: !plan_options.dry_run_all,
     };
-    let read_kube = crate::live::kube::read(&cluster, &rendered.kubernetes, &read_options);
+    let read_kube = crate::live::kube::read(&cluster, &rendering, &read_options);
     let read_jetstream = async {
         match &jetstream {
             Some(js) => crate::live::jetstream::read(js, &owner, &desired_streams)
@@ -122,6 +122,7 @@ pub(super) async fn make_plan(
     };
     let (live, live_js, identity, standing) =
         tokio::try_join!(read_kube, read_jetstream, read_identity, read_lock)?;
+    let rendered = rendering.done().await?;
     let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
         .iter()
         .map(|m| m.to_string())
@@ -223,6 +224,7 @@ pub(super) async fn make_plan(
         jetstream,
         refused,
         lock,
+        rendered,
     }))
 }
 

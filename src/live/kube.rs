@@ -1,7 +1,8 @@
 //! Reading the cluster: connection, discovery, owned objects by label
 //! selector, and a GET for each desired object not among them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -14,7 +15,7 @@ use kube::{Api, Client, Config};
 use serde_json::Value;
 
 use crate::provenance::ClusterIdentity;
-use crate::render::{DesiredObject, ObjectRef};
+use crate::render::{DesiredObject, ObjectRef, Rendered, Rendering};
 use crate::{model, ownership, redact, retry};
 
 /// How fleet finds the live objects of a kind.
@@ -363,9 +364,12 @@ async fn discover(cluster: &Cluster) -> anyhow::Result<(Discovery, BTreeSet<Stri
     Ok((discovery, served_groups))
 }
 
+/// Reads what the cluster holds for the fleet. The LISTs start while
+/// `rendering` may still be under way: pages that come before it is done
+/// are held as text and read once it is.
 pub async fn read(
     cluster: &Cluster,
-    desired: &[DesiredObject],
+    rendering: &Rendering,
     options: &ReadOptions<'_>,
 ) -> anyhow::Result<LiveState> {
     let &ReadOptions {
@@ -410,15 +414,16 @@ pub async fn read(
         managed_kind(&kind.resource.api_version, &kind.resource.kind)
             .is_some_and(|m| m.found == Found::Listed)
     });
-    let by_id: BTreeMap<&ObjectRef, &DesiredObject> = desired
-        .iter()
-        .filter(|_| prove_unchanged)
-        .map(|d| (&d.id, d))
-        .collect();
     let lists = stream::iter(listed.cloned())
         .map(|kind| {
-            let (selector, by_id) = (&selector, &by_id);
-            async move { list_owned(cluster, &kind, namespace, selector, by_id).await }
+            let list = Listing {
+                cluster,
+                kind,
+                namespace,
+                selector: &selector,
+                prove_unchanged,
+            };
+            async move { list.owned(rendering).await }
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<_>>()
@@ -434,6 +439,8 @@ pub async fn read(
     // What is outside the namespace (the Namespace itself) first: when the
     // namespace does not exist, nothing in it can, and the GETs of
     // everything in it (thousands, for a large fleet) are skipped.
+    let rendered = rendering.done().await?;
+    let desired = &rendered.kubernetes;
     let (outside, inside): (Vec<&DesiredObject>, Vec<&DesiredObject>) = desired
         .iter()
         .filter(|d| !state.owned.contains_key(&d.id) && state.kind(&d.id).is_some())
@@ -446,44 +453,122 @@ pub async fn read(
     Ok(state)
 }
 
-/// Objects of one kind listed by `selector`, each kept as planning needs it,
-/// and whether it is proven unchanged against its desired object in
-/// `desired` (then only its metadata is kept). In pages, as kubectl does, so
-/// that a large fleet's objects are never all held at once.
-async fn list_owned(
-    cluster: &Cluster,
-    kind: &Kind,
-    namespace: &str,
-    selector: &str,
-    desired: &BTreeMap<&ObjectRef, &DesiredObject>,
-) -> anyhow::Result<Vec<(ObjectRef, Value, bool)>> {
-    let api = kind.api(&cluster.client, Some(namespace));
-    let what = || ObjectRef {
-        api_version: kind.resource.api_version.clone(),
-        kind: kind.resource.kind.clone(),
-        namespace: kind.namespaced.then(|| namespace.to_string()),
-        name: "(all owned by fleet)".into(),
-    };
-    let keep = |item: Value| {
-        let value = kept_for_planning(item);
-        let id = object_ref(kind, &value);
-        let (value, unchanged) = kept_if_unchanged(desired.get(&id).copied(), value);
-        (id, value, unchanged)
-    };
-    let mut owned = Vec::new();
-    let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
-    loop {
-        let text = retry::kube(|| list_text(&cluster.client, &api, &params))
-            .await
-            .map_err(|err| crate::explain::client_error(err, "listing", &what(), cluster))?;
-        let page = super::page::read(&text, keep).with_context(|| {
-            format!("reading the list of {} from {}", what(), cluster.describe())
-        })?;
-        owned.extend(page.items);
-        match page.continue_token {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(owned),
+/// The LIST of one kind's objects by fleet's ownership label.
+struct Listing<'a> {
+    cluster: &'a Cluster,
+    kind: Kind,
+    namespace: &'a str,
+    selector: &'a str,
+    prove_unchanged: bool,
+}
+
+impl Listing<'_> {
+    /// The objects, each kept as planning needs it, and whether it is proven
+    /// unchanged against its desired object (then only its metadata is
+    /// kept). In pages, as kubectl does, so that a large fleet's objects are
+    /// never all held at once; the pages that come before `rendering` is
+    /// done are held as text until it is.
+    async fn owned(&self, rendering: &Rendering) -> anyhow::Result<Vec<(ObjectRef, Value, bool)>> {
+        let api = self.kind.api(&self.cluster.client, Some(self.namespace));
+        let mut params = ListParams::default().labels(self.selector).limit(LIST_PAGE);
+        let mut desired: Option<DesiredOfKind> = None;
+        let mut held: Vec<String> = Vec::new();
+        let mut owned = Vec::new();
+        loop {
+            let text = retry::kube(|| list_text(&self.cluster.client, &api, &params))
+                .await
+                .map_err(|err| {
+                    crate::explain::client_error(err, "listing", &self.what(), self.cluster)
+                })?;
+            if desired.is_none() {
+                desired = rendering.now().map(|r| DesiredOfKind::new(r, &self.kind));
+            }
+            let token = match &desired {
+                Some(desired) => {
+                    for text in held.drain(..) {
+                        owned.extend(self.read_page(&text, desired)?.items);
+                    }
+                    let page = self.read_page(&text, desired)?;
+                    owned.extend(page.items);
+                    page.continue_token
+                }
+                None => {
+                    let token =
+                        super::page::continue_token(&text).map_err(|err| self.unreadable(err))?;
+                    held.push(text);
+                    token
+                }
+            };
+            match token {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
         }
+        if !held.is_empty() {
+            let desired = DesiredOfKind::new(rendering.done().await?, &self.kind);
+            for text in held {
+                owned.extend(self.read_page(&text, &desired)?.items);
+            }
+        }
+        Ok(owned)
+    }
+
+    fn read_page(
+        &self,
+        text: &str,
+        desired: &DesiredOfKind,
+    ) -> anyhow::Result<super::page::Page<(ObjectRef, Value, bool)>> {
+        let keep = |item: Value| {
+            let value = kept_for_planning(item);
+            let id = object_ref(&self.kind, &value);
+            let desired = desired.get(&id).filter(|_| self.prove_unchanged);
+            let (value, unchanged) = kept_if_unchanged(desired, value);
+            (id, value, unchanged)
+        };
+        super::page::read(text, keep).map_err(|err| self.unreadable(err))
+    }
+
+    fn unreadable(&self, err: serde_json::Error) -> anyhow::Error {
+        anyhow::Error::new(err).context(format!(
+            "reading the list of {} from {}",
+            self.what(),
+            self.cluster.describe()
+        ))
+    }
+
+    fn what(&self) -> ObjectRef {
+        ObjectRef {
+            api_version: self.kind.resource.api_version.clone(),
+            kind: self.kind.resource.kind.clone(),
+            namespace: self.kind.namespaced.then(|| self.namespace.to_string()),
+            name: "(all owned by fleet)".into(),
+        }
+    }
+}
+
+/// The desired objects of one kind, by name.
+struct DesiredOfKind {
+    rendered: Arc<Rendered>,
+    by_name: HashMap<String, usize>,
+}
+
+impl DesiredOfKind {
+    fn new(rendered: Arc<Rendered>, kind: &Kind) -> DesiredOfKind {
+        let by_name = rendered
+            .kubernetes
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                d.id.kind == kind.resource.kind && d.id.api_version == kind.resource.api_version
+            })
+            .map(|(index, d)| (d.id.name.clone(), index))
+            .collect();
+        DesiredOfKind { rendered, by_name }
+    }
+
+    fn get(&self, id: &ObjectRef) -> Option<&DesiredObject> {
+        let index = *self.by_name.get(&id.name)?;
+        Some(&self.rendered.kubernetes[index]).filter(|d| &d.id == id)
     }
 }
 

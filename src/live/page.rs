@@ -23,6 +23,18 @@ pub fn read<T>(text: &str, keep: impl FnMut(Value) -> T) -> serde_json::Result<P
     Ok(page)
 }
 
+/// The token for the next page, with the items skipped over unread: for a
+/// page held as text, to be read later.
+pub fn continue_token(text: &str) -> serde_json::Result<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Skimmed {
+        #[serde(default)]
+        metadata: ListMeta,
+    }
+    let skimmed: Skimmed = serde_json::from_str(text)?;
+    Ok(skimmed.metadata.continue_.filter(|token| !token.is_empty()))
+}
+
 struct PageSeed<F>(F);
 
 impl<'de, T, F: FnMut(Value) -> T> DeserializeSeed<'de> for PageSeed<F> {
@@ -106,6 +118,7 @@ mod tests {
         let page = read(text, |item| item["metadata"]["name"].to_string()).unwrap();
         assert_eq!(page.items, ["\"a\"", "\"b\""]);
         assert_eq!(page.continue_token.as_deref(), Some("next"));
+        assert_eq!(continue_token(text).unwrap().as_deref(), Some("next"));
     }
 
     #[test]
@@ -114,6 +127,7 @@ mod tests {
         let page = read(text, |item| item).unwrap();
         assert!(page.items.is_empty());
         assert_eq!(page.continue_token, None);
+        assert_eq!(continue_token(text).unwrap(), None);
         // A null list (Go's nil slice) reads as no items.
         let page = read(r#"{"metadata":{},"items":null}"#, |item| item).unwrap();
         assert!(page.items.is_empty());
@@ -123,5 +137,6 @@ mod tests {
     fn what_is_not_a_list_is_an_error() {
         assert!(read("[]", |item| item).is_err());
         assert!(read(r#"{"items":[1]} trailing"#, |item| item).is_err());
+        assert!(continue_token(r#"{"items":[1]} trailing"#).is_err());
     }
 }

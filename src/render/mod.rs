@@ -1,10 +1,14 @@
 //! render: a validated [`Fleet`] -> the desired Kubernetes objects and the
 //! desired JetStream streams and consumers. Pure: no I/O, and the same fleet
-//! always renders to the same objects in the same order.
+//! always renders to the same objects in the same order ([`Rendering`]
+//! only runs it on a thread of its own).
 
 pub mod jetstream;
 pub mod kube;
 pub mod patch;
+mod rendering;
+
+pub use rendering::Rendering;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
