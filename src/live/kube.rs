@@ -466,66 +466,28 @@ impl Listing<'_> {
     /// The objects, each kept as planning needs it, and whether it is proven
     /// unchanged against its desired object (then only its metadata is
     /// kept). In pages, as kubectl does, so that a large fleet's objects are
-    /// never all held at once; the pages that come before `rendering` is
-    /// done are held as text until it is.
+    /// never all held at once.
     async fn owned(&self, rendering: &Rendering) -> anyhow::Result<Vec<(ObjectRef, Value, bool)>> {
         let api = self.kind.api(&self.cluster.client, Some(self.namespace));
         let mut params = ListParams::default().labels(self.selector).limit(LIST_PAGE);
-        let mut desired: Option<DesiredOfKind> = None;
-        let mut held: Vec<String> = Vec::new();
-        let mut owned = Vec::new();
+        let mut pages = Pages::new(&self.kind, self.prove_unchanged);
         loop {
             let text = retry::kube(|| list_text(&self.cluster.client, &api, &params))
                 .await
                 .map_err(|err| {
                     crate::explain::client_error(err, "listing", &self.what(), self.cluster)
                 })?;
-            if desired.is_none() {
-                desired = rendering.now().map(|r| DesiredOfKind::new(r, &self.kind));
-            }
-            let token = match &desired {
-                Some(desired) => {
-                    for text in held.drain(..) {
-                        owned.extend(self.read_page(&text, desired)?.items);
-                    }
-                    let page = self.read_page(&text, desired)?;
-                    owned.extend(page.items);
-                    page.continue_token
-                }
-                None => {
-                    let token =
-                        super::page::continue_token(&text).map_err(|err| self.unreadable(err))?;
-                    held.push(text);
-                    token
-                }
-            };
+            let token = pages
+                .take(text, rendering.now())
+                .map_err(|err| self.unreadable(err))?;
             match token {
                 Some(token) => params = params.continue_token(&token),
                 None => break,
             }
         }
-        if !held.is_empty() {
-            let desired = DesiredOfKind::new(rendering.done().await?, &self.kind);
-            for text in held {
-                owned.extend(self.read_page(&text, &desired)?.items);
-            }
-        }
-        Ok(owned)
-    }
-
-    fn read_page(
-        &self,
-        text: &str,
-        desired: &DesiredOfKind,
-    ) -> anyhow::Result<super::page::Page<(ObjectRef, Value, bool)>> {
-        let keep = |item: Value| {
-            let value = kept_for_planning(item);
-            let id = object_ref(&self.kind, &value);
-            let desired = desired.get(&id).filter(|_| self.prove_unchanged);
-            let (value, unchanged) = kept_if_unchanged(desired, value);
-            (id, value, unchanged)
-        };
-        super::page::read(text, keep).map_err(|err| self.unreadable(err))
+        pages
+            .finish(rendering.done().await?)
+            .map_err(|err| self.unreadable(err))
     }
 
     fn unreadable(&self, err: serde_json::Error) -> anyhow::Error {
@@ -543,6 +505,85 @@ impl Listing<'_> {
             namespace: self.kind.namespaced.then(|| self.namespace.to_string()),
             name: "(all owned by fleet)".into(),
         }
+    }
+}
+
+/// One kind's LIST pages as they come in. A page is read as soon as the
+/// desired objects are known (the rendering is done); one that comes before
+/// is held as text, only its continue token read, until they are.
+struct Pages<'a> {
+    kind: &'a Kind,
+    prove_unchanged: bool,
+    desired: Option<DesiredOfKind>,
+    held: Vec<String>,
+    owned: Vec<(ObjectRef, Value, bool)>,
+}
+
+impl<'a> Pages<'a> {
+    fn new(kind: &'a Kind, prove_unchanged: bool) -> Pages<'a> {
+        Pages {
+            kind,
+            prove_unchanged,
+            desired: None,
+            held: Vec::new(),
+            owned: Vec::new(),
+        }
+    }
+
+    /// Takes a page, with the rendering if it is done by now. Returns the
+    /// token for the next page.
+    fn take(
+        &mut self,
+        text: String,
+        rendered: Option<Arc<Rendered>>,
+    ) -> serde_json::Result<Option<String>> {
+        if self.desired.is_none() {
+            self.desired = rendered.map(|rendered| DesiredOfKind::new(rendered, self.kind));
+        }
+        if self.desired.is_none() {
+            let token = super::page::continue_token(&text)?;
+            self.held.push(text);
+            return Ok(token);
+        }
+        self.read_held()?;
+        self.read(&text)
+    }
+
+    /// Every page taken: the objects, in the order they were listed.
+    fn finish(
+        mut self,
+        rendered: Arc<Rendered>,
+    ) -> serde_json::Result<Vec<(ObjectRef, Value, bool)>> {
+        if self.desired.is_none() {
+            self.desired = Some(DesiredOfKind::new(rendered, self.kind));
+        }
+        self.read_held()?;
+        Ok(self.owned)
+    }
+
+    fn read_held(&mut self) -> serde_json::Result<()> {
+        for text in std::mem::take(&mut self.held) {
+            self.read(&text)?;
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, text: &str) -> serde_json::Result<Option<String>> {
+        let desired = self
+            .desired
+            .as_ref()
+            .expect("read once the rendering is done");
+        let (kind, prove_unchanged) = (self.kind, self.prove_unchanged);
+        let keep = |item: Value| {
+            let value = kept_for_planning(item);
+            let id = object_ref(kind, &value);
+            let desired = desired.get(&id).filter(|_| prove_unchanged);
+            let (value, unchanged) = kept_if_unchanged(desired, value);
+            (id, value, unchanged)
+        };
+        let page = super::page::read(text, keep)?;
+        self.owned.extend(page.items);
+        Ok(page.continue_token)
     }
 }
 
@@ -707,6 +748,55 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn pages_held_until_the_rendering_is_done_read_as_pages_read_at_once() {
+        let fixtures = crate::plan::unchanged::tests::fixtures();
+        let rendered = Arc::new(Rendered {
+            kubernetes: vec![DesiredObject::from_json(fixtures.desired)],
+            jetstream: crate::render::jetstream::DesiredJetStream {
+                streams: Vec::new(),
+                consumers: Vec::new(),
+            },
+        });
+        let kind = Kind {
+            resource: ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
+            namespaced: true,
+        };
+        let mut other = fixtures.live.clone();
+        other["metadata"]["name"] = json!("agent-b");
+        let first = json!({ "metadata": { "continue": "next" }, "items": [fixtures.live] });
+        let last = json!({ "metadata": { "continue": "" }, "items": [other] });
+        let (first, last) = (first.to_string(), last.to_string());
+
+        let mut pages = Pages::new(&kind, true);
+        let token = pages.take(first.clone(), Some(rendered.clone())).unwrap();
+        assert_eq!(token.as_deref(), Some("next"));
+        assert_eq!(
+            pages.take(last.clone(), Some(rendered.clone())).unwrap(),
+            None
+        );
+        let at_once = pages.finish(rendered.clone()).unwrap();
+        let read: Vec<(&str, bool)> = at_once
+            .iter()
+            .map(|(id, _, unchanged)| (id.name.as_str(), *unchanged))
+            .collect();
+        assert_eq!(read, [("agent-a", true), ("agent-b", false)]);
+        // The rendering done by the second page, or only after the last.
+        for done_by_the_second in [true, false] {
+            let mut pages = Pages::new(&kind, true);
+            let token = pages.take(first.clone(), None).unwrap();
+            assert_eq!(token.as_deref(), Some("next"));
+            let rendered_now = done_by_the_second.then(|| rendered.clone());
+            assert_eq!(pages.take(last.clone(), rendered_now).unwrap(), None);
+            assert_eq!(pages.finish(rendered.clone()).unwrap(), at_once);
+        }
+        // Without the proof (--dry-run-all), nothing is proven.
+        let mut pages = Pages::new(&kind, false);
+        pages.take(first, Some(rendered.clone())).unwrap();
+        let unproven = pages.finish(rendered).unwrap();
+        assert!(unproven.iter().all(|(_, _, unchanged)| !unchanged));
+    }
 
     #[test]
     fn planning_keeps_fleets_field_sets_and_who_wrote_the_others() {

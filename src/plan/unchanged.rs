@@ -324,7 +324,7 @@ fn quantity(text: &str) -> Option<(i128, i32)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -394,6 +394,20 @@ mod tests {
               "apiVersion": "apps/v1", "fieldsType": "FieldsV1" }
         ]);
         live
+    }
+
+    /// A desired Deployment and the live object that proves it unchanged,
+    /// for the tests of what reads live objects.
+    pub(crate) struct Fixtures {
+        pub desired: Value,
+        pub live: Value,
+    }
+
+    pub(crate) fn fixtures() -> Fixtures {
+        Fixtures {
+            desired: desired(),
+            live: live(),
+        }
     }
 
     #[test]
