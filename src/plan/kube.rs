@@ -512,7 +512,7 @@ async fn dry_run(
     let api = kind.api(&cluster.client, object.id.namespace.as_deref());
     let mut params = PatchParams::apply(ownership::FIELD_MANAGER).dry_run();
     params.force = force;
-    params.field_validation = validation(object);
+    params.field_validation = VALIDATION;
     let patch = Patch::Apply(&object.body);
     let dry_run = || patch_text(&cluster.client, &api, &object.id.name, &params, &patch);
     match retry::kube(dry_run).await {
@@ -535,11 +535,16 @@ async fn dry_run(
     }
 }
 
-/// A patched object is checked strictly: a field the API server does not
-/// know (a typo in a patch) is an error, not silently dropped.
-pub fn validation(object: &DesiredObject) -> Option<kube::api::ValidationDirective> {
-    (!object.patched.is_empty()).then_some(kube::api::ValidationDirective::Strict)
-}
+/// How the API server checks a body fleet applies (or dry-runs).
+///
+/// Server-side apply refuses a field the schema does not know (a typo in a
+/// patch: "field not declared in schema") whatever this says. What Warn (the
+/// server's default) and Strict add to an apply is a second, strict YAML
+/// parse of the body that looks for duplicate keys, and a body serialised
+/// from a JSON map has none. That parse is a share of the API server's CPU
+/// for every object, so fleet asks the server to skip it.
+pub const VALIDATION: Option<kube::api::ValidationDirective> =
+    Some(kube::api::ValidationDirective::Ignore);
 
 /// Pure: where the patch set the fields the server complains about
 /// (`spec.template.spec.dnsPolicy: Unsupported value`, `unknown field
