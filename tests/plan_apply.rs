@@ -554,8 +554,11 @@ async fn every_error_of_a_wave_is_reported_with_what_was_not_started() {
         run.stdout
     );
     // The later waves' changes, named.
-    let service = format!("\n  Service {}/agent-devops\n", fleet.namespace);
-    assert!(run.stdout.contains(&service), "{}", run.stdout);
+    let autoscaler = format!(
+        "\n  HorizontalPodAutoscaler {}/agent-devops-hpa\n",
+        fleet.namespace
+    );
+    assert!(run.stdout.contains(&autoscaler), "{}", run.stdout);
     assert!(
         run.stdout.contains("Rollouts were not waited for."),
         "{}",

@@ -1,6 +1,7 @@
 //! apply: the only writes. Carries out a [`Plan`] wave by wave: namespace;
-//! configuration; JetStream (streams, then consumers); workloads; autoscaling
-//! and policy; then deletions in reverse (consumers before their stream).
+//! configuration; JetStream (streams, then consumers); Services and
+//! NetworkPolicies; workloads; autoscaling and the other policies; then
+//! deletions in reverse (consumers before their stream).
 //! Each step's changes run concurrently. A failure stops before the next
 //! step (every error of the step is reported, and what was not started);
 //! running apply again converges. Then it waits for the Deployments it wrote
@@ -135,10 +136,12 @@ fn stages() -> Vec<Vec<Vec<(Wave, Step)>>> {
                 (Wave::JetStream, Step::WriteConsumers),
             ],
         ],
+        one(Wave::Network, Step::Write),
         one(Wave::Workloads, Step::Write),
         one(Wave::Policy, Step::Write),
         one(Wave::Policy, Step::Delete),
         one(Wave::Workloads, Step::Delete),
+        one(Wave::Network, Step::Delete),
         one(Wave::JetStream, Step::DeleteConsumers),
         one(Wave::JetStream, Step::DeleteStreams),
         one(Wave::Configuration, Step::Delete),
@@ -471,5 +474,45 @@ async fn apply_change(
             })?;
             jetstream::apply_change(js, change).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stage in which apply writes (creates or updates) a kind.
+    fn write_stage(kind: &str) -> usize {
+        let wave = Wave::of_kind(kind);
+        stages()
+            .iter()
+            .position(|stage| stage.iter().flatten().any(|&w| w == (wave, Step::Write)))
+            .expect("every wave is written")
+    }
+
+    #[test]
+    fn pods_start_after_their_network_policy_and_before_their_autoscaler() {
+        for before in ["ServiceAccount", "ConfigMap", "Service", "NetworkPolicy"] {
+            assert!(write_stage(before) < write_stage("Deployment"), "{before}");
+        }
+        for after in [
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "ServiceMonitor",
+        ] {
+            assert!(write_stage("Deployment") < write_stage(after), "{after}");
+        }
+    }
+
+    #[test]
+    fn a_plan_lists_its_writes_in_the_order_apply_makes_them() {
+        let written: Vec<Wave> = stages()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|&(_, step)| step == Step::Write)
+            .map(|(wave, _)| wave)
+            .collect();
+        assert!(written.is_sorted(), "{written:?}");
     }
 }

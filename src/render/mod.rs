@@ -172,14 +172,20 @@ const KIND_ORDER: &[&str] = &[
     "ServiceMonitor",
 ];
 
-/// Apply waves, in order. JetStream changes happen between configuration
-/// and workloads, so consumers exist before the agents that read them.
+/// Apply waves, in order; a plan lists its changes in the same order.
+/// JetStream changes happen between configuration and workloads, so
+/// consumers exist before the agents that read them. Services and
+/// NetworkPolicies come before the workloads, so an agent's pods never run
+/// without their NetworkPolicy. Autoscalers come after: an HPA made before
+/// its Deployment finds no target and waits a sync period (15 s) before it
+/// scales the Deployment to its minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Wave {
     Namespace,
     Configuration,
     JetStream,
+    Network,
     Workloads,
     Policy,
 }
@@ -191,6 +197,7 @@ impl Wave {
             "ServiceAccount" | "Role" | "RoleBinding" | "ConfigMap" | "Secret" => {
                 Wave::Configuration
             }
+            "Service" | "NetworkPolicy" => Wave::Network,
             "Deployment" => Wave::Workloads,
             _ => Wave::Policy,
         }
