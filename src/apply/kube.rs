@@ -28,8 +28,7 @@ pub async fn apply_change(
     let explained = |action: &'static str| {
         move |err: kube::Error| explain::client_error(err, action, id, cluster)
     };
-    let mut params = PatchParams::apply(ownership::FIELD_MANAGER);
-    params.field_validation = crate::plan::kube::VALIDATION;
+    let mut params = ownership::apply_params();
     // Taking fields over from other managers is what these flags allow.
     params.force = options.force_conflicts || (options.adopt && live.unowned.contains_key(id));
     // The planned body, with `annotations` added (the ApplySet parent's

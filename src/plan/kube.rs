@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use futures::{StreamExt, stream};
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use serde_json::Value;
 
 use super::{Action, Change, Drift, Target, compare};
@@ -510,9 +510,8 @@ async fn dry_run(
         .kind(&object.id)
         .expect("planned only for installed kinds");
     let api = kind.api(&cluster.client, object.id.namespace.as_deref());
-    let mut params = PatchParams::apply(ownership::FIELD_MANAGER).dry_run();
+    let mut params = ownership::apply_params().dry_run();
     params.force = force;
-    params.field_validation = VALIDATION;
     let patch = Patch::Apply(&object.body);
     let dry_run = || patch_text(&cluster.client, &api, &object.id.name, &params, &patch);
     match retry::kube(dry_run).await {
@@ -534,17 +533,6 @@ async fn dry_run(
         ))),
     }
 }
-
-/// How the API server checks a body fleet applies (or dry-runs).
-///
-/// Server-side apply refuses a field the schema does not know (a typo in a
-/// patch: "field not declared in schema") whatever this says. What Warn (the
-/// server's default) and Strict add to an apply is a second, strict YAML
-/// parse of the body that looks for duplicate keys, and a body serialised
-/// from a JSON map has none. That parse is a share of the API server's CPU
-/// for every object, so fleet asks the server to skip it.
-pub const VALIDATION: Option<kube::api::ValidationDirective> =
-    Some(kube::api::ValidationDirective::Ignore);
 
 /// Pure: where the patch set the fields the server complains about
 /// (`spec.template.spec.dnsPolicy: Unsupported value`, `unknown field
