@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             anstream::eprintln!("error: {err:#}");
-            ExitCode::from(1)
+            ExitCode::from(commands::failure_code(&err))
         }
     }
 }

@@ -2,7 +2,8 @@
 //! with 32 cpu each, `kwok-node-a` the only `workload-type=cognitive`): a
 //! rollout that cannot finish stops apply long before `--timeout`, naming
 //! the Deployment, the pod and the scheduler's reason; one that may still
-//! finish shows its progress until it does.
+//! finish shows its progress until it does, or until a signal ends the
+//! wait.
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
@@ -131,13 +133,103 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
         waited_at(&first.stdout, &rolled_out);
     }
 
-    // A pod going away nearby, held by a finalizer: the room it frees might
-    // let an unschedulable pod fit, so that is not yet a failure.
-    let control_plane = support::control_plane();
     let node_label = format!("fleet.test/{}", env.namespace);
-    let _cleanup = Cleanup {
+    let _cleanup = hold_a_leaving_pod(&env, &fleet, &node_label).await;
+
+    // The observer moves to nodes with a label none has yet.
+    fleet.set_environment(&format!(
+        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
+    ));
+    let (mut apply, seen, reader) = spawn_apply(&fleet);
+    wait_for_room_line(&fleet, &seen);
+
+    // A node now fits: the rollout finishes.
+    let labelled = support::control_plane()
+        .kubectl()
+        .args(["label", "node", "kwok-node-b", &format!("{node_label}=yes")])
+        .output()
+        .unwrap();
+    assert!(labelled.status.success(), "{labelled:?}");
+    let status = apply.wait().unwrap();
+    let stdout = reader.join().unwrap();
+    let mut stderr = String::new();
+    apply
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stdout}{stderr}");
+    let rolled_out = format!(
+        "Deployment {}/agent-observer: rolled out, 2/2 ready (",
+        fleet.namespace
+    );
+    waited_at(&stdout, &rolled_out);
+}
+
+/// A rollout wait that only a signal ends: SIGTERM (a cancelled CI job)
+/// ends it at once, says the changes were all made, exits 143 and releases
+/// the deploy lock.
+#[tokio::test]
+async fn sigterm_while_waiting_for_a_rollout_ends_the_wait() {
+    let env = TestEnv::new("rollout-sigterm").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    let node_label = format!("fleet.test/{}", env.namespace);
+    let _cleanup = hold_a_leaving_pod(&env, &fleet, &node_label).await;
+    fleet.set_environment(&format!(
+        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
+    ));
+    let (mut apply, seen, reader) = spawn_apply(&fleet);
+    wait_for_room_line(&fleet, &seen);
+
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &apply.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = apply.wait().unwrap();
+    let took = signalled.elapsed();
+    let stdout = reader.join().unwrap();
+    let mut stderr = String::new();
+    apply
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{stdout}{stderr}");
+    // Coarse, for a loaded machine: the wait had 90 s to go.
+    assert!(
+        took < Duration::from_secs(20),
+        "exited {took:?} after SIGTERM"
+    );
+    assert!(
+        stdout.contains(
+            "Apply interrupted by SIGTERM: every change was made; rollouts were not waited for."
+        ),
+        "{stdout}"
+    );
+    assert!(stderr.contains("error: interrupted by SIGTERM"), "{stderr}");
+    let leases: Api<Lease> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let holder = leases
+        .get("fleet-agent-ceo")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|spec| spec.holder_identity)
+        .filter(|holder| !holder.is_empty());
+    assert_eq!(holder, None, "the deploy lock is released");
+}
+
+/// A pod of the observer's going away nearby, held by a finalizer: the room
+/// it frees might let an unschedulable pod fit, so that is not yet a
+/// failure, and a rollout waiting for it goes on until room is made.
+async fn hold_a_leaving_pod(env: &TestEnv, fleet: &FleetDir, node_label: &str) -> Cleanup {
+    let cleanup = Cleanup {
         namespace: fleet.namespace.clone(),
-        node_label: node_label.clone(),
+        node_label: node_label.to_string(),
     };
     let pods: Api<Pod> = Api::namespaced(env.kube.clone(), &fleet.namespace);
     let leaving: Pod = serde_json::from_value(json!({
@@ -161,11 +253,18 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
     pods.delete("leaving", &DeleteParams::default())
         .await
         .unwrap();
+    cleanup
+}
 
-    // The observer moves to nodes with a label none has yet.
-    fleet.set_environment(&format!(
-        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
-    ));
+/// `fleet apply` started, its stdout's lines sent over a channel as they
+/// come and gathered by the thread returned.
+fn spawn_apply(
+    fleet: &FleetDir,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
     let mut apply = fleet
         .command(&["apply", "--auto-approve", "--timeout", "90s"])
         .stdout(Stdio::piped())
@@ -184,6 +283,11 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
         }
         all
     });
+    (apply, seen, reader)
+}
+
+/// Waits for apply to show the observer waiting for room.
+fn wait_for_room_line(fleet: &FleetDir, seen: &std::sync::mpsc::Receiver<String>) {
     let waiting = format!(
         "Deployment {}/agent-observer: rolling out, 2/2 ready: ",
         fleet.namespace
@@ -199,29 +303,6 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
             break;
         }
     }
-
-    // A node now fits: the rollout finishes.
-    let labelled = control_plane
-        .kubectl()
-        .args(["label", "node", "kwok-node-b", &format!("{node_label}=yes")])
-        .output()
-        .unwrap();
-    assert!(labelled.status.success(), "{labelled:?}");
-    let status = apply.wait().unwrap();
-    let stdout = reader.join().unwrap();
-    let mut stderr = String::new();
-    apply
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(status.success(), "{stdout}{stderr}");
-    let rolled_out = format!(
-        "Deployment {}/agent-observer: rolled out, 2/2 ready (",
-        fleet.namespace
-    );
-    waited_at(&stdout, &rolled_out);
 }
 
 /// Lets the held pod go and takes the test's label off the node again.

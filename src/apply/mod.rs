@@ -5,7 +5,8 @@
 //! Each step's changes run concurrently. A failure stops before the next
 //! step (every error of the step is reported, and what was not started);
 //! running apply again converges. Then it waits for the Deployments it wrote
-//! to roll out ([`rollout`]).
+//! to roll out ([`rollout`]). A signal ([`crate::interrupt`]) stops it the
+//! same way: no change starts after it, those in flight finish.
 
 mod jetstream;
 mod kube;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 
+use crate::interrupt::{Interrupt, Signal};
 use crate::live::jetstream::JetStream;
 use crate::live::kube::{Cluster, LiveState};
 use crate::plan::{Action, Change, Plan, Target};
@@ -34,6 +36,8 @@ pub struct Options {
     /// What the final write records on the ApplySet parent (the
     /// definition's commit, who applied, when); `None` keeps what it records.
     pub record: Option<provenance::Record>,
+    /// Asks apply to stop where it stands.
+    pub interrupt: Interrupt,
 }
 
 /// One change carried out, as it is reported.
@@ -55,20 +59,27 @@ pub enum Event<'a> {
 }
 
 /// Why apply stopped: every error of the step that failed (or of every
-/// rollout that failed), and the changes of later steps, not started.
+/// rollout that failed), or the signal that stopped it, and the changes not
+/// started.
 #[derive(Debug)]
 pub struct Stopped {
     pub errors: Vec<anyhow::Error>,
     pub not_started: Vec<Target>,
-    /// Every change was made; what failed is rollouts.
+    /// Every change was made; what failed (or was not waited for) is
+    /// rollouts.
     pub in_rollout: bool,
+    pub interrupted: Option<Signal>,
 }
 
 impl fmt::Display for Stopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.errors.as_slice() {
-            [only] => write!(f, "{only:#}"),
-            errors => {
+        match (self.interrupted, self.errors.as_slice()) {
+            (Some(signal), []) => write!(
+                f,
+                "interrupted by {signal}: apply stopped once the changes in flight were done. Run apply again: it picks up where this left off"
+            ),
+            (_, [only]) => write!(f, "{only:#}"),
+            (_, errors) => {
                 write!(f, "{} errors:", errors.len())?;
                 for (n, err) in errors.iter().enumerate() {
                     // Continuation lines line up under the first.
@@ -298,8 +309,10 @@ pub async fn apply(
             errors.extend(lane_errors);
             not_started.extend(lane_not_started);
         }
-        if !errors.is_empty() {
-            // The rest of this stage ran; no further stage starts.
+        let interrupted = options.interrupt.received();
+        if !errors.is_empty() || interrupted.is_some() {
+            // The rest of this stage ran (or, interrupted, what had started
+            // finished); no further stage starts.
             not_started.extend(
                 stages[n + 1..]
                     .iter()
@@ -312,6 +325,7 @@ pub async fn apply(
                 errors,
                 not_started,
                 in_rollout: false,
+                interrupted,
             }
             .into());
         }
@@ -325,18 +339,24 @@ pub async fn apply(
                 if deployments.len() == 1 { "" } else { "s" }
             )));
         }
-        let errors = rollout::wait(
+        let mut progress =
+            |progress: &rollout::Progress| (report.borrow_mut())(Event::Rollout(progress));
+        let waiting = rollout::wait(
             &systems.cluster.client,
             &deployments,
             options.rollout_timeout,
-            &mut |progress| (report.borrow_mut())(Event::Rollout(progress)),
-        )
-        .await;
-        if !errors.is_empty() {
+            &mut progress,
+        );
+        let (errors, interrupted) = tokio::select! {
+            errors = waiting => (errors, None),
+            signal = options.interrupt.wait() => (Vec::new(), Some(signal)),
+        };
+        if !errors.is_empty() || interrupted.is_some() {
             return Err(Stopped {
                 errors,
                 not_started: Vec::new(),
                 in_rollout: true,
+                interrupted,
             }
             .into());
         }
@@ -387,8 +407,8 @@ struct PlannedStep<'p> {
     changes: Vec<&'p Change>,
 }
 
-/// Runs a lane's steps in order until one fails: that step's errors, and
-/// the targets of the lane's later steps, not started.
+/// Runs a lane's steps in order until one fails or a signal stops it: the
+/// step's errors, and the targets of the changes not started.
 async fn run_lane(
     systems: &Systems<'_>,
     lane: &[PlannedStep<'_>],
@@ -397,7 +417,7 @@ async fn run_lane(
 ) -> (Vec<anyhow::Error>, Vec<Target>) {
     for (n, planned) in lane.iter().enumerate() {
         let mut report = |event: Event<'_>| (report.borrow_mut())(event);
-        let errors = run_step(
+        let (errors, mut not_started) = run_step(
             systems,
             planned.step,
             &planned.changes,
@@ -405,27 +425,32 @@ async fn run_lane(
             &mut report,
         )
         .await;
-        if !errors.is_empty() {
-            let not_started = lane[n + 1..]
-                .iter()
-                .flat_map(|step| &step.changes)
-                .map(|c| c.target.clone())
-                .collect();
+        if !errors.is_empty() || options.interrupt.received().is_some() {
+            not_started.extend(
+                lane[n + 1..]
+                    .iter()
+                    .flat_map(|step| &step.changes)
+                    .map(|c| c.target.clone()),
+            );
             return (errors, not_started);
         }
     }
     (Vec::new(), Vec::new())
 }
 
-/// Runs one step's changes concurrently; the answer is every error.
+/// Runs one step's changes concurrently, starting none once a signal has
+/// stopped apply; the answer is every error, and the changes not started.
 async fn run_step(
     systems: &Systems<'_>,
     step: Step,
     changes: &[&Change],
     options: &Options,
     report: &mut dyn FnMut(Event<'_>),
-) -> Vec<anyhow::Error> {
+) -> (Vec<anyhow::Error>, Vec<Target>) {
+    let interrupt = &options.interrupt;
     let mut results = stream::iter(changes.iter().enumerate())
+        // Asked as each change is about to start.
+        .take_while(|_| std::future::ready(interrupt.received().is_none()))
         .map(|(n, change)| async move {
             (
                 n,
@@ -435,7 +460,9 @@ async fn run_step(
         })
         .buffer_unordered(options.concurrency.max(1));
     let mut errors = Vec::new();
+    let mut finished = vec![false; changes.len()];
     while let Some((n, change, result)) = results.next().await {
+        finished[n] = true;
         match result {
             Ok(done) => report(Event::Done(&Outcome {
                 target: change.target.clone(),
@@ -446,7 +473,16 @@ async fn run_step(
     }
     // In the plan's order, whatever order they failed in.
     errors.sort_by_key(|(n, _)| *n);
-    errors.into_iter().map(|(_, err)| err).collect()
+    let not_started = changes
+        .iter()
+        .zip(finished)
+        .filter(|(_, finished)| !finished)
+        .map(|(change, _)| change.target.clone())
+        .collect();
+    (
+        errors.into_iter().map(|(_, err)| err).collect(),
+        not_started,
+    )
 }
 
 async fn apply_change(

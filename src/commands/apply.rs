@@ -6,9 +6,11 @@ use std::time::Duration;
 use super::{ExitStatus, plan::plan_options, plan::target};
 use crate::cli::ApplyArgs;
 use crate::deploy::{self, Applied};
+use crate::interrupt::Interrupt;
 use crate::lock;
 
 pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let interrupt = Interrupt::listen()?;
     let options = deploy::ApplyOptions {
         plan_file: args.plan_file.clone(),
         allow_destroy: args.allow_destroy,
@@ -22,12 +24,17 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
             ttl: args.lock_ttl,
             wait: args.lock_timeout,
         },
+        interrupt: interrupt.clone(),
     };
     let applied = deploy::apply(
         &target(&args.cluster),
         &plan_options(&args.cluster),
         &options,
-        |context| Ok(args.auto_approve || confirm(context)?),
+        |context| {
+            // The prompt blocks: off the runtime's workers, which keep
+            // renewing the lock and listening for signals meanwhile.
+            Ok(args.auto_approve || tokio::task::block_in_place(|| confirm(context, &interrupt))?)
+        },
     )
     .await?;
     Ok(match applied {
@@ -37,7 +44,8 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 }
 
 /// Asks on the terminal; without one, refuses (CI must say --auto-approve).
-fn confirm(context: &str) -> anyhow::Result<bool> {
+/// Ctrl-C while asking is a no.
+fn confirm(context: &str, interrupt: &Interrupt) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "no terminal to confirm on: run `fleet apply --auto-approve` to apply without confirmation; nothing was changed"
@@ -47,7 +55,23 @@ fn confirm(context: &str) -> anyhow::Result<bool> {
         "\nDo you want to perform these actions on kube context `{context}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
     );
     std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim() == "yes")
+    // The signal is caught, so it no longer ends a blocked read: read on a
+    // thread of its own and give up on it when one comes.
+    let (send, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().read_line(&mut line).map(|_| line);
+        let _ = send.send(read);
+    });
+    loop {
+        if interrupt.received().is_some() {
+            println!();
+            return Ok(false);
+        }
+        match answer.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => return Ok(line?.trim() == "yes"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+    }
 }

@@ -36,6 +36,21 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
+/// The exit code of a run that failed: 128 + the signal's number when a
+/// signal stopped it (as a shell reports a process the signal killed), 1
+/// otherwise.
+pub fn failure_code(err: &anyhow::Error) -> u8 {
+    let signal = err.chain().find_map(|cause| {
+        if let Some(stopped) = cause.downcast_ref::<crate::apply::Stopped>() {
+            return stopped.interrupted;
+        }
+        cause
+            .downcast_ref::<crate::interrupt::Interrupted>()
+            .map(|interrupted| interrupted.0)
+    });
+    signal.map_or(1, |signal| signal.exit_code())
+}
+
 pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Validate(args) => validate::run(&args),
@@ -74,4 +89,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// errors.
 pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
     load::load_reported(&args.file, args.env.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::Stopped;
+    use crate::interrupt::{Interrupted, Signal};
+
+    #[test]
+    fn a_signal_sets_the_exit_code_as_a_shell_would() {
+        let before_changes = anyhow::Error::new(Interrupted(Signal::Terminate));
+        assert_eq!(failure_code(&before_changes), 143);
+        let stopped = anyhow::Error::new(Stopped {
+            errors: Vec::new(),
+            not_started: Vec::new(),
+            in_rollout: false,
+            interrupted: Some(Signal::Interrupt),
+        })
+        .context("applying");
+        assert_eq!(failure_code(&stopped), 130);
+        let failed = anyhow::anyhow!("the API server refused");
+        assert_eq!(failure_code(&failed), 1);
+    }
 }

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use super::plan::{Planned, make_plan};
 use super::{ApplyOptions, PlanOptions, Target, workflow};
 use crate::apply::{self, Event, Stopped};
+use crate::interrupt::Interrupted;
 use crate::lock::DeployLock;
 use crate::plan::{FORMAT_VERSION, Plan};
 use crate::{provenance, report};
@@ -32,7 +33,13 @@ pub async fn apply(
     options: &ApplyOptions,
     confirm: impl FnOnce(&str) -> anyhow::Result<bool>,
 ) -> anyhow::Result<Applied> {
-    let Some(mut planned) = make_plan(target, plan_options, Some(options.lock)).await? else {
+    let planned = tokio::select! {
+        // Planning writes nothing but the deploy lock, which is released
+        // when the dropped plan drops it.
+        signal = options.interrupt.wait() => return Err(Interrupted(signal).into()),
+        planned = make_plan(target, plan_options, Some(options.lock)) => planned?,
+    };
+    let Some(mut planned) = planned else {
         return Ok(Applied::Invalid);
     };
     if let Some(path) = &options.plan_file {
@@ -94,6 +101,7 @@ async fn carry_out(
         allow_destroy: apply_options.allow_destroy,
         rollout_timeout: apply_options.rollout_timeout,
         record: Some(provenance::Record::of(&plan.provenance)),
+        interrupt: apply_options.interrupt.clone(),
     };
     // Refuse what needs a flag before asking anyone to confirm it.
     if let Err(err) = apply::check_allowed(plan, &options) {
@@ -117,6 +125,9 @@ async fn carry_out(
     if !confirm(&planned.cluster.context)? {
         writeln!(stdout, "Apply cancelled; nothing was changed.")?;
         return Ok(Applied::Cancelled);
+    }
+    if let Some(signal) = apply_options.interrupt.received() {
+        return Err(Interrupted(signal).into());
     }
 
     writeln!(stdout)?;
@@ -167,20 +178,26 @@ async fn carry_out(
             Ok(Applied::Done)
         }
         Err(err) => {
-            let failed = match err.downcast_ref::<Stopped>() {
+            let (failed, interrupted) = match err.downcast_ref::<Stopped>() {
                 Some(stopped) => {
                     stopped_summary(stopped, done, &mut stdout)?;
-                    stopped.errors.len()
+                    (stopped.errors.len(), stopped.interrupted)
                 }
-                None => 1,
+                None => (1, None),
+            };
+            let heading = match interrupted {
+                Some(signal) if failed == 0 => format!(
+                    "### fleet apply interrupted by {signal}: {done} change(s) made\n\nRun apply again: it picks up where this left off. What was planned:\n\n"
+                ),
+                _ => format!(
+                    "### fleet apply stopped: {done} change(s) made, {failed} failed\n\nThe errors are in the job's log; run apply again once fixed. What was planned:\n\n"
+                ),
             };
             workflow::report(
                 plan,
                 definition,
                 None,
-                &format!(
-                    "### fleet apply stopped: {done} change(s) made, {failed} failed\n\nThe errors are in the job's log; run apply again once fixed. What was planned:\n\n"
-                ),
+                &heading,
                 &format!("applied={done}\nfailed={failed}\n"),
             )?;
             Err(err)
@@ -192,17 +209,27 @@ async fn carry_out(
 /// themselves follow on stderr.
 fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std::io::Result<()> {
     let failed = stopped.errors.len();
-    if stopped.in_rollout {
+    let stopped_by = match stopped.interrupted {
+        Some(signal) => format!("Apply interrupted by {signal}"),
+        None => "Apply stopped".to_string(),
+    };
+    if stopped.in_rollout && failed == 0 {
         writeln!(
             out,
-            "\nApply stopped: every change was made, but {failed} Deployment{} did not roll out (see below).",
+            "\n{stopped_by}: every change was made; rollouts were not waited for."
+        )?;
+    } else if stopped.in_rollout {
+        writeln!(
+            out,
+            "\n{stopped_by}: every change was made, but {failed} Deployment{} did not roll out (see below).",
             if failed == 1 { "" } else { "s" }
         )?;
     } else {
         writeln!(
             out,
-            "\nApply stopped: {done} change{} made, {failed} failed (see below), {} not started.",
+            "\n{stopped_by}: {done} change{} made, {failed} failed{}, {} not started.",
             if done == 1 { "" } else { "s" },
+            if failed == 0 { "" } else { " (see below)" },
             stopped.not_started.len()
         )?;
         if !stopped.not_started.is_empty() {
@@ -213,9 +240,10 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
         }
         writeln!(out, "Rollouts were not waited for.")?;
     }
+    let once_fixed = if failed == 0 { "" } else { " once fixed" };
     writeln!(
         out,
-        "Run apply again once fixed: it picks up where this left off."
+        "Run apply again{once_fixed}: it picks up where this left off."
     )
 }
 
@@ -271,4 +299,57 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interrupt::Signal;
+    use crate::plan::Target;
+
+    fn summary(stopped: &Stopped, done: usize) -> String {
+        let mut out = Vec::new();
+        stopped_summary(stopped, done, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_apply_says_what_it_did_not_start() {
+        let stopped = Stopped {
+            errors: Vec::new(),
+            not_started: vec![Target::Stream {
+                name: "tasks".into(),
+            }],
+            in_rollout: false,
+            interrupted: Some(Signal::Interrupt),
+        };
+        let text = summary(&stopped, 3);
+        assert!(
+            text.contains("\nApply interrupted by SIGINT: 3 changes made, 0 failed, 1 not started.\nNot started:\n  "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "Rollouts were not waited for.\nRun apply again: it picks up where this left off.\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            stopped.to_string(),
+            "interrupted by SIGINT: apply stopped once the changes in flight were done. Run apply again: it picks up where this left off"
+        );
+    }
+
+    #[test]
+    fn an_apply_interrupted_in_its_rollout_wait_made_every_change() {
+        let stopped = Stopped {
+            errors: Vec::new(),
+            not_started: Vec::new(),
+            in_rollout: true,
+            interrupted: Some(Signal::Terminate),
+        };
+        assert!(summary(&stopped, 7).starts_with(
+            "\nApply interrupted by SIGTERM: every change was made; rollouts were not waited for.\n"
+        ));
+    }
 }

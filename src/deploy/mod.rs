@@ -18,6 +18,7 @@ use std::time::Duration;
 pub use apply::{Applied, apply};
 pub use plan::{Planned, plan};
 
+use crate::interrupt::Interrupt;
 use crate::lock;
 use crate::redact::Sensitive;
 
@@ -77,4 +78,6 @@ pub struct ApplyOptions {
     pub rollout_timeout: Duration,
     /// How apply takes the deploy lock.
     pub lock: lock::Options,
+    /// Asks apply to stop where it stands (SIGINT, SIGTERM).
+    pub interrupt: Interrupt,
 }

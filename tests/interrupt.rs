@@ -1,0 +1,246 @@
+//! `fleet apply` interrupted for real: SIGINT or SIGTERM sent to the
+//! process mid-apply, as Ctrl-C or a cancelled CI job does. Apply stops
+//! after the writes in flight, says what was and was not done, exits 130 or
+//! 143, and releases the deploy lock at once, so the next apply neither
+//! waits for it nor misses anything. A second signal exits at once. The
+//! action's script (`action.yml`) passes a cancelled job's signal on to
+//! fleet.
+
+mod support;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use support::{FleetDir, Run, TestEnv};
+
+/// Agents beyond the example's, without pods (replicas 0), so that an apply
+/// takes long enough to be interrupted in the middle of its writes.
+const EXTRA_AGENTS: usize = 40;
+
+fn large_fleet(env: &TestEnv) -> FleetDir {
+    let fleet = FleetDir::for_test(env);
+    let mut definition = std::fs::read_to_string(support::repo_root().join("fleet.toml")).unwrap();
+    for n in 0..EXTRA_AGENTS {
+        definition.push_str(&format!(
+            "\n[agents.worker-{n:02}]\ntier = \"operations\"\nprofile = \"executor\"\nreplicas = 0\n"
+        ));
+    }
+    fleet.set_definition(&definition);
+    fleet
+}
+
+/// Starts `command` with stdout's lines sent over a channel as they come.
+fn spawn(mut command: Command) -> (Child, Receiver<String>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    let stdout = child.stdout.take().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
+/// What it printed until a line ended with `end` (or it ended).
+fn read_until(lines: &Receiver<String>, end: &str) -> String {
+    let mut stdout = String::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.ends_with(end) {
+            break;
+        }
+    }
+    stdout
+}
+
+fn send(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// Waits for the child to end (within `limit`: it must not hang) and
+/// returns all it printed, after `stdout` already read.
+fn finish(mut child: Child, lines: Receiver<String>, mut stdout: String, limit: Duration) -> Run {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < limit,
+            "fleet still ran {limit:?} after the signal:\n{stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stdout.extend(lines.iter().map(|line| line + "\n"));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Run {
+        code: child.wait().unwrap().code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+/// The deploy lock's holder; `None` once released.
+async fn holder(env: &TestEnv, fleet: &FleetDir) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    leases
+        .get_opt("fleet-agent-ceo")
+        .await
+        .unwrap()
+        .and_then(|lease| lease.spec?.holder_identity)
+        .filter(|holder| !holder.is_empty())
+}
+
+/// How many changes the summary line says were not started.
+fn not_started(stdout: &str) -> usize {
+    let summary = stdout
+        .lines()
+        .find(|line| line.starts_with("Apply interrupted by SIGINT: "))
+        .unwrap_or_else(|| panic!("no summary of the interrupted apply:\n{stdout}"));
+    summary
+        .trim_end_matches(" not started.")
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {summary:?}"))
+}
+
+#[tokio::test]
+async fn sigint_mid_apply_stops_after_the_writes_in_flight_and_releases_the_lock() {
+    let env = TestEnv::new("interrupt-sigint").await;
+    let fleet = large_fleet(&env);
+
+    let (child, lines) = spawn(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
+    // The namespace is the first change; everything else is still to come.
+    let stdout = read_until(&lines, ": created");
+    send(&child, "INT");
+    let run = finish(child, lines, stdout, Duration::from_secs(30));
+
+    assert_eq!(run.code, 130, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "error: interrupted by SIGINT: apply stopped once the changes in flight were done"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(
+        not_started(&run.stdout) > 0,
+        "the signal came with most of the plan to do:\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("\nNot started:\n"), "{}", run.stdout);
+    // Released by the interrupted apply itself, not left to expire.
+    assert_eq!(holder(&env, &fleet).await, None);
+
+    // Not waiting for the lock at all: it is free.
+    fleet
+        .apply(&["--lock-timeout", "0s", "--no-wait"])
+        .assert_ok("apply after the interrupted one");
+    fleet.assert_plan_empty();
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let env = TestEnv::new("interrupt-twice").await;
+    let fleet = large_fleet(&env);
+
+    let (child, lines) = spawn(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
+    let stdout = read_until(&lines, ": created");
+    send(&child, "INT");
+    send(&child, "TERM");
+    let run = finish(child, lines, stdout, Duration::from_secs(30));
+
+    assert_eq!(run.code, 143, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("fleet: SIGTERM after an interrupt: exiting now."),
+        "{}",
+        run.stderr
+    );
+    // The lock may be left to expire (--lock-ttl, 30 s by default); the
+    // next apply waits for it and converges.
+    fleet
+        .apply(&["--lock-timeout", "60s", "--no-wait"])
+        .assert_ok("apply after the one that exited at once");
+    fleet.assert_plan_empty();
+}
+
+/// The shell script of `action.yml`'s step `run`, which runs fleet.
+fn action_run_script() -> String {
+    let action = std::fs::read_to_string(support::repo_root().join("action.yml")).unwrap();
+    let step = action
+        .split_once("      id: run\n")
+        .expect("action.yml has a step with id run")
+        .1;
+    let script = step
+        .split_once("      run: |\n")
+        .expect("the step runs a script")
+        .1;
+    script
+        .lines()
+        .take_while(|line| line.is_empty() || line.starts_with("        "))
+        .map(|line| line.strip_prefix("        ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// GitHub Actions cancels a job by signalling the step's shell, not fleet:
+/// the action's script passes the signal on, so fleet stops cleanly there
+/// too instead of dying with the shell and leaving the lock to expire.
+#[tokio::test]
+async fn the_actions_apply_step_passes_a_cancel_on_to_fleet() {
+    let env = TestEnv::new("interrupt-action").await;
+    let fleet = large_fleet(&env);
+    let outputs = tempfile::tempdir().unwrap();
+    let fleet_binary = std::path::Path::new(env!("CARGO_BIN_EXE_fleet"));
+    // As the runner starts a `shell: bash` step.
+    let mut step = Command::new("bash");
+    step.args(["--noprofile", "--norc", "-eo", "pipefail", "-c"])
+        .arg(action_run_script())
+        .current_dir(fleet.dir.path())
+        .env("KUBECONFIG", &support::control_plane().kubeconfig)
+        .env("NO_COLOR", "1")
+        .env("FLEET_DIR", fleet_binary.parent().unwrap())
+        .env("COMMAND", "apply")
+        .env("ENVIRONMENT", "test")
+        .env("ARGS", "--no-wait")
+        .env("MAX_BYTES", "60000")
+        .env("GITHUB_OUTPUT", outputs.path().join("output"))
+        .env("GITHUB_PATH", outputs.path().join("path"))
+        .env_remove("FLEET_ENV")
+        .env_remove("FLEET_NATS_URL")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(Stdio::null());
+    let (child, lines) = spawn(step);
+    let stdout = read_until(&lines, ": created");
+    send(&child, "INT");
+    let run = finish(child, lines, stdout, Duration::from_secs(30));
+
+    assert_eq!(run.code, 130, "{}{}", run.stdout, run.stderr);
+    assert!(not_started(&run.stdout) > 0, "{}", run.stdout);
+    assert_eq!(holder(&env, &fleet).await, None);
+    let outputs = std::fs::read_to_string(outputs.path().join("output")).unwrap();
+    assert!(outputs.contains("exitcode=130\n"), "{outputs}");
+}
