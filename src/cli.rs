@@ -7,6 +7,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::redact::Sensitive;
 
+/// Requests to the API server in flight at once, by default. A large apply
+/// is bound by the API server's CPU, yet more requests in flight still made
+/// it faster (etcd commits more writes per sync): from empty, 500 agents on
+/// the 2-core local control plane took a median 4.56 s at 8, 4.36 s at 16
+/// and 4.17 s at 32 (seven alternating runs each), and 4.22 s at 48 (four).
+/// Against a
+/// remote cluster, where each request waits a round trip, it matters more.
+/// The API server queues what exceeds a client's share (priority and
+/// fairness) rather than failing it, and a 429 is retried.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 #[derive(Debug, Parser)]
 #[command(
     name = "fleet",
@@ -74,7 +84,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "FLEET_KUBE_CONTEXT")]
     pub context: Option<String>,
     /// Requests to the API server in flight at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// Take over fields that another field manager owns.
     #[arg(long)]
