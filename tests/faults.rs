@@ -31,16 +31,8 @@ const AUDIT_MESSAGES: u64 = 25;
 
 /// `fleet ARGS --env test` started in the background, as a deploy job runs it.
 fn spawn(fleet: &FleetDir, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .args(args)
-        .args(["--env", "test"])
-        .current_dir(fleet.dir.path())
-        .env("KUBECONFIG", &control_plane().kubeconfig)
-        .env("NO_COLOR", "1")
-        .env_remove("FLEET_ENV")
-        .env_remove("FLEET_NATS_URL")
-        .env_remove("GITHUB_ACTIONS")
-        .stdin(Stdio::null())
+    fleet
+        .command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -248,7 +240,7 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
         // or a rollout's progress; none: while planning), plus a jitter.
         let lines_before_kill = random.below(14) as usize;
         let jitter = Duration::from_millis(random.below(40));
-        let (mut child, output) = spawn_reading(&fleet, &apply_args);
+        let (mut child, output) = support::spawn_reading(fleet.command(&apply_args));
         let mut seen = Vec::new();
         while seen.len() < lines_before_kill {
             match output.recv_timeout(Duration::from_secs(60)) {
@@ -296,25 +288,6 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
     );
 }
 
-/// [`spawn`], with stdout's lines sent over a channel as they come.
-fn spawn_reading(fleet: &FleetDir, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead as _;
-    let mut child = spawn(fleet, args);
-    let stdout = child.stdout.take().unwrap();
-    let (send, receive) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, receive)
-}
-
 #[tokio::test]
 async fn api_server_killed_and_restarted_mid_apply() {
     let _serial = SERIAL.lock().await;
@@ -353,7 +326,7 @@ fn kill_mid_apply(fleet: &FleetDir, component: &str) -> Run {
         ],
     );
     signal(component, "KILL");
-    let run = wait_for(child, lines, stdout, Duration::from_secs(90));
+    let run = support::finish_reading(child, lines, stdout, Duration::from_secs(90));
     restart_stopped_components();
     eprintln!(
         "{component} killed mid-apply: the apply exited {}: {}",
@@ -372,7 +345,7 @@ fn at_first_change(
     fleet: &FleetDir,
     args: &[&str],
 ) -> (Child, std::sync::mpsc::Receiver<String>, String) {
-    let (child, lines) = spawn_reading(fleet, args);
+    let (child, lines) = support::spawn_reading(fleet.command(args));
     let mut stdout = String::new();
     for line in lines.iter() {
         stdout.push_str(&line);
@@ -382,35 +355,6 @@ fn at_first_change(
         }
     }
     (child, lines, stdout)
-}
-
-/// Waits for a child started by [`at_first_change`] to end (it must, within
-/// `limit`: fleet never hangs), and returns all it printed.
-fn wait_for(
-    mut child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    mut stdout: String,
-    limit: Duration,
-) -> Run {
-    use std::io::Read as _;
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < limit, "fleet hung:\n{stdout}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stdout.extend(lines.iter().map(|l| l + "\n"));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Run {
-        code: child.wait().unwrap().code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
 }
 
 /// An apply that a fault stopped ended with exit 1 and an error, not a panic.
@@ -442,7 +386,7 @@ async fn api_server_stopped_for_30s_mid_apply() {
     signal("kube-apiserver", "STOP");
     let stopped_at = Instant::now();
     // --timeout bounds the whole run, whatever the server does.
-    let stopped = wait_for(child, lines, stdout, Duration::from_secs(45));
+    let stopped = support::finish_reading(child, lines, stdout, Duration::from_secs(45));
     let gave_up_after = stopped_at.elapsed();
     std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped_at.elapsed()));
     signal("kube-apiserver", "CONT");

@@ -8,14 +8,13 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use support::{FleetDir, Run, TestEnv};
+use support::{FleetDir, TestEnv, finish_reading, spawn_reading};
 
 /// Agents beyond the example's, without pods (replicas 0), so that an apply
 /// takes long enough to be interrupted in the middle of its writes.
@@ -31,25 +30,6 @@ fn large_fleet(env: &TestEnv) -> FleetDir {
     }
     fleet.set_definition(&definition);
     fleet
-}
-
-/// Starts `command` with stdout's lines sent over a channel as they come.
-fn spawn(mut command: Command) -> (Child, Receiver<String>) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the command");
-    let stdout = child.stdout.take().unwrap();
-    let (send, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, lines)
 }
 
 /// What it printed until a line ended with `end` (or it ended).
@@ -72,32 +52,6 @@ fn send(child: &Child, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{signal}");
-}
-
-/// Waits for the child to end (within `limit`: it must not hang) and
-/// returns all it printed, after `stdout` already read.
-fn finish(mut child: Child, lines: Receiver<String>, mut stdout: String, limit: Duration) -> Run {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < limit,
-            "fleet still ran {limit:?} after the signal:\n{stdout}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    stdout.extend(lines.iter().map(|line| line + "\n"));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Run {
-        code: child.wait().unwrap().code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
 }
 
 /// The deploy lock's holder; `None` once released.
@@ -130,11 +84,11 @@ async fn sigint_mid_apply_stops_after_the_writes_in_flight_and_releases_the_lock
     let env = TestEnv::new("interrupt-sigint").await;
     let fleet = large_fleet(&env);
 
-    let (child, lines) = spawn(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
+    let (child, lines) = spawn_reading(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
     // The namespace is the first change; everything else is still to come.
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
-    let run = finish(child, lines, stdout, Duration::from_secs(30));
+    let run = finish_reading(child, lines, stdout, Duration::from_secs(30));
 
     assert_eq!(run.code, 130, "{}{}", run.stdout, run.stderr);
     assert!(
@@ -166,11 +120,11 @@ async fn a_second_signal_exits_at_once() {
     let env = TestEnv::new("interrupt-twice").await;
     let fleet = large_fleet(&env);
 
-    let (child, lines) = spawn(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
+    let (child, lines) = spawn_reading(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
     send(&child, "TERM");
-    let run = finish(child, lines, stdout, Duration::from_secs(30));
+    let run = finish_reading(child, lines, stdout, Duration::from_secs(30));
 
     assert_eq!(run.code, 143, "{}{}", run.stdout, run.stderr);
     assert!(
@@ -233,10 +187,10 @@ async fn the_actions_apply_step_passes_a_cancel_on_to_fleet() {
         .env_remove("FLEET_NATS_URL")
         .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null());
-    let (child, lines) = spawn(step);
+    let (child, lines) = spawn_reading(step);
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
-    let run = finish(child, lines, stdout, Duration::from_secs(30));
+    let run = finish_reading(child, lines, stdout, Duration::from_secs(30));
 
     assert_eq!(run.code, 130, "{}{}", run.stdout, run.stderr);
     assert!(not_started(&run.stdout) > 0, "{}", run.stdout);

@@ -140,7 +140,7 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
     fleet.set_environment(&format!(
         "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
     ));
-    let (mut apply, seen, reader) = spawn_apply(&fleet);
+    let (apply, seen, reader) = spawn_apply(&fleet);
     wait_for_room_line(&fleet, &seen);
 
     // A node now fits: the rollout finishes.
@@ -150,15 +150,7 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
         .output()
         .unwrap();
     assert!(labelled.status.success(), "{labelled:?}");
-    let status = apply.wait().unwrap();
-    let stdout = reader.join().unwrap();
-    let mut stderr = String::new();
-    apply
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stdout, stderr) = finish_apply(apply, reader);
     assert!(status.success(), "{stdout}{stderr}");
     let rolled_out = format!(
         "Deployment {}/agent-observer: rolled out, 2/2 ready (",
@@ -180,7 +172,7 @@ async fn sigterm_while_waiting_for_a_rollout_ends_the_wait() {
     fleet.set_environment(&format!(
         "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
     ));
-    let (mut apply, seen, reader) = spawn_apply(&fleet);
+    let (apply, seen, reader) = spawn_apply(&fleet);
     wait_for_room_line(&fleet, &seen);
 
     let signalled = Instant::now();
@@ -189,16 +181,8 @@ async fn sigterm_while_waiting_for_a_rollout_ends_the_wait() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = apply.wait().unwrap();
+    let (status, stdout, stderr) = finish_apply(apply, reader);
     let took = signalled.elapsed();
-    let stdout = reader.join().unwrap();
-    let mut stderr = String::new();
-    apply
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
     assert_eq!(status.code(), Some(143), "{stdout}{stderr}");
     // Coarse, for a loaded machine: the wait had 90 s to go.
     assert!(
@@ -284,6 +268,24 @@ fn spawn_apply(
         all
     });
     (apply, seen, reader)
+}
+
+/// Waits for an apply started by [`spawn_apply`] to end: how it exited,
+/// its stdout and its stderr.
+fn finish_apply(
+    mut apply: std::process::Child,
+    reader: std::thread::JoinHandle<String>,
+) -> (std::process::ExitStatus, String, String) {
+    let status = apply.wait().unwrap();
+    let stdout = reader.join().unwrap();
+    let mut stderr = String::new();
+    apply
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stdout, stderr)
 }
 
 /// Waits for apply to show the observer waiting for room.

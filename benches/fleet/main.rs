@@ -452,6 +452,20 @@ impl Bench {
         self.command(&self.fleet, dir, args)
     }
 
+    /// `fleet apply` from empty, as the bench times it.
+    fn fleet_apply(&self, dir: &Path) -> Command {
+        self.fleet(
+            dir,
+            &[
+                "apply",
+                "--env",
+                synthetic::ENV,
+                "--auto-approve",
+                "--no-wait",
+            ],
+        )
+    }
+
     fn kubectl(&self, dir: &Path, args: &[&str]) -> Command {
         let mut all = vec!["--context", cluster::CONTEXT];
         all.extend_from_slice(args);
@@ -586,16 +600,7 @@ impl Bench {
                 self.track(&[&namespace, &kubectl_namespace], &stream);
                 fleet_copy = fleet_turn;
                 if fleet_turn {
-                    let command = self.fleet(
-                        &dir,
-                        &[
-                            "apply",
-                            "--env",
-                            synthetic::ENV,
-                            "--auto-approve",
-                            "--no-wait",
-                        ],
-                    );
+                    let command = self.fleet_apply(&dir);
                     let sample = self.timed("fleet apply from empty", command, 0, true)?;
                     log(format!(
                         "{agents} agents: fleet apply {}",
@@ -636,16 +641,7 @@ impl Bench {
         // need fleet's.
         self.teardown(&[&kubectl_namespace], "");
         if !fleet_copy {
-            let command = self.fleet(
-                &dir,
-                &[
-                    "apply",
-                    "--env",
-                    synthetic::ENV,
-                    "--auto-approve",
-                    "--no-wait",
-                ],
-            );
+            let command = self.fleet_apply(&dir);
             self.timed("fleet apply (for the plans, not timed)", command, 0, true)?;
             self.settle(&namespace);
         }

@@ -911,3 +911,59 @@ impl FleetDir {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
+
+/// Starts `command` with stdout and stderr piped, stdout's lines sent over
+/// the channel returned as they come: a test can act at a given line.
+pub fn spawn_reading(
+    mut command: Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    let stdout = child.stdout.take().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
+/// Waits for a child started by [`spawn_reading`] to end (within `limit`:
+/// fleet never hangs) and returns all it printed, after `stdout`, what was
+/// read of it already.
+pub fn finish_reading(
+    mut child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    mut stdout: String,
+    limit: Duration,
+) -> Run {
+    use std::io::Read as _;
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < limit, "fleet hung:\n{stdout}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stdout.extend(lines.iter().map(|line| line + "\n"));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Run {
+        code: child.wait().unwrap().code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
