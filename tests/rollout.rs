@@ -136,12 +136,7 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
     let node_label = format!("fleet.test/{}", env.namespace);
     let _cleanup = hold_a_leaving_pod(&env, &fleet, &node_label).await;
 
-    // The observer moves to nodes with a label none has yet.
-    fleet.set_environment(&format!(
-        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
-    ));
-    let (apply, seen, reader) = spawn_apply(&fleet);
-    wait_for_room_line(&fleet, &seen);
+    let (apply, reader) = apply_waiting_for_room(&fleet, &node_label);
 
     // A node now fits: the rollout finishes.
     let labelled = support::control_plane()
@@ -169,11 +164,7 @@ async fn sigterm_while_waiting_for_a_rollout_ends_the_wait() {
     fleet.apply(&[]).assert_ok("apply");
     let node_label = format!("fleet.test/{}", env.namespace);
     let _cleanup = hold_a_leaving_pod(&env, &fleet, &node_label).await;
-    fleet.set_environment(&format!(
-        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
-    ));
-    let (apply, seen, reader) = spawn_apply(&fleet);
-    wait_for_room_line(&fleet, &seen);
+    let (apply, reader) = apply_waiting_for_room(&fleet, &node_label);
 
     let signalled = Instant::now();
     let killed = std::process::Command::new("kill")
@@ -238,6 +229,21 @@ async fn hold_a_leaving_pod(env: &TestEnv, fleet: &FleetDir, node_label: &str) -
         .await
         .unwrap();
     cleanup
+}
+
+/// Moves the observer to nodes labelled `node_label` (none is yet), starts
+/// `fleet apply` and returns once it shows the observer waiting for room,
+/// with the thread that gathers its stdout.
+fn apply_waiting_for_room(
+    fleet: &FleetDir,
+    node_label: &str,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    fleet.set_environment(&format!(
+        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
+    ));
+    let (apply, seen, reader) = spawn_apply(fleet);
+    wait_for_room_line(fleet, &seen);
+    (apply, reader)
 }
 
 /// `fleet apply` started, its stdout's lines sent over a channel as they
