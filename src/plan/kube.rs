@@ -620,16 +620,18 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
         && !causes.is_empty()
         && causes.iter().all(|c| c.reason == "FieldManagerConflict")
     {
-        return Some(DryRun::Conflict(
-            causes
-                .iter()
-                .map(|c| FieldConflict {
-                    manager: conflicting_manager(&c.message),
-                    field: c.field.clone(),
-                    message: c.message.clone(),
-                })
-                .collect(),
-        ));
+        let mut conflicts: Vec<FieldConflict> = causes
+            .iter()
+            .map(|c| FieldConflict {
+                manager: conflicting_manager(&c.message),
+                field: c.field.clone(),
+                message: c.message.clone(),
+            })
+            .collect();
+        // The server lists them in no fixed order; a plan must read the
+        // same every time it is made.
+        conflicts.sort_by(|a, b| (&a.field, &a.manager).cmp(&(&b.field, &b.manager)));
+        return Some(DryRun::Conflict(conflicts));
     }
     // A replace deletes the object: only when every cause is an immutable
     // field. Any other cause is an error to show, and nothing is deleted.
@@ -643,10 +645,11 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
         .any(|m| message.contains(m))
     };
     if status.code == 422 && !causes.is_empty() && causes.iter().all(|c| immutable(&c.message)) {
-        let fields: Vec<String> = causes
+        let mut fields: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
+        fields.sort();
         return Some(DryRun::Immutable(format!(
             "{} forces replacement",
             fields.join("; ")
@@ -908,6 +911,40 @@ mod tests {
         };
         let change = classify(&object, &context, DryRun::Accepted(object.body.clone()));
         assert_eq!(change.drift, Some(Drift::default()));
+    }
+
+    #[test]
+    fn conflicts_read_the_same_in_whatever_order_the_server_lists_them() {
+        let id = deployment(1).id;
+        let cause = |field: &str, manager: &str| {
+            json!({ "reason": "FieldManagerConflict", "field": field,
+                    "message": format!("conflict with \"{manager}\" using v1") })
+        };
+        let one = cause(".metadata.labels.tier", "other-tool");
+        let two = cause(".metadata.annotations.hash", "kubectl-annotate");
+        let reasons: Vec<_> = [json!([one, two]), json!([two, one])]
+            .into_iter()
+            .map(|causes| {
+                let Some(conflicts @ DryRun::Conflict(_)) = refusal(&status(409, causes), &id)
+                else {
+                    panic!("a conflict");
+                };
+                let context = Context {
+                    before: None,
+                    inventory_unchanged: true,
+                    taken_from: Vec::new(),
+                };
+                classify(&deployment(1), &context, conflicts)
+                    .reason
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(reasons[0], reasons[1]);
+        assert!(
+            reasons[0].starts_with(".metadata.annotations.hash"),
+            "{}",
+            reasons[0]
+        );
     }
 
     #[test]
