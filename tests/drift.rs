@@ -81,6 +81,78 @@ async fn hand_edits_are_drift_that_apply_restores_without_a_flag() {
 }
 
 #[tokio::test]
+async fn hand_additions_are_drift_that_apply_removes() {
+    let env = TestEnv::new("drift-hand-addition").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&["--no-wait"]).assert_ok("apply");
+
+    // Additions beside fleet's fields, which a dry run of fleet's body does
+    // not show: an env var, a label, a container port.
+    fleet.kubectl(&["set", "env", "deployment/agent-observer", "EXTRA=by-hand"]);
+    fleet.kubectl(&["label", "configmap/agent-devops-config", "extra=by-hand"]);
+    fleet.kubectl(&[
+        "patch",
+        "deployment/agent-reviewer",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"agent","ports":[{"containerPort":7070,"name":"debug"}]}]}}}}"#,
+    ]);
+    // Deliberate operations, not drift: a restart, and scaling an agent
+    // fleet leaves to its autoscaler.
+    fleet.kubectl(&["rollout", "restart", "deployment/agent-observer"]);
+    fleet.kubectl(&["scale", "deployment/agent-devops", "--replicas=2"]);
+
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let ns = &fleet.namespace;
+    for expected in [
+        format!("  ~ Deployment {ns}/agent-observer (changed outside fleet by kubectl-set)"),
+        format!("  ~ ConfigMap {ns}/agent-devops-config (changed outside fleet by kubectl-label)"),
+        format!("  ~ Deployment {ns}/agent-reviewer (changed outside fleet by kubectl-patch)"),
+        "-          value: by-hand".to_string(),
+        "-    extra: by-hand".to_string(),
+        "Plan: 0 to add, 3 to change, 0 to destroy.".to_string(),
+    ] {
+        assert!(
+            plan.stdout.contains(&expected),
+            "{expected}\n{}",
+            plan.stdout
+        );
+    }
+    assert!(
+        !plan.stdout.contains("restartedAt") && !plan.stdout.contains("agent-devops ("),
+        "a restart and an autoscaled agent's replicas are left alone:\n{}",
+        plan.stdout
+    );
+
+    fleet
+        .apply(&["--no-wait"])
+        .assert_ok("apply removing the additions");
+    fleet.assert_plan_empty();
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), ns);
+    let observer = serde_json::to_value(deployments.get("agent-observer").await.unwrap()).unwrap();
+    let template = &observer["spec"]["template"];
+    assert!(
+        !template.to_string().contains("EXTRA"),
+        "the env var is gone: {template}"
+    );
+    assert!(
+        template["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        "the restart stays: {template}"
+    );
+    let reviewer = serde_json::to_value(deployments.get("agent-reviewer").await.unwrap()).unwrap();
+    assert!(
+        !reviewer["spec"]["template"].to_string().contains("7070"),
+        "the port is gone"
+    );
+    let devops = deployments.get("agent-devops").await.unwrap();
+    assert_eq!(devops.spec.replicas, Some(2), "the scale stays");
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), ns);
+    let config = configmaps.get("agent-devops-config").await.unwrap();
+    assert!(!config.metadata.labels.unwrap().contains_key("extra"));
+}
+
+#[tokio::test]
 async fn another_applier_on_fleets_field_is_a_conflict() {
     let env = TestEnv::new("drift-applier").await;
     let fleet = FleetDir::for_test(&env);

@@ -313,6 +313,14 @@ async fn the_proof_never_changes_a_plan() {
     }
     let hand_edits: &[(&str, &[&str])] = &[
         (
+            "kubectl set env (an addition)",
+            &["set", "env", "deployment/agent-observer", "EXTRA=1"],
+        ),
+        (
+            "kubectl rollout restart",
+            &["rollout", "restart", "deployment/agent-observer"],
+        ),
+        (
             "kubectl scale",
             &["scale", "deployment/agent-observer", "--replicas=3"],
         ),

@@ -7,7 +7,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 
 use super::Options;
 use crate::live::kube::{Cluster, LiveState, patch_text};
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, takeover};
 use crate::redact::Body;
 use crate::render::ObjectRef;
 use crate::{explain, ownership, retry};
@@ -130,10 +130,12 @@ fn planned_uid(live: &LiveState, id: &ObjectRef) -> Option<Preconditions> {
     })
 }
 
-/// Removes the managedFields entries of hand edits (`kubectl-edit`,
-/// `kubectl-scale`, ...) so their claim on fleet's fields ends: the apply
-/// that follows then sets fleet's values without forcing, and a field fleet
-/// later drops is not kept alive by a stale claim (as Flux does). Each try
+/// Takes the fields of hand edits (`kubectl-edit`, `kubectl-scale`,
+/// `kubectl set env`, ...) over before applying, as Flux does: their
+/// managedFields entries go, and their fields join fleet's Apply entry
+/// (`plan::takeover::taken_over`). The apply that follows then sets fleet's
+/// values without forcing, and removes what a hand edit added beside
+/// fleet's fields, since fleet now owns it and does not send it. Each try
 /// reads the object afresh and patches only if its resourceVersion is
 /// unchanged, so a concurrent writer's entry is never lost.
 async fn release_fields(
@@ -145,13 +147,15 @@ async fn release_fields(
         let Some(live) = retry::kube(|| api.get_opt(&id.name)).await? else {
             return Ok(());
         };
-        let entries = live.metadata.managed_fields.clone().unwrap_or_default();
-        let kept: Vec<_> = entries
+        let entries: Vec<serde_json::Value> = live
+            .metadata
+            .managed_fields
             .iter()
-            .filter(|e| !e.manager.as_ref().is_some_and(|m| managers.contains(m)))
-            .cloned()
+            .flatten()
+            .map(|e| serde_json::to_value(e).expect("managedFields serialise"))
             .collect();
-        if kept.len() == entries.len() {
+        let written = takeover::taken_over(&entries, managers, &id.api_version);
+        if written == entries {
             return Ok(());
         }
         // A list in a merge patch replaces the whole list; the
@@ -159,7 +163,7 @@ async fn release_fields(
         let patch = serde_json::json!({
             "metadata": {
                 "resourceVersion": live.metadata.resource_version,
-                "managedFields": kept,
+                "managedFields": written,
             }
         });
         match api

@@ -674,7 +674,10 @@ async fn get_each(
 /// live state stays small: no `status` (plans compare without it; rollouts
 /// are watched apart), and of other managers' managedFields entries only who
 /// wrote and how (drift is told from conflicts by the operation), not the
-/// field sets, which only fleet's own entry needs (client-side comparison).
+/// field sets. Kept are the field sets of fleet's own entry (client-side
+/// comparison, the proof of no change) and of Updates of the object itself,
+/// which is where a hand edit's additions show (`plan::takeover`); a
+/// controller's writes go to the status subresource and are dropped.
 pub fn kept_for_planning(mut object: Value) -> Value {
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
@@ -684,7 +687,10 @@ pub fn kept_for_planning(mut object: Value) -> Value {
         .and_then(Value::as_array_mut)
     {
         for entry in entries {
+            let update_of_object = entry["operation"] == "Update"
+                && entry["subresource"].as_str().unwrap_or_default().is_empty();
             if entry["manager"] != ownership::FIELD_MANAGER
+                && !update_of_object
                 && let Some(entry) = entry.as_object_mut()
             {
                 entry.remove("fieldsV1");
@@ -804,6 +810,8 @@ mod tests {
             "metadata": { "name": "a", "managedFields": [
                 { "manager": "fleet", "operation": "Apply", "fieldsV1": { "f:spec": {} } },
                 { "manager": "kubectl-scale", "operation": "Update", "subresource": "scale", "fieldsV1": { "f:spec": {} } },
+                { "manager": "kubectl-set", "operation": "Update", "fieldsV1": { "f:spec": {} } },
+                { "manager": "other-tool", "operation": "Apply", "fieldsV1": { "f:spec": {} } },
             ] },
             "spec": { "replicas": 2 },
             "status": { "replicas": 2 }
@@ -816,6 +824,11 @@ mod tests {
         assert_eq!(
             entries[1],
             json!({ "manager": "kubectl-scale", "operation": "Update", "subresource": "scale" })
+        );
+        assert!(entries[2]["fieldsV1"].is_object(), "a hand edit's fields");
+        assert_eq!(
+            entries[3],
+            json!({ "manager": "other-tool", "operation": "Apply" })
         );
     }
 }

@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use kube::api::Patch;
 use serde_json::Value;
 
-use super::{Action, Change, Drift, Target, compare};
+use super::{Action, Change, Drift, Target, compare, takeover};
 use crate::live::kube::{Cluster, LiveState, NamespaceState, patch_text};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
@@ -320,7 +320,10 @@ impl Planning<'_> {
                 let change = classify(object, &context, DryRun::Forbidden(reason.clone()));
                 return Ok((change, Some(reason)));
             }
-            result => return Ok((classify(object, &context, result), None)),
+            result => {
+                let result = without_hand_additions(result, &mut context, options);
+                return Ok((classify(object, &context, result), None));
+            }
         };
         let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
         // What taking the fields over would change: the update that restores a
@@ -328,6 +331,7 @@ impl Planning<'_> {
         let forced = dry_run(cluster, live, object, true).await?;
         if let Some(managers) = imperative {
             context.taken_from = managers;
+            let forced = without_hand_additions(forced, &mut context, options);
             return Ok((classify(object, &context, forced), None));
         }
         let mut change = classify(object, &context, DryRun::Conflict(conflicts));
@@ -336,6 +340,25 @@ impl Planning<'_> {
         }
         Ok((change, None))
     }
+}
+
+/// A dry run's answer without the fields apply takes over from hand edits
+/// and removes ([`takeover`]), whose managers join those the change takes
+/// fields from. A field the server defaults (a container's
+/// `imagePullPolicy`) comes back with its default after the apply; the plan
+/// shows it removed.
+fn without_hand_additions(result: DryRun, context: &mut Context<'_>, options: &Options) -> DryRun {
+    let DryRun::Accepted(after) = result else {
+        return result;
+    };
+    let Some((managers, fields)) = takeover::hand_added(&after, &options.imperative_managers)
+    else {
+        return DryRun::Accepted(after);
+    };
+    context.taken_from.extend(managers);
+    context.taken_from.sort();
+    context.taken_from.dedup();
+    DryRun::Accepted(takeover::without(&after, &fields))
 }
 
 /// The fleet's namespace does not exist and fleet does not create it.

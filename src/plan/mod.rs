@@ -6,6 +6,7 @@
 pub mod compare;
 pub mod jetstream;
 pub mod kube;
+pub mod takeover;
 pub mod unchanged;
 
 use serde::{Deserialize, Serialize};

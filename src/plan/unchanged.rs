@@ -26,6 +26,11 @@
 //!    in defaults such as a port's `protocol: TCP`). This guards against a
 //!    write made under fleet's own manager name with other values.
 //!
+//! 5. No other writer's Update of the object itself holds a field fleet's
+//!    entry does not. Such a field may be a hand addition (`kubectl set
+//!    env`), which apply takes over and removes (`super::takeover`): a
+//!    change no dry run shows, decided when the object is dry-run.
+//!
 //! Given these, applying the desired body sets every field to the value it
 //! has, with fleet keeping the same fields, so no field is added, changed or
 //! removed: exactly what a dry run would find. Sharing a field with another
@@ -48,7 +53,9 @@ use crate::ownership;
 /// Whether a server-side apply of `desired` by fleet would leave `live`
 /// exactly as it is (see the module's argument).
 pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
-    if !live["metadata"]["deletionTimestamp"].is_null() {
+    if !live["metadata"]["deletionTimestamp"].is_null()
+        || super::takeover::updated_beyond_fleet(live, desired)
+    {
         return false;
     }
     let applied = ownership::applied_hash(live);
@@ -458,6 +465,25 @@ pub(crate) mod tests {
         let mut live = self::live();
         live["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["--x", "--y"]);
         assert!(!proven_unchanged(&desired(), &live));
+    }
+
+    #[test]
+    fn a_hand_addition_is_not_proven() {
+        // kubectl label added a label fleet does not set; the one fleet
+        // sets stays fleet's, so only the other entry tells.
+        let mut live = live();
+        live["metadata"]["labels"]["extra"] = json!("x");
+        let entries = live["metadata"]["managedFields"].as_array_mut().unwrap();
+        entries.push(json!({ "manager": "kubectl-label", "operation": "Update", "apiVersion": "apps/v1",
+                             "fieldsType": "FieldsV1", "fieldsV1": { "f:metadata": { "f:labels": { "f:extra": {} } } } }));
+        assert!(!proven_unchanged(&desired(), &live));
+        // A rollout restart's annotation is no addition apply would remove.
+        let mut restarted = self::live();
+        restarted["metadata"]["managedFields"].as_array_mut().unwrap().push(json!({
+            "manager": "kubectl-rollout", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+            "fieldsV1": { "f:spec": { "f:template": { "f:metadata": { "f:annotations": {
+                ".": {}, "f:kubectl.kubernetes.io/restartedAt": {} } } } } } }));
+        assert!(proven_unchanged(&desired(), &restarted));
     }
 
     #[test]
