@@ -153,6 +153,52 @@ async fn hand_additions_are_drift_that_apply_removes() {
 }
 
 #[tokio::test]
+async fn a_service_port_moved_by_hand_is_restored() {
+    let env = TestEnv::new("drift-port-moved").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&["--no-wait"]).assert_ok("apply");
+    // The port's key changes: fleet's port would come back as a second one
+    // named `metrics`, which the API server refuses, dry run or not.
+    fleet.kubectl(&[
+        "patch",
+        "service/agent-devops",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/port","value":9999}]"#,
+    ]);
+
+    let plan = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let moved = format!(
+        "  ~ Service {}/agent-devops (changed outside fleet by kubectl-patch)",
+        fleet.namespace
+    );
+    assert!(plan.stdout.contains(&moved), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("-    port: 9999") && plan.stdout.contains("+    port: 9090"),
+        "{}",
+        plan.stdout
+    );
+
+    fleet
+        .apply(&["--no-wait"])
+        .assert_ok("apply restoring the port");
+    fleet.assert_plan_empty();
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let service = services.get("agent-devops").await.unwrap();
+    let ports: Vec<i32> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, [9090]);
+}
+
+#[tokio::test]
 async fn another_applier_on_fleets_field_is_a_conflict() {
     let env = TestEnv::new("drift-applier").await;
     let fleet = FleetDir::for_test(&env);

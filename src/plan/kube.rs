@@ -74,6 +74,15 @@ pub enum DryRun {
     RoleMissing,
 }
 
+/// A dry run's answer: one planning classifies, or a 422 for another reason
+/// than immutable fields, an error to report unless a hand addition causes
+/// it (a Service port moved by hand makes fleet's port a second one of the
+/// same name), which apply takes over first.
+enum Answer {
+    Planned(DryRun),
+    Invalid(Box<kube::core::Status>),
+}
+
 /// The Kubernetes part of a plan.
 #[derive(Debug, Default)]
 pub struct Planned {
@@ -305,7 +314,15 @@ impl Planning<'_> {
             taken_from: Vec::new(),
         };
         // Plan as apply will apply: adopting takes the object's fields over.
-        let result = dry_run(cluster, live, object, options.force_conflicts || adopting).await?;
+        let result =
+            match dry_run(cluster, live, object, options.force_conflicts || adopting).await? {
+                Answer::Planned(result) => result,
+                Answer::Invalid(status) => {
+                    return self
+                        .refused_beside_hand_additions(object, context, &status)
+                        .map(|change| (change, None));
+                }
+            };
         let conflicts = match result {
             // A namespace fleet does not create, which it could not read (an
             // identity confined to it), and which the dry run says is missing.
@@ -328,7 +345,10 @@ impl Planning<'_> {
         let imperative = imperative_only(&conflicts, before, &options.imperative_managers);
         // What taking the fields over would change: the update that restores a
         // hand edit, or the diff shown with a real conflict.
-        let forced = dry_run(cluster, live, object, true).await?;
+        let forced = match dry_run(cluster, live, object, true).await? {
+            Answer::Planned(forced) => forced,
+            Answer::Invalid(status) => return Err(refused_error(cluster, object, &status)),
+        };
         if let Some(managers) = imperative {
             context.taken_from = managers;
             let forced = without_hand_additions(forced, &mut context, options);
@@ -339,6 +359,42 @@ impl Planning<'_> {
             change.diff = Some(unified_diff(&object.id.kind, Some(before), Some(&after)));
         }
         Ok((change, None))
+    }
+}
+
+impl Planning<'_> {
+    /// A dry run the server refused (422) because of a hand addition, such
+    /// as a Service port moved by hand (fleet's port would be a second one
+    /// named `metrics`): apply takes the addition over first, so planned
+    /// client-side from the live object without it. Any other refusal is
+    /// the error it was.
+    fn refused_beside_hand_additions(
+        self,
+        object: &DesiredObject,
+        mut context: Context<'_>,
+        status: &kube::core::Status,
+    ) -> anyhow::Result<Change> {
+        let refused = || refused_error(self.cluster, object, status);
+        let Some(before) = context.before else {
+            return Err(refused());
+        };
+        // LIST items carry no apiVersion and kind.
+        let mut live = before.clone();
+        live["apiVersion"] = object.body["apiVersion"].clone();
+        live["kind"] = object.body["kind"].clone();
+        let Some((managers, fields)) =
+            takeover::hand_added(&live, &self.options.imperative_managers)
+        else {
+            return Err(refused());
+        };
+        context.taken_from = managers;
+        let after = compare::expected(&takeover::without(before, &fields), &object.body);
+        let mut change = classify(object, &context, DryRun::Accepted(after));
+        change.reason = Some(format!(
+            "beside the hand edit's fields the API server refuses fleet's {}: {}. Apply takes those fields over first. Compared client-side: defaults the server adds do not show",
+            object.id.kind, status.message
+        ));
+        Ok(change)
     }
 }
 
@@ -528,7 +584,7 @@ async fn dry_run(
     live: &LiveState,
     object: &DesiredObject,
     force: bool,
-) -> anyhow::Result<DryRun> {
+) -> anyhow::Result<Answer> {
     let kind = live
         .kind(&object.id)
         .expect("planned only for installed kinds");
@@ -538,22 +594,33 @@ async fn dry_run(
     let patch = Patch::Apply(&object.body);
     let dry_run = || patch_text(&cluster.client, &api, &object.id.name, &params, &patch);
     match retry::kube(dry_run).await {
-        Ok(answer) => Ok(DryRun::Accepted(serde_json::from_str(&answer)?)),
+        Ok(answer) => Ok(Answer::Planned(DryRun::Accepted(serde_json::from_str(
+            &answer,
+        )?))),
         Err(kube::Error::Api(status)) => match refusal(&status, &object.id) {
-            Some(dry_run) => Ok(dry_run),
-            None => {
-                let err = explain::api_error(&status, "planning", &object.id, cluster);
-                Err(match patched_here(object, &status) {
-                    Some(hint) => anyhow::anyhow!("{err:#}\n  {hint}"),
-                    None => err,
-                })
-            }
+            Some(dry_run) => Ok(Answer::Planned(dry_run)),
+            None if status.code == 422 => Ok(Answer::Invalid(status)),
+            None => Err(refused_error(cluster, object, &status)),
         },
         Err(err) => Err(anyhow::Error::new(err).context(format!(
             "planning {} on {}",
             object.id,
             cluster.describe()
         ))),
+    }
+}
+
+/// The dry run's refusal as planning reports it, with where the agent's
+/// patch set the fields it names.
+fn refused_error(
+    cluster: &Cluster,
+    object: &DesiredObject,
+    status: &kube::core::Status,
+) -> anyhow::Error {
+    let err = explain::api_error(status, "planning", &object.id, cluster);
+    match patched_here(object, status) {
+        Some(hint) => anyhow::anyhow!("{err:#}\n  {hint}"),
+        None => err,
     }
 }
 
