@@ -71,7 +71,7 @@ fn is_fleets(entry: &Value) -> bool {
 
 /// An entry a hand edit wrote: an imperative manager's Update of the object
 /// itself.
-pub fn is_hand_edit(entry: &Value, imperative: &[String]) -> bool {
+fn is_hand_edit(entry: &Value, imperative: &[String]) -> bool {
     entry["operation"] == "Update"
         && entry["subresource"].as_str().unwrap_or_default().is_empty()
         && entry["manager"]
