@@ -175,6 +175,10 @@ pub struct SizeResult {
     pub consumers: usize,
     pub fleet_apply: Option<Stats>,
     pub kubectl_apply: Option<Stats>,
+    /// CPU used during the applies from empty, by the control plane and by
+    /// the tool: what they cost the machine, whatever the wall time.
+    pub fleet_apply_cpu: Option<measure::CpuUse>,
+    pub kubectl_apply_cpu: Option<measure::CpuUse>,
     pub fleet_noop: Option<Stats>,
     pub kubectl_noop: Option<Stats>,
     pub floor: Option<Stats>,
@@ -593,6 +597,7 @@ impl Bench {
         // kwok's nodes hold, at 500 agents) would keep the scheduler busy
         // during it.
         let (mut fleet_applies, mut kubectl_applies) = (Vec::new(), Vec::new());
+        let (mut fleet_cpu, mut kubectl_cpu) = (Vec::new(), Vec::new());
         let mut fleet_copy = false;
         for run in 0..self.options.apply_runs {
             for fleet_turn in [run % 2 == 0, run % 2 == 1] {
@@ -601,12 +606,15 @@ impl Bench {
                 fleet_copy = fleet_turn;
                 if fleet_turn {
                     let command = self.fleet_apply(&dir);
+                    let before = self.control_plane_cpu();
                     let sample = self.timed("fleet apply from empty", command, 0, true)?;
+                    let server = self.control_plane_cpu_since(before);
                     log(format!(
                         "{agents} agents: fleet apply {}",
                         sample_text(&sample)
                     ));
                     fleet_applies.push(sample);
+                    fleet_cpu.push((sample, server));
                     self.settle(&namespace);
                 } else {
                     let file = kubectl_file.to_string_lossy().into_owned();
@@ -620,18 +628,23 @@ impl Bench {
                             &file,
                         ],
                     );
+                    let before = self.control_plane_cpu();
                     let sample = self.timed("kubectl apply --server-side", command, 0, true)?;
+                    let server = self.control_plane_cpu_since(before);
                     log(format!(
                         "{agents} agents: kubectl apply {}",
                         sample_text(&sample)
                     ));
                     kubectl_applies.push(sample);
+                    kubectl_cpu.push((sample, server));
                     self.settle(&kubectl_namespace);
                 }
             }
         }
         result.fleet_apply = Stats::of(&fleet_applies);
         result.kubectl_apply = Stats::of(&kubectl_applies);
+        result.fleet_apply_cpu = measure::CpuUse::of(&fleet_cpu);
+        result.kubectl_apply_cpu = measure::CpuUse::of(&kubectl_cpu);
         if fleet_applies.iter().any(|s| s.code != 0) {
             // Plans of a failed apply would measure something else.
             self.teardown_later(&[&namespace, &kubectl_namespace], &stream);
@@ -882,6 +895,17 @@ impl Bench {
             }
             Err(err) => log(format!("{namespace}: could not count Pods: {err:#}")),
         }
+    }
+
+    /// The control plane's CPU time so far (its run directory holds the
+    /// kubeconfig the bench uses).
+    fn control_plane_cpu(&self) -> Option<Duration> {
+        measure::control_plane_cpu(self.kubeconfig.parent()?)
+    }
+
+    /// The control plane's CPU time since `before`.
+    fn control_plane_cpu_since(&self, before: Option<Duration>) -> Option<Duration> {
+        Some(self.control_plane_cpu()?.saturating_sub(before?))
     }
 
     /// Namespaces and a stream about to be made, deleted when the bench ends.

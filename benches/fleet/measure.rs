@@ -17,6 +17,8 @@ pub struct Sample {
     pub max_rss_kib: u64,
     /// The exit code; 128 + the signal when a signal ended it.
     pub code: i32,
+    /// CPU time of the child (user + system).
+    pub cpu: Duration,
 }
 
 /// The argument that makes the bench binary a runner (see [`run`]).
@@ -56,10 +58,11 @@ pub fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sa
         .filter_map(|field| field.parse().ok())
         .collect();
     match fields[..] {
-        [nanos, max_rss_kib, code] => Ok(Sample {
+        [nanos, max_rss_kib, code, cpu_micros] => Ok(Sample {
             wall: Duration::from_nanos(nanos),
             max_rss_kib,
             code: code as i32,
+            cpu: Duration::from_micros(cpu_micros),
         }),
         _ => anyhow::bail!(
             "the runner of {:?} failed: {}",
@@ -70,7 +73,7 @@ pub fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sa
 }
 
 /// The runner: `ARGS` are stdout file, stderr file, program, its arguments.
-/// Prints "wall-nanoseconds peak-RSS-KiB exit-code".
+/// Prints "wall-nanoseconds peak-RSS-KiB exit-code CPU-microseconds".
 pub fn runner_main(args: &[String]) -> anyhow::Result<()> {
     let [stdout, stderr, program, args @ ..] = args else {
         anyhow::bail!("{RUNNER} needs: STDOUT STDERR PROGRAM [ARGS...]");
@@ -109,9 +112,65 @@ pub fn runner_main(args: &[String]) -> anyhow::Result<()> {
     } else {
         128 + libc::WTERMSIG(status)
     };
+    let micros = |t: libc::timeval| t.tv_sec.max(0) as u64 * 1_000_000 + t.tv_usec.max(0) as u64;
+    let cpu = micros(usage.ru_utime) + micros(usage.ru_stime);
     // Linux reports ru_maxrss in KiB.
-    println!("{} {} {code}", wall.as_nanos(), usage.ru_maxrss.max(0));
+    println!(
+        "{} {} {code} {cpu}",
+        wall.as_nanos(),
+        usage.ru_maxrss.max(0)
+    );
     Ok(())
+}
+
+/// CPU time used so far by the local control plane's processes (every
+/// server `scripts/controlplane` started, whose pids it keeps in
+/// `<run>/pids`), read from `/proc/<pid>/stat`; `None` if unreadable.
+pub fn control_plane_cpu(run: &Path) -> Option<Duration> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        return None;
+    }
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(run.join("pids")).ok()? {
+        let pid = std::fs::read_to_string(entry.ok()?.path()).ok()?;
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
+            continue; // not running
+        };
+        // After the command name in parentheses: state is field 3, utime
+        // and stime fields 14 and 15.
+        let after_name = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        total += utime + stime;
+    }
+    Some(Duration::from_micros(total * 1_000_000 / ticks as u64))
+}
+
+/// The CPU one step used, as the medians of its runs: the control plane's
+/// (API server, etcd, controllers, NATS) and the command's own.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUse {
+    pub control_plane: Duration,
+    pub client: Duration,
+}
+
+impl CpuUse {
+    /// Medians of the runs; `None` without a control plane reading.
+    pub fn of(runs: &[(Sample, Option<Duration>)]) -> Option<CpuUse> {
+        let server: Vec<Duration> = runs.iter().map(|(_, s)| *s).collect::<Option<_>>()?;
+        let client: Vec<Duration> = runs.iter().map(|(s, _)| s.cpu).collect();
+        Some(CpuUse {
+            control_plane: Stats::of_durations(&server)?.median,
+            client: Stats::of_durations(&client)?.median,
+        })
+    }
+
+    pub fn total(&self) -> Duration {
+        self.control_plane + self.client
+    }
 }
 
 /// Min and median wall time and peak RSS of several runs.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::measure::Stats;
+use crate::measure::{CpuUse, Stats};
 use crate::{Machine, RenderResult, SizeResult};
 
 /// "850 ms" below 10 s, "12.3 s" above.
@@ -140,6 +140,37 @@ pub fn markdown(
     out
 }
 
+/// What the applies from empty cost the machine: CPU seconds of the control
+/// plane and of the tool during each (medians), and the shortest time that
+/// much work takes on this machine's cores. A tool near that floor is bound
+/// by the server's cost per write, not by how it sends them.
+fn apply_cpu(s: &SizeResult) -> Option<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = |tool: &str, cpu: Option<&CpuUse>, wall: Option<&Stats>| {
+        let (cpu, wall) = (cpu?, wall?);
+        let floor = cpu.total().as_secs_f64() / cores as f64;
+        Some(format!(
+            "{tool}: control plane {:.1} s + {tool} {:.1} s = {:.1} CPU-s, at least {:.1} s on {cores} cores; its median {} is {:.0}% of the machine",
+            cpu.control_plane.as_secs_f64(),
+            cpu.client.as_secs_f64(),
+            cpu.total().as_secs_f64(),
+            floor,
+            duration(wall.median),
+            100.0 * floor / wall.median.as_secs_f64()
+        ))
+    };
+    let fleet = one("fleet", s.fleet_apply_cpu.as_ref(), s.fleet_apply.as_ref())?;
+    let kubectl = one(
+        "kubectl",
+        s.kubectl_apply_cpu.as_ref(),
+        s.kubectl_apply.as_ref(),
+    );
+    Some(format!(
+        "CPU during apply from empty (medians of the runs): {fleet}{}.",
+        kubectl.map(|k| format!("; {k}")).unwrap_or_default()
+    ))
+}
+
 fn size_table(w: &mut String, s: &SizeResult) {
     let _ = writeln!(
         w,
@@ -183,6 +214,9 @@ fn size_table(w: &mut String, s: &SizeResult) {
             stats(kubectl),
             times(ratio(fleet, kubectl))
         );
+    }
+    if let Some(line) = apply_cpu(s) {
+        let _ = writeln!(w, "\n{line}");
     }
     if let Some(floor) = &s.floor {
         let _ = writeln!(
