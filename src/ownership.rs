@@ -117,6 +117,14 @@ pub fn stamp_jetstream(config: &mut serde_json::Value) {
     }
 }
 
+/// Whether a managedFields entry is fleet's own: its server-side apply of
+/// the object itself (not of a subresource).
+pub fn is_fleets_entry(entry: &serde_json::Value) -> bool {
+    entry["manager"] == FIELD_MANAGER
+        && entry["operation"] == "Apply"
+        && entry["subresource"].as_str().unwrap_or_default().is_empty()
+}
+
 /// The hash a live object or config carries, if any.
 pub fn applied_hash(live: &serde_json::Value) -> Option<&str> {
     live["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]

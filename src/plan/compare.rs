@@ -28,11 +28,7 @@ fn fleets_fields(live: &Value) -> Option<&Value> {
     live["metadata"]["managedFields"]
         .as_array()?
         .iter()
-        .find(|entry| {
-            entry["manager"] == ownership::FIELD_MANAGER
-                && entry["operation"] == "Apply"
-                && entry["subresource"].as_str().unwrap_or_default().is_empty()
-        })
+        .find(|entry| ownership::is_fleets_entry(entry))
         .and_then(|entry| entry.get("fieldsV1"))
 }
 

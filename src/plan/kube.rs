@@ -360,9 +360,7 @@ impl Planning<'_> {
         }
         Ok((change, None))
     }
-}
 
-impl Planning<'_> {
     /// A dry run the server refused (422) because of a hand addition, such
     /// as a Service port moved by hand (fleet's port would be a second one
     /// named `metrics`): apply takes the addition over first, so planned

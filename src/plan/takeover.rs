@@ -62,13 +62,6 @@ fn entries(object: &Value) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
-/// Fleet's own entry: its Apply of the object itself.
-fn is_fleets(entry: &Value) -> bool {
-    entry["manager"] == ownership::FIELD_MANAGER
-        && entry["operation"] == "Apply"
-        && entry["subresource"].as_str().unwrap_or_default().is_empty()
-}
-
 /// An entry a hand edit wrote: an imperative manager's Update of the object
 /// itself.
 fn is_hand_edit(entry: &Value, imperative: &[String]) -> bool {
@@ -124,7 +117,9 @@ pub fn updated_beyond_fleet(live: &Value, desired: &Value) -> bool {
         return false;
     }
     let api_version = &desired["apiVersion"];
-    let fleets = entries(live).find(|e| is_fleets(e)).map(|e| &e["fieldsV1"]);
+    let fleets = entries(live)
+        .find(|e| ownership::is_fleets_entry(e))
+        .map(|e| &e["fieldsV1"]);
     entries(live)
         .filter(|e| {
             e["operation"] == "Update"
@@ -174,7 +169,7 @@ pub fn taken_over(entries: &[Value], managers: &[String], api_version: &str) -> 
     }
     let fleets = kept
         .iter_mut()
-        .find(|e| is_fleets(e) && e["apiVersion"] == api_version);
+        .find(|e| ownership::is_fleets_entry(e) && e["apiVersion"] == api_version);
     match fleets {
         Some(entry) => {
             let fields = entry

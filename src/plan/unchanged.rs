@@ -107,11 +107,7 @@ fn without_provenance(fields: &Map<String, Value>) -> Cow<'_, Map<String, Value>
 /// apiVersion on the main resource.
 fn fleet_fields<'a>(live: &'a Value, api_version: &Value) -> Option<&'a Map<String, Value>> {
     let entries = live["metadata"]["managedFields"].as_array()?;
-    let mut applied = entries.iter().filter(|e| {
-        e["manager"] == ownership::FIELD_MANAGER
-            && e["operation"] == "Apply"
-            && e["subresource"].as_str().unwrap_or_default().is_empty()
-    });
+    let mut applied = entries.iter().filter(|e| ownership::is_fleets_entry(e));
     let entry = applied.next()?;
     if applied.next().is_some()
         || &entry["apiVersion"] != api_version
