@@ -1,15 +1,18 @@
 //! Waiting for Deployments to roll out once their changes are written: all of
 //! them at once, with progress as it happens, and stopping as soon as one
-//! cannot finish (a pod no node can hold, an image that cannot be pulled, a
-//! container that keeps crashing, the progress deadline passed). Only reads.
+//! cannot finish (a pod no node can ever hold, an image that cannot be
+//! pulled, a container that keeps crashing, the progress deadline passed).
+//! A pod waiting for room on the nodes is progress, not a failure. Only reads.
 //!
 //! Each namespace is followed by three watches (Deployments, ReplicaSets,
 //! pods) mirrored into kube-runtime reflector stores, however many agents it
-//! holds, so the number of connections does not grow with the fleet. After
-//! each batch of changes every Deployment still waited on is judged again by
+//! holds, so the number of connections does not grow with the fleet; the
+//! nodes by one more, started only once a pod waits for a node. After each
+//! batch of changes every Deployment still waited on is judged again by
 //! [`status::classify`]. Nothing outlives `--timeout`: the watches are asked
 //! to end by then, and are dropped when it passes.
 
+mod fit;
 mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,7 +24,7 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, Resource, ResourceExt as _};
@@ -38,8 +41,6 @@ const QUIET_AT_MOST: Duration = Duration::from_secs(10);
 const CHANGES_AT_MOST_EVERY: Duration = Duration::from_secs(2);
 /// Once one rollout fails, how long the others get to show how they end.
 const SETTLE_AFTER_FAILURE: Duration = Duration::from_secs(3);
-/// How long past its deletionTimestamp a pod still counts as going away.
-const TERMINATING_SLACK: Duration = Duration::from_secs(30);
 /// A watch request asks the server to end it after this long at most.
 const WATCH_REQUEST_LIMIT: Duration = Duration::from_secs(290);
 
@@ -131,6 +132,8 @@ pub async fn wait(
         signals.extend(namespace_signals);
     }
     let mut signals = stream::select_all(signals);
+    let request_limit = watch_request_limit(timeout);
+    let mut nodes: Option<Nodes> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut errors = Vec::new();
@@ -155,8 +158,37 @@ pub async fn wait(
             changed.push(signal);
         }
         for signal in changed {
-            watched[signal.namespace].take(signal);
+            match (&mut nodes, signal.kind) {
+                (Some(nodes), Kind::Nodes) => nodes.take(signal),
+                _ => watched[signal.namespace].take(signal),
+            }
         }
+        // Whether a pod the scheduler could not place can ever run depends
+        // on the nodes: read them once one is seen (a LIST of every node is
+        // large on a large cluster, and rarely needed).
+        if nodes.is_none() && watched.iter().any(Watched::waits_for_a_node) {
+            let (store, node_signals) = watch::<Node>(
+                Api::all(client.clone()),
+                watcher::Config::default().timeout(request_limit),
+                0,
+                Kind::Nodes,
+                // A node lists every image it holds: the bulk of it, unread.
+                |node| {
+                    if let Some(status) = node.status.as_mut() {
+                        status.images = None;
+                    }
+                },
+            );
+            signals.push(node_signals);
+            nodes = Some(Nodes {
+                store,
+                listed: false,
+            });
+        }
+        let known_nodes = nodes.as_ref().and_then(Nodes::known);
+        let known_nodes: Option<Vec<&Node>> = known_nodes
+            .as_ref()
+            .map(|nodes| nodes.iter().map(Arc::as_ref).collect());
         for namespace in &watched {
             if let Some(err) = namespace.refused() {
                 // Without reads there is nothing to wait on: say why, and stop.
@@ -181,7 +213,7 @@ pub async fn wait(
             let rollout = watched
                 .iter()
                 .find(|n| Some(n.name.as_str()) == w.deployment.namespace.as_deref())
-                .and_then(|namespace| namespace.judge(&w.deployment.name));
+                .and_then(|namespace| namespace.judge(&w.deployment.name, known_nodes.as_deref()));
             let progress = Progress {
                 deployment: w.deployment.clone(),
                 rollout,
@@ -303,6 +335,34 @@ enum Kind {
     Deployments,
     ReplicaSets,
     Pods,
+    /// The cluster's nodes, not a namespace's.
+    Nodes,
+}
+
+/// The watch of the cluster's nodes.
+struct Nodes {
+    store: Store<Node>,
+    listed: bool,
+}
+
+impl Nodes {
+    fn take(&mut self, signal: Signal) {
+        // An identity that may not read nodes (a namespace-confined one)
+        // never lists them: pods are then judged from the scheduler's
+        // reasons alone.
+        if matches!(signal.event, Ok(Listed::Yes)) {
+            self.listed = true;
+        }
+    }
+
+    /// The nodes, once listed.
+    fn known(&self) -> Option<Vec<Arc<Node>>> {
+        self.listed.then(|| self.store.state())
+    }
+}
+
+fn watch_request_limit(timeout: Duration) -> u32 {
+    timeout.min(WATCH_REQUEST_LIMIT).as_secs().max(1) as u32
 }
 
 /// Something one of a namespace's watches saw.
@@ -340,7 +400,7 @@ impl Watched {
         let pods_selector = pods_selector(waited);
         let deployments_selector =
             format!("{}={}", ownership::MANAGED_BY_LABEL, ownership::MANAGED_BY);
-        let request_limit = timeout.min(WATCH_REQUEST_LIMIT).as_secs().max(1) as u32;
+        let request_limit = watch_request_limit(timeout);
         let config = |selector: &str| {
             let config = watcher::Config::default().timeout(request_limit);
             if selector.is_empty() {
@@ -354,18 +414,21 @@ impl Watched {
             config(&deployments_selector),
             index,
             Kind::Deployments,
+            |_| {},
         );
         let (replica_sets, replica_set_signals) = watch::<ReplicaSet>(
             Api::namespaced(client.clone(), namespace),
             config(&pods_selector),
             index,
             Kind::ReplicaSets,
+            |_| {},
         );
         let (pods, pod_signals) = watch::<Pod>(
             Api::namespaced(client.clone(), namespace),
             config(&pods_selector),
             index,
             Kind::Pods,
+            |_| {},
         );
         (
             Watched {
@@ -411,8 +474,16 @@ impl Watched {
         self.errors.values().next().map(ToString::to_string)
     }
 
+    /// Whether one of the pods watched here waits for a node.
+    fn waits_for_a_node(&self) -> bool {
+        self.pods
+            .state()
+            .iter()
+            .any(|pod| status::unschedulable_message(pod).is_some())
+    }
+
     /// Where the named Deployment stands, once all three watches have listed.
-    fn judge(&self, name: &str) -> Option<Rollout> {
+    fn judge(&self, name: &str, nodes: Option<&[&Node]>) -> Option<Rollout> {
         if self.listed.len() < 3 {
             return None;
         }
@@ -427,29 +498,17 @@ impl Watched {
             .filter_map(|rs| rs.metadata.uid.as_deref())
             .collect();
         let pods = self.pods.state();
-        let (own, others): (Vec<&Pod>, Vec<&Pod>) = pods.iter().map(Arc::as_ref).partition(|pod| {
-            pod.owner_references()
-                .iter()
-                .any(|owner| owners.contains(owner.uid.as_str()))
-        });
-        // Room freed by pods going away (this Deployment's old ones, or
-        // others') may let an unschedulable pod fit. A pod is due to be gone
-        // by its deletionTimestamp; one held well past it (a finalizer, a
-        // lost node) frees nothing soon.
-        let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let room_may_free = own.iter().chain(others.iter()).any(|pod| {
-            pod.metadata
-                .deletion_timestamp
-                .as_ref()
-                .is_some_and(|due| due.0.as_second() + TERMINATING_SLACK.as_secs() as i64 > now)
-        });
+        let own: Vec<&Pod> = pods
+            .iter()
+            .map(Arc::as_ref)
+            .filter(|pod| {
+                pod.owner_references()
+                    .iter()
+                    .any(|owner| owners.contains(owner.uid.as_str()))
+            })
+            .collect();
         let replica_sets: Vec<&ReplicaSet> = replica_sets.iter().map(Arc::as_ref).collect();
-        Some(status::classify(
-            &deployment,
-            &replica_sets,
-            &own,
-            room_may_free,
-        ))
+        Some(status::classify(&deployment, &replica_sets, &own, nodes))
     }
 }
 
@@ -485,12 +544,14 @@ fn owned_by<K: Resource>(object: &K, uid: &str) -> bool {
         .any(|owner| owner.uid == uid)
 }
 
-/// A watch of one kind mirrored into a store, as a stream of signals.
+/// A watch of one kind mirrored into a store, as a stream of signals;
+/// `trim` drops from each object what judging it never reads.
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     namespace: usize,
     kind: Kind,
+    trim: fn(&mut K),
 ) -> (Store<K>, BoxStream<'static, Signal>)
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
@@ -500,7 +561,10 @@ where
     let signals = watcher(api, config)
         // Retries after errors with backoff; the errors still come through.
         .default_backoff()
-        .modify(|object| object.meta_mut().managed_fields = None)
+        .modify(move |object| {
+            object.meta_mut().managed_fields = None;
+            trim(object);
+        })
         .reflect(writer)
         .map(move |event| Signal {
             namespace,

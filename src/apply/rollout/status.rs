@@ -9,7 +9,9 @@
 //! judged, so old pods crashing while a fix rolls out are not a failure.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+
+use super::fit;
 
 /// The annotation the deployment controller puts on a Deployment and on its
 /// ReplicaSet of the same revision: it names the newest ReplicaSet.
@@ -76,14 +78,17 @@ pub struct Failure {
 }
 
 /// Judges `deployment` from the ReplicaSets and pods seen in its namespace
-/// (those it does not own are ignored). `room_may_free` says pods are being
-/// deleted nearby: an unschedulable pod may then fit once they are gone (as
-/// in a rolling update on a full cluster), so it is not yet a failure.
+/// (those it does not own are ignored) and the cluster's `nodes`, `None`
+/// when they are not known (not read yet, or not readable). A pod the
+/// scheduler could not place fails the rollout only when it can never run:
+/// no node could hold it, judged from the nodes or, without them, from the
+/// scheduler's own reasons. Otherwise it waits for room (as every surge pod
+/// of a rolling update on a full cluster does), and its reason is progress.
 pub fn classify(
     deployment: &Deployment,
     replica_sets: &[&ReplicaSet],
     pods: &[&Pod],
-    room_may_free: bool,
+    nodes: Option<&[&Node]>,
 ) -> Rollout {
     let status = deployment.status.clone().unwrap_or_default();
     let counts = Counts {
@@ -159,25 +164,31 @@ pub fn classify(
     };
     new_pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
-    let mut unschedulable = 0;
+    let mut waiting_for_room: Vec<(String, String)> = Vec::new();
     for pod in &new_pods {
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         if let Some(failure) = container_failure(pod, &pod_name, namespace) {
             return failed(failure);
         }
-        if let Some(message) = unschedulable_message(pod) {
-            if !room_may_free {
-                return failed(Failure {
-                    pod: Some(pod_name.clone()),
-                    reason: "Unschedulable".into(),
-                    message,
-                    hint: format!(
-                        "no node can run this pod: check the agent's resources, node_selector and workload_type (or its profile's) against the nodes (`kubectl describe pod {pod_name} -n {namespace}`), or add nodes that fit"
-                    ),
-                });
-            }
-            unschedulable += 1;
+        let Some(message) = unschedulable_message(pod) else {
+            continue;
+        };
+        let never = match (nodes, &pod.spec) {
+            (Some(nodes), Some(spec)) => fit::never_fits(spec, nodes),
+            _ => fit::scheduler_says_never(&message)
+                .then(|| "the scheduler left out every node for its labels or taints".to_string()),
+        };
+        if let Some(why) = never {
+            return failed(Failure {
+                pod: Some(pod_name.clone()),
+                reason: "Unschedulable".into(),
+                message,
+                hint: format!(
+                    "no node can run this pod ({why}): check the agent's resources, node_selector and workload_type (or its profile's) against the nodes (`kubectl describe pod {pod_name} -n {namespace}`), or add nodes that fit"
+                ),
+            });
         }
+        waiting_for_room.push((pod_name, message));
     }
 
     let mut detail = if counts.updated < counts.desired {
@@ -194,11 +205,13 @@ pub fn classify(
             counts.available, counts.updated
         )
     };
-    if unschedulable > 0 {
-        detail.push_str(&format!(
-            "; {unschedulable} pod{} unschedulable until terminating pods are gone",
-            if unschedulable == 1 { "" } else { "s" }
-        ));
+    if let Some((pod, message)) = waiting_for_room.first() {
+        // The scheduler's reasons, without what it tried for preemption.
+        let reasons = message.split(" preemption:").next().unwrap_or(message);
+        match waiting_for_room.len() {
+            1 => detail.push_str(&format!("; pod {pod} waits for room: {reasons}")),
+            n => detail.push_str(&format!("; {n} pods wait for room ({pod}: {reasons})")),
+        }
     }
     progressing(detail)
 }
@@ -222,7 +235,7 @@ fn owned_by(
 }
 
 /// The scheduler's message when it found no node for the pod.
-fn unschedulable_message(pod: &Pod) -> Option<String> {
+pub(super) fn unschedulable_message(pod: &Pod) -> Option<String> {
     let condition = pod
         .status
         .as_ref()?
@@ -323,11 +336,18 @@ mod tests {
         }
     }
 
-    fn judge(text: &str, room_may_free: bool) -> Rollout {
+    /// Judged with the nodes of `nodes.json` (`kubectl get nodes -o json` on
+    /// the local control plane: three with 32 cpu and room for 110 pods), or
+    /// without any when `with_nodes` is false (not read, or not readable).
+    fn judge(text: &str, with_nodes: bool) -> Rollout {
         let objects = fixture(text);
         let replica_sets: Vec<&ReplicaSet> = objects.replica_sets.iter().collect();
         let pods: Vec<&Pod> = objects.pods.iter().collect();
-        classify(&objects.deployment, &replica_sets, &pods, room_may_free)
+        let list: serde_json::Value = serde_json::from_str(NODES).unwrap();
+        let nodes: Vec<Node> = serde_json::from_value(list["items"].clone()).unwrap();
+        let nodes: Vec<&Node> = nodes.iter().collect();
+        let nodes = with_nodes.then_some(nodes.as_slice());
+        classify(&objects.deployment, &replica_sets, &pods, nodes)
     }
 
     fn failure(rollout: Rollout) -> Failure {
@@ -337,6 +357,8 @@ mod tests {
         }
     }
 
+    const NODES: &str = include_str!("fixtures/nodes.json");
+    const WAITING_FOR_ROOM: &str = include_str!("fixtures/waiting-for-room.json");
     const ROLLED_OUT: &str = include_str!("fixtures/rolled-out.json");
     const UNSCHEDULABLE: &str = include_str!("fixtures/unschedulable.json");
     const INSUFFICIENT_CPU: &str = include_str!("fixtures/insufficient-cpu.json");
@@ -374,39 +396,70 @@ mod tests {
 
     #[test]
     fn unschedulable_pod_fails_with_the_schedulers_message() {
-        let failure = failure(judge(UNSCHEDULABLE, false));
-        assert_eq!(failure.reason, "Unschedulable");
-        assert_eq!(
-            failure.pod.as_deref(),
-            Some("agent-reviewer-6d8f7c9b5-x2x7q")
-        );
-        assert!(
-            failure.message.starts_with(
-                "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
-            ),
-            "{}",
-            failure.message
-        );
-        assert!(failure.hint.contains("node_selector"), "{}", failure.hint);
+        // From the nodes, and from the scheduler's reasons alone.
+        for with_nodes in [true, false] {
+            let failure = failure(judge(UNSCHEDULABLE, with_nodes));
+            assert_eq!(failure.reason, "Unschedulable");
+            assert_eq!(
+                failure.pod.as_deref(),
+                Some("agent-reviewer-6d8f7c9b5-x2x7q")
+            );
+            assert!(
+                failure.message.starts_with(
+                    "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+                ),
+                "{}",
+                failure.message
+            );
+            assert!(failure.hint.contains("node_selector"), "{}", failure.hint);
+        }
     }
 
     #[test]
-    fn insufficient_cpu_names_the_resource() {
-        let failure = failure(judge(INSUFFICIENT_CPU, false));
+    fn a_request_no_node_allocates_fails_naming_the_resource() {
+        let failure = failure(judge(INSUFFICIENT_CPU, true));
         assert_eq!(failure.reason, "Unschedulable");
         assert!(
             failure.message.contains("3 Insufficient cpu"),
             "{}",
             failure.message
         );
+        assert!(
+            failure.hint.contains(
+                "3 nodes allocate less cpu than it requests (500 requested, the most any node allocates is 32)"
+            ),
+            "{}",
+            failure.hint
+        );
     }
 
     #[test]
-    fn unschedulable_while_pods_terminate_is_still_progressing() {
-        let rollout = judge(INSUFFICIENT_CPU, true);
+    fn insufficient_cpu_without_the_nodes_waits() {
+        // The scheduler says the same whether the request is too large for
+        // any node or the nodes are only full: without the nodes, wait.
+        let rollout = judge(INSUFFICIENT_CPU, false);
         assert!(
-            matches!(&rollout, Rollout::Progressing { detail, .. } if detail.contains("1 pod unschedulable until terminating pods are gone")),
+            matches!(&rollout, Rollout::Progressing { detail, .. } if detail.contains("waits for room: 0/3 nodes are available: 3 Insufficient cpu.")),
             "{rollout:?}"
+        );
+    }
+
+    #[test]
+    fn a_surge_pod_that_fits_a_node_waits_for_room_showing_the_schedulers_reason() {
+        // A fleet-wide bump on a full cluster: every surge pod waits for
+        // the room other rollouts free as they finish.
+        let rollout = judge(WAITING_FOR_ROOM, true);
+        assert_eq!(
+            rollout,
+            Rollout::Progressing {
+                counts: Counts {
+                    desired: 1,
+                    ready: 1,
+                    updated: 1,
+                    available: 1
+                },
+                detail: "1 old replica still to terminate; pod agent-devops-84c7d9f6b-qq4tz waits for room: 0/3 nodes are available: 3 Too many pods.".into()
+            }
         );
     }
 
