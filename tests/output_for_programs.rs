@@ -64,6 +64,19 @@ fn validate_into_a_closed_pipe_ends_quietly() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
 
+#[test]
+fn schema_into_a_closed_pipe_ends_quietly() {
+    // `fleet schema | head -c 10` printed "error: Broken pipe" and exited 1.
+    let output = run_into_closed_pipe(&["schema"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}
+
 /// A fleet whose production environment uses a `latest` image: valid, with
 /// one warning.
 fn fleet_with_a_warning() -> tempfile::TempDir {

@@ -63,7 +63,7 @@ pub fn rendered_json(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result
 /// skips it, so a closed pipe would not be recognised as one (`fleet render
 /// --format json | head -1` failed with "Broken pipe"). Unwrapped, an io
 /// error stays an io error; a serialisation error keeps its message.
-fn io_error(err: serde_json::Error) -> std::io::Error {
+pub fn io_error(err: serde_json::Error) -> std::io::Error {
     std::io::Error::from(err)
 }
 
