@@ -104,6 +104,12 @@ pub struct ClusterArgs {
     pub nats: NatsArgs,
 }
 
+/// Help headings of the flags that follow a flattened group with its own
+/// heading (clap keeps the last heading for the flags after it).
+const OUTPUT: &str = "Output";
+const SAFETY: &str = "Safety";
+const LOCK: &str = "Deploy lock";
+
 /// How fleet reaches the NATS server (not the URL agents are given).
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "NATS connection")]
@@ -132,6 +138,7 @@ pub struct NatsArgs {
     /// Client certificate (with --nats-tls-key).
     #[arg(long, env = "FLEET_NATS_TLS_CERT")]
     pub nats_tls_cert: Option<PathBuf>,
+    /// Private key of the client certificate (with --nats-tls-cert).
     #[arg(long, env = "FLEET_NATS_TLS_KEY")]
     pub nats_tls_key: Option<PathBuf>,
     /// JetStream domain.
@@ -147,23 +154,23 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    #[arg(help_heading = OUTPUT, long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Also write the plan as JSON to this file.
-    #[arg(long)]
+    #[arg(help_heading = OUTPUT, long)]
     pub out: Option<PathBuf>,
     /// Keep `--format markdown` under this many bytes (a pull-request
     /// comment holds 65,536 characters): changes that do not fit are counted
     /// and the full plan is pointed at (`--out`).
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(help_heading = OUTPUT, long, default_value_t = 60_000)]
     pub max_bytes: usize,
     /// Exit 2 when the plan has changes (0: none, 1: error).
-    #[arg(long)]
+    #[arg(help_heading = OUTPUT, long)]
     pub detailed_exitcode: bool,
     /// Plan only what moved in the cluster and in JetStream since the last
     /// apply (hand edits, deletions), leaving out changes of the definition.
     /// Exits 2 when drift is found.
-    #[arg(long)]
+    #[arg(help_heading = OUTPUT, long)]
     pub drift: bool,
 }
 
@@ -176,32 +183,32 @@ pub enum PlanFormat {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
     /// A plan saved by `fleet plan --out`: apply refuses unless the cluster,
     /// the NATS server and the definition still give exactly that plan.
     pub plan_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Apply without asking for confirmation (required without a terminal).
-    #[arg(long)]
+    #[arg(help_heading = SAFETY, long)]
     pub auto_approve: bool,
     /// Do not wait for rollouts.
-    #[arg(long)]
+    #[arg(help_heading = SAFETY, long)]
     pub no_wait: bool,
     /// Allow changes that lose queued messages (destroying or replacing a
     /// stream that holds messages, a consumer with pending ones).
-    #[arg(long)]
+    #[arg(help_heading = SAFETY, long)]
     pub allow_destroy: bool,
     /// Apply although files under the definition's directory have
     /// uncommitted changes (the commit recorded then says so).
-    #[arg(long)]
+    #[arg(help_heading = SAFETY, long)]
     pub allow_dirty: bool,
     /// Wait up to this long for the deploy lock when another apply holds it
     /// (e.g. 10m); by default fail at once, naming the holder.
-    #[arg(long, default_value = "0s", value_parser = parse_timeout)]
+    #[arg(help_heading = LOCK, long, default_value = "0s", value_parser = parse_timeout)]
     pub lock_timeout: std::time::Duration,
     /// How long the deploy lock outlives this apply if it dies without
     /// releasing it (killed, its machine lost); renewed every third of it.
-    #[arg(long, default_value = "30s", value_parser = parse_lock_ttl)]
+    #[arg(help_heading = LOCK, long, default_value = "30s", value_parser = parse_lock_ttl)]
     pub lock_ttl: std::time::Duration,
 }
 
@@ -267,4 +274,32 @@ pub enum RbacPurpose {
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     crate::load::read::parse_duration(text)
         .map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 5m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_flag_has_help_and_only_nats_flags_are_under_nats_connection() {
+        let cli = Cli::command();
+        for verb in ["plan", "apply"] {
+            let command = cli.find_subcommand(verb).unwrap();
+            for arg in command.get_arguments() {
+                let name = arg.get_id().as_str();
+                if name == "help" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{verb} --{name} has no help");
+                let under_nats = arg.get_help_heading() == Some("NATS connection");
+                assert_eq!(
+                    under_nats,
+                    name.starts_with("nats_"),
+                    "{verb} --{name} is under {:?}",
+                    arg.get_help_heading()
+                );
+            }
+        }
+    }
 }
