@@ -562,6 +562,7 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
                     if !context.taken_from.is_empty() || unchanged_definition {
                         change.drift = Some(Drift {
                             managers: context.taken_from.clone(),
+                            with_definition_change: !unchanged_definition,
                         });
                     }
                     if same {
@@ -999,6 +1000,59 @@ mod tests {
         };
         let change = classify(&object, &context, DryRun::Accepted(object.body.clone()));
         assert_eq!(change.drift, Some(Drift::default()));
+    }
+
+    #[test]
+    fn plan_drift_leaves_out_a_definition_change_on_a_hand_edited_object() {
+        // Scaled by hand, and its definition changed since the last apply:
+        // the diff holds both, so `plan --drift` shows the drift without it.
+        let managers = json!([
+            { "manager": "fleet", "operation": "Apply" },
+            { "manager": "kubectl", "operation": "Update", "subresource": "scale" },
+        ]);
+        let live = live_with(&deployment(2), 4, managers);
+        let object = deployment(3);
+        let context = Context {
+            before: Some(&live),
+            inventory_unchanged: true,
+            taken_from: vec!["kubectl".into()],
+        };
+        let change = classify(&object, &context, DryRun::Accepted(object.body.clone()));
+        assert!(change.diff.as_deref().unwrap().contains("+  replicas: 3"));
+        let plan = crate::plan::Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            fleet: "f".into(),
+            environment: None,
+            namespace: "ns".into(),
+            kube_context: "c".into(),
+            nats_url: None,
+            provenance: Default::default(),
+            lock: None,
+            changes: vec![change],
+            drift_only: false,
+            notes: Vec::new(),
+        }
+        .drift_only();
+        let [change] = plan.changes.as_slice() else {
+            panic!("{:?}", plan.changes);
+        };
+        assert_eq!(
+            change.drift.as_ref().unwrap().describe(),
+            "changed outside fleet by kubectl"
+        );
+        assert_eq!(
+            change.diff, None,
+            "the definition's new replicas are not drift"
+        );
+        assert!(
+            change
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("the definition changed this object too"),
+            "{:?}",
+            change.reason
+        );
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub struct Drift {
     /// then applies, so fleet's values come back and the next plan is empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managers: Vec<String>,
+    /// The definition changed the object too (or may have: it carries no
+    /// record of fleet's last apply), so the diff holds fleet's new values
+    /// beside the restored ones: `plan --drift` leaves the diff out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_definition_change: bool,
 }
 
 impl Drift {
@@ -250,6 +255,20 @@ impl Plan {
                 if definition_changes == 1 { "is" } else { "are" },
                 if definition_changes == 1 { "it" } else { "them" },
             ));
+        }
+        // Drift on an object whose definition changed too: the diff cannot
+        // be told apart, so it is not shown as drift.
+        for change in &mut self.changes {
+            if change
+                .drift
+                .as_ref()
+                .is_some_and(|d| d.with_definition_change)
+            {
+                change.diff = None;
+                change.reason = Some(
+                    "the definition changed this object too; its diff, which holds both, is left out (`fleet plan` shows it)".into(),
+                );
+            }
         }
         self.drift_only = true;
         self
