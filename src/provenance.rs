@@ -294,12 +294,35 @@ fn uncommitted(
         .iter()
         .filter_map(|entry| {
             let how = describe_status(entry.status())?;
-            Some(Changed {
-                path: entry.path().ok()?.to_string(),
-                how,
-            })
+            let path = entry.path().ok()?.to_string();
+            // `fleet plan --out plan.json` then `fleet apply` in the same
+            // checkout (a CI job) must not find its own plan uncommitted.
+            if how == "untracked" && is_saved_plan(&workdir.join(&path)) {
+                return None;
+            }
+            Some(Changed { path, how })
         })
         .collect())
+}
+
+/// Whether `file` is a plan fleet saved (`fleet plan --out`): JSON whose
+/// first key is the plan's `format_version`, then `fleet`. Only its start is
+/// read.
+fn is_saved_plan(file: &Path) -> bool {
+    use std::io::Read as _;
+    let mut start = Vec::with_capacity(256);
+    let read = std::fs::File::open(file).and_then(|f| f.take(256).read_to_end(&mut start));
+    if read.is_err() {
+        return false;
+    }
+    let compact: Vec<u8> = start
+        .into_iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    compact.starts_with(br#"{"format_version":"#)
+        && compact
+            .windows(br#","fleet":"#.len())
+            .any(|w| w == br#","fleet":"#)
 }
 
 fn describe_status(status: git2::Status) -> Option<&'static str> {
@@ -875,7 +898,28 @@ mod tests {
                 ("deploy/fleet.toml".to_string(), "modified"),
             ]
         );
-        // A saved plan in the directory is left out.
+        // A plan saved in the directory (`fleet plan --out`) is not part of
+        // the definition, whoever looks; another JSON file is.
+        std::fs::write(
+            definition.join("plan.json"),
+            "{\n  \"format_version\": 1,\n  \"fleet\": \"agent-ceo\",\n  \"changes\": []\n}\n",
+        )
+        .unwrap();
+        std::fs::write(definition.join("config.json"), "{\"fleet\": 1}\n").unwrap();
+        let with_plan = of_plan(&file, None, ClusterIdentity::default()).unwrap();
+        let paths: Vec<&str> = with_plan
+            .definition
+            .as_ref()
+            .unwrap()
+            .changed
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect();
+        assert!(!paths.contains(&"deploy/plan.json"), "{paths:?}");
+        assert!(paths.contains(&"deploy/config.json"), "{paths:?}");
+        std::fs::remove_file(definition.join("plan.json")).unwrap();
+        std::fs::remove_file(definition.join("config.json")).unwrap();
+        // The file a saved plan was given is left out.
         let mut leave = dirty.clone();
         leave.leave_out(&definition.join("environments/prod.toml"));
         assert_eq!(leave.definition.as_ref().unwrap().changed.len(), 1);
