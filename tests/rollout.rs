@@ -1,9 +1,11 @@
 //! `fleet apply` waiting for rollouts on the local control plane (kwok nodes
 //! with 32 cpu each, `kwok-node-a` the only `workload-type=cognitive`): a
-//! rollout that cannot finish stops apply long before `--timeout`, naming
-//! the Deployment, the pod and the scheduler's reason; one that may still
-//! finish shows its progress until it does, or until a signal ends the
-//! wait.
+//! rollout that can never finish (no node could ever hold its pod) stops
+//! apply long before `--timeout`, naming the Deployment, the pod and the
+//! scheduler's reason; one whose pods wait for room shows the scheduler's
+//! reason as progress until room is made, or until a signal ends the wait.
+//! Room is an extended resource of each test's own, advertised on the nodes,
+//! so crowding it crowds no other test.
 
 mod support;
 
@@ -51,8 +53,9 @@ fn assert_fails_fast(fleet: &FleetDir, deployment: &str, message: &str) -> suppo
         fleet.namespace
     );
     let waited = waited_at(&run.stdout, &failed_line);
+    eprintln!("{deployment} failed after {waited:?} of waiting (apply took {took:?})");
     assert!(
-        waited < Duration::from_secs(30),
+        waited < Duration::from_secs(10),
         "failed only after {waited:?} of the 90s timeout:\n{}",
         run.stdout
     );
@@ -116,9 +119,11 @@ async fn request_no_node_can_hold_fails_fast_with_insufficient_cpu() {
 }
 
 #[tokio::test]
-async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits() {
+async fn rollout_waiting_for_room_shows_progress_and_finishes_when_room_is_made() {
     let env = TestEnv::new("rollout-progress").await;
     let fleet = FleetDir::for_test(&env);
+    let slots = Slots::advertise(&env, 1);
+    fleet.set_environment(&slots.taken_by_observer(""));
     let first = fleet.apply(&[]);
     first.assert_ok("apply");
     for (deployment, replicas) in [
@@ -133,18 +138,14 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
         waited_at(&first.stdout, &rolled_out);
     }
 
-    let node_label = format!("fleet.test/{}", env.namespace);
-    let _cleanup = hold_a_leaving_pod(&env, &fleet, &node_label).await;
+    let placeholder = slots.hold_the_last(&env, &fleet).await;
+    let (apply, reader) = apply_waiting_for_room(&fleet, &slots);
 
-    let (apply, reader) = apply_waiting_for_room(&fleet, &node_label);
-
-    // A node now fits: the rollout finishes.
-    let labelled = support::control_plane()
-        .kubectl()
-        .args(["label", "node", "kwok-node-b", &format!("{node_label}=yes")])
-        .output()
+    // Room is made: the rollout finishes.
+    let pods: Api<Pod> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    pods.delete(&placeholder, &DeleteParams::default())
+        .await
         .unwrap();
-    assert!(labelled.status.success(), "{labelled:?}");
     let (status, stdout, stderr) = finish_apply(apply, reader);
     assert!(status.success(), "{stdout}{stderr}");
     let rolled_out = format!(
@@ -154,6 +155,51 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
     waited_at(&stdout, &rolled_out);
 }
 
+/// A fleet-wide image bump on a cluster with room for few more pods: each
+/// surge pod waits for the room that other agents' old pods free as their
+/// rollouts finish, and the bump completes (it stopped after 59 s with
+/// `rollout failed: Unschedulable` when every pod that did not fit at once
+/// was a failure). The room is the test's own resource, so the crowding
+/// crowds no other test: four slots a node, twelve in all, for eight agents.
+#[tokio::test]
+async fn crowded_fleet_wide_bump_waits_for_room_and_completes() {
+    let env = TestEnv::new("rollout-crowded-bump").await;
+    let namespace = format!("{}-f", env.namespace);
+    let slots = Slots::advertise(&env, 4);
+    let mut definition = format!(
+        "[fleet]\nname = \"crowded\"\nnamespace = \"{namespace}\"\n\n[defaults]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.2\"\nnats_url = \"nats://nats.agent-system.svc:4222\"\n\n{}",
+        slots.patch("defaults")
+    );
+    for n in 1..=8 {
+        definition.push_str(&format!("\n[agents.a{n}]\ntier = \"operations\"\n"));
+    }
+    let fleet = FleetDir::with_definition(&namespace, &definition);
+    fleet.apply(&[]).assert_ok("first apply");
+
+    fleet.set_environment("[defaults]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n");
+    let started = Instant::now();
+    let bump = fleet.apply(&[]);
+    let took = started.elapsed();
+    eprintln!("the crowded bump took {took:?}");
+    bump.assert_ok("the crowded bump");
+    let waiting = bump
+        .stdout
+        .lines()
+        .filter(|line| {
+            line.contains("waits for room: 0/3 nodes are available: 3 Insufficient fleet.test/")
+        })
+        .count();
+    assert!(
+        waiting > 0,
+        "no surge pod waited for room:\n{}",
+        bump.stdout
+    );
+    for n in 1..=8 {
+        let rolled_out = format!("Deployment {namespace}/agent-a{n}: rolled out, 1/1 ready (");
+        waited_at(&bump.stdout, &rolled_out);
+    }
+}
+
 /// A rollout wait that only a signal ends: SIGTERM (a cancelled CI job)
 /// ends it at once, says the changes were all made, exits 143 and releases
 /// the deploy lock.
@@ -161,10 +207,11 @@ async fn rollout_waiting_for_room_shows_progress_and_finishes_when_a_node_fits()
 async fn sigterm_while_waiting_for_a_rollout_ends_the_wait() {
     let env = TestEnv::new("rollout-sigterm").await;
     let fleet = FleetDir::for_test(&env);
+    let slots = Slots::advertise(&env, 1);
+    fleet.set_environment(&slots.taken_by_observer(""));
     fleet.apply(&[]).assert_ok("apply");
-    let node_label = format!("fleet.test/{}", env.namespace);
-    let _cleanup = hold_a_leaving_pod(&env, &fleet, &node_label).await;
-    let (apply, reader) = apply_waiting_for_room(&fleet, &node_label);
+    slots.hold_the_last(&env, &fleet).await;
+    let (apply, reader) = apply_waiting_for_room(&fleet, &slots);
 
     let signalled = Instant::now();
     let killed = std::process::Command::new("kill")
@@ -198,48 +245,119 @@ async fn sigterm_while_waiting_for_a_rollout_ends_the_wait() {
     assert_eq!(holder, None, "the deploy lock is released");
 }
 
-/// A pod of the observer's going away nearby, held by a finalizer: the room
-/// it frees might let an unschedulable pod fit, so that is not yet a
-/// failure, and a rollout waiting for it goes on until room is made.
-async fn hold_a_leaving_pod(env: &TestEnv, fleet: &FleetDir, node_label: &str) -> Cleanup {
-    let cleanup = Cleanup {
-        namespace: fleet.namespace.clone(),
-        node_label: node_label.to_string(),
-    };
-    let pods: Api<Pod> = Api::namespaced(env.kube.clone(), &fleet.namespace);
-    let leaving: Pod = serde_json::from_value(json!({
-        "metadata": {
-            "name": "leaving",
-            "labels": { "app": "agent-observer" },
-            "finalizers": ["fleet.test/hold"]
-        },
-        "spec": {
-            "nodeSelector": { "fleet.test/no-such-node": "true" },
-            // The namespace enforces the restricted Pod Security Standard.
-            "securityContext": { "runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": { "type": "RuntimeDefault" } },
-            "containers": [{
-                "name": "c", "image": "example.invalid/c:1",
-                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } }
-            }]
-        }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &leaving).await.unwrap();
-    pods.delete("leaving", &DeleteParams::default())
-        .await
-        .unwrap();
-    cleanup
+/// Room on the nodes that only one test's pods take: an extended resource
+/// `fleet.test/<namespace>` every node advertises, removed again on drop.
+struct Slots {
+    resource: String,
 }
 
-/// Moves the observer to nodes labelled `node_label` (none is yet), starts
-/// `fleet apply` and returns once it shows the observer waiting for room,
-/// with the thread that gathers its stdout.
+const NODES: [&str; 3] = ["kwok-node-a", "kwok-node-b", "kwok-node-c"];
+
+impl Slots {
+    fn advertise(env: &TestEnv, per_node: u32) -> Slots {
+        let slots = Slots {
+            resource: format!("fleet.test/{}", env.namespace),
+        };
+        let path = slots.resource.replace('/', "~1");
+        for node in NODES {
+            let patch = format!(
+                r#"[{{"op":"add","path":"/status/capacity/{path}","value":"{per_node}"}},{{"op":"add","path":"/status/allocatable/{path}","value":"{per_node}"}}]"#
+            );
+            assert!(
+                slots.patch_node(node, &patch),
+                "advertising {path} on {node}"
+            );
+        }
+        slots
+    }
+
+    fn patch_node(&self, node: &str, patch: &str) -> bool {
+        support::control_plane()
+            .kubectl()
+            .args([
+                "patch",
+                "node",
+                node,
+                "--subresource=status",
+                "--type=json",
+                "-p",
+                patch,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// The patch under `table` (`defaults`, `agents.observer`) that makes
+    /// the agent's pods take one slot each.
+    fn patch(&self, table: &str) -> String {
+        let resource = &self.resource;
+        format!(
+            "[{table}.patch.Deployment.spec]\n# Old pods stay a few seconds after new ones are ready, as agents\n# that finish their work do: the room they hold is not free at once.\nminReadySeconds = 3\n\n[{table}.patch.Deployment.spec.template.spec]\ncontainers = [{{ name = \"agent\", resources = {{ requests = {{ \"{resource}\" = \"1\" }}, limits = {{ \"{resource}\" = \"1\" }} }} }}]\n"
+        )
+    }
+
+    /// An environment where the observer takes a slot a pod, after `extra`.
+    fn taken_by_observer(&self, extra: &str) -> String {
+        format!("{extra}\n{}", self.patch("agents.observer"))
+    }
+
+    /// A pod of the test's own takes the one slot the observer's two
+    /// replicas leave (one a node); returns its name.
+    async fn hold_the_last(&self, env: &TestEnv, fleet: &FleetDir) -> String {
+        let pods: Api<Pod> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+        let holder: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "holds-a-slot" },
+            "spec": {
+                // The namespace enforces the restricted Pod Security Standard.
+                "securityContext": { "runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": { "type": "RuntimeDefault" } },
+                "containers": [{
+                    "name": "c", "image": "example.invalid/c:1",
+                    "resources": { "requests": { &self.resource: "1" }, "limits": { &self.resource: "1" } },
+                    "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } }
+                }]
+            }
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &holder).await.unwrap();
+        support::eventually(
+            "the slot holder to be scheduled",
+            Duration::from_secs(30),
+            || {
+                let pods = pods.clone();
+                async move {
+                    let pod = pods.get("holds-a-slot").await.ok()?;
+                    pod.spec?.node_name.map(|_| ())
+                }
+            },
+        )
+        .await;
+        "holds-a-slot".into()
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let path = self.resource.replace('/', "~1");
+        for node in NODES {
+            let patch = format!(
+                r#"[{{"op":"remove","path":"/status/capacity/{path}"}},{{"op":"remove","path":"/status/allocatable/{path}"}}]"#
+            );
+            self.patch_node(node, &patch);
+        }
+    }
+}
+
+/// Bumps the observer's image, starts `fleet apply` and returns once it
+/// shows the observer's surge pod waiting for room, with the thread that
+/// gathers its stdout.
 fn apply_waiting_for_room(
     fleet: &FleetDir,
-    node_label: &str,
+    slots: &Slots,
 ) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    fleet.set_environment(&format!(
-        "[agents.observer]\nplacement = {{ node_selector = {{ \"{node_label}\" = \"yes\" }} }}\n"
+    fleet.set_environment(&slots.taken_by_observer(
+        "[agents.observer]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.4.3\"\n",
     ));
     let (apply, seen, reader) = spawn_apply(fleet);
     wait_for_room_line(fleet, &seen);
@@ -306,42 +424,9 @@ fn wait_for_room_line(fleet: &FleetDir, seen: &std::sync::mpsc::Receiver<String>
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("apply to show the observer waiting for room");
         if line.starts_with(&waiting)
-            && line.contains("1 pod unschedulable until terminating pods are gone")
+            && line.contains("waits for room: 0/3 nodes are available: 3 Insufficient fleet.test/")
         {
             break;
         }
-    }
-}
-
-/// Lets the held pod go and takes the test's label off the node again.
-struct Cleanup {
-    namespace: String,
-    node_label: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let control_plane = support::control_plane();
-        let _ = control_plane
-            .kubectl()
-            .args([
-                "-n",
-                &self.namespace,
-                "patch",
-                "pod",
-                "leaving",
-                "--type=merge",
-            ])
-            .args(["-p", r#"{"metadata":{"finalizers":null}}"#])
-            .output();
-        let _ = control_plane
-            .kubectl()
-            .args([
-                "label",
-                "node",
-                "kwok-node-b",
-                &format!("{}-", self.node_label),
-            ])
-            .output();
     }
 }
