@@ -39,7 +39,11 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     .await?;
     Ok(match applied {
         Applied::Done => ExitStatus::Success,
-        Applied::Cancelled | Applied::Invalid => ExitStatus::Failure,
+        Applied::Cancelled => ExitStatus::Failure,
+        Applied::Invalid => {
+            anstream::eprintln!("Nothing was changed.");
+            ExitStatus::Failure
+        }
     })
 }
 

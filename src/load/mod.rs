@@ -71,18 +71,53 @@ pub fn load_reported(file: &Path, env: Option<&str>) -> anyhow::Result<Option<Fl
             )?;
         }
     }
-    let errors = loaded.errors();
-    if errors > 0 {
-        let mut stderr = anstream::stderr();
-        writeln!(
-            stderr,
-            "error: {} has {errors} problem{}; nothing was changed",
-            file.display(),
-            if errors == 1 { "" } else { "s" }
-        )?;
+    if let Some(summary) = problems(&loaded, file) {
+        writeln!(anstream::stderr(), "error: {summary}")?;
         return Ok(None);
     }
     Ok(loaded.fleet)
+}
+
+/// `environments/local.toml has 3 problems`, or `4 problems: 3 in
+/// environments/local.toml, 1 in fleet.toml`, naming the files the errors
+/// are in (a problem in no file counts for `fleet_file`); `None` without
+/// errors. It says nothing of changes: validate and render never make any.
+pub fn problems(loaded: &Loaded, fleet_file: &Path) -> Option<String> {
+    let mut by_file: Vec<(PathBuf, usize)> = Vec::new();
+    for diagnostic in &loaded.diagnostics {
+        if diagnostic.severity != Severity::Error {
+            continue;
+        }
+        let path = match &diagnostic.origin {
+            Some(origin) => loaded.sources.file(origin.file).path.clone(),
+            None => fleet_file.to_path_buf(),
+        };
+        match by_file.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, count)) => *count += 1,
+            None => by_file.push((path, 1)),
+        }
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match by_file.as_slice() {
+        [] => None,
+        [(path, count)] => Some(format!(
+            "{} has {count} problem{}",
+            path.display(),
+            plural(*count)
+        )),
+        files => {
+            let total: usize = files.iter().map(|(_, count)| count).sum();
+            let each: Vec<String> = files
+                .iter()
+                .map(|(path, count)| format!("{count} in {}", path.display()))
+                .collect();
+            Some(format!(
+                "{total} problem{}: {}",
+                plural(total),
+                each.join(", ")
+            ))
+        }
+    }
 }
 
 /// Loads the fleet file and, when `env` is given, its environment overlay.
@@ -388,6 +423,33 @@ profile = "observer"
             overlay.map(|_| "prod"),
             &files,
         )
+    }
+
+    #[test]
+    fn the_summary_names_the_files_the_problems_are_in() {
+        // Every problem in the environment: the summary named fleet.toml.
+        let loaded = load_with(Some(
+            "[agents.observer]\nreplicas = \"two\"\n[agents.devops]\nreplicas = -1\n",
+        ));
+        assert_eq!(
+            problems(&loaded, Path::new("fleet.toml")).as_deref(),
+            Some("environments/prod.toml has 2 problems")
+        );
+        let both = load_str(
+            Path::new("fleet.toml"),
+            &FLEET.replace("replicas = 2", "replicas = \"x\""),
+            Some((
+                Path::new("environments/prod.toml"),
+                "[agents.observer]\nreplicas = \"two\"\n",
+            )),
+            Some("prod"),
+            &MapFiles(BTreeMap::new()),
+        );
+        assert_eq!(
+            problems(&both, Path::new("fleet.toml")).as_deref(),
+            Some("2 problems: 1 in fleet.toml, 1 in environments/prod.toml")
+        );
+        assert_eq!(problems(&load_with(None), Path::new("fleet.toml")), None);
     }
 
     #[test]
