@@ -138,9 +138,9 @@ pub fn load(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Loaded> {
             let path = environment_path(fleet_file, env);
             let text = std::fs::read(&path).map_err(|err| {
                 anyhow::anyhow!(
-                    "cannot read {} for environment `{env}`: {err}\n  (environments are files in environments/ beside {})",
+                    "cannot read {} for environment `{env}`: {err}\n  {}",
                     path.display(),
-                    fleet_file.display()
+                    environments_hint(fleet_file, env)
                 )
             })?;
             Some((path, text))
@@ -156,6 +156,55 @@ pub fn load(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Loaded> {
         env,
         &files,
     ))
+}
+
+/// The environments that exist beside `fleet_file` (the stems of
+/// `environments/*.toml`), sorted.
+pub fn environments(fleet_file: &Path) -> Vec<String> {
+    let dir = environment_path(fleet_file, "x");
+    let Some(Ok(entries)) = dir.parent().map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "toml").then_some(())?;
+            Some(path.file_stem()?.to_str()?.to_string())
+        })
+        .filter(|name| valid_env_name(name))
+        .collect();
+    names.sort();
+    names
+}
+
+/// What to say when environment `env` has no file: the ones there are,
+/// the nearest first (`--env prod` when there is `production`).
+fn environments_hint(fleet_file: &Path, env: &str) -> String {
+    let names = environments(fleet_file);
+    if names.is_empty() {
+        return format!(
+            "(environments are files in environments/ beside {}; there is none)",
+            fleet_file.display()
+        );
+    }
+    let likeness = |name: &str| {
+        let prefix = name.starts_with(env) || env.starts_with(name);
+        (prefix, strsim::jaro_winkler(env, name))
+    };
+    let nearest = names
+        .iter()
+        .max_by(|a, b| {
+            likeness(a)
+                .partial_cmp(&likeness(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .expect("not empty");
+    let listed: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    format!(
+        "did you mean `--env {nearest}`? The environments beside {} are {}",
+        fleet_file.display(),
+        listed.join(", ")
+    )
 }
 
 fn valid_env_name(env: &str) -> bool {
@@ -423,6 +472,24 @@ profile = "observer"
             overlay.map(|_| "prod"),
             &files,
         )
+    }
+
+    #[test]
+    fn an_environment_without_a_file_is_offered_the_ones_there_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = dir.path().join("fleet.toml");
+        std::fs::write(&fleet, FLEET).unwrap();
+        std::fs::create_dir(dir.path().join("environments")).unwrap();
+        for name in ["staging", "production", "local"] {
+            std::fs::write(dir.path().join(format!("environments/{name}.toml")), "").unwrap();
+        }
+        let err = load(&fleet, Some("prod")).err().unwrap().to_string();
+        assert!(
+            err.contains("did you mean `--env production`? The environments beside")
+                && err.ends_with("are `local`, `production`, `staging`"),
+            "{err}"
+        );
+        assert_eq!(environments(&fleet), ["local", "production", "staging"]);
     }
 
     #[test]
