@@ -210,7 +210,8 @@ pub(super) async fn make_plan(
         environment: fleet.environment.clone(),
         namespace: fleet.namespace.clone(),
         kube_context: cluster.context.clone(),
-        nats_url: jetstream.as_ref().map(|js| js.url.clone()),
+        // Without userinfo: the plan is printed, saved and uploaded.
+        nats_url: jetstream.as_ref().map(|js| crate::redact::url(&js.url)),
         provenance,
         lock: held_lock,
         changes,

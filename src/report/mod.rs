@@ -104,6 +104,7 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         .as_deref()
         .map(|e| format!(", environment {e}"))
         .unwrap_or_default();
+    writeln!(out, "{DIM}{}{DIM:#}", target_line(plan))?;
     write_provenance(plan, out)?;
     if changes.is_empty() && plan.drift_only {
         writeln!(
@@ -169,6 +170,24 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
     write_notes(plan, out)?;
     writeln!(out, "{BOLD}{}{BOLD:#}", summary_line(plan))?;
     Ok(())
+}
+
+/// Where the plan was made, first in every report: a plan without
+/// `--env` goes to the base namespace, and `FLEET_NATS_URL` overrides the
+/// environment's `nats_url`, so both are named (the URL without userinfo).
+fn target_line(plan: &Plan) -> String {
+    let environment = match &plan.environment {
+        Some(env) => format!("environment `{env}`"),
+        None => "no environment (fleet.toml alone)".into(),
+    };
+    let nats = match &plan.nats_url {
+        Some(url) => format!("NATS server {}", crate::redact::url(url)),
+        None => "no NATS server".into(),
+    };
+    format!(
+        "Target: {environment}, namespace `{}` on kube context `{}`, {nats}",
+        plan.namespace, plan.kube_context
+    )
 }
 
 /// What a held deploy lock means for the next apply.
@@ -270,13 +289,12 @@ pub fn plan_markdown(
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
     let mut text = format!("### fleet plan: {}{environment}\n\n", plan.fleet);
-    let lines = provenance::lines(&plan.provenance);
-    for line in &lines {
-        text.push_str(&format!("- {}\n", markdown_text(line)));
+    // Names and a URL, whose backticks are meant as code.
+    text.push_str(&format!("- {}\n", target_line(plan)));
+    for line in provenance::lines(&plan.provenance) {
+        text.push_str(&format!("- {}\n", markdown_text(&line)));
     }
-    if !lines.is_empty() {
-        text.push('\n');
-    }
+    text.push('\n');
     if let Some(holder) = &plan.lock {
         text.push_str(&format!(
             "> **Deploy lock:** held by {holder}{}.\n\n",
@@ -410,5 +428,53 @@ fn action_style(action: Action) -> Style {
         Action::Update | Action::Conflict | Action::Unowned | Action::NotInstalled => YELLOW,
         Action::Delete | Action::Replace => RED,
         Action::NoOp => Style::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(environment: Option<&str>, nats_url: Option<&str>) -> Plan {
+        Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            fleet: "agent-ceo".into(),
+            environment: environment.map(str::to_string),
+            namespace: "agents-local".into(),
+            kube_context: "fleet-local".into(),
+            nats_url: nats_url.map(str::to_string),
+            provenance: Default::default(),
+            lock: None,
+            changes: Vec::new(),
+            drift_only: false,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_plan_names_its_namespace_and_nats_server_without_credentials() {
+        let plan = plan(Some("local"), Some("nats://ci:hunter2@nats.example:4222"));
+        let line = "Target: environment `local`, namespace `agents-local` on kube context `fleet-local`, NATS server nats://***@nats.example:4222";
+        let mut text = Vec::new();
+        plan_text(&plan, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains(line), "{text}");
+        let mut markdown = Vec::new();
+        plan_markdown(&plan, 60_000, None, &mut markdown).unwrap();
+        let markdown = String::from_utf8(markdown).unwrap();
+        assert!(
+            markdown.contains("- Target: environment `local`"),
+            "{markdown}"
+        );
+        assert!(!markdown.contains("hunter2") && !text.contains("hunter2"));
+
+        let base = super::tests::plan(None, None);
+        let mut text = Vec::new();
+        plan_text(&base, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("Target: no environment (fleet.toml alone), namespace `agents-local` on kube context `fleet-local`, no NATS server"),
+            "{text}"
+        );
     }
 }
