@@ -26,16 +26,18 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         },
         interrupt: interrupt.clone(),
     };
-    let applied = deploy::apply(
-        &target(&args.cluster),
-        &plan_options(&args.cluster),
-        &options,
-        |context| {
-            // The prompt blocks: off the runtime's workers, which keep
-            // renewing the lock and listening for signals meanwhile.
-            Ok(args.auto_approve || tokio::task::block_in_place(|| confirm(context, &interrupt))?)
-        },
-    )
+    let mut target = target(&args.cluster);
+    // A saved plan says where it goes, and was reviewed already: applying
+    // it needs neither --env nor a confirmation (as `terraform apply PLAN`).
+    if let Some(path) = &args.plan_file {
+        target.env = deploy::saved_plan_environment(path, target.env.as_deref())?;
+    }
+    let approved = args.auto_approve || args.plan_file.is_some();
+    let applied = deploy::apply(&target, &plan_options(&args.cluster), &options, |context| {
+        // The prompt blocks: off the runtime's workers, which keep
+        // renewing the lock and listening for signals meanwhile.
+        Ok(approved || tokio::task::block_in_place(|| confirm(context, &interrupt))?)
+    })
     .await?;
     Ok(match applied {
         Applied::Done => ExitStatus::Success,

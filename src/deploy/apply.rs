@@ -247,17 +247,51 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
     )
 }
 
-/// A saved plan is applied only while it is still the plan: anything that
-/// changed since (the definition, the cluster, JetStream) makes it stale.
-fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
+fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
-    let saved: Plan = serde_json::from_str(&text).with_context(|| {
+    serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a plan written by `fleet plan --out`",
             path.display()
         )
-    })?;
+    })
+}
+
+/// The environment to apply the saved plan at `path` in: the one it was
+/// made for, which `--env` (`given`) may only repeat. Read before planning,
+/// so a plan is never made for the wrong environment only to be refused.
+pub fn saved_plan_environment(
+    path: &std::path::Path,
+    given: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let saved = read_saved_plan(path)?;
+    environment_for_saved(path, saved.environment.as_deref(), given)
+}
+
+fn environment_for_saved(
+    path: &std::path::Path,
+    saved: Option<&str>,
+    given: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    match (saved, given) {
+        (saved, None) => Ok(saved.map(str::to_string)),
+        (Some(saved), Some(given)) if saved == given => Ok(Some(saved.to_string())),
+        (saved, Some(given)) => anyhow::bail!(
+            "{} was made for {}, not environment `{given}`; nothing was changed. Apply it without --env (a saved plan carries its environment), or make a plan for `{given}` with `fleet plan --env {given} --out`",
+            path.display(),
+            saved.map_or(
+                "fleet.toml alone (no environment)".to_string(),
+                |s| format!("environment `{s}`")
+            )
+        ),
+    }
+}
+
+/// A saved plan is applied only while it is still the plan: anything that
+/// changed since (the definition, the cluster, JetStream) makes it stale.
+fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
+    let saved = read_saved_plan(path)?;
     if saved.format_version != FORMAT_VERSION {
         anyhow::bail!(
             "{} has plan format {}, this fleet reads {FORMAT_VERSION}; make the plan again",
@@ -311,6 +345,28 @@ mod tests {
         let mut out = Vec::new();
         stopped_summary(stopped, done, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_saved_plan_carries_its_environment() {
+        let path = std::path::Path::new("plan.json");
+        assert_eq!(
+            environment_for_saved(path, Some("local"), None).unwrap(),
+            Some("local".to_string()),
+            "without --env, the plan's own"
+        );
+        assert_eq!(
+            environment_for_saved(path, Some("local"), Some("local")).unwrap(),
+            Some("local".to_string())
+        );
+        let err = environment_for_saved(path, Some("local"), Some("production"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("plan.json was made for environment `local`, not environment `production`; nothing was changed. Apply it without --env"),
+            "{err}"
+        );
+        assert_eq!(environment_for_saved(path, None, None).unwrap(), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod workflow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use apply::{Applied, apply};
+pub use apply::{Applied, apply, saved_plan_environment};
 pub use plan::{Planned, plan};
 
 use crate::interrupt::Interrupt;
