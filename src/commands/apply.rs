@@ -26,12 +26,16 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         },
         interrupt: interrupt.clone(),
     };
-    let mut target = target(&args.cluster);
     // A saved plan says where it goes, and was reviewed already: applying
     // it needs neither --env nor a confirmation (as `terraform apply PLAN`).
-    if let Some(path) = &args.plan_file {
-        target.env = deploy::saved_plan_environment(path, target.env.as_deref())?;
-    }
+    let target = match &args.plan_file {
+        Some(path) => deploy::Target {
+            env: deploy::saved_plan_environment(path, args.cluster.definition.env.as_deref())?,
+            file: args.cluster.definition.file.clone(),
+            context: args.cluster.context.clone(),
+        },
+        None => target(&args.cluster)?,
+    };
     let approved = args.auto_approve || args.plan_file.is_some();
     let applied = deploy::apply(&target, &plan_options(&args.cluster), &options, |context| {
         // The prompt blocks: off the runtime's workers, which keep

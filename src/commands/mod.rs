@@ -88,7 +88,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Loads the definition, printing its diagnostics; `None` when it has
 /// errors.
 pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
-    load::load_reported(&args.file, args.env.as_deref())
+    // `--env ''`: fleet.toml alone, said explicitly.
+    let env = args.env.as_deref().filter(|env| !env.is_empty());
+    load::load_reported(&args.file, env)
 }
 
 #[cfg(test)]

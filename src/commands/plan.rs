@@ -6,13 +6,17 @@ use super::ExitStatus;
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
 use crate::{deploy, report};
 
-/// What to deploy and where, from the flags plan and apply share.
-pub(super) fn target(args: &ClusterArgs) -> deploy::Target {
-    deploy::Target {
+/// What to deploy and where, from the flags plan and apply share; the
+/// environment must be named when there are some.
+pub(super) fn target(args: &ClusterArgs) -> anyhow::Result<deploy::Target> {
+    Ok(deploy::Target {
         file: args.definition.file.clone(),
-        env: args.definition.env.clone(),
+        env: crate::load::cluster_environment(
+            &args.definition.file,
+            args.definition.env.as_deref(),
+        )?,
         context: args.context.clone(),
-    }
+    })
 }
 
 /// How to plan, from the flags plan and apply share.
@@ -44,7 +48,7 @@ fn nats(args: &NatsArgs) -> deploy::Nats {
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let Some(mut planned) =
-        deploy::plan(&target(&args.cluster), &plan_options(&args.cluster)).await?
+        deploy::plan(&target(&args.cluster)?, &plan_options(&args.cluster)).await?
     else {
         return Ok(ExitStatus::Failure);
     };

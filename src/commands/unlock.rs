@@ -10,6 +10,8 @@ use crate::live::kube::Cluster;
 use crate::lock;
 
 pub async fn run(args: &UnlockArgs) -> anyhow::Result<ExitStatus> {
+    // Like plan and apply: the lock of which environment, said explicitly.
+    crate::load::cluster_environment(&args.definition.file, args.definition.env.as_deref())?;
     let Some(mut fleet) = load_definition(&args.definition)? else {
         return Ok(ExitStatus::Failure);
     };

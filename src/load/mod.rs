@@ -177,6 +177,33 @@ pub fn environments(fleet_file: &Path) -> Vec<String> {
     names
 }
 
+/// The environment a command that reaches a cluster (plan, apply, unlock)
+/// runs in. When `environments/` beside the fleet file holds environments,
+/// one must be named, as Terraform users expect the workspace to be
+/// explicit: without it a plan went to the base namespace (the shared one)
+/// and proposed destroying what another environment had deployed there.
+/// `--env ''` names fleet.toml alone.
+pub fn cluster_environment(fleet_file: &Path, env: Option<&str>) -> anyhow::Result<Option<String>> {
+    match env {
+        Some("") => Ok(None),
+        Some(env) => Ok(Some(env.to_string())),
+        None => {
+            let names = environments(fleet_file);
+            if names.is_empty() {
+                return Ok(None);
+            }
+            let listed: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            anyhow::bail!(
+                "no environment given, and {} has environments beside it ({}): name one with --env (or FLEET_ENV), e.g. `--env {}`; `--env ''` uses {} alone. Nothing was changed",
+                fleet_file.display(),
+                listed.join(", "),
+                names[0],
+                fleet_file.display()
+            )
+        }
+    }
+}
+
 /// What to say when environment `env` has no file: the ones there are,
 /// the nearest first (`--env prod` when there is `production`).
 fn environments_hint(fleet_file: &Path, env: &str) -> String {
@@ -490,6 +517,32 @@ profile = "observer"
             "{err}"
         );
         assert_eq!(environments(&fleet), ["local", "production", "staging"]);
+    }
+
+    #[test]
+    fn a_cluster_command_names_its_environment_when_there_are_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = dir.path().join("fleet.toml");
+        std::fs::write(&fleet, FLEET).unwrap();
+        assert_eq!(
+            cluster_environment(&fleet, None).unwrap(),
+            None,
+            "none there"
+        );
+        std::fs::create_dir(dir.path().join("environments")).unwrap();
+        std::fs::write(dir.path().join("environments/local.toml"), "").unwrap();
+        let err = cluster_environment(&fleet, None).unwrap_err().to_string();
+        assert!(
+            err.contains("has environments beside it (`local`): name one with --env (or FLEET_ENV), e.g. `--env local`"),
+            "{err}"
+        );
+        assert_eq!(cluster_environment(&fleet, Some("")).unwrap(), None);
+        assert_eq!(
+            cluster_environment(&fleet, Some("local"))
+                .unwrap()
+                .as_deref(),
+            Some("local")
+        );
     }
 
     #[test]
