@@ -43,8 +43,9 @@ async fn hand_edits_are_drift_that_apply_restores_without_a_flag() {
         "a hand edit is not a conflict:\n{}",
         plan.stdout
     );
+    // `kubectl scale` writes as `kubectl` (the README said kubectl-scale).
     let scaled = format!(
-        "  ~ Deployment {}/agent-observer (changed outside fleet by kubectl",
+        "  ~ Deployment {}/agent-observer (changed outside fleet by kubectl)\n",
         fleet.namespace
     );
     assert!(plan.stdout.contains(&scaled), "{}", plan.stdout);
