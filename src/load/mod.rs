@@ -546,6 +546,43 @@ profile = "observer"
     }
 
     #[test]
+    fn rules_and_nats_url_naming_the_namespace_the_fleet_moved_from_warn() {
+        let fleet = "[fleet]\nname = \"a\"\nnamespace = \"agent-system\"\n\n[defaults]\nimage = \"example.com/agent:1\"\nnats_url = \"nats://nats.agent-system.svc:4222\"\nnetwork.ingress.nats = { from = [{ namespaces = { name = \"agent-system\" } }], ports = [4222] }\nnetwork.ingress.metrics = { from = [{ namespaces = { name = \"monitoring\" } }] }\n\n[agents.devops]\n";
+        let load = |overlay: &str| {
+            load_str(
+                Path::new("fleet.toml"),
+                fleet,
+                Some((Path::new("environments/local.toml"), overlay)),
+                Some("local"),
+                &MapFiles(BTreeMap::new()),
+            )
+        };
+        let warnings = |loaded: &Loaded| -> Vec<String> {
+            loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .map(|d| d.message.clone())
+                .collect()
+        };
+        let moved = load("[environment]\nnamespace = \"agents-local\"\n");
+        assert_eq!(
+            warnings(&moved),
+            [
+                "`nats_url` names namespace `agent-system`, the fleet's namespace in fleet.toml, but this environment deploys the fleet to `agents-local`",
+                "this peer selects namespace `agent-system`, the fleet's namespace in fleet.toml, but this environment deploys the fleet to `agents-local`",
+            ]
+        );
+        // Renamed in the environment: nothing to say.
+        let renamed = load(
+            "[environment]\nnamespace = \"agents-local\"\n[defaults]\nnats_url = \"nats://nats.agents-local.svc:4222\"\nnetwork.ingress.nats = { from = [{ namespaces = { name = \"agents-local\" } }], ports = [4222] }\n",
+        );
+        assert_eq!(warnings(&renamed), Vec::<String>::new());
+        // Not moved: nothing to say either.
+        assert_eq!(warnings(&load("")), Vec::<String>::new());
+    }
+
+    #[test]
     fn the_summary_names_the_files_the_problems_are_in() {
         // Every problem in the environment: the summary named fleet.toml.
         let loaded = load_with(Some(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::network::decode_network;
+use super::network::{FleetNamespace, decode_network};
 use super::*;
 use crate::load::diagnostic::Diagnostic;
 use crate::load::read::{At, Reader, suggest};
@@ -24,6 +24,8 @@ pub(super) struct AgentContext<'a> {
     pub(super) pod_security: Option<&'a At<PodSecurityLevel>>,
     /// The fleet's namespace, for messages; `None` when it is invalid.
     pub(super) namespace: Option<&'a str>,
+    /// fleet.toml's namespace and the environment's, when they differ.
+    pub(super) moved_namespace: Option<(&'a str, &'a str)>,
     /// Whether fleet renders (and labels) the namespace.
     pub(super) manage_namespace: bool,
     pub(super) environment: Option<&'a str>,
@@ -69,6 +71,20 @@ pub(super) fn decode_agent(
         );
     }
     let nats_url = required_string(r, t, "nats_url", &what, cx.role_origin);
+    if let (Some(url), Some((from, to))) = (&nats_url, cx.moved_namespace)
+        && names_namespace(&url.value, from)
+    {
+        r.report(
+            Diagnostic::warning(
+                &url.origin,
+                format!("`nats_url` names namespace `{from}`, the fleet's namespace in fleet.toml, but this environment deploys the fleet to `{to}`"),
+            )
+            .with_label("the agents connect to NATS in another namespace")
+            .with_help(format!(
+                "if NATS runs beside the fleet, set `nats_url` (under [defaults]) in the environment to its service in `{to}`; if it runs in `{from}` for every environment, ignore this"
+            )),
+        );
+    }
 
     let profile = decode_profile(r, t, cx);
     let resources = decode_resources(r, t, profile, role);
@@ -174,8 +190,11 @@ pub(super) fn decode_agent(
         );
     }
     let disruption_budget = decode_disruption_budget(r, t, cx.own);
-    let unlabelled = cx.namespace.filter(|_| !cx.manage_namespace);
-    let network = decode_network(r, t, cx.running, unlabelled);
+    let fleet_ns = FleetNamespace {
+        unlabelled: cx.namespace.filter(|_| !cx.manage_namespace),
+        moved: cx.moved_namespace,
+    };
+    let network = decode_network(r, t, cx.running, fleet_ns);
     let rbac = decode_rbac(r, t);
     let labels = r.string_map(t, "labels").unwrap_or_default();
     let annotations = r.string_map(t, "annotations").unwrap_or_default();
@@ -1569,4 +1588,15 @@ pub(super) fn decode_rbac(r: &mut Reader, t: &Table) -> Vec<RbacRule> {
         });
     }
     rules
+}
+
+/// Whether a URL's host is a service in `namespace`
+/// (`nats://nats.agent-system.svc:4222`, `nats.agent-system:4222`).
+fn names_namespace(url: &str, namespace: &str) -> bool {
+    url.split(',').any(|one| {
+        let rest = one.split_once("://").map_or(one, |(_, rest)| rest);
+        let host = rest.rsplit('@').next().unwrap_or(rest);
+        let host = host.split([':', '/']).next().unwrap_or(host);
+        host.split('.').nth(1) == Some(namespace)
+    })
 }

@@ -280,6 +280,17 @@ fn decode_fleet(
             None
         })
         .and_then(|ns| dns_label(r, &ns, "namespace", 63));
+    // fleet.toml's namespace, when the environment moves the fleet away from it.
+    let base_namespace = fleet_table
+        .get("namespace")
+        .and_then(|entry| match &entry.node.value {
+            Value::String(text) => Some(text.clone()),
+            _ => None,
+        });
+    let moved_namespace = match (&base_namespace, &namespace) {
+        (Some(from), Some(to)) if from != to => Some((from.as_str(), to.as_str())),
+        _ => None,
+    };
     let target = Target {
         kube_context: r.string(env_table, "kube_context").map(|c| c.value),
         nats_url: r.string(env_table, "nats_url").map(|u| u.value),
@@ -386,6 +397,7 @@ fn decode_fleet(
             running: &running,
             pod_security: pod_security.as_ref(),
             namespace: namespace.as_deref(),
+            moved_namespace,
             manage_namespace,
             environment,
             files,

@@ -6,13 +6,22 @@ use crate::load::read::{Reader, suggest};
 use crate::load::source::{Node, Table, Value};
 use crate::model::*;
 
-/// `unlabelled`: the fleet's namespace when fleet does not manage it, so
-/// does not give it the `name` label the seed's rules select it by.
+/// What namespace peers are checked against.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FleetNamespace<'a> {
+    /// The fleet's namespace when fleet does not manage it, so does not give
+    /// it the `name` label the seed's rules select it by.
+    pub(super) unlabelled: Option<&'a str>,
+    /// fleet.toml's namespace and the one the environment moves the fleet
+    /// to: a rule still naming the first most likely meant the fleet's own.
+    pub(super) moved: Option<(&'a str, &'a str)>,
+}
+
 pub(super) fn decode_network(
     r: &mut Reader,
     t: &Table,
     running: &[&str],
-    unlabelled: Option<&str>,
+    fleet_ns: FleetNamespace<'_>,
 ) -> Option<NetworkPolicy> {
     let table = r.get_table(t, "network")?;
     let n = table.value;
@@ -28,9 +37,9 @@ pub(super) fn decode_network(
             "from",
             INGRESS_RULE_KEYS,
             running,
-            unlabelled,
+            fleet_ns,
         ),
-        egress: decode_rules(r, n, "egress", "to", EGRESS_RULE_KEYS, running, unlabelled),
+        egress: decode_rules(r, n, "egress", "to", EGRESS_RULE_KEYS, running, fleet_ns),
     })
 }
 
@@ -43,7 +52,7 @@ pub(super) fn decode_rules(
     peers_key: &str,
     keys: &[&str],
     running: &[&str],
-    unlabelled: Option<&str>,
+    fleet_ns: FleetNamespace<'_>,
 ) -> Vec<NetworkRule> {
     let items: Vec<(&Node, String)> = match n.get(key).map(|e| &e.node.value) {
         Some(Value::Table(named)) => {
@@ -75,7 +84,7 @@ pub(super) fn decode_rules(
         }
         let mut peers = Vec::new();
         for peer in r.array(rule, peers_key).unwrap_or_default() {
-            if let Some(p) = decode_peer(r, peer, running, unlabelled) {
+            if let Some(p) = decode_peer(r, peer, running, fleet_ns) {
                 peers.push(p);
             }
         }
@@ -92,7 +101,7 @@ fn decode_peer(
     r: &mut Reader,
     peer: &Node,
     running: &[&str],
-    unlabelled: Option<&str>,
+    fleet_ns: FleetNamespace<'_>,
 ) -> Option<NetworkPeer> {
     let p = r.table(peer)?;
     r.check_keys(p, "a network peer", PEER_KEYS);
@@ -130,13 +139,15 @@ fn decode_peer(
     if combined {
         let pods = r.string_map(p, "pods")?;
         let namespaces = r.string_map(p, "namespaces")?;
+        moved_namespace(r, peer, &namespaces, fleet_ns);
         return Some(NetworkPeer::PodsInNamespaces { pods, namespaces });
     }
     if let Some(labels) = r.string_map(p, "pods") {
         return Some(NetworkPeer::Pods(labels));
     }
     if let Some(labels) = r.string_map(p, "namespaces") {
-        if let Some(namespace) = unlabelled
+        moved_namespace(r, peer, &labels, fleet_ns);
+        if let Some(namespace) = fleet_ns.unlabelled
             && labels.get("name").is_some_and(|n| n == namespace)
         {
             r.report(
@@ -346,6 +357,36 @@ pub(super) fn parse_cidr(s: &str) -> Option<Block> {
         .ok()
         .filter(|p| *p <= if v4 { 32 } else { 128 })?;
     Some(Block { bits, prefix, v4 })
+}
+
+/// Warns when a peer selects, by name, the namespace fleet.toml puts the
+/// fleet in while the environment moves it elsewhere: the example's NATS
+/// rule ("from the fleet's namespace") kept naming `agent-system` after
+/// the fleet moved, and nothing said so.
+fn moved_namespace(
+    r: &mut Reader,
+    peer: &Node,
+    labels: &std::collections::BTreeMap<String, String>,
+    fleet_ns: FleetNamespace<'_>,
+) {
+    let Some((from, to)) = fleet_ns.moved else {
+        return;
+    };
+    let names_it = ["name", "kubernetes.io/metadata.name"]
+        .iter()
+        .any(|key| labels.get(*key).is_some_and(|value| value == from));
+    if names_it {
+        r.report(
+            Diagnostic::warning(
+                &peer.origin,
+                format!("this peer selects namespace `{from}`, the fleet's namespace in fleet.toml, but this environment deploys the fleet to `{to}`"),
+            )
+            .with_label("not the fleet's namespace here")
+            .with_help(format!(
+                "if it means the fleet's own namespace, name `{to}` in the environment (a named rule can be changed there alone); if it means `{from}` itself, ignore this"
+            )),
+        );
+    }
 }
 
 #[cfg(test)]
