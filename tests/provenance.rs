@@ -351,3 +351,55 @@ async fn a_user_who_cannot_read_kube_system_is_identified_by_the_server_url() {
         "{note}"
     );
 }
+
+/// A CI job that saves a plan and applies in the same checkout: the saved
+/// plan, left untracked, is not an uncommitted change for a later plan or a
+/// plain apply (both called it one). And the saved plan carries its
+/// environment: `fleet apply plan.json` applies it without `--env` and
+/// without asking again (it planned everything, then refused the plan as
+/// made for another environment).
+#[tokio::test]
+async fn a_saved_plan_is_not_uncommitted_and_carries_its_environment() {
+    let env = TestEnv::new("provenance-saved-plan").await;
+    let fleet = FleetDir::for_test(&env);
+    init_repository(&fleet);
+    fleet
+        .run(&["plan", "--out", "plan.json"])
+        .assert_ok("plan --out");
+    let plan = fleet.run(&["plan"]);
+    plan.assert_ok("plan");
+    assert!(
+        !plan.stdout.contains("uncommitted"),
+        "the saved plan is not an uncommitted change:\n{}",
+        plan.stdout
+    );
+
+    // `fleet apply plan.json`: no --env, no --auto-approve, no terminal.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["apply", "plan.json", "--timeout", "90s"])
+        .current_dir(fleet.dir.path())
+        .env("KUBECONFIG", &support::control_plane().kubeconfig)
+        .env("NO_COLOR", "1")
+        .env_remove("FLEET_ENV")
+        .env_remove("FLEET_NATS_URL")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "Target: environment `test`, namespace `{}`",
+            fleet.namespace
+        )),
+        "{stdout}"
+    );
+
+    // A plain apply in the same checkout, the plan file still there.
+    let args = apply_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleet.run(&args).assert_ok("apply beside the saved plan");
+    fleet.assert_plan_empty();
+}
