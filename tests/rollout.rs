@@ -115,7 +115,15 @@ async fn request_no_node_can_hold_fails_fast_with_insufficient_cpu() {
     fleet.set_environment(
         "[agents.devops]\nresources = { requests = { cpu = \"500\" }, limits = { cpu = \"500\" } }\n",
     );
-    assert_fails_fast(&fleet, "agent-devops", "3 Insufficient cpu");
+    let run = assert_fails_fast(&fleet, "agent-devops", "3 Insufficient cpu");
+    // Told from the nodes: the scheduler says the same of nodes only full.
+    assert!(
+        run.stderr.contains(
+            "3 nodes allocate less cpu than it requests (500 requested, the most any node allocates is 32)"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
