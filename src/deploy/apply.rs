@@ -98,7 +98,7 @@ async fn carry_out(
         concurrency: plan_options.concurrency,
         force_conflicts: plan_options.force_conflicts,
         adopt: plan_options.adopt,
-        allow_destroy: apply_options.allow_destroy,
+        allow_destroy: plan_options.allow_destroy,
         rollout_timeout: apply_options.rollout_timeout,
         record: Some(provenance::Record::of(&plan.provenance)),
         interrupt: apply_options.interrupt.clone(),
@@ -247,9 +247,8 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
     )
 }
 
-/// A saved plan is applied only while it is still the plan: anything that
-/// changed since (the definition, the cluster, JetStream) makes it stale.
-fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
+/// A plan `fleet plan --out` wrote, in a format this fleet reads.
+pub fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
     let saved: Plan = serde_json::from_str(&text).with_context(|| {
@@ -265,6 +264,13 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> 
             saved.format_version
         );
     }
+    Ok(saved)
+}
+
+/// A saved plan is applied only while it is still the plan: anything that
+/// changed since (the definition, the cluster, JetStream) makes it stale.
+fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
+    let saved = read_saved_plan(path)?;
     let same_place = (
         &saved.fleet,
         &saved.environment,
@@ -292,7 +298,16 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> 
             path.display()
         );
     }
-    if serde_json::to_value(&saved.changes)? != serde_json::to_value(&fresh.changes)? {
+    // Whether a change is blocked depends on apply's flags (a plan saved
+    // without --allow-destroy, applied with it), not on what it does.
+    let unblocked = |changes: &[crate::plan::Change]| {
+        let mut changes = changes.to_vec();
+        for change in &mut changes {
+            change.blocked = None;
+        }
+        serde_json::to_value(changes)
+    };
+    if unblocked(&saved.changes)? != unblocked(&fresh.changes)? {
         anyhow::bail!(
             "the plan in {} is stale: the definition, the cluster or JetStream changed since it was made. Nothing was changed; run `fleet plan --out` again",
             path.display()

@@ -156,6 +156,10 @@ pub(super) async fn make_plan(
     // First among the notes: it qualifies the whole plan.
     let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
         .into_iter()
+        .chain(plan::kube::before_namespace_note(
+            &kube_plan,
+            &fleet.namespace,
+        ))
         .collect();
     let refused = kube_plan.refused;
     let mut changes = kube_plan.changes;
@@ -163,8 +167,10 @@ pub(super) async fn make_plan(
         let options = plan::jetstream::Options {
             owner: &owner,
             server: js.server_version,
+            clustered: js.clustered,
             adopt: plan_options.adopt,
             inventory_unchanged,
+            allow_destroy: plan_options.allow_destroy,
         };
         changes.extend(plan::jetstream::plan(
             &rendered.jetstream,

@@ -72,6 +72,10 @@ pub struct JetStream {
     /// The server's URL without userinfo: safe to print.
     pub url: String,
     pub server_version: (u64, u64, u64),
+    /// The JetStream fleet talks to may keep several replicas of a stream:
+    /// the server is in a cluster, or is reached through a domain or API
+    /// prefix (which may lead to another server's cluster).
+    pub clustered: bool,
 }
 
 /// The oldest server line that keeps stream and consumer `metadata`, which
@@ -144,6 +148,9 @@ impl JetStream {
                 "NATS at {url} does not have JetStream enabled; start nats-server with -js. Nothing was changed."
             );
         }
+        let clustered = info.cluster.is_some()
+            || connection.domain.is_some()
+            || connection.api_prefix.is_some();
         let context = match (&connection.domain, &connection.api_prefix) {
             (Some(domain), _) => async_nats::jetstream::with_domain(client, domain),
             (None, Some(prefix)) => async_nats::jetstream::with_prefix(client, prefix),
@@ -153,6 +160,7 @@ impl JetStream {
             context,
             url: url.clone(),
             server_version,
+            clustered,
         })
     }
 
