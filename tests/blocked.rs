@@ -242,3 +242,44 @@ async fn objects_a_resource_quota_refuses_are_blocked_and_nothing_is_written() {
     ]);
     assert_eq!(deployments.trim(), "", "nothing was written");
 }
+
+#[tokio::test]
+async fn replicas_on_a_server_outside_a_cluster_are_blocked() {
+    let env = TestEnv::new("blocked-replicas").await;
+    let fleet = FleetDir::for_test(&env);
+    // The 2.10 server runs alone.
+    let old = &control_plane().nats_old_url;
+    fleet.set_environment_with_nats(
+        old,
+        &format!("[streams.{}]\nreplicas = 3\n", fleet.stream()),
+    );
+    // The refusal the plan predicts is the server's own.
+    let nats = async_nats::connect(old.as_str()).await.unwrap();
+    let refused = async_nats::jetstream::new(nats)
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: format!("{}replicas", env.stream_prefix),
+            subjects: vec![format!("{}.replicas", env.stream_prefix)],
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|err| err.to_string().contains("10074")),
+        "{refused:?}"
+    );
+
+    let plan = json(&fleet.run(&["plan", "--format", "json"]));
+    let blocked = blocked(&plan);
+    assert_eq!(blocked.len(), 1, "{plan:#}");
+    assert_eq!(blocked[0]["target"]["name"], fleet.stream().as_str());
+    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("3 replicas") && reason.contains("10074"),
+        "{reason}"
+    );
+    let apply = fleet.apply(&[]);
+    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
+    env.assert_nothing_applied(&fleet).await;
+}

@@ -913,6 +913,9 @@ mod tests {
         let changes = plan(&desired, &live, &OPTIONS);
         assert_eq!(changes[1].action, Action::Delete);
         assert!(changes[1].loses_data);
+        // And so blocked, as a count of some would be.
+        let blocked = changes[1].blocked.as_ref().expect("blocked");
+        assert_eq!(blocked.unless.as_deref(), Some("--allow-destroy"));
     }
 
     #[test]
