@@ -323,20 +323,26 @@ fn overlapping_stream(
                     .map(|b| (a, b))
             })?;
             let (whose, what_to_do) = if !is_owned(&stream.config, owner) {
+                let whose = match stream.config["metadata"][ownership::JETSTREAM_OWNER_KEY].as_str()
+                {
+                    Some(fleet) => format!("another fleet's: {fleet}"),
+                    None => "not this fleet's".to_string(),
+                };
                 (
-                    "not this fleet's",
+                    whose,
                     format!("change the subjects, or have stream {other} removed first"),
                 )
             } else if desired.streams.iter().any(|d| d.name == *other) {
                 // Both change in the same step, in no fixed order.
                 (
-                    "this fleet's, whose subjects this plan changes too",
+                    "this fleet's, whose subjects this plan changes too".to_string(),
                     "change the two streams' subjects in two applies".to_string(),
                 )
             } else {
                 // Apply creates and updates streams before it destroys any.
                 (
-                    "this fleet's, which this plan destroys, but only after it writes the others",
+                    "this fleet's, which this plan destroys, but only after it writes the others"
+                        .to_string(),
                     format!(
                         "remove stream {other} in one apply (`enabled = false`), then add this one"
                     ),
@@ -1077,6 +1083,15 @@ mod tests {
                 .contains("`tasks.>` overlaps `tasks.devops.*` of stream legacy")
                 && refused.reason.contains("not this fleet's"),
             "{refused:?}"
+        );
+        // Another fleet's (or this one's in another namespace) is named so.
+        let mut other_fleet = foreign.clone();
+        other_fleet.get_mut("legacy").unwrap().config["metadata"] =
+            json!({ "fleet.owner": "demo/staging" });
+        let reason = blocked(&other_fleet, &renamed).expect("blocked").reason;
+        assert!(
+            reason.contains("(another fleet's: demo/staging)"),
+            "{reason}"
         );
         // Apart, nothing is blocked.
         renamed.streams[0].config["subjects"] = json!(["jobs.>"]);
