@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{FleetDir, Run, TestEnv, control_plane, eventually};
+use support::{FleetDir, NatsServer, Run, TestEnv, control_plane, eventually};
 
 /// The JSON plan (`--format json`) of a run that printed one.
 fn json(run: &Run) -> Value {
@@ -277,6 +277,56 @@ async fn replicas_on_a_server_outside_a_cluster_are_blocked() {
     let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
     assert!(
         reason.contains("3 replicas") && reason.contains("10074"),
+        "{reason}"
+    );
+    let apply = fleet.apply(&[]);
+    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
+    env.assert_nothing_applied(&fleet).await;
+}
+
+#[tokio::test]
+async fn a_stream_beyond_the_accounts_limit_is_blocked() {
+    let env = TestEnv::new("blocked-account").await;
+    let fleet = FleetDir::for_test(&env);
+    // An account that may hold one stream, and holds one already.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        "accounts { FLEET: { jetstream: { max_mem: 1G, max_file: 1G, max_streams: 1, max_consumers: -1 }, users: [ { user: fleet, password: s3cret } ] } }\n",
+    )
+    .unwrap();
+    let server = NatsServer::start(&["-c", config.to_str().unwrap()]).await;
+    let url = format!("nats://fleet:s3cret@127.0.0.1:{}", server.port);
+    // async-nats takes no credentials from the URL (fleet does).
+    let nats = async_nats::ConnectOptions::with_user_and_password("fleet".into(), "s3cret".into())
+        .connect(server.url.as_str())
+        .await
+        .unwrap();
+    let jetstream = async_nats::jetstream::new(nats);
+    let stream = |name: &str| async_nats::jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{name}.>")],
+        ..Default::default()
+    };
+    jetstream.create_stream(stream("theirs")).await.unwrap();
+    // The refusal the plan predicts is the server's own.
+    let refused = jetstream.create_stream(stream("second")).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|err| err.to_string().contains("10027")),
+        "{refused:?}"
+    );
+
+    fleet.set_environment_with_nats(&url, "");
+    let plan = json(&fleet.run(&["plan", "--format", "json"]));
+    let blocked = blocked(&plan);
+    assert_eq!(blocked.len(), 1, "{plan:#}");
+    assert_eq!(blocked[0]["target"]["name"], fleet.stream().as_str());
+    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("holds 1 streams and may hold 1") && reason.contains("10027"),
         "{reason}"
     );
     let apply = fleet.apply(&[]);

@@ -92,6 +92,7 @@ fn planned_in_place(desired: DesiredJetStream, live: LiveStream, version: (u64, 
         adopt: false,
         inventory_unchanged: false,
         allow_destroy: false,
+        account: None,
     };
     let changes = plan(&desired, &BTreeMap::from([(name, live)]), &options);
     let change = changes

@@ -378,6 +378,37 @@ pub async fn read(
     Ok(streams)
 }
 
+/// What the NATS account holds and may hold (`$JS.API.INFO`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    pub streams: u64,
+    pub consumers: u64,
+    /// `None` when unlimited, or not said at the top level (an account
+    /// with limits per replica tier).
+    pub max_streams: Option<u64>,
+    pub max_consumers: Option<u64>,
+}
+
+/// The account's usage and limits.
+pub async fn account(js: &JetStream) -> anyhow::Result<Account> {
+    let info = js
+        .read("INFO", &json!({}), "reading the JetStream account's limits")
+        .await?;
+    // -1 is unlimited; 0 at the top level means the limits are per tier.
+    let limit = |key: &str| {
+        info["limits"][key]
+            .as_i64()
+            .filter(|m| *m > 0)
+            .map(|m| m as u64)
+    };
+    Ok(Account {
+        streams: info["streams"].as_u64().unwrap_or(0),
+        consumers: info["consumers"].as_u64().unwrap_or(0),
+        max_streams: limit("max_streams"),
+        max_consumers: limit("max_consumers"),
+    })
+}
+
 /// Every item of a paged JetStream list. A page that names `missing` items
 /// (in a cluster, streams whose leader is being elected) is read again, and
 /// in the end refused: what the server could not report is not absent, and

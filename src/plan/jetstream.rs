@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Action, Blocked, Change, Drift, Target};
-use crate::live::jetstream::{LiveJetStream, LiveStream, is_owned};
+use crate::live::jetstream::{Account, LiveJetStream, LiveStream, is_owned};
 use crate::ownership;
 use crate::redact::Body;
 use crate::render::Wave;
@@ -88,6 +88,9 @@ pub struct Options<'a> {
     /// Plan as `apply --allow-destroy` would apply: changes that lose
     /// queued messages are not blocked.
     pub allow_destroy: bool,
+    /// The account's usage and limits, when read: creates beyond them are
+    /// blocked.
+    pub account: Option<&'a Account>,
 }
 
 pub fn plan(
@@ -102,6 +105,7 @@ pub fn plan(
         adopt,
         inventory_unchanged,
         allow_destroy,
+        account,
     } = *options;
     let mut changes = Vec::new();
     // Streams created now, or deleted and created again: their consumers
@@ -279,6 +283,9 @@ pub fn plan(
             }
         }
     }
+    if let Some(account) = account {
+        block_beyond_limits(&mut changes, account);
+    }
     if !allow_destroy {
         for change in changes.iter_mut().filter(|c| c.loses_data) {
             change.blocked.get_or_insert_with(|| {
@@ -290,6 +297,50 @@ pub fn plan(
         }
     }
     changes
+}
+
+/// Blocks the creates that would take the account past its limit of
+/// streams or consumers (JetStream's 10027 and 10026, "maximum ... exceeded").
+/// Apply creates before it destroys, so what this plan destroys frees no
+/// room for them.
+fn block_beyond_limits(changes: &mut [Change], account: &Account) {
+    for (what, is_this, held, max, code) in [
+        (
+            "streams",
+            (|t: &Target| matches!(t, Target::Stream { .. })) as fn(&Target) -> bool,
+            account.streams,
+            account.max_streams,
+            10027,
+        ),
+        (
+            "consumers",
+            |t: &Target| matches!(t, Target::Consumer { .. }),
+            account.consumers,
+            account.max_consumers,
+            10026,
+        ),
+    ] {
+        let Some(max) = max else {
+            continue;
+        };
+        let created = changes
+            .iter()
+            .filter(|c| c.action == Action::Create && is_this(&c.target))
+            .count() as u64;
+        if held + created <= max {
+            continue;
+        }
+        for change in changes
+            .iter_mut()
+            .filter(|c| c.action == Action::Create && is_this(&c.target))
+        {
+            change.blocked.get_or_insert_with(|| {
+                Blocked::refused(format!(
+                    "the NATS account holds {held} {what} and may hold {max}, so the {created} this plan creates would exceed it ({code}): raise the account's limit, or remove {what} first"
+                ))
+            });
+        }
+    }
 }
 
 /// Another stream on the server whose subjects overlap those `config`
@@ -776,6 +827,7 @@ mod tests {
         adopt: false,
         inventory_unchanged: false,
         allow_destroy: false,
+        account: None,
     };
 
     fn desired(max_age_days: u64, storage: &str) -> DesiredJetStream {
@@ -1115,6 +1167,52 @@ mod tests {
             ..OPTIONS
         };
         assert!(plan(&desired, &live(7, 0), &clustered)[0].blocked.is_none());
+    }
+
+    #[test]
+    fn creates_beyond_the_accounts_limits_are_blocked() {
+        let mut desired = desired(7, "file");
+        desired.streams[0].name = "new".into();
+        desired.streams[0].config["subjects"] = json!(["jobs.>"]);
+        desired.consumers[0].stream = "new".into();
+        let account = |max_streams| Account {
+            streams: 1,
+            consumers: 1,
+            max_streams,
+            max_consumers: None,
+        };
+        let full = account(Some(1));
+        let options = Options {
+            account: Some(&full),
+            ..OPTIONS
+        };
+        let changes = plan(&desired, &live(7, 0), &options);
+        let stream = changes
+            .iter()
+            .find(|c| c.target.to_string() == "jetstream stream new")
+            .unwrap();
+        let reason = &stream.blocked.as_ref().expect("blocked").reason;
+        assert!(
+            reason.contains("holds 1 streams and may hold 1") && reason.contains("10027"),
+            "{reason}"
+        );
+        let consumer = changes
+            .iter()
+            .find(|c| matches!(&c.target, Target::Consumer { stream, .. } if stream == "new"))
+            .unwrap();
+        assert!(consumer.blocked.is_none(), "{consumer:?}");
+        let room = account(Some(2));
+        let options = Options {
+            account: Some(&room),
+            ..OPTIONS
+        };
+        let changes = plan(&desired, &live(7, 0), &options);
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.action == Action::Delete || c.blocked.is_none()),
+            "{changes:#?}"
+        );
     }
 
     #[test]
