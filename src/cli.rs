@@ -39,6 +39,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the plan.
     Apply(ApplyArgs),
+    /// Print a plan saved by `fleet plan --out` (no cluster needed).
+    Show(ShowArgs),
     /// Print the least-privilege RBAC (Role, RoleBinding and, where needed,
     /// ClusterRole) an identity needs to plan or apply this fleet, as YAML for
     /// `kubectl apply -f -`.
@@ -92,6 +94,11 @@ pub struct ClusterArgs {
     /// Take over same-named objects, streams and consumers that fleet does not own.
     #[arg(long)]
     pub adopt: bool,
+    /// Allow changes that lose queued messages (destroying or replacing a
+    /// stream that holds messages, a consumer with pending ones); without
+    /// it, plan shows them blocked and apply refuses them.
+    #[arg(long)]
+    pub allow_destroy: bool,
     /// Dry-run every object, also those the live object proves unchanged
     /// (fleet's last apply, still wholly in place). Slower; the plan is the same.
     #[arg(long)]
@@ -174,6 +181,18 @@ pub struct PlanArgs {
     pub drift: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `fleet plan --out`.
+    pub plan_file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Keep `--format markdown` under this many bytes, as `fleet plan`.
+    #[arg(long, default_value_t = 60_000)]
+    pub max_bytes: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     Text,
@@ -194,10 +213,6 @@ pub struct ApplyArgs {
     /// Do not wait for rollouts.
     #[arg(help_heading = SAFETY, long)]
     pub no_wait: bool,
-    /// Allow changes that lose queued messages (destroying or replacing a
-    /// stream that holds messages, a consumer with pending ones).
-    #[arg(help_heading = SAFETY, long)]
-    pub allow_destroy: bool,
     /// Apply although files under the definition's directory have
     /// uncommitted changes (the commit recorded then says so).
     #[arg(help_heading = SAFETY, long)]

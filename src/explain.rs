@@ -94,9 +94,70 @@ pub fn rbac_denied(status: &kube::core::Status) -> bool {
             || message.contains("is attempting to grant RBAC permissions not currently held"))
 }
 
+/// A 403 of a ResourceQuota: the object would exceed what the namespace
+/// may hold (`exceeded quota: q, requested: count/configmaps=1, ...`).
+pub fn quota_exceeded(status: &kube::core::Status) -> bool {
+    status.code == 403 && status.message.contains("exceeded quota")
+}
+
+/// A 403 of RBAC escalation prevention: the identity may write Roles and
+/// RoleBindings, but not grant (or bind) rights it does not hold itself.
+/// The API server checks it in a dry run too.
+pub fn rbac_escalation(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status
+            .message
+            .contains("is attempting to grant RBAC permissions not currently held")
+}
+
+/// The rights an RBAC escalation refusal says are missing, as people write
+/// them (`get, list pods`, `get secrets named db`), from the rules the
+/// server prints one to a line (`{APIGroups:[""], Resources:["pods"],
+/// Verbs:["get" "list"]}`); the server's own lines when they do not parse.
+pub fn missing_rights(message: &str) -> Vec<String> {
+    let Some((_, rules)) = message.split_once("not currently held:") else {
+        return Vec::new();
+    };
+    rules
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('{'))
+        // The server may add `; resolution errors: ...` after the rules.
+        .map(|line| line.split("; resolution errors").next().unwrap_or(line))
+        .map(|rule| {
+            // `Key:["a" "b"]` -> [a, b]
+            let list = |key: &str| -> Option<Vec<String>> {
+                let (_, rest) = rule.split_once(&format!("{key}:["))?;
+                let (inside, _) = rest.split_once(']')?;
+                Some(
+                    inside
+                        .split('"')
+                        .skip(1)
+                        .step_by(2)
+                        .map(str::to_string)
+                        .collect(),
+                )
+            };
+            let (Some(verbs), Some(resources)) = (list("Verbs"), list("Resources")) else {
+                return rule.to_string();
+            };
+            let group = list("APIGroups")
+                .and_then(|groups| groups.into_iter().find(|g| !g.is_empty()))
+                .map(|g| format!(".{g}"))
+                .unwrap_or_default();
+            let resources: Vec<String> = resources.iter().map(|r| format!("{r}{group}")).collect();
+            let names = list("ResourceNames")
+                .filter(|names| !names.is_empty())
+                .map(|names| format!(" named {}", names.join(", ")))
+                .unwrap_or_default();
+            format!("{} {}{names}", verbs.join(", "), resources.join(", "))
+        })
+        .collect()
+}
+
 /// The API server refuses new objects in a namespace that is being deleted
 /// with a 403 whose cause is `NamespaceTerminating`; that is no RBAC problem.
-fn namespace_terminating(status: &kube::core::Status) -> bool {
+pub fn namespace_terminating(status: &kube::core::Status) -> bool {
     status
         .details
         .iter()
@@ -202,6 +263,22 @@ mod tests {
             &[],
         );
         assert!(explained(&rbac).contains("RBAC"));
+    }
+
+    #[test]
+    fn an_escalation_names_the_rights_missing() {
+        let message = "roles.rbac.authorization.k8s.io \"agent-devops\" is forbidden: user \"ci\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"get\" \"list\"]}\n{APIGroups:[\"apps\"], Resources:[\"deployments\" \"replicasets\"], ResourceNames:[\"a\"], Verbs:[\"get\"]}";
+        let escalation = status(403, message, &[]);
+        assert!(rbac_escalation(&escalation) && rbac_denied(&escalation));
+        assert!(!quota_exceeded(&escalation));
+        assert_eq!(
+            missing_rights(message),
+            [
+                "get, list pods",
+                "get deployments.apps, replicasets.apps named a"
+            ]
+        );
+        assert!(missing_rights("forbidden").is_empty());
     }
 
     #[test]

@@ -88,8 +88,11 @@ fn planned_in_place(desired: DesiredJetStream, live: LiveStream, version: (u64, 
     let options = Options {
         owner: "test",
         server: version,
+        clustered: false,
         adopt: false,
         inventory_unchanged: false,
+        allow_destroy: false,
+        account: None,
     };
     let changes = plan(&desired, &BTreeMap::from([(name, live)]), &options);
     let change = changes

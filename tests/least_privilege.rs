@@ -206,3 +206,160 @@ async fn a_missing_namespace_fleet_does_not_manage_is_a_clear_error() {
         plan.stderr
     );
 }
+
+#[tokio::test]
+async fn a_role_granting_rights_the_identity_lacks_is_blocked_naming_them() {
+    let env = TestEnv::new("lp-escalate").await;
+    let (fleet, user) = fleet_and_user(&env, "apply").await;
+    // The devops agent is now to read Secrets, which the CI identity may
+    // not: the API server refuses to let it grant that, even in a dry run.
+    fleet.set_environment(&format!(
+        "{UNMANAGED}[agents.devops]\nrbac = [{{ api_groups = [\"\"], resources = [\"secrets\"], verbs = [\"get\"] }}]\n"
+    ));
+    let plan = fleet.run_as(&user, &["plan", "--format", "json"]);
+    plan.assert_ok("plan");
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let blocked: Vec<&serde_json::Value> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["blocked"].is_null())
+        .collect();
+    assert_eq!(blocked.len(), 1, "{json:#}");
+    assert_eq!(blocked[0]["target"]["kind"], "Role", "{json:#}");
+    assert_eq!(json["summary"]["blocked"], 1, "{json:#}");
+    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("user {}", user.name)) && reason.contains("lacks: get secrets"),
+        "{reason}"
+    );
+    let text = fleet.run_as(&user, &["plan"]);
+    assert!(
+        text.stdout.contains("  # blocked: ")
+            && text
+                .stdout
+                .contains("1 change is blocked: 1 cannot be made as planned."),
+        "{}",
+        text.stdout
+    );
+
+    let refused = fleet.run_as(&user, &["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("get secrets"), "{}", refused.stderr);
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
+    assert!(
+        deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing was written"
+    );
+}
+
+#[tokio::test]
+async fn a_destroy_the_identity_may_not_make_is_blocked() {
+    let env = TestEnv::new("lp-delete").await;
+    let (fleet, user) = fleet_and_user(&env, "plan").await;
+    assert!(!user.can("delete", "deployments.apps", &env.namespace));
+    fleet.apply(&["--no-wait"]).assert_ok("apply as the admin");
+    // The observer goes: plan may dry-run every apply, but no deletion.
+    fleet.set_environment(&format!("{UNMANAGED}[agents.observer]\nenabled = false\n"));
+    let plan = fleet.run_as(&user, &["plan", "--format", "json"]);
+    plan.assert_ok("plan");
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let kubernetes_deletes: Vec<&serde_json::Value> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "delete" && c["target"]["system"] == "kubernetes")
+        .collect();
+    assert!(!kubernetes_deletes.is_empty(), "{json:#}");
+    for delete in &kubernetes_deletes {
+        let reason = delete["blocked"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("this identity may not delete"),
+            "{delete:#}"
+        );
+    }
+    assert_eq!(
+        json["summary"]["blocked"],
+        kubernetes_deletes.len(),
+        "{json:#}"
+    );
+    // The admin may: nothing blocked.
+    let admin = fleet.run(&["plan", "--format", "json"]);
+    let admin: serde_json::Value = serde_json::from_str(&admin.stdout).unwrap();
+    assert_eq!(admin["summary"]["blocked"], 0, "{admin:#}");
+}
+
+#[tokio::test]
+async fn a_role_granting_more_is_blocked_before_its_namespace_exists() {
+    let env = TestEnv::new("lp-escalate-new").await;
+    // Nothing can be dry-run in a namespace that does not exist yet: the
+    // plan asks the API server what this identity holds instead.
+    let fleet = FleetDir::for_test(&env);
+    fleet.set_environment(
+        "[agents.devops]\nrbac = [{ api_groups = [\"\"], resources = [\"secrets\"], verbs = [\"get\"] }]\n",
+    );
+    let user = X509User::new(&format!("{}-wide", env.namespace));
+    // Everything fleet does, cluster-wide, but reading Secrets other than
+    // its ApplySet parent (nor escalate or bind).
+    let verbs = "[get, list, watch, create, update, patch, delete]";
+    kubectl_apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {name}
+rules:
+- apiGroups: ['', apps, rbac.authorization.k8s.io, autoscaling, policy, networking.k8s.io, coordination.k8s.io, monitoring.coreos.com]
+  resources: [namespaces, serviceaccounts, configmaps, services, pods, pods/log, deployments, replicasets, roles, rolebindings, horizontalpodautoscalers, poddisruptionbudgets, networkpolicies, leases, servicemonitors]
+  verbs: {verbs}
+- apiGroups: ['']
+  resources: [secrets]
+  resourceNames: [fleet-agent-ceo]
+  verbs: [get, create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {name}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {name} }}
+subjects:
+- {{ apiGroup: rbac.authorization.k8s.io, kind: User, name: {name} }}
+",
+        name = user.name
+    ));
+    eventually(
+        "the user's ClusterRole to take effect",
+        Duration::from_secs(20),
+        || async {
+            user.can("list", "deployments.apps", "default")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let plan = fleet.run_as(&user, &["plan", "--format", "json"]);
+    let _ = support::control_plane()
+        .kubectl()
+        .args(["delete", "clusterrole,clusterrolebinding", &user.name])
+        .output();
+    plan.assert_ok("plan");
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let blocked: Vec<&serde_json::Value> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["blocked"].is_null())
+        .collect();
+    assert_eq!(blocked.len(), 1, "{json:#}");
+    assert_eq!(blocked[0]["target"]["kind"], "Role", "{json:#}");
+    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
+    assert!(reason.contains("lacks: get secrets"), "{reason}");
+    // The admin holds every right: nothing blocked.
+    let admin = fleet.run(&["plan", "--format", "json"]);
+    let admin: serde_json::Value = serde_json::from_str(&admin.stdout).unwrap();
+    assert_eq!(admin["summary"]["blocked"], 0, "{admin:#}");
+}

@@ -63,6 +63,21 @@ async fn second_plan_after_apply_is_empty() {
         plan.stdout
     );
 
+    // The namespace does not exist yet: what is in it could not be dry-run,
+    // and the plan says so.
+    assert!(
+        plan.stdout.contains(&format!(
+            "Note: namespace {} does not exist yet, so the {} objects in it could not be dry-run",
+            fleet.namespace,
+            plan.stdout
+                .lines()
+                .filter(|l| l.starts_with("  + ") && l.contains(&format!(" {}/", fleet.namespace)))
+                .count()
+        )),
+        "{}",
+        plan.stdout
+    );
+
     let applied = fleet.apply(&[]);
     applied.assert_ok("apply");
     assert!(applied.stdout.contains("rolled out"), "{}", applied.stdout);
@@ -70,6 +85,15 @@ async fn second_plan_after_apply_is_empty() {
         applied
             .stdout
             .contains(&format!("Apply complete! Resources: {creates} added")),
+        "{}",
+        applied.stdout
+    );
+    // Each change once: the ApplySet parent too, although apply writes it
+    // again last, to record the inventory.
+    let parent = format!("Secret {}/fleet-agent-ceo: ", fleet.namespace);
+    assert_eq!(
+        applied.stdout.matches(&parent).count(),
+        1,
         "{}",
         applied.stdout
     );
@@ -431,7 +455,7 @@ async fn a_terminating_namespace_is_explained_as_such() {
     )
     .await;
 
-    let run = fleet.run(&["plan"]);
+    let run = fleet.run(&["plan", "--format", "json"]);
     let release = || async {
         let _ = configmaps
             .patch(
@@ -442,14 +466,25 @@ async fn a_terminating_namespace_is_explained_as_such() {
             .await;
     };
     release().await;
-    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr
-            .contains("is being deleted, so nothing can be created in it"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("RBAC"), "{}", run.stderr);
+    // Every create is blocked, saying why; apply would refuse them all.
+    run.assert_ok("plan");
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let creates: Vec<&serde_json::Value> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "create")
+        .collect();
+    assert!(!creates.is_empty(), "{plan:#}");
+    for create in &creates {
+        let reason = create["blocked"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("is being deleted, so nothing can be created in it")
+                && !reason.contains("RBAC"),
+            "{create:#}"
+        );
+    }
+    assert_eq!(plan["summary"]["blocked"], creates.len(), "{plan:#}");
 }
 
 async fn deployments_left(env: &TestEnv, fleet: &FleetDir) -> usize {

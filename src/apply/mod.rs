@@ -101,7 +101,8 @@ pub struct Systems<'a> {
     pub jetstream: Option<&'a JetStream>,
 }
 
-/// Refuses, before any write, a plan that needs a flag it was not given.
+/// Refuses, before any write, a plan that needs a flag it was not given,
+/// or holds a change the servers would refuse (see [`Change::blocked`]).
 pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
     for change in &plan.changes {
         let reason = change.reason.as_deref().unwrap_or_default();
@@ -122,7 +123,17 @@ pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
                 change.target,
                 change.action.verb()
             ),
-            _ => {}
+            // A refusal no flag lifts, which the plan showed.
+            _ => {
+                if let Some(blocked) = change.blocked.as_ref().filter(|b| b.unless.is_none()) {
+                    anyhow::bail!(
+                        "{} {}, but is blocked: {}. Nothing was changed.",
+                        change.target,
+                        change.action.verb(),
+                        blocked.reason
+                    )
+                }
+            }
         }
     }
     Ok(())
@@ -464,6 +475,10 @@ async fn run_step(
     while let Some((n, change, result)) = results.next().await {
         finished[n] = true;
         match result {
+            // The parent was reported when it was written; recording the
+            // inventory on it again is no change of its own (an unchanged
+            // parent is reported as the inventory recorded).
+            Ok(_) if step == Step::RecordInventory && change.action != Action::NoOp => {}
             Ok(done) => report(Event::Done(&Outcome {
                 target: change.target.clone(),
                 done,

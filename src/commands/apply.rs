@@ -13,7 +13,6 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     let interrupt = Interrupt::listen()?;
     let options = deploy::ApplyOptions {
         plan_file: args.plan_file.clone(),
-        allow_destroy: args.allow_destroy,
         allow_dirty: args.allow_dirty,
         rollout_timeout: if args.no_wait {
             Duration::ZERO

@@ -6,6 +6,7 @@ mod plan;
 mod rbac;
 mod render;
 mod schema;
+mod show;
 mod unlock;
 mod validate;
 
@@ -59,6 +60,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Apply(args) => {
             runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
         }
+        Command::Show(args) => show::run(&args),
         Command::Rbac(args) => rbac::run(&args),
         Command::Unlock(args) => runtime()?.block_on(unlock::run(&args)),
         Command::Schema => schema::run(),

@@ -25,6 +25,7 @@ pub(super) fn plan_options(args: &ClusterArgs) -> deploy::PlanOptions {
         concurrency: usize::from(args.concurrency),
         force_conflicts: args.force_conflicts,
         adopt: args.adopt,
+        allow_destroy: args.allow_destroy,
         dry_run_all: args.dry_run_all,
         nats: nats(&args.nats),
     }
@@ -65,16 +66,8 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
             .with_context(|| format!("writing the plan to {}", path.display()))?;
         report::plan_json(plan, &mut std::io::BufWriter::new(file))?;
     }
-    let mut stdout = Vec::new();
-    match args.format {
-        PlanFormat::Text => report::plan_text(plan, &mut stdout)?,
-        PlanFormat::Json => report::plan_json(plan, &mut stdout)?,
-        PlanFormat::Markdown => {
-            let place = args.out.as_ref().map(|p| p.display().to_string());
-            report::plan_markdown(plan, args.max_bytes, place.as_deref(), &mut stdout)?
-        }
-    }
-    report::to_stdout(&stdout)?;
+    let place = args.out.as_ref().map(|p| p.display().to_string());
+    print(plan, args.format, args.max_bytes, place.as_deref())?;
     deploy::workflow::report(
         plan,
         &args.cluster.definition.file,
@@ -92,4 +85,22 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     // no-op plan's CPU at 1,000 agents.
     std::mem::forget(planned);
     Ok(status)
+}
+
+/// Prints `plan` on stdout in `format`; `full_plan` says where the whole
+/// plan is when the Markdown has to leave changes out.
+pub(super) fn print(
+    plan: &crate::plan::Plan,
+    format: PlanFormat,
+    max_bytes: usize,
+    full_plan: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut stdout = Vec::new();
+    match format {
+        PlanFormat::Text => report::plan_text(plan, &mut stdout)?,
+        PlanFormat::Json => report::plan_json(plan, &mut stdout)?,
+        PlanFormat::Markdown => report::plan_markdown(plan, max_bytes, full_plan, &mut stdout)?,
+    }
+    report::to_stdout(&stdout)?;
+    Ok(())
 }

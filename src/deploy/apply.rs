@@ -98,7 +98,7 @@ async fn carry_out(
         concurrency: plan_options.concurrency,
         force_conflicts: plan_options.force_conflicts,
         adopt: plan_options.adopt,
-        allow_destroy: apply_options.allow_destroy,
+        allow_destroy: plan_options.allow_destroy,
         rollout_timeout: apply_options.rollout_timeout,
         record: Some(provenance::Record::of(&plan.provenance)),
         interrupt: apply_options.interrupt.clone(),
@@ -247,15 +247,24 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
     )
 }
 
-fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
+/// A plan `fleet plan --out` wrote, in a format this fleet reads.
+pub fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| {
+    let saved: Plan = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a plan written by `fleet plan --out`",
             path.display()
         )
-    })
+    })?;
+    if saved.format_version != FORMAT_VERSION {
+        anyhow::bail!(
+            "{} has plan format {}, this fleet reads {FORMAT_VERSION}; make the plan again",
+            path.display(),
+            saved.format_version
+        );
+    }
+    Ok(saved)
 }
 
 /// The environment to apply the saved plan at `path` in: the one it was
@@ -292,13 +301,6 @@ fn environment_for_saved(
 /// changed since (the definition, the cluster, JetStream) makes it stale.
 fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
     let saved = read_saved_plan(path)?;
-    if saved.format_version != FORMAT_VERSION {
-        anyhow::bail!(
-            "{} has plan format {}, this fleet reads {FORMAT_VERSION}; make the plan again",
-            path.display(),
-            saved.format_version
-        );
-    }
     let same_place = (
         &saved.fleet,
         &saved.environment,
@@ -326,7 +328,16 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> 
             path.display()
         );
     }
-    if serde_json::to_value(&saved.changes)? != serde_json::to_value(&fresh.changes)? {
+    // Whether a change is blocked depends on apply's flags (a plan saved
+    // without --allow-destroy, applied with it), not on what it does.
+    let unblocked = |changes: &[crate::plan::Change]| {
+        let mut changes = changes.to_vec();
+        for change in &mut changes {
+            change.blocked = None;
+        }
+        serde_json::to_value(changes)
+    };
+    if unblocked(&saved.changes)? != unblocked(&fresh.changes)? {
         anyhow::bail!(
             "the plan in {} is stale: the definition, the cluster or JetStream changed since it was made. Nothing was changed; run `fleet plan --out` again",
             path.display()

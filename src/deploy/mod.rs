@@ -15,7 +15,7 @@ pub mod workflow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use apply::{Applied, apply, saved_plan_environment};
+pub use apply::{Applied, apply, read_saved_plan, saved_plan_environment};
 pub use plan::{Planned, plan};
 
 use crate::interrupt::Interrupt;
@@ -60,6 +60,8 @@ pub struct PlanOptions {
     pub force_conflicts: bool,
     /// Take over same-named objects, streams and consumers fleet does not own.
     pub adopt: bool,
+    /// Allow changes that lose queued messages: they are not blocked.
+    pub allow_destroy: bool,
     /// Dry-run every object, also those proven unchanged.
     pub dry_run_all: bool,
     pub nats: Nats,
@@ -70,8 +72,6 @@ pub struct PlanOptions {
 pub struct ApplyOptions {
     /// A plan saved by `fleet plan --out`, applied only while still the plan.
     pub plan_file: Option<PathBuf>,
-    /// Allow changes that lose queued messages.
-    pub allow_destroy: bool,
     /// Apply although the definition has uncommitted changes.
     pub allow_dirty: bool,
     /// How long to wait for rollouts; zero does not wait.

@@ -104,9 +104,11 @@ pub(super) async fn make_plan(
     let read_kube = crate::live::kube::read(&cluster, &rendering, &read_options);
     let read_jetstream = async {
         match &jetstream {
-            Some(js) => crate::live::jetstream::read(js, &owner, &desired_streams)
-                .await
-                .map(Some),
+            Some(js) => tokio::try_join!(
+                crate::live::jetstream::read(js, &owner, &desired_streams),
+                crate::live::jetstream::account(js),
+            )
+            .map(Some),
             None => Ok(None),
         }
     };
@@ -156,15 +158,22 @@ pub(super) async fn make_plan(
     // First among the notes: it qualifies the whole plan.
     let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
         .into_iter()
+        .chain(plan::kube::before_namespace_note(
+            &kube_plan,
+            &fleet.namespace,
+        ))
         .collect();
     let refused = kube_plan.refused;
     let mut changes = kube_plan.changes;
-    if let (Some(js), Some(live_js)) = (&jetstream, &live_js) {
+    if let (Some(js), Some((live_js, account))) = (&jetstream, &live_js) {
         let options = plan::jetstream::Options {
             owner: &owner,
             server: js.server_version,
+            clustered: js.clustered,
             adopt: plan_options.adopt,
             inventory_unchanged,
+            allow_destroy: plan_options.allow_destroy,
+            account: Some(account),
         };
         changes.extend(plan::jetstream::plan(
             &rendered.jetstream,

@@ -72,6 +72,10 @@ pub struct JetStream {
     /// The server's URL without userinfo: safe to print.
     pub url: String,
     pub server_version: (u64, u64, u64),
+    /// The JetStream fleet talks to may keep several replicas of a stream:
+    /// the server is in a cluster, or is reached through a domain or API
+    /// prefix (which may lead to another server's cluster).
+    pub clustered: bool,
 }
 
 /// The oldest server line that keeps stream and consumer `metadata`, which
@@ -144,6 +148,9 @@ impl JetStream {
                 "NATS at {url} does not have JetStream enabled; start nats-server with -js. Nothing was changed."
             );
         }
+        let clustered = info.cluster.is_some()
+            || connection.domain.is_some()
+            || connection.api_prefix.is_some();
         let context = match (&connection.domain, &connection.api_prefix) {
             (Some(domain), _) => async_nats::jetstream::with_domain(client, domain),
             (None, Some(prefix)) => async_nats::jetstream::with_prefix(client, prefix),
@@ -153,6 +160,7 @@ impl JetStream {
             context,
             url: url.clone(),
             server_version,
+            clustered,
         })
     }
 
@@ -368,6 +376,37 @@ pub async fn read(
         }
     }
     Ok(streams)
+}
+
+/// What the NATS account holds and may hold (`$JS.API.INFO`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    pub streams: u64,
+    pub consumers: u64,
+    /// `None` when unlimited, or not said at the top level (an account
+    /// with limits per replica tier).
+    pub max_streams: Option<u64>,
+    pub max_consumers: Option<u64>,
+}
+
+/// The account's usage and limits.
+pub async fn account(js: &JetStream) -> anyhow::Result<Account> {
+    let info = js
+        .read("INFO", &json!({}), "reading the JetStream account's limits")
+        .await?;
+    // -1 is unlimited; 0 at the top level means the limits are per tier.
+    let limit = |key: &str| {
+        info["limits"][key]
+            .as_i64()
+            .filter(|m| *m > 0)
+            .map(|m| m as u64)
+    };
+    Ok(Account {
+        streams: info["streams"].as_u64().unwrap_or(0),
+        consumers: info["consumers"].as_u64().unwrap_or(0),
+        max_streams: limit("max_streams"),
+        max_consumers: limit("max_consumers"),
+    })
 }
 
 /// Every item of a paged JetStream list. A page that names `missing` items

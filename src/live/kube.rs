@@ -268,6 +268,43 @@ pub async fn identity(cluster: &Cluster) -> anyhow::Result<ClusterIdentity> {
     Ok(identity)
 }
 
+/// What a SelfSubjectAccessReview asks about: a verb on a resource, in a
+/// namespace, maybe of one name.
+pub struct Access<'a> {
+    pub verb: &'a str,
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+/// Whether this identity may do `access`, by a SelfSubjectAccessReview
+/// (what `kubectl auth can-i` asks): for the writes a plan cannot dry-run.
+/// `None` when the server would not say.
+pub async fn may(cluster: &Cluster, access: &Access<'_>) -> Option<bool> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(access.group.to_string()),
+                resource: Some(access.resource.to_string()),
+                namespace: access.namespace.map(str::to_string),
+                name: access.name.map(str::to_string),
+                verb: Some(access.verb.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
+    let params = kube::api::PostParams::default();
+    let answer = retry::kube(|| api.create(&params, &review)).await.ok()?;
+    Some(answer.status?.allowed)
+}
+
 /// A kind's API as the cluster serves it.
 #[derive(Clone, Debug)]
 pub struct Kind {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, Change, Drift, Target};
-use crate::live::jetstream::{LiveJetStream, LiveStream, is_owned};
+use super::{Action, Blocked, Change, Drift, Target};
+use crate::live::jetstream::{Account, LiveJetStream, LiveStream, is_owned};
 use crate::ownership;
 use crate::redact::Body;
 use crate::render::Wave;
@@ -77,11 +77,20 @@ pub struct Options<'a> {
     /// `fleet.owner` of this fleet's streams and consumers.
     pub owner: &'a str,
     pub server: (u64, u64, u64),
+    /// The server may keep more than one replica of a stream (it is in a
+    /// cluster); a single server refuses them.
+    pub clustered: bool,
     pub adopt: bool,
     /// The inventory is the one fleet last applied (see
     /// `plan::kube::inventory_unchanged`): a missing stream or consumer was
     /// deleted outside fleet.
     pub inventory_unchanged: bool,
+    /// Plan as `apply --allow-destroy` would apply: changes that lose
+    /// queued messages are not blocked.
+    pub allow_destroy: bool,
+    /// The account's usage and limits, when read: creates beyond them are
+    /// blocked.
+    pub account: Option<&'a Account>,
 }
 
 pub fn plan(
@@ -92,8 +101,11 @@ pub fn plan(
     let Options {
         owner,
         server,
+        clustered,
         adopt,
         inventory_unchanged,
+        allow_destroy,
+        account,
     } = *options;
     let mut changes = Vec::new();
     // Streams created now, or deleted and created again: their consumers
@@ -154,6 +166,21 @@ pub fn plan(
             &stream.config,
             inventory_unchanged,
         );
+        if matches!(
+            change.action,
+            Action::Create | Action::Update | Action::Replace
+        ) {
+            let replicas = stream.config["num_replicas"].as_u64().unwrap_or(1);
+            if replicas > 1 && !clustered {
+                change.blocked = Some(Blocked::refused(format!(
+                    "it asks for {replicas} replicas, and the nats-server is not in a cluster: JetStream keeps more than one replica only in a cluster (10074). Set `replicas = 1` for this environment"
+                )));
+            } else if let Some(blocked) =
+                overlapping_stream(&stream.name, &stream.config, live, desired, owner)
+            {
+                change.blocked = Some(blocked);
+            }
+        }
         changes.push(change);
     }
 
@@ -256,7 +283,126 @@ pub fn plan(
             }
         }
     }
+    if let Some(account) = account {
+        block_beyond_limits(&mut changes, account);
+    }
+    if !allow_destroy {
+        for change in changes.iter_mut().filter(|c| c.loses_data) {
+            change.blocked.get_or_insert_with(|| {
+                Blocked::unless(
+                    "--allow-destroy",
+                    "queued messages would be lost; apply refuses without --allow-destroy",
+                )
+            });
+        }
+    }
     changes
+}
+
+/// Blocks the creates that would take the account past its limit of
+/// streams or consumers (JetStream's 10027 and 10026, "maximum ... exceeded").
+/// Apply creates before it destroys, so what this plan destroys frees no
+/// room for them.
+fn block_beyond_limits(changes: &mut [Change], account: &Account) {
+    for (what, is_this, held, max, code) in [
+        (
+            "streams",
+            (|t: &Target| matches!(t, Target::Stream { .. })) as fn(&Target) -> bool,
+            account.streams,
+            account.max_streams,
+            10027,
+        ),
+        (
+            "consumers",
+            |t: &Target| matches!(t, Target::Consumer { .. }),
+            account.consumers,
+            account.max_consumers,
+            10026,
+        ),
+    ] {
+        let Some(max) = max else {
+            continue;
+        };
+        let created = changes
+            .iter()
+            .filter(|c| c.action == Action::Create && is_this(&c.target))
+            .count() as u64;
+        if held + created <= max {
+            continue;
+        }
+        for change in changes
+            .iter_mut()
+            .filter(|c| c.action == Action::Create && is_this(&c.target))
+        {
+            change.blocked.get_or_insert_with(|| {
+                Blocked::refused(format!(
+                    "the NATS account holds {held} {what} and may hold {max}, so the {created} this plan creates would exceed it ({code}): raise the account's limit, or remove {what} first"
+                ))
+            });
+        }
+    }
+}
+
+/// Another stream on the server whose subjects overlap those `config`
+/// gives stream `name`: JetStream refuses the create or update (10065,
+/// "subjects overlap with an existing stream"), so the change is blocked,
+/// naming that stream.
+fn overlapping_stream(
+    name: &str,
+    config: &Value,
+    live: &LiveJetStream,
+    desired: &DesiredJetStream,
+    owner: &str,
+) -> Option<Blocked> {
+    let subjects = |config: &Value| -> Vec<String> {
+        config["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let ours = subjects(config);
+    live.iter()
+        .filter(|(other, _)| other.as_str() != name)
+        .find_map(|(other, stream)| {
+            let theirs = subjects(&stream.config);
+            let (a, b) = ours.iter().find_map(|a| {
+                theirs
+                    .iter()
+                    .find(|b| crate::subject::subjects_overlap(a, b))
+                    .map(|b| (a, b))
+            })?;
+            let (whose, what_to_do) = if !is_owned(&stream.config, owner) {
+                let whose = match stream.config["metadata"][ownership::JETSTREAM_OWNER_KEY].as_str()
+                {
+                    Some(fleet) => format!("another fleet's: {fleet}"),
+                    None => "not this fleet's".to_string(),
+                };
+                (
+                    whose,
+                    format!("change the subjects, or have stream {other} removed first"),
+                )
+            } else if desired.streams.iter().any(|d| d.name == *other) {
+                // Both change in the same step, in no fixed order.
+                (
+                    "this fleet's, whose subjects this plan changes too".to_string(),
+                    "change the two streams' subjects in two applies".to_string(),
+                )
+            } else {
+                // Apply creates and updates streams before it destroys any.
+                (
+                    "this fleet's, which this plan destroys, but only after it writes the others"
+                        .to_string(),
+                    format!(
+                        "remove stream {other} in one apply (`enabled = false`), then add this one"
+                    ),
+                )
+            };
+            Some(Blocked::refused(format!(
+                "its subject `{a}` overlaps `{b}` of stream {other} on the server ({whose}), and JetStream refuses streams whose subjects overlap (10065): {what_to_do}"
+            )))
+        })
 }
 
 type Fields = Map<String, Value>;
@@ -365,6 +511,7 @@ fn new_change(
         diff,
         desired: desired.map(Body::new),
         loses_data: false,
+        blocked: None,
         drift: None,
         agent: None,
     }
@@ -378,6 +525,10 @@ fn unowned(target: Target) -> Change {
     let mut change = new_change(target, Action::Unowned, None, None);
     change.reason = Some(format!(
         "a {what} of this name exists without fleet's metadata; apply with --adopt to take it over"
+    ));
+    change.blocked = Some(Blocked::unless(
+        "--adopt",
+        format!("the {what} is not fleet's; apply refuses without --adopt"),
     ));
     change
 }
@@ -672,8 +823,11 @@ mod tests {
     const OPTIONS: Options<'static> = Options {
         owner: "demo",
         server: (2, 12, 0),
+        clustered: false,
         adopt: false,
         inventory_unchanged: false,
+        allow_destroy: false,
+        account: None,
     };
 
     fn desired(max_age_days: u64, storage: &str) -> DesiredJetStream {
@@ -817,6 +971,9 @@ mod tests {
         let changes = plan(&desired, &live, &OPTIONS);
         assert_eq!(changes[1].action, Action::Delete);
         assert!(changes[1].loses_data);
+        // And so blocked, as a count of some would be.
+        let blocked = changes[1].blocked.as_ref().expect("blocked");
+        assert_eq!(blocked.unless.as_deref(), Some("--allow-destroy"));
     }
 
     #[test]
@@ -937,6 +1094,151 @@ mod tests {
             changes[1].reason.as_deref(),
             Some("deliver_policy cannot change in place; 2 messages pending or unacknowledged")
         );
+    }
+
+    #[test]
+    fn a_stream_overlapping_one_on_the_server_is_blocked_naming_it() {
+        // Fleet's stream renamed, its subjects kept.
+        let mut renamed = desired(7, "file");
+        renamed.streams[0].name = "tasks-2".into();
+        renamed.streams[0].config["name"] = json!("tasks-2");
+        renamed.consumers.clear();
+        let blocked = |live: &LiveJetStream, desired: &DesiredJetStream| {
+            let changes = plan(desired, live, &OPTIONS);
+            let stream = changes
+                .iter()
+                .find(|c| c.target.to_string() == "jetstream stream tasks-2")
+                .unwrap();
+            assert_eq!(stream.action, Action::Create);
+            stream.blocked.clone()
+        };
+        // The old stream is fleet's: apply would destroy it only after
+        // creating the new one, which the server refuses.
+        let live = live(7, 0);
+        let reason = blocked(&live, &renamed).expect("blocked").reason;
+        assert!(
+            reason.contains("`tasks.>` overlaps `tasks.>` of stream agent-tasks")
+                && reason.contains("which this plan destroys"),
+            "{reason}"
+        );
+        // A stream of someone else's.
+        let mut theirs = live["agent-tasks"].clone();
+        theirs.config["name"] = json!("legacy");
+        theirs.config["subjects"] = json!(["tasks.devops.*"]);
+        theirs.config["metadata"] = json!({});
+        let foreign = LiveJetStream::from([("legacy".to_string(), theirs)]);
+        let refused = blocked(&foreign, &renamed).expect("blocked");
+        assert_eq!(refused.unless, None, "no flag allows it");
+        assert!(
+            refused
+                .reason
+                .contains("`tasks.>` overlaps `tasks.devops.*` of stream legacy")
+                && refused.reason.contains("not this fleet's"),
+            "{refused:?}"
+        );
+        // Another fleet's (or this one's in another namespace) is named so.
+        let mut other_fleet = foreign.clone();
+        other_fleet.get_mut("legacy").unwrap().config["metadata"] =
+            json!({ "fleet.owner": "demo/staging" });
+        let reason = blocked(&other_fleet, &renamed).expect("blocked").reason;
+        assert!(
+            reason.contains("(another fleet's: demo/staging)"),
+            "{reason}"
+        );
+        // Apart, nothing is blocked.
+        renamed.streams[0].config["subjects"] = json!(["jobs.>"]);
+        assert_eq!(blocked(&foreign, &renamed), None);
+        assert_eq!(blocked(&live, &renamed), None);
+    }
+
+    #[test]
+    fn replicas_on_a_server_outside_a_cluster_are_blocked() {
+        let mut desired = desired(7, "file");
+        desired.streams[0].config["num_replicas"] = json!(3);
+        let changes = plan(&desired, &live(7, 0), &OPTIONS);
+        assert_eq!(changes[0].action, Action::Update);
+        let reason = &changes[0].blocked.as_ref().expect("blocked").reason;
+        assert!(
+            reason.contains("3 replicas") && reason.contains("10074"),
+            "{reason}"
+        );
+        let clustered = Options {
+            clustered: true,
+            ..OPTIONS
+        };
+        assert!(plan(&desired, &live(7, 0), &clustered)[0].blocked.is_none());
+    }
+
+    #[test]
+    fn creates_beyond_the_accounts_limits_are_blocked() {
+        let mut desired = desired(7, "file");
+        desired.streams[0].name = "new".into();
+        desired.streams[0].config["subjects"] = json!(["jobs.>"]);
+        desired.consumers[0].stream = "new".into();
+        let account = |max_streams| Account {
+            streams: 1,
+            consumers: 1,
+            max_streams,
+            max_consumers: None,
+        };
+        let full = account(Some(1));
+        let options = Options {
+            account: Some(&full),
+            ..OPTIONS
+        };
+        let changes = plan(&desired, &live(7, 0), &options);
+        let stream = changes
+            .iter()
+            .find(|c| c.target.to_string() == "jetstream stream new")
+            .unwrap();
+        let reason = &stream.blocked.as_ref().expect("blocked").reason;
+        assert!(
+            reason.contains("holds 1 streams and may hold 1") && reason.contains("10027"),
+            "{reason}"
+        );
+        let consumer = changes
+            .iter()
+            .find(|c| matches!(&c.target, Target::Consumer { stream, .. } if stream == "new"))
+            .unwrap();
+        assert!(consumer.blocked.is_none(), "{consumer:?}");
+        let room = account(Some(2));
+        let options = Options {
+            account: Some(&room),
+            ..OPTIONS
+        };
+        let changes = plan(&desired, &live(7, 0), &options);
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.action == Action::Delete || c.blocked.is_none()),
+            "{changes:#?}"
+        );
+    }
+
+    #[test]
+    fn lost_messages_block_the_change_unless_destroying_is_allowed() {
+        let mut desired = desired(7, "file");
+        desired.consumers.clear();
+        let mut live = live(7, 0);
+        live.get_mut("agent-tasks")
+            .unwrap()
+            .consumers
+            .get_mut("devops-agent")
+            .unwrap()
+            .pending = Some(2);
+        let changes = plan(&desired, &live, &OPTIONS);
+        let blocked = changes[1].blocked.as_ref().expect("blocked");
+        assert_eq!(blocked.unless.as_deref(), Some("--allow-destroy"));
+        let allowed = Options {
+            allow_destroy: true,
+            ..OPTIONS
+        };
+        let changes = plan(&desired, &live, &allowed);
+        assert_eq!(changes[1].action, Action::Delete);
+        assert!(changes[1].loses_data && changes[1].blocked.is_none());
+        // Nothing pending: nothing lost, nothing blocked.
+        let changes = plan(&desired, &self::live(7, 0), &OPTIONS);
+        assert!(!changes[1].loses_data && changes[1].blocked.is_none());
     }
 
     #[test]

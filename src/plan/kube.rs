@@ -10,8 +10,8 @@ use futures::{StreamExt, stream};
 use kube::api::Patch;
 use serde_json::Value;
 
-use super::{Action, Change, Drift, Target, compare, takeover};
-use crate::live::kube::{Cluster, LiveState, NamespaceState, patch_text};
+use super::{Action, Blocked, Change, Drift, Target, compare, takeover};
+use crate::live::kube::{Access, Cluster, LiveState, NamespaceState, may, patch_text};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
 use crate::{explain, ownership, retry};
@@ -72,6 +72,11 @@ pub enum DryRun {
     /// server resolves it to check that fleet holds its rights (unless fleet
     /// may `bind`). Apply writes Roles first; planned client-side.
     RoleMissing,
+    /// The API server would refuse the write itself, with the reason: RBAC
+    /// escalation (a Role granting rights this identity does not hold), a
+    /// ResourceQuota, a namespace being deleted. Planned client-side and
+    /// blocked.
+    Refused(String),
 }
 
 /// A dry run's answer: one planning classifies, or a 422 for another reason
@@ -94,6 +99,9 @@ pub struct Planned {
     /// The objects whose dry run was refused, with the server's reason:
     /// planned client-side, at lower fidelity.
     pub refused: Vec<(ObjectRef, String)>,
+    /// Objects in a namespace that does not exist yet, which could not be
+    /// dry-run: planned as rendered.
+    pub before_namespace: usize,
 }
 
 /// What planning needs to know besides the dry run.
@@ -117,6 +125,7 @@ pub async fn plan(
     let mut changes = Vec::new();
     let mut to_dry_run = Vec::new();
     let mut proven_unchanged = 0;
+    let mut before_namespace = 0;
     let manages_namespace = desired.iter().any(|o| o.id.kind == "Namespace");
     if !manages_namespace && live.namespace == NamespaceState::Missing {
         return Err(unmanaged_namespace_missing(desired, cluster));
@@ -143,6 +152,10 @@ pub async fn plan(
                 object.wave(),
             );
             change.reason = Some("an object of this name exists without fleet's labels; apply with --adopt to take it over".into());
+            change.blocked = Some(Blocked::unless(
+                "--adopt",
+                "the object is not fleet's; apply refuses without --adopt",
+            ));
             change.desired = Some(Body::new(object.body.clone()));
             changes.push(change);
         } else if object.id.namespace.is_some() && namespace_missing {
@@ -152,6 +165,7 @@ pub async fn plan(
                 taken_from: Vec::new(),
             };
             changes.push(classify(object, &context, DryRun::NamespaceMissing));
+            before_namespace += 1;
         } else if live.unchanged.contains(&object.id) {
             // Proven while reading (plan::unchanged): a dry run would answer
             // the object as it is, so there is nothing to send. (The
@@ -212,12 +226,238 @@ pub async fn plan(
             changes.push(change);
         }
     }
+    block_writes_not_allowed(cluster, live, &mut changes, options.concurrency).await;
+    if namespace_missing {
+        block_roles_granting_more(cluster, desired, &mut changes, options.concurrency).await;
+    }
     Ok(Planned {
         changes,
         dry_runs,
         proven_unchanged,
         refused,
+        before_namespace,
     })
+}
+
+/// Blocks the deletions (and a replacement's create) this identity may not
+/// make. A dry run is authorised as the write itself, so what plan dry-ran
+/// apply may write; but plan does not dry-run a deletion, nor the create
+/// after a replacement's delete: asked by SelfSubjectAccessReview instead.
+/// An answer the server would not give blocks nothing.
+async fn block_writes_not_allowed(
+    cluster: &Cluster,
+    live: &LiveState,
+    changes: &mut [Change],
+    concurrency: usize,
+) {
+    let asked: Vec<(usize, &ObjectRef, &[&str])> = changes
+        .iter()
+        .enumerate()
+        .filter_map(|(n, change)| {
+            let Target::Kubernetes(id) = &change.target else {
+                return None;
+            };
+            match change.action {
+                Action::Delete => Some((n, id, &["delete"][..])),
+                Action::Replace => Some((n, id, &["delete", "create"][..])),
+                _ => None,
+            }
+        })
+        .collect();
+    // Allowed for every name of a kind, it is allowed for each: one review
+    // per kind and verb in the usual case, not one per object.
+    let mut every_name: Vec<(&str, &str, Option<&str>, &str)> = asked
+        .iter()
+        .filter_map(|(_, id, verbs)| {
+            let kind = live.kind(id)?;
+            Some(verbs.iter().map(move |verb| {
+                let resource = &kind.resource;
+                (
+                    resource.group.as_str(),
+                    resource.plural.as_str(),
+                    id.namespace.as_deref(),
+                    *verb,
+                )
+            }))
+        })
+        .flatten()
+        .collect();
+    every_name.sort();
+    every_name.dedup();
+    let allowed: BTreeSet<(&str, &str, Option<&str>, &str)> = stream::iter(every_name)
+        .map(|(group, resource, namespace, verb)| async move {
+            let access = Access {
+                verb,
+                group,
+                resource,
+                namespace,
+                name: None,
+            };
+            (may(cluster, &access).await == Some(true))
+                .then_some((group, resource, namespace, verb))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    let allowed = &allowed;
+    let answers: Vec<(usize, Vec<&str>)> = stream::iter(asked)
+        .map(|(n, id, verbs)| async move {
+            let mut denied = Vec::new();
+            if let Some(kind) = live.kind(id) {
+                for verb in verbs {
+                    let every = (
+                        kind.resource.group.as_str(),
+                        kind.resource.plural.as_str(),
+                        id.namespace.as_deref(),
+                        *verb,
+                    );
+                    if allowed.contains(&every) {
+                        continue;
+                    }
+                    let access = Access {
+                        verb,
+                        group: &kind.resource.group,
+                        resource: &kind.resource.plural,
+                        namespace: id.namespace.as_deref(),
+                        name: Some(&id.name),
+                    };
+                    if may(cluster, &access).await == Some(false) {
+                        denied.push(*verb);
+                    }
+                }
+            }
+            (n, denied)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (n, denied) in answers {
+        let Target::Kubernetes(id) = &changes[n].target else {
+            continue;
+        };
+        if denied.is_empty() {
+            continue;
+        }
+        let resource = live
+            .kind(id)
+            .map(|kind| kind.resource.plural.clone())
+            .unwrap_or_else(|| id.kind.clone());
+        changes[n].blocked = Some(Blocked::refused(format!(
+            "this identity may not {} {resource} in namespace {} (RBAC, as `kubectl auth can-i` says), which apply would; plan does not dry-run that write. Grant it (`fleet rbac --for apply` prints the rights), or apply as an identity that holds it",
+            denied.join(" or "),
+            id.namespace.as_deref().unwrap_or_default()
+        )));
+    }
+}
+
+/// Blocks the new Roles that grant rights this identity does not hold, in a
+/// namespace that does not exist yet: the API server would refuse them
+/// (RBAC escalation), but nothing can be dry-run there, so each right is
+/// asked by SelfSubjectAccessReview. An identity that may `escalate` roles
+/// may grant anything.
+async fn block_roles_granting_more(
+    cluster: &Cluster,
+    desired: &[DesiredObject],
+    changes: &mut [Change],
+    concurrency: usize,
+) {
+    let roles: Vec<(usize, &DesiredObject)> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.action == Action::Create)
+        .filter_map(|(n, change)| {
+            let Target::Kubernetes(id) = &change.target else {
+                return None;
+            };
+            let object = desired.iter().find(|o| &o.id == id)?;
+            (id.kind == "Role" && id.group() == "rbac.authorization.k8s.io").then_some((n, object))
+        })
+        .collect();
+    let Some(namespace) = roles.first().and_then(|(_, o)| o.id.namespace.as_deref()) else {
+        return;
+    };
+    let escalate = Access {
+        verb: "escalate",
+        group: "rbac.authorization.k8s.io",
+        resource: "roles",
+        namespace: Some(namespace),
+        name: None,
+    };
+    if may(cluster, &escalate).await != Some(false) {
+        return;
+    }
+    for (n, role) in roles {
+        // (group, resource, name, verb) for each right the Role grants.
+        let mut rights: Vec<(String, String, Option<String>, String)> = Vec::new();
+        for rule in role.body["rules"].as_array().into_iter().flatten() {
+            let list = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            let names = list("resourceNames");
+            let names: Vec<Option<String>> = if names.is_empty() {
+                vec![None]
+            } else {
+                names.into_iter().map(Some).collect()
+            };
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for name in &names {
+                        for verb in list("verbs") {
+                            rights.push((group.clone(), resource.clone(), name.clone(), verb));
+                        }
+                    }
+                }
+            }
+        }
+        let denied: Vec<(String, String, Option<String>, String)> = stream::iter(rights)
+            .map(|right| async move {
+                let (group, resource, name, verb) = &right;
+                let access = Access {
+                    verb,
+                    group,
+                    resource,
+                    namespace: Some(namespace),
+                    name: name.as_deref(),
+                };
+                (may(cluster, &access).await == Some(false)).then_some(right)
+            })
+            .buffered(concurrency.max(1))
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if denied.is_empty() {
+            continue;
+        }
+        // `get, list pods` for each resource (and name) whose verbs are missing.
+        let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+        for (group, resource, name, verb) in denied {
+            let group = if group.is_empty() {
+                String::new()
+            } else {
+                format!(".{group}")
+            };
+            let named = name.map(|n| format!(" named {n}")).unwrap_or_default();
+            let what = format!("{resource}{group}{named}");
+            match missing.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, verbs)) => verbs.push(verb),
+                None => missing.push((what, vec![verb])),
+            }
+        }
+        let missing: Vec<String> = missing
+            .into_iter()
+            .map(|(what, verbs)| format!("{} {what}", verbs.join(", ")))
+            .collect();
+        changes[n].blocked = Some(Blocked::refused(format!(
+            "this identity may not grant rights it does not hold (the API server refuses RBAC escalation; asked by SelfSubjectAccessReview, as the namespace does not exist yet to dry-run in), and lacks: {}. Grant them (`fleet rbac --for apply` prints them), or plan and apply as an identity that holds them",
+            missing.join("; ")
+        )));
+    }
 }
 
 /// Notes for autoscalers that could never read their metric: an External
@@ -449,6 +689,21 @@ pub fn lower_fidelity_note(planned: &Planned) -> Option<String> {
     ))
 }
 
+/// The plan's note when the namespace does not exist yet: the objects in
+/// it could not be dry-run, so the API server has not checked them.
+pub fn before_namespace_note(planned: &Planned, namespace: &str) -> Option<String> {
+    let count = planned.before_namespace;
+    (count > 0).then(|| {
+        format!(
+            "namespace {namespace} does not exist yet, so the {count} {} in it could not be dry-run and {} shown as rendered: the API server checks {} (its defaults, validation, admission) only when apply creates {}",
+            if count == 1 { "object" } else { "objects" },
+            if count == 1 { "is" } else { "are" },
+            if count == 1 { "it" } else { "them" },
+            if count == 1 { "it" } else { "them" },
+        )
+    })
+}
+
 /// `User "u" cannot patch resource "deployments" in API group "apps" ...`
 /// -> `patch deployments`; RBAC escalation prevention -> what it means.
 fn refused_right(message: &str) -> String {
@@ -512,6 +767,14 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
             };
             return classify(object, context, DryRun::Accepted(after));
         }
+        DryRun::Refused(reason) => {
+            let mut change = classify(object, context, DryRun::RoleMissing);
+            // Unchanged, it is not sent, so nothing refuses it.
+            if change.action != Action::NoOp {
+                change.blocked = Some(Blocked::refused(reason));
+            }
+            return change;
+        }
         DryRun::NamespaceMissing => {
             change.action = Action::Create;
             change.diff = Some(unified_diff(kind, None, Some(&object.body)));
@@ -526,6 +789,10 @@ pub fn classify(object: &DesiredObject, context: &Context<'_>, dry_run: DryRun) 
             change.reason = Some(format!(
                 "{}; apply with --force-conflicts to take these fields over",
                 fields.join("; ")
+            ));
+            change.blocked = Some(Blocked::unless(
+                "--force-conflicts",
+                "another field manager owns fields fleet sets; apply refuses without --force-conflicts",
             ));
         }
         DryRun::Immutable(reason) => {
@@ -744,8 +1011,51 @@ pub fn refusal(status: &kube::core::Status, id: &ObjectRef) -> Option<DryRun> {
             fields.join("; ")
         )));
     }
+    // Refusals of the write itself, not of this identity's right to ask:
+    // apply would meet them whoever planned, so they block the change.
+    if explain::rbac_escalation(status) {
+        let who = status
+            .message
+            .split_once("user \"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .map(|user| format!("user {user}"))
+            .unwrap_or_else(|| "this identity".into());
+        let rights = explain::missing_rights(&status.message);
+        let missing = if rights.is_empty() {
+            status.message.clone()
+        } else {
+            rights.join("; ")
+        };
+        return Some(DryRun::Refused(format!(
+            "{who} may not grant rights it does not hold (the API server refuses RBAC escalation, even in a dry run), and lacks: {missing}. Grant them (`fleet rbac --for apply` prints them), or plan and apply as an identity that holds them"
+        )));
+    }
+    if explain::quota_exceeded(status) {
+        return Some(DryRun::Refused(format!(
+            "a ResourceQuota of namespace {} refuses it: {}. Raise the quota (`kubectl describe resourcequota -n {0}`) or remove objects",
+            id.namespace.as_deref().unwrap_or_default(),
+            status
+                .message
+                .split_once("forbidden: ")
+                .map_or(status.message.as_str(), |(_, m)| m)
+        )));
+    }
+    if explain::namespace_terminating(status) {
+        return Some(DryRun::Refused(format!(
+            "namespace {} is being deleted, so nothing can be created in it until it is gone (`kubectl get namespace {0}`); plan again then",
+            id.namespace.as_deref().unwrap_or_default()
+        )));
+    }
     if explain::rbac_denied(status) {
         return Some(DryRun::Forbidden(status.message.clone()));
+    }
+    // Any other 403 is admission's: a webhook or a ValidatingAdmissionPolicy
+    // that denies the object, in a dry run as in the write.
+    if status.code == 403 {
+        return Some(DryRun::Refused(format!(
+            "admission refuses it: {}",
+            status.message
+        )));
     }
     if status.code == 404
         && id.namespace.is_some()

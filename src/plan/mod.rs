@@ -67,6 +67,13 @@ pub struct Change {
     /// without `--allow-destroy`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loses_data: bool,
+    /// Apply would refuse this change as planned, and says why here, before
+    /// anything is written: a flag it was not given (`--allow-destroy`,
+    /// `--force-conflicts`, `--adopt`), or a refusal no flag lifts (subjects
+    /// overlapping another stream, rights this identity cannot grant, a
+    /// quota, a namespace being deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Blocked>,
     /// The live object moved away from what fleet last applied: a hand edit
     /// (or a deletion) that this change restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,8 +95,55 @@ impl Change {
             diff: None,
             desired: None,
             loses_data: false,
+            blocked: None,
             drift: None,
             agent: None,
+        }
+    }
+
+    /// Whether apply refuses this change as planned.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.is_some() || matches!(self.action, Action::Conflict | Action::Unowned)
+    }
+
+    /// The apply flag that would allow a blocked change, if one would (a
+    /// plan saved before `blocked` was recorded still knows conflicts and
+    /// unowned objects by their action).
+    pub fn unblocked_by(&self) -> Option<&str> {
+        match (&self.blocked, self.action) {
+            (Some(blocked), _) => blocked.unless.as_deref(),
+            (None, Action::Conflict) => Some("--force-conflicts"),
+            (None, Action::Unowned) => Some("--adopt"),
+            (None, _) => None,
+        }
+    }
+}
+
+/// Why apply would refuse a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// What refuses it, naming what it clashes with.
+    pub reason: String,
+    /// The apply flag that allows it; `None` when only a change of the
+    /// definition, of the servers or of the identity's rights does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
+}
+
+impl Blocked {
+    /// Refused by a server, whatever the flags.
+    pub fn refused(reason: impl Into<String>) -> Blocked {
+        Blocked {
+            reason: reason.into(),
+            unless: None,
+        }
+    }
+
+    /// Refused unless apply is given `flag`.
+    pub fn unless(flag: &str, reason: impl Into<String>) -> Blocked {
+        Blocked {
+            reason: reason.into(),
+            unless: Some(flag.to_string()),
         }
     }
 }
@@ -198,7 +252,10 @@ pub struct Summary {
     pub add: usize,
     pub change: usize,
     pub destroy: usize,
-    /// Changes apply refuses without a flag (conflicts, unowned objects).
+    /// Changes apply refuses as planned ([`Change::is_blocked`]): without a
+    /// flag (conflicts, unowned objects, lost messages), or at all. They
+    /// count in add, change or destroy too, but conflicts and unowned
+    /// objects, which count only here.
     pub blocked: usize,
 }
 
@@ -226,8 +283,10 @@ impl Plan {
                     summary.add += 1;
                     summary.destroy += 1;
                 }
-                Action::Conflict | Action::Unowned => summary.blocked += 1,
-                Action::NotInstalled | Action::NoOp => {}
+                Action::Conflict | Action::Unowned | Action::NotInstalled | Action::NoOp => {}
+            }
+            if change.is_blocked() {
+                summary.blocked += 1;
             }
         }
         summary

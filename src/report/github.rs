@@ -114,8 +114,7 @@ pub fn annotations(plan: &Plan, locate: &dyn Fn(&Change) -> Option<Location>) ->
     let mut not_installed = std::collections::BTreeSet::new();
     for change in &plan.changes {
         let level = match change.action {
-            Action::Conflict | Action::Unowned => "error",
-            _ if change.loses_data => "error",
+            _ if change.is_blocked() => "error",
             Action::NotInstalled => {
                 if let Target::Kubernetes(id) = &change.target
                     && !not_installed.insert(id.kind.clone())
@@ -137,10 +136,13 @@ pub fn annotations(plan: &Plan, locate: &dyn Fn(&Change) -> Option<Location>) ->
                 location.line
             );
         }
-        let message = match &change.reason {
+        let mut message = match &change.reason {
             Some(reason) => format!("{} {}: {reason}", change.target, change.action.verb()),
             None => format!("{} {}", change.target, change.action.verb()),
         };
+        if let Some(blocked) = &change.blocked {
+            message.push_str(&format!("; blocked: {}", blocked.reason));
+        }
         out.push_str(&format!(
             "::{level} {properties}::{}\n",
             escape_data(&message)

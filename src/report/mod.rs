@@ -143,6 +143,9 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         if let Some(reason) = &change.reason {
             writeln!(out, "  # ({reason})")?;
         }
+        if let Some(blocked) = &change.blocked {
+            writeln!(out, "  {RED}# blocked:{RED:#} {}", blocked.reason)?;
+        }
         let drift = change
             .drift
             .as_ref()
@@ -238,17 +241,37 @@ pub fn summary_line(plan: &Plan) -> String {
         s.add, s.change, s.destroy
     );
     if s.blocked > 0 {
-        line.push_str(&format!(
-            " {} {} --force-conflicts or --adopt.",
-            s.blocked,
-            if s.blocked == 1 {
-                "change needs"
-            } else {
-                "changes need"
-            }
-        ));
+        line.push_str(&format!(" {}", blocked_line(plan, s.blocked)));
     }
     line
+}
+
+/// `2 changes are blocked: 1 needs --allow-destroy, 1 cannot be made as
+/// planned.`: what apply refuses, and what would lift it.
+fn blocked_line(plan: &Plan, blocked: usize) -> String {
+    let mut by_flag: std::collections::BTreeMap<Option<&str>, usize> = Default::default();
+    for change in plan.changes.iter().filter(|c| c.is_blocked()) {
+        *by_flag.entry(change.unblocked_by()).or_default() += 1;
+    }
+    // Those a flag lifts first.
+    let parts: Vec<String> = by_flag
+        .iter()
+        .filter(|(flag, _)| flag.is_some())
+        .chain(by_flag.iter().filter(|(flag, _)| flag.is_none()))
+        .map(|(flag, n)| match flag {
+            Some(flag) => format!("{n} {} {flag}", if *n == 1 { "needs" } else { "need" }),
+            None => format!("{n} cannot be made as planned"),
+        })
+        .collect();
+    format!(
+        "{blocked} {} blocked: {}.",
+        if blocked == 1 {
+            "change is"
+        } else {
+            "changes are"
+        },
+        parts.join(", ")
+    )
 }
 
 /// The plan as JSON (schema: `plan::Plan`, `format_version` 1), with its summary.
@@ -383,6 +406,9 @@ fn markdown_change(change: &Change) -> String {
     if let Some(reason) = &change.reason {
         block.push_str(&format!("{reason}\n\n"));
     }
+    if let Some(blocked) = &change.blocked {
+        block.push_str(&format!("**Blocked:** {}\n\n", blocked.reason));
+    }
     if let Some(diff) = &change.diff {
         // A fence longer than any run of backticks in the diff.
         let fence = "`".repeat(longest_backtick_run(diff).max(2) + 1);
@@ -434,8 +460,10 @@ fn action_style(action: Action) -> Style {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Blocked, Target};
+    use crate::render::Wave;
 
-    fn plan(environment: Option<&str>, nats_url: Option<&str>) -> Plan {
+    fn target_plan(environment: Option<&str>, nats_url: Option<&str>) -> Plan {
         Plan {
             format_version: crate::plan::FORMAT_VERSION,
             fleet: "agent-ceo".into(),
@@ -453,7 +481,7 @@ mod tests {
 
     #[test]
     fn every_plan_names_its_namespace_and_nats_server_without_credentials() {
-        let plan = plan(Some("local"), Some("nats://ci:hunter2@nats.example:4222"));
+        let plan = target_plan(Some("local"), Some("nats://ci:hunter2@nats.example:4222"));
         let line = "Target: environment `local`, namespace `agents-local` on kube context `fleet-local`, NATS server nats://***@nats.example:4222";
         let mut text = Vec::new();
         plan_text(&plan, &mut text).unwrap();
@@ -468,13 +496,71 @@ mod tests {
         );
         assert!(!markdown.contains("hunter2") && !text.contains("hunter2"));
 
-        let base = super::tests::plan(None, None);
+        let base = target_plan(None, None);
         let mut text = Vec::new();
         plan_text(&base, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(
             text.contains("Target: no environment (fleet.toml alone), namespace `agents-local` on kube context `fleet-local`, no NATS server"),
             "{text}"
+        );
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            changes,
+            ..target_plan(None, None)
+        }
+    }
+
+    fn stream(name: &str, action: Action, blocked: Option<Blocked>) -> Change {
+        let mut change = Change::new(
+            Target::Stream { name: name.into() },
+            action,
+            Wave::JetStream,
+        );
+        change.blocked = blocked;
+        change
+    }
+
+    #[test]
+    fn blocked_changes_are_counted_said_and_shown_with_their_reason() {
+        let plan = plan(vec![
+            stream(
+                "old",
+                Action::Delete,
+                Some(Blocked::unless("--allow-destroy", "messages would be lost")),
+            ),
+            stream(
+                "new",
+                Action::Create,
+                Some(Blocked::refused("its subjects overlap stream x")),
+            ),
+            stream("theirs", Action::Unowned, None),
+            stream("fine", Action::Create, None),
+        ]);
+        let summary = plan.summary();
+        assert_eq!((summary.add, summary.destroy, summary.blocked), (2, 1, 3));
+        assert_eq!(
+            summary_line(&plan),
+            "Plan: 2 to add, 0 to change, 1 to destroy. 3 changes are blocked: 1 needs --adopt, 1 needs --allow-destroy, 1 cannot be made as planned."
+        );
+        let mut text = Vec::new();
+        plan_text(&plan, &mut text).unwrap();
+        let text = String::from_utf8(anstream::adapter::strip_bytes(&text).into_vec()).unwrap();
+        assert!(
+            text.contains(
+                "  # jetstream stream new will be created\n  # blocked: its subjects overlap stream x\n  + jetstream stream new\n"
+            ),
+            "{text}"
+        );
+        let mut markdown = Vec::new();
+        plan_markdown(&plan, 60_000, None, &mut markdown).unwrap();
+        let markdown = String::from_utf8(markdown).unwrap();
+        assert!(
+            markdown.contains("**Blocked:** messages would be lost")
+                && markdown.contains("3 changes are blocked: "),
+            "{markdown}"
         );
     }
 }

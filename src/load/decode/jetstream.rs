@@ -7,6 +7,7 @@ use crate::load::diagnostic::Diagnostic;
 use crate::load::read::{At, BadSize, Reader, parse_bytes, suggest};
 use crate::load::source::{Origin, Table, Value};
 use crate::model::*;
+use crate::subject::{subject_covers, subjects_overlap, valid_subject};
 
 /// A stream of the fleet, by its key under [streams]; `stream` is `None`
 /// when an environment switches it off.
@@ -653,85 +654,4 @@ pub(super) fn valid_stream_name(name: &str) -> bool {
         && !name
             .chars()
             .any(|c| c.is_whitespace() || ".*>/\\".contains(c))
-}
-
-pub(super) fn valid_subject(subject: &str) -> bool {
-    let tokens: Vec<&str> = subject.split('.').collect();
-    !subject.is_empty()
-        && tokens.iter().enumerate().all(|(i, token)| {
-            !token.is_empty()
-                && !token.chars().any(char::is_whitespace)
-                && (*token != ">" || i == tokens.len() - 1)
-                && (!token.contains(['*', '>']) || token.len() == 1)
-        })
-}
-
-/// Whether every subject that matches `filter` also matches `subject`.
-pub fn subject_covers(subject: &str, filter: &str) -> bool {
-    let s: Vec<&str> = subject.split('.').collect();
-    let f: Vec<&str> = filter.split('.').collect();
-    for (i, token) in s.iter().enumerate() {
-        match *token {
-            ">" => return f.len() > i,
-            _ if i >= f.len() => return false,
-            "*" => {
-                if f[i] == ">" {
-                    return false;
-                }
-            }
-            literal => {
-                if f[i] != literal {
-                    return false;
-                }
-            }
-        }
-    }
-    s.len() == f.len()
-}
-
-/// Whether some subject matches both patterns.
-pub(super) fn subjects_overlap(a: &str, b: &str) -> bool {
-    let a: Vec<&str> = a.split('.').collect();
-    let b: Vec<&str> = b.split('.').collect();
-    for i in 0..a.len().max(b.len()) {
-        match (a.get(i), b.get(i)) {
-            (Some(&">"), Some(_)) | (Some(_), Some(&">")) => return true,
-            (Some(x), Some(y)) if *x == "*" || *y == "*" || x == y => continue,
-            _ => return false,
-        }
-    }
-    true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subject_coverage() {
-        assert!(subject_covers("tasks.>", "tasks.devops.>"));
-        assert!(subject_covers("tasks.>", "tasks.devops"));
-        assert!(!subject_covers("tasks.>", "tasks"));
-        assert!(subject_covers("tasks.*.new", "tasks.devops.new"));
-        assert!(!subject_covers("tasks.*.new", "tasks.devops.>"));
-        assert!(!subject_covers("jobs.>", "tasks.devops.>"));
-        assert!(subject_covers("tasks.*", "tasks.*"));
-    }
-
-    #[test]
-    fn subject_overlap() {
-        assert!(subjects_overlap("tasks.>", "tasks.devops.new"));
-        assert!(subjects_overlap("tasks.*.new", "tasks.devops.*"));
-        assert!(!subjects_overlap("tasks.>", "events.>"));
-        assert!(!subjects_overlap("a.b", "a.b.c"));
-    }
-
-    #[test]
-    fn subjects_are_checked() {
-        assert!(valid_subject("tasks.>"));
-        assert!(valid_subject("tasks.*.new"));
-        assert!(!valid_subject("tasks.>.new"));
-        assert!(!valid_subject("tasks..new"));
-        assert!(!valid_subject("tasks.de vops"));
-    }
 }

@@ -16,7 +16,6 @@ use super::source::{Node, Origin, Table, Value};
 use crate::model::*;
 use std::collections::BTreeMap;
 
-pub use self::jetstream::subject_covers;
 pub use self::patch::PATCHABLE_KINDS;
 
 pub(super) const ROOT_KEYS: &[&str] = &[
