@@ -26,6 +26,20 @@ fn blocked(plan: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The plan blocks exactly one change, of the fleet's stream, with a reason
+/// that says each of `says`; apply refuses it and writes nothing.
+async fn only_the_stream_is_blocked(env: &TestEnv, fleet: &FleetDir, says: &[&str]) {
+    let plan = json(&fleet.run(&["plan", "--format", "json"]));
+    let blocked = blocked(&plan);
+    assert_eq!(blocked.len(), 1, "{plan:#}");
+    assert_eq!(blocked[0]["target"]["name"], fleet.stream().as_str());
+    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
+    assert!(says.iter().all(|s| reason.contains(s)), "{reason}");
+    let apply = fleet.apply(&[]);
+    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
+    env.assert_nothing_applied(fleet).await;
+}
+
 #[tokio::test]
 async fn a_stream_overlapping_one_fleet_does_not_own_is_blocked_and_nothing_is_written() {
     let env = TestEnv::new("blocked-overlap").await;
@@ -270,18 +284,7 @@ async fn replicas_on_a_server_outside_a_cluster_are_blocked() {
         "{refused:?}"
     );
 
-    let plan = json(&fleet.run(&["plan", "--format", "json"]));
-    let blocked = blocked(&plan);
-    assert_eq!(blocked.len(), 1, "{plan:#}");
-    assert_eq!(blocked[0]["target"]["name"], fleet.stream().as_str());
-    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("3 replicas") && reason.contains("10074"),
-        "{reason}"
-    );
-    let apply = fleet.apply(&[]);
-    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
-    env.assert_nothing_applied(&fleet).await;
+    only_the_stream_is_blocked(&env, &fleet, &["3 replicas", "10074"]).await;
 }
 
 #[tokio::test]
@@ -320,16 +323,5 @@ async fn a_stream_beyond_the_accounts_limit_is_blocked() {
     );
 
     fleet.set_environment_with_nats(&url, "");
-    let plan = json(&fleet.run(&["plan", "--format", "json"]));
-    let blocked = blocked(&plan);
-    assert_eq!(blocked.len(), 1, "{plan:#}");
-    assert_eq!(blocked[0]["target"]["name"], fleet.stream().as_str());
-    let reason = blocked[0]["blocked"]["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("holds 1 streams and may hold 1") && reason.contains("10027"),
-        "{reason}"
-    );
-    let apply = fleet.apply(&[]);
-    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
-    env.assert_nothing_applied(&fleet).await;
+    only_the_stream_is_blocked(&env, &fleet, &["holds 1 streams and may hold 1", "10027"]).await;
 }
