@@ -362,6 +362,10 @@ pub enum Spread {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Autoscaling {
+    /// What scales the agent: a HorizontalPodAutoscaler fleet renders (the
+    /// seed's), or a KEDA ScaledObject, whose HPA KEDA makes and owns.
+    pub engine: Engine,
+    /// 0 only with KEDA, which wakes an idle agent on its first task.
     pub min_replicas: u32,
     pub max_replicas: u32,
     /// Target pending messages per replica on the agent's consumer.
@@ -370,6 +374,30 @@ pub struct Autoscaling {
     pub cpu_utilization: Option<u32>,
     pub scale_up: ScalingRules,
     pub scale_down: ScalingRules,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Engine {
+    Hpa,
+    Keda(Keda),
+}
+
+/// What a KEDA ScaledObject needs beyond the HPA's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keda {
+    /// `host:port` of the NATS monitoring endpoint, as KEDA dials it from
+    /// inside the cluster (`[environment] nats_monitoring`).
+    pub monitoring_endpoint: String,
+    pub monitoring_https: bool,
+    /// The NATS account the streams live in (`$G` without accounts).
+    pub account: String,
+    /// Pending tasks above which an agent at zero replicas wakes.
+    pub activation_pending: u32,
+    pub polling_interval_seconds: i32,
+    /// How long the last task must be gone before scaling to zero.
+    pub cooldown_seconds: i32,
+    /// Replicas to hold while KEDA cannot read NATS (3 failed reads).
+    pub fallback_replicas: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

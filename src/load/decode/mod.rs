@@ -40,7 +40,13 @@ pub(super) const FLEET_KEYS: &[&str] = &[
     "workload_type_label",
 ];
 
-pub(super) const ENVIRONMENT_KEYS: &[&str] = &["kube_context", "namespace", "nats_url"];
+pub(super) const ENVIRONMENT_KEYS: &[&str] = &[
+    "kube_context",
+    "namespace",
+    "nats_url",
+    "nats_monitoring",
+    "nats_account",
+];
 
 pub(super) const SERVICE_MONITOR_KEYS: &[&str] = &["enabled", "name", "interval", "path"];
 
@@ -89,6 +95,7 @@ pub(super) const PROFILE_KEYS: &[&str] = &[
     "tolerations",
     "zone_spread",
     "node_spread",
+    "autoscaling",
 ];
 
 pub(super) const RESOURCE_KEYS: &[&str] = &["cpu", "memory"];
@@ -141,6 +148,7 @@ pub(super) const VOLUME_KEYS: &[&str] = &[
 
 pub(super) const AUTOSCALING_KEYS: &[&str] = &[
     "enabled",
+    "engine",
     "min",
     "max",
     "pending_per_replica",
@@ -148,7 +156,18 @@ pub(super) const AUTOSCALING_KEYS: &[&str] = &[
     "cpu_utilization",
     "scale_up",
     "scale_down",
+    "activation_pending",
+    "polling_interval",
+    "cooldown",
+    "fallback",
 ];
+
+/// Keys only a KEDA ScaledObject has.
+pub(super) const KEDA_ONLY_KEYS: &[&str] =
+    &["activation_pending", "polling_interval", "cooldown", "fallback"];
+
+/// What a profile may say about autoscaling: only which engine.
+pub(super) const PROFILE_AUTOSCALING_KEYS: &[&str] = &["engine"];
 
 pub(super) const SCALING_KEYS: &[&str] = &["stabilization", "pods", "percent", "period"];
 
@@ -294,6 +313,8 @@ fn decode_fleet(
         kube_context: r.string(env_table, "kube_context").map(|c| c.value),
         nats_url: r.string(env_table, "nats_url").map(|u| u.value),
     };
+    let nats_monitoring = r.string(env_table, "nats_monitoring");
+    let nats_account = r.string(env_table, "nats_account");
 
     let label_domain = r
         .string(fleet_table, "label_domain")
@@ -399,6 +420,8 @@ fn decode_fleet(
             moved_namespace,
             manage_namespace,
             environment,
+            nats_monitoring: nats_monitoring.as_ref(),
+            nats_account: nats_account.as_ref(),
             files,
         };
         if let Some(agent) = decode_agent(r, &entry.key, merged, &context) {

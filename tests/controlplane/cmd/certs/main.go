@@ -1,8 +1,12 @@
 // Command certs writes the PKI of the local control plane: a cluster CA, the
-// kube-apiserver's serving certificate, the service-account signing key, and
-// one x509 client certificate per user (CN = user name, O = groups).
+// kube-apiserver's serving certificate, the service-account signing key, one
+// x509 client certificate per user (CN = user name, O = groups), the
+// aggregation layer's front-proxy CA and client, and KEDA's certificate
+// (serving and client, for its operator's gRPC service and its metrics API
+// server).
 //
-// Files already present are kept, so running it again is harmless.
+// Files already present are kept, so running it again is harmless; a file
+// added in a later version is written into an existing PKI.
 package main
 
 import (
@@ -33,6 +37,9 @@ var clientUsers = []struct {
 	{"controller-manager", "system:kube-controller-manager", nil},
 	{"scheduler", "system:kube-scheduler", nil},
 	{"kwok", "kwok-controller", []string{"system:masters"}},
+	// KEDA's operator and metrics API server, as its Helm chart's
+	// ClusterRoles would allow (and a little more: a test cluster).
+	{"keda", "keda-operator", []string{"system:masters"}},
 }
 
 const validity = 10 * 365 * 24 * time.Hour
@@ -48,50 +55,83 @@ func main() {
 	}
 	path := func(name string) string { return filepath.Join(*dir, name) }
 
-	if exists(path("ca.crt")) && exists(path("ca.key")) {
-		return
+	ca, caKey := authority(path("ca"), "fleet-test-ca")
+
+	if !exists(path("apiserver.crt")) {
+		serving := leaf(pkix.Name{CommonName: "kube-apiserver"}, x509.ExtKeyUsageServerAuth)
+		serving.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+		serving.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")}
+		writePair(path("apiserver"), serving, ca, caKey)
 	}
 
-	caKey := newKey()
-	caTemplate := &x509.Certificate{
+	for _, user := range clientUsers {
+		if exists(path(user.file + ".crt")) {
+			continue
+		}
+		template := leaf(pkix.Name{CommonName: user.name, Organization: user.groups}, x509.ExtKeyUsageClientAuth)
+		writePair(path(user.file), template, ca, caKey)
+	}
+
+	if !exists(path("sa.pub")) {
+		saKey := newKey()
+		writeKey(path("sa.key"), saKey)
+		saPub, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+		if err != nil {
+			log.Fatal(err)
+		}
+		writePEM(path("sa.pub"), "PUBLIC KEY", saPub)
+	}
+
+	// The aggregation layer: the API server proves itself to an extension
+	// API server (KEDA's metrics server) with a client certificate from a
+	// CA of its own, as kubeadm sets it up.
+	proxyCA, proxyKey := authority(path("front-proxy-ca"), "fleet-front-proxy-ca")
+	if !exists(path("front-proxy-client.crt")) {
+		client := leaf(pkix.Name{CommonName: "front-proxy-client"}, x509.ExtKeyUsageClientAuth)
+		writePair(path("front-proxy-client"), client, proxyCA, proxyKey)
+	}
+
+	// KEDA's operator serves gRPC to its metrics server with mutual TLS
+	// from one directory (ca.crt, tls.crt, tls.key); the metrics server
+	// serves the API server with the same certificate. Both run on
+	// loopback, under the names their Services have in a cluster too.
+	if !exists(path("keda.crt")) {
+		keda := leaf(pkix.Name{CommonName: "keda-operator"}, x509.ExtKeyUsageServerAuth)
+		keda.ExtKeyUsage = append(keda.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+		keda.DNSNames = []string{"localhost", "keda-operator", "keda-operator.keda.svc",
+			"keda-metrics-apiserver", "keda-metrics-apiserver.keda.svc"}
+		keda.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		writePair(path("keda"), keda, ca, caKey)
+	}
+}
+
+// authority loads the CA at base.crt and base.key, or makes one. The
+// certificate is written last: its presence marks a complete pair.
+func authority(base, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	if exists(base+".crt") && exists(base+".key") {
+		return loadCert(base + ".crt"), loadKey(base + ".key")
+	}
+	key := newKey()
+	template := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "fleet-test-ca"},
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
 	if err != nil {
 		log.Fatal(err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		log.Fatal(err)
 	}
-
-	serving := leaf(pkix.Name{CommonName: "kube-apiserver"}, x509.ExtKeyUsageServerAuth)
-	serving.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
-	serving.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")}
-	writePair(path("apiserver"), serving, ca, caKey)
-
-	for _, user := range clientUsers {
-		template := leaf(pkix.Name{CommonName: user.name, Organization: user.groups}, x509.ExtKeyUsageClientAuth)
-		writePair(path(user.file), template, ca, caKey)
-	}
-
-	saKey := newKey()
-	writeKey(path("sa.key"), saKey)
-	saPub, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
-	if err != nil {
-		log.Fatal(err)
-	}
-	writePEM(path("sa.pub"), "PUBLIC KEY", saPub)
-
-	// The CA goes last: its presence marks a complete PKI.
-	writeKey(path("ca.key"), caKey)
-	writePEM(path("ca.crt"), "CERTIFICATE", caDER)
+	writeKey(base+".key", key)
+	writePEM(base+".crt", "CERTIFICATE", der)
+	return cert, key
 }
 
 func leaf(subject pkix.Name, usage x509.ExtKeyUsage) *x509.Certificate {
@@ -105,6 +145,7 @@ func leaf(subject pkix.Name, usage x509.ExtKeyUsage) *x509.Certificate {
 	}
 }
 
+// writePair writes base.key, then base.crt (whose presence marks the pair).
 func writePair(base string, template, ca *x509.Certificate, caKey *ecdsa.PrivateKey) {
 	key := newKey()
 	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
@@ -136,6 +177,34 @@ func writePEM(path, blockType string, der []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		log.Fatal(err)
 	}
+}
+
+func readPEM(path string) []byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		log.Fatalf("certs: %s holds no PEM block", path)
+	}
+	return block.Bytes
+}
+
+func loadCert(path string) *x509.Certificate {
+	cert, err := x509.ParseCertificate(readPEM(path))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return cert
+}
+
+func loadKey(path string) *ecdsa.PrivateKey {
+	key, err := x509.ParseECPrivateKey(readPEM(path))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return key
 }
 
 func serial() *big.Int {
