@@ -37,9 +37,6 @@ var clientUsers = []struct {
 	{"controller-manager", "system:kube-controller-manager", nil},
 	{"scheduler", "system:kube-scheduler", nil},
 	{"kwok", "kwok-controller", []string{"system:masters"}},
-	// KEDA's operator and metrics API server, as its Helm chart's
-	// ClusterRoles would allow (and a little more: a test cluster).
-	{"keda", "keda-operator", []string{"system:masters"}},
 }
 
 const validity = 10 * 365 * 24 * time.Hour
@@ -95,8 +92,12 @@ func main() {
 	// from one directory (ca.crt, tls.crt, tls.key); the metrics server
 	// serves the API server with the same certificate. Both run on
 	// loopback, under the names their Services have in a cluster too.
+	// Both also talk to the API server with it, as a member of
+	// system:masters (its Helm chart's ClusterRoles, and more: a test
+	// cluster).
 	if !exists(path("keda.crt")) {
-		keda := leaf(pkix.Name{CommonName: "keda-operator"}, x509.ExtKeyUsageServerAuth)
+		keda := leaf(pkix.Name{CommonName: "keda-operator", Organization: []string{"system:masters"}},
+			x509.ExtKeyUsageServerAuth)
 		keda.ExtKeyUsage = append(keda.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 		keda.DNSNames = []string{"localhost", "keda-operator", "keda-operator.keda.svc",
 			"keda-metrics-apiserver", "keda-metrics-apiserver.keda.svc"}
