@@ -194,6 +194,11 @@ pub(super) async fn make_plan(
             )
         }),
     );
+    notes.extend(live.unlistable_kinds.iter().map(|(api_version, kind)| {
+        format!(
+            "{kind} ({api_version}) is not listed: this identity may not list it, and the fleet renders and records none (`fleet rbac` prints the rights to read it)"
+        )
+    }));
     notes.extend(plan::kube::unreadable_metrics(
         &rendered.kubernetes,
         &live.served_groups,

@@ -88,6 +88,7 @@ pub const MANAGED_KINDS: &[ManagedKind] = &[
         "HorizontalPodAutoscaler",
         "horizontalpodautoscalers",
     ),
+    ManagedKind::new("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
     ManagedKind::new("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     ManagedKind::new("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     ManagedKind::new(
@@ -328,6 +329,11 @@ pub struct LiveState {
     pub kinds: BTreeMap<(String, String), Kind>,
     /// Kinds fleet renders whose API the cluster does not serve.
     pub missing_kinds: BTreeSet<(String, String)>,
+    /// Kinds the identity may not list, which the definition does not render
+    /// and the inventory does not record (a CRD installed for others, such as
+    /// KEDA's ScaledObject): fleet has none of them to find, so they are
+    /// skipped. A kind fleet does render or record fails the read instead.
+    pub unlistable_kinds: BTreeSet<(String, String)>,
     /// Every API group the cluster serves (for the metrics APIs an
     /// autoscaler reads, which fleet does not manage but depends on).
     pub served_groups: BTreeSet<String>,
@@ -465,7 +471,15 @@ pub async fn read(
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
-    for (id, value, unchanged) in lists.into_iter().flatten() {
+    let mut forbidden = Vec::new();
+    let mut objects = Vec::new();
+    for list in lists {
+        match list {
+            Listed::Objects(listed) => objects.extend(listed),
+            Listed::Forbidden(kind, err) => forbidden.push((kind, err)),
+        }
+    }
+    for (id, value, unchanged) in objects {
         if unchanged {
             state.unchanged.insert(id.clone());
         }
@@ -487,7 +501,37 @@ pub async fn read(
     if state.namespace != NamespaceState::Missing {
         get_each(cluster, &mut state, inside, options).await?;
     }
+    for (kind, err) in forbidden {
+        let rendered = desired.iter().any(|d| d.id.kind == kind.resource.kind);
+        if rendered || recorded_in_inventory(&state, &kind) {
+            return Err(err);
+        }
+        state.unlistable_kinds.insert((
+            kind.resource.api_version.clone(),
+            kind.resource.kind.clone(),
+        ));
+    }
     Ok(state)
+}
+
+/// Whether the live ApplySet parent records objects of `kind` (its
+/// `contains-group-kinds`), so some may be left to prune.
+fn recorded_in_inventory(state: &LiveState, kind: &Kind) -> bool {
+    let group_kind = match kind.resource.group.as_str() {
+        "" => kind.resource.kind.clone(),
+        group => format!("{}.{group}", kind.resource.kind),
+    };
+    state
+        .owned
+        .values()
+        .filter_map(|o| o["metadata"]["annotations"][ownership::APPLYSET_KINDS_ANNOTATION].as_str())
+        .any(|kinds| kinds.split(',').any(|k| k == group_kind))
+}
+
+/// One kind's LIST: the objects, or a refusal to list them at all.
+enum Listed {
+    Objects(Vec<(ObjectRef, Value, bool)>),
+    Forbidden(Kind, anyhow::Error),
 }
 
 /// The LIST of one kind's objects by fleet's ownership label.
@@ -504,16 +548,23 @@ impl Listing<'_> {
     /// unchanged against its desired object (then only its metadata is
     /// kept). In pages, as kubectl does, so that a large fleet's objects are
     /// never all held at once.
-    async fn owned(&self, rendering: &Rendering) -> anyhow::Result<Vec<(ObjectRef, Value, bool)>> {
+    async fn owned(&self, rendering: &Rendering) -> anyhow::Result<Listed> {
         let api = self.kind.api(&self.cluster.client, Some(self.namespace));
         let mut params = ListParams::default().labels(self.selector).limit(LIST_PAGE);
         let mut pages = Pages::new(&self.kind, self.prove_unchanged);
         loop {
-            let text = retry::kube(|| list_text(&self.cluster.client, &api, &params))
-                .await
-                .map_err(|err| {
-                    crate::explain::client_error(err, "listing", &self.what(), self.cluster)
-                })?;
+            let text = match retry::kube(|| list_text(&self.cluster.client, &api, &params)).await {
+                Ok(text) => text,
+                Err(err) => {
+                    let forbidden = matches!(&err, kube::Error::Api(s) if s.code == 403);
+                    let err =
+                        crate::explain::client_error(err, "listing", &self.what(), self.cluster);
+                    if forbidden {
+                        return Ok(Listed::Forbidden(self.kind.clone(), err));
+                    }
+                    return Err(err);
+                }
+            };
             let token = pages
                 .take(text, rendering.now())
                 .map_err(|err| self.unreadable(err))?;
@@ -524,6 +575,7 @@ impl Listing<'_> {
         }
         pages
             .finish(rendering.done().await?)
+            .map(Listed::Objects)
             .map_err(|err| self.unreadable(err))
     }
 

@@ -55,6 +55,8 @@ pub fn schema() -> Value {
             "timeout": duration("probe timeout"),
         }),
     );
+    let engine = json!({ "enum": ["hpa", "keda"],
+        "description": "what scales the agent: hpa (a HorizontalPodAutoscaler, the default) or keda (a KEDA ScaledObject)" });
     let scaling = table(
         "scaling behaviour; setting `pods` or `percent` replaces the default policy (both: the larger change wins)",
         json!({
@@ -225,15 +227,20 @@ pub fn schema() -> Value {
                 "zone_spread": boolean("spread the tier across zones"),
                 "node_spread": node_spread.clone(),
             })),
-            "autoscaling": table("HorizontalPodAutoscaler", json!({
+            "autoscaling": table("HorizontalPodAutoscaler or KEDA ScaledObject", json!({
                 "enabled": boolean("false turns autoscaling off"),
-                "min": integer("minimum replicas", 1),
+                "engine": engine.clone(),
+                "min": integer("minimum replicas (0 only with engine = \"keda\" and pending_per_replica)", 0),
                 "max": integer("maximum replicas", 1),
                 "pending_per_replica": integer("target pending tasks per replica on the agent's consumer", 1),
                 "memory_utilization": integer("target memory utilization, percent", 1),
                 "cpu_utilization": integer("target CPU utilization, percent (needs a CPU request)", 1),
                 "scale_up": scaling.clone(),
                 "scale_down": scaling,
+                "activation_pending": integer("KEDA: pending tasks that wake an agent at zero replicas (default 0: the first)", 0),
+                "polling_interval": string("KEDA: how often it reads NATS (default 30s)"),
+                "cooldown": string("KEDA: how long without tasks before scaling to zero (default 5m)"),
+                "fallback": integer("KEDA: replicas to hold while it cannot read NATS (3 failed reads)", 0),
             })),
             "consumer": consumer,
             "consumers": { "type": "object", "description": "consumers on further streams, by stream key: each <role>-agent-<stream>, listed to the agent in NATS_CONSUMERS",
@@ -272,6 +279,7 @@ pub fn schema() -> Value {
             "tolerations": tolerations,
             "zone_spread": boolean("spread the tier across zones"),
             "node_spread": node_spread,
+            "autoscaling": table("the autoscaler of the profile's agents", json!({ "engine": engine })),
         }),
     );
     let stream = table(
@@ -328,6 +336,8 @@ pub fn schema() -> Value {
                 "kube_context": string("kubeconfig context"),
                 "namespace": string("overrides [fleet] namespace"),
                 "nats_url": string("the NATS server fleet connects to"),
+                "nats_monitoring": string("host:port (or https://host:port) of the NATS monitoring endpoint as KEDA reaches it in the cluster (default: nats_url's host, port 8222)"),
+                "nats_account": string("the NATS account of the streams, for KEDA (default $G, no accounts)"),
             })),
             "defaults": agent.clone(),
             "profiles": { "type": "object", "additionalProperties": profile },
@@ -444,6 +454,13 @@ mod tests {
                 &[]
             ),
             sorted(PROFILE_KEYS)
+        );
+        assert_eq!(
+            properties(
+                &schema["properties"]["profiles"]["additionalProperties"],
+                &["properties", "autoscaling"]
+            ),
+            sorted(PROFILE_AUTOSCALING_KEYS)
         );
         assert_eq!(
             properties(

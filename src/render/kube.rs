@@ -39,6 +39,13 @@ use crate::ownership;
 /// Name of the metric the seed's NATS exporter publishes per consumer.
 const PENDING_METRIC: &str = "nats_consumer_pending_messages";
 
+/// The ScaledObject annotation naming labels KEDA must not copy onto the HPA
+/// it makes.
+const KEDA_EXCLUDED_LABELS: &str = "scaledobject.keda.sh/hpa-excluded-labels";
+
+/// Failed reads of NATS after which KEDA holds the fallback replicas.
+const KEDA_FALLBACK_FAILURES: u32 = 3;
+
 pub fn objects(fleet: &Fleet) -> Vec<DesiredObject> {
     let r = Renderer::new(fleet);
     let mut objects = Vec::new();
@@ -569,6 +576,17 @@ impl<'a> Renderer<'a> {
             .autoscaling
             .as_ref()
             .expect("only called for autoscaled agents");
+        match &autoscaling.engine {
+            model::Engine::Hpa => self.horizontal_pod_autoscaler(agent, autoscaling),
+            model::Engine::Keda(keda) => self.scaled_object(agent, autoscaling, keda),
+        }
+    }
+
+    fn horizontal_pod_autoscaler(
+        &self,
+        agent: &Agent,
+        autoscaling: &model::Autoscaling,
+    ) -> DesiredObject {
         let mut metrics = Vec::new();
         // One metric per consumer: the autoscaler proposes a replica count
         // for each and takes the largest, so any one backlog scales the agent.
@@ -627,24 +645,8 @@ impl<'a> Renderer<'a> {
                 ..MetricSpec::default()
             });
         }
-        let rules = |r: &model::ScalingRules| {
-            let policy = |type_: &str, value: i32| HPAScalingPolicy {
-                type_: type_.into(),
-                value,
-                period_seconds: r.period_seconds,
-            };
-            let policies = [("Pods", r.pods), ("Percent", r.percent)]
-                .into_iter()
-                .filter_map(|(type_, value)| value.map(|v| policy(type_, v)))
-                .collect();
-            HPAScalingRules {
-                stabilization_window_seconds: Some(r.stabilization_window_seconds),
-                policies: Some(policies),
-                ..HPAScalingRules::default()
-            }
-        };
         let hpa = HorizontalPodAutoscaler {
-            metadata: self.agent_meta(agent, format!("{}-hpa", deployment_name(&agent.role))),
+            metadata: self.agent_meta(agent, autoscaler_name(&agent.role)),
             spec: HorizontalPodAutoscalerSpec {
                 scale_target_ref: CrossVersionObjectReference {
                     api_version: Some("apps/v1".into()),
@@ -655,13 +657,99 @@ impl<'a> Renderer<'a> {
                 max_replicas: autoscaling.max_replicas as i32,
                 metrics: Some(metrics),
                 behavior: Some(HorizontalPodAutoscalerBehavior {
-                    scale_up: Some(rules(&autoscaling.scale_up)),
-                    scale_down: Some(rules(&autoscaling.scale_down)),
+                    scale_up: Some(scaling_rules(&autoscaling.scale_up)),
+                    scale_down: Some(scaling_rules(&autoscaling.scale_down)),
                 }),
             },
             status: None,
         };
         DesiredObject::new(&hpa)
+    }
+
+    /// KEDA's ScaledObject (no k8s-openapi type): KEDA makes the HPA from
+    /// it, named as fleet names its own, so that switching engines hands
+    /// the one HPA over instead of running two or none. KEDA copies the
+    /// ScaledObject's labels onto its HPA; fleet's ownership marks are
+    /// excluded, so the HPA is never fleet's to plan or prune.
+    fn scaled_object(
+        &self,
+        agent: &Agent,
+        autoscaling: &model::Autoscaling,
+        keda: &model::Keda,
+    ) -> DesiredObject {
+        let mut triggers = Vec::new();
+        // One trigger per consumer, like the HPA's metrics: KEDA proposes a
+        // replica count for each and the HPA takes the largest.
+        if let Some(pending) = autoscaling.pending_per_replica {
+            for consumer in agent.all_consumers() {
+                triggers.push(json!({
+                    "type": "nats-jetstream",
+                    "metadata": {
+                        "natsServerMonitoringEndpoint": keda.monitoring_endpoint,
+                        "account": keda.account,
+                        "stream": consumer.stream,
+                        "consumer": consumer.name,
+                        "lagThreshold": pending.to_string(),
+                        "activationLagThreshold": keda.activation_pending.to_string(),
+                        "useHttps": keda.monitoring_https.to_string(),
+                    },
+                }));
+            }
+        }
+        for (resource, utilization) in [
+            ("memory", autoscaling.memory_utilization),
+            ("cpu", autoscaling.cpu_utilization),
+        ] {
+            if let Some(utilization) = utilization {
+                triggers.push(json!({
+                    "type": resource,
+                    "metricType": "Utilization",
+                    "metadata": { "value": utilization.to_string() },
+                }));
+            }
+        }
+        let mut annotations = agent.annotations.clone();
+        annotations.insert(
+            KEDA_EXCLUDED_LABELS.into(),
+            [ownership::MANAGED_BY_LABEL, ownership::PART_OF_LABEL].join(","),
+        );
+        let behavior = HorizontalPodAutoscalerBehavior {
+            scale_up: Some(scaling_rules(&autoscaling.scale_up)),
+            scale_down: Some(scaling_rules(&autoscaling.scale_down)),
+        };
+        let mut spec = json!({
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment_name(&agent.role),
+            },
+            "minReplicaCount": autoscaling.min_replicas,
+            "maxReplicaCount": autoscaling.max_replicas,
+            "pollingInterval": keda.polling_interval_seconds,
+            "cooldownPeriod": keda.cooldown_seconds,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "name": autoscaler_name(&agent.role),
+                    "behavior": behavior,
+                },
+            },
+            "triggers": triggers,
+        });
+        if let Some(replicas) = keda.fallback_replicas {
+            spec["fallback"] =
+                json!({ "failureThreshold": KEDA_FALLBACK_FAILURES, "replicas": replicas });
+        }
+        DesiredObject::from_json(json!({
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {
+                "name": deployment_name(&agent.role),
+                "namespace": self.fleet.namespace,
+                "labels": self.agent_labels(agent),
+                "annotations": annotations,
+            },
+            "spec": spec,
+        }))
     }
 
     fn disruption_budget(&self, agent: &Agent, budget: model::DisruptionBudget) -> DesiredObject {
@@ -795,6 +883,30 @@ impl<'a> Renderer<'a> {
             },
         });
         DesiredObject::from_json(body)
+    }
+}
+
+/// The HPA's name, whichever engine makes it.
+fn autoscaler_name(role: &str) -> String {
+    format!("{}-hpa", deployment_name(role))
+}
+
+/// A scaling direction's rules. Setting `pods` or `percent` replaces the
+/// default policy; setting both keeps both.
+fn scaling_rules(r: &model::ScalingRules) -> HPAScalingRules {
+    let policy = |type_: &str, value: i32| HPAScalingPolicy {
+        type_: type_.into(),
+        value,
+        period_seconds: r.period_seconds,
+    };
+    let policies = [("Pods", r.pods), ("Percent", r.percent)]
+        .into_iter()
+        .filter_map(|(type_, value)| value.map(|v| policy(type_, v)))
+        .collect();
+    HPAScalingRules {
+        stabilization_window_seconds: Some(r.stabilization_window_seconds),
+        policies: Some(policies),
+        ..HPAScalingRules::default()
     }
 }
 
@@ -1155,6 +1267,92 @@ placement = { node_affinity = { disktype = { operator = "NotIn", values = ["hdd"
         assert_eq!(
             pod["tolerations"],
             json!([{ "key": "gpu", "operator": "Exists" }])
+        );
+    }
+
+    #[test]
+    fn a_keda_agent_gets_a_scaled_object_in_place_of_its_hpa() {
+        let objects = render(
+            r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[defaults]
+image = "example.com/agent:1"
+nats_url = "nats://user:secret@nats.nats.svc:4222"
+consumer = { stream = "tasks" }
+[streams.tasks]
+subjects = ["tasks.>"]
+[streams.alerts]
+subjects = ["alerts.>"]
+[profiles.lean]
+autoscaling = { engine = "keda" }
+[agents.builder]
+profile = "lean"
+resources = { requests = { memory = "1Gi" } }
+consumers.alerts = {}
+autoscaling = { min = 0, max = 6, pending_per_replica = 5, memory_utilization = 80, cooldown = "2m", fallback = 2 }
+"#,
+        );
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o.id.kind == "HorizontalPodAutoscaler"),
+            "KEDA makes the HPA, not fleet"
+        );
+        let scaled = objects
+            .iter()
+            .find(|o| o.id.kind == "ScaledObject")
+            .expect("a ScaledObject");
+        assert_eq!(scaled.id.name, "agent-builder");
+        assert_eq!(scaled.id.api_version, "keda.sh/v1alpha1");
+        let body = &scaled.body;
+        // Fleet's marks stay off KEDA's HPA, which is never fleet's.
+        assert_eq!(
+            body["metadata"]["annotations"]["scaledobject.keda.sh/hpa-excluded-labels"],
+            "app.kubernetes.io/managed-by,applyset.kubernetes.io/part-of"
+        );
+        let nats = |stream: &str, consumer: &str| {
+            json!({ "type": "nats-jetstream", "metadata": {
+                // The monitoring port on nats_url's host, without its credentials.
+                "natsServerMonitoringEndpoint": "nats.nats.svc:8222",
+                "account": "$G", "stream": stream, "consumer": consumer,
+                "lagThreshold": "5", "activationLagThreshold": "0", "useHttps": "false",
+            }})
+        };
+        let spec = &body["spec"];
+        assert_eq!(
+            spec["triggers"],
+            json!([
+                nats("tasks", "builder-agent"),
+                nats("alerts", "builder-agent-alerts"),
+                { "type": "memory", "metricType": "Utilization", "metadata": { "value": "80" } },
+            ])
+        );
+        assert_eq!(
+            spec["scaleTargetRef"],
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "agent-builder" })
+        );
+        assert_eq!(
+            (
+                &spec["minReplicaCount"],
+                &spec["maxReplicaCount"],
+                &spec["pollingInterval"],
+                &spec["cooldownPeriod"]
+            ),
+            (&json!(0), &json!(6), &json!(30), &json!(120))
+        );
+        assert_eq!(
+            spec["fallback"],
+            json!({ "failureThreshold": 3, "replicas": 2 })
+        );
+        // The HPA KEDA makes has the name fleet's own has: switching engines
+        // hands one HPA over.
+        let hpa = &spec["advanced"]["horizontalPodAutoscalerConfig"];
+        assert_eq!(hpa["name"], "agent-builder-hpa");
+        assert_eq!(
+            hpa["behavior"]["scaleDown"]["policies"],
+            json!([{ "type": "Pods", "value": 1, "periodSeconds": 300 }])
         );
     }
 

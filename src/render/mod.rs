@@ -167,6 +167,7 @@ const KIND_ORDER: &[&str] = &[
     "Deployment",
     "Service",
     "HorizontalPodAutoscaler",
+    "ScaledObject",
     "PodDisruptionBudget",
     "NetworkPolicy",
     "ServiceMonitor",

@@ -1075,11 +1075,18 @@ pub(super) fn decode_autoscaling(
     let engine = match engine.as_deref() {
         Some("keda") => Engine::Keda(decode_keda(r, a, nats_url, cx)?),
         Some(_) => {
-            for entry in a.entries.iter().filter(|e| KEDA_ONLY_KEYS.contains(&e.key.as_str())) {
+            for entry in a
+                .entries
+                .iter()
+                .filter(|e| KEDA_ONLY_KEYS.contains(&e.key.as_str()))
+            {
                 r.report(
-                    Diagnostic::error(&entry.key_origin, format!("`{}` is a KEDA setting", entry.key))
-                        .with_label("the agent's engine is `hpa`")
-                        .with_help("set `engine = \"keda\"` in its `autoscaling`, or remove the key"),
+                    Diagnostic::error(
+                        &entry.key_origin,
+                        format!("`{}` is a KEDA setting", entry.key),
+                    )
+                    .with_label("the agent's engine is `hpa`")
+                    .with_help("set `engine = \"keda\"` in its `autoscaling`, or remove the key"),
                 );
             }
             Engine::Hpa
@@ -1162,7 +1169,9 @@ fn decode_engine_name(
     .with_label("not an engine");
     d = match suggest(&engine.value.to_ascii_lowercase(), ENGINES) {
         Some(best) => d.with_help(format!("did you mean `{best}`?")),
-        None => d.with_help("use `hpa` (a HorizontalPodAutoscaler) or `keda` (a KEDA ScaledObject)"),
+        None => {
+            d.with_help("use `hpa` (a HorizontalPodAutoscaler) or `keda` (a KEDA ScaledObject)")
+        }
     };
     r.report(d);
     None
@@ -1249,7 +1258,9 @@ fn monitoring_endpoint(r: &mut Reader, at: &At<String>) -> Option<(String, bool)
 fn default_monitoring_endpoint(nats_url: &str) -> Option<String> {
     let first = nats_url.split(',').next()?.trim();
     let without_scheme = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let host_port = without_scheme.rsplit_once('@').map_or(without_scheme, |(_, h)| h);
+    let host_port = without_scheme
+        .rsplit_once('@')
+        .map_or(without_scheme, |(_, h)| h);
     let host_port = host_port.split('/').next()?;
     let host = match host_port.strip_prefix('[') {
         Some(v6) => format!("[{}]", v6.split(']').next()?),

@@ -163,8 +163,12 @@ pub(super) const AUTOSCALING_KEYS: &[&str] = &[
 ];
 
 /// Keys only a KEDA ScaledObject has.
-pub(super) const KEDA_ONLY_KEYS: &[&str] =
-    &["activation_pending", "polling_interval", "cooldown", "fallback"];
+pub(super) const KEDA_ONLY_KEYS: &[&str] = &[
+    "activation_pending",
+    "polling_interval",
+    "cooldown",
+    "fallback",
+];
 
 /// What a profile may say about autoscaling: only which engine.
 pub(super) const PROFILE_AUTOSCALING_KEYS: &[&str] = &["engine"];
@@ -366,6 +370,10 @@ fn decode_fleet(
     for entry in &profiles.entries {
         if let Some(profile) = r.table(&entry.node) {
             r.check_keys(profile, &format!("profile `{}`", entry.key), PROFILE_KEYS);
+            if let Some(autoscaling) = r.get_table(profile, "autoscaling") {
+                let what = format!("profile `{}` autoscaling", entry.key);
+                r.check_keys(autoscaling.value, &what, PROFILE_AUTOSCALING_KEYS);
+            }
         }
     }
 
