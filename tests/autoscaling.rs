@@ -159,3 +159,125 @@ async fn agents_scale_with_their_backlog_and_back_and_wake_from_zero() {
     // Scaling is not drift: the plan stays empty throughout.
     fleet.assert_plan_empty();
 }
+
+/// How many HPAs the namespace held, at least and at most, while watched.
+struct HpaCount {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<(usize, usize)>,
+}
+
+impl HpaCount {
+    /// Starts counting, and returns once the first count is in.
+    fn watch(hpas: Api<HorizontalPodAutoscaler>) -> HpaCount {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let counted = Arc::new(AtomicBool::new(false));
+        let first = counted.clone();
+        let task = tokio::spawn(async move {
+            let (mut least, mut most) = (usize::MAX, 0);
+            loop {
+                let count = hpas.list(&Default::default()).await.unwrap().items.len();
+                least = least.min(count);
+                most = most.max(count);
+                first.store(true, Ordering::Relaxed);
+                if *stopped.borrow() {
+                    return (least, most);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        while !counted.load(Ordering::Relaxed) && !task.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        HpaCount { stop, task }
+    }
+
+    async fn finish(self) -> (usize, usize) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap()
+    }
+}
+
+// Multi-threaded: the HPA count is watched while apply blocks the test's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_engines_hands_one_hpa_over_and_back() {
+    let env = TestEnv::new("keda-switch").await;
+    let hpa_fleet = SCALING_FLEET
+        .replace("[agents.sleeper]", "[agents.sleeper]\nenabled = false")
+        .replace(
+            "engine = \"keda\", min = 1, max = 4, pending_per_replica = 2, polling_interval = \"1s\",",
+            "min = 1, max = 4, pending_per_replica = 2,",
+        );
+    assert_ne!(hpa_fleet, SCALING_FLEET);
+    let keda_fleet = SCALING_FLEET.replace("[agents.sleeper]", "[agents.sleeper]\nenabled = false");
+    let fleet = FleetDir::with_definition(&format!("{}-f", env.namespace), &hpa_fleet);
+    fleet.set_environment(&format!("nats_monitoring = \"{}\"", nats_monitoring()));
+    fleet.apply(&[]).assert_ok("apply with an HPA");
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let uid = hpas.get("agent-worker-hpa").await.unwrap().metadata.uid;
+
+    // hpa -> keda: KEDA takes fleet's HPA over; fleet deletes nothing.
+    fleet.set_definition(&keda_fleet);
+    let plan = fleet.run(&["plan"]);
+    plan.assert_ok("plan");
+    assert!(
+        plan.stdout
+            .contains("takes over HorizontalPodAutoscaler agent-worker-hpa in place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains(", 0 to destroy."), "{}", plan.stdout);
+    let count = HpaCount::watch(hpas.clone());
+    fleet.apply(&[]).assert_ok("apply switching to KEDA");
+    let hpa = eventually(
+        "KEDA controlling the HPA",
+        Duration::from_secs(60),
+        || async {
+            let hpa = hpas.get("agent-worker-hpa").await.unwrap();
+            let controlled = hpa
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.kind == "ScaledObject" && r.controller == Some(true));
+            controlled.then_some(hpa)
+        },
+    )
+    .await;
+    assert_eq!(count.finish().await, (1, 1), "one HPA throughout");
+    assert_eq!(hpa.metadata.uid, uid, "the same HPA, updated in place");
+    fleet.assert_plan_empty();
+
+    // keda -> hpa: the ScaledObject goes first, its HPA stays for fleet's.
+    fleet.set_definition(&hpa_fleet);
+    let plan = fleet.run(&["plan"]);
+    plan.assert_ok("plan");
+    assert!(
+        plan.stdout
+            .contains("taken back from KEDA once ScaledObject agent-worker is deleted"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("leaving its HorizontalPodAutoscaler agent-worker-hpa to fleet's"),
+        "{}",
+        plan.stdout
+    );
+    let count = HpaCount::watch(hpas.clone());
+    fleet.apply(&[]).assert_ok("apply switching back to an HPA");
+    assert_eq!(count.finish().await, (1, 1), "one HPA throughout");
+    let hpa = hpas.get("agent-worker-hpa").await.unwrap();
+    assert_eq!(hpa.metadata.uid, uid, "the same HPA, taken back");
+    assert!(hpa.metadata.owner_references.unwrap_or_default().is_empty());
+    let metrics = hpa.spec.metrics.unwrap_or_default();
+    assert_eq!(
+        metrics[0].external.as_ref().unwrap().metric.name,
+        "nats_consumer_pending_messages",
+        "fleet's HPA spec"
+    );
+    // KEDA is not fighting it: still fleet's a while later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fleet.assert_plan_empty();
+}

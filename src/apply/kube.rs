@@ -7,7 +7,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 
 use super::Options;
 use crate::live::kube::{Cluster, LiveState, patch_text};
-use crate::plan::{Action, Change, takeover};
+use crate::plan::{Action, Change, Handover, takeover};
 use crate::redact::Body;
 use crate::render::ObjectRef;
 use crate::{explain, ownership, retry};
@@ -30,7 +30,9 @@ pub async fn apply_change(
     };
     let mut params = ownership::apply_params();
     // Taking fields over from other managers is what these flags allow.
-    params.force = options.force_conflicts || (options.adopt && live.unowned.contains_key(id));
+    params.force = options.force_conflicts
+        || (options.adopt && live.unowned.contains_key(id))
+        || change.handover == Some(Handover::TakesBack);
     // The planned body, with `annotations` added (the ApplySet parent's
     // provenance, which is not part of the plan).
     let body = || {
@@ -54,6 +56,19 @@ pub async fn apply_change(
         anyhow::Ok(body)
     };
     match change.action {
+        Action::Delete if change.handover == Some(Handover::Orphans) => {
+            // The garbage collector drops the ScaledObject's owner reference
+            // from its HPA instead of deleting it; gone means freed.
+            let params = DeleteParams {
+                preconditions: planned_uid(live, id),
+                ..DeleteParams::orphan()
+            };
+            delete(&api, &id.name, &params)
+                .await
+                .map_err(explained("deleting"))?;
+            wait_until_gone(&api, id).await?;
+            Ok("destroyed (its HPA kept for fleet's)")
+        }
         Action::Delete => {
             let params = DeleteParams {
                 preconditions: planned_uid(live, id),

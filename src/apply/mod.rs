@@ -21,7 +21,7 @@ use futures::{StreamExt, stream};
 use crate::interrupt::{Interrupt, Signal};
 use crate::live::jetstream::JetStream;
 use crate::live::kube::{Cluster, LiveState};
-use crate::plan::{Action, Change, Plan, Target};
+use crate::plan::{Action, Change, Handover, Plan, Target};
 use crate::render::{ObjectRef, Wave};
 use crate::{ownership, provenance};
 
@@ -160,6 +160,9 @@ fn stages() -> Vec<Vec<Vec<(Wave, Step)>>> {
         ],
         one(Wave::Network, Step::Write),
         one(Wave::Workloads, Step::Write),
+        // A switch of autoscaling engine frees KEDA's HPA before fleet's
+        // is applied over it (plan::handover).
+        one(Wave::Policy, Step::HandBack),
         one(Wave::Policy, Step::Write),
         one(Wave::Policy, Step::Delete),
         one(Wave::Workloads, Step::Delete),
@@ -182,6 +185,9 @@ enum Step {
     /// API server checks that whoever binds a Role holds its rights, and
     /// refuses the binding (404) while the Role does not exist.
     WriteRoleBindings,
+    /// ScaledObjects deleted, their HPAs orphaned, for fleet's own HPAs to
+    /// take back.
+    HandBack,
     Delete,
     WriteStreams,
     WriteConsumers,
@@ -199,12 +205,14 @@ impl Step {
                 "applying"
             }
             Step::Delete | Step::DeleteConsumers | Step::DeleteStreams => "destroying",
+            Step::HandBack => "destroying",
             Step::RecordInventory => return "recording the inventory".into(),
         };
         let which = match self {
             Step::WriteStreams | Step::DeleteStreams => "JetStream streams".to_string(),
             Step::WriteConsumers | Step::DeleteConsumers => "JetStream consumers".to_string(),
             Step::WriteRoleBindings => "role bindings".to_string(),
+            Step::HandBack => "KEDA ScaledObjects, keeping their HPAs".to_string(),
             _ => format!("{wave:?}").to_lowercase(),
         };
         format!(
@@ -223,10 +231,12 @@ impl Step {
         let role_binding =
             matches!(&change.target, Target::Kubernetes(id) if id.kind == "RoleBinding");
         let parent = is_parent(change);
+        let orphans = change.handover == Some(Handover::Orphans);
         match self {
             Step::Write => writes && !role_binding,
             Step::WriteRoleBindings => writes && role_binding,
-            Step::Delete => delete,
+            Step::HandBack => delete && orphans,
+            Step::Delete => delete && !orphans,
             Step::WriteStreams => writes && stream,
             Step::WriteConsumers => writes && !stream,
             Step::DeleteConsumers => delete && !stream,

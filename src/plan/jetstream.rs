@@ -504,16 +504,9 @@ fn new_change(
     desired: Option<Value>,
 ) -> Change {
     Change {
-        target,
-        action,
-        wave: Wave::JetStream,
-        reason: None,
         diff,
         desired: desired.map(Body::new),
-        loses_data: false,
-        blocked: None,
-        drift: None,
-        agent: None,
+        ..Change::new(target, action, Wave::JetStream)
     }
 }
 

@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use kube::api::Patch;
 use serde_json::Value;
 
-use super::{Action, Blocked, Change, Drift, Target, compare, takeover};
+use super::{Action, Blocked, Change, Drift, Handover, Target, compare, handover, takeover};
 use crate::live::kube::{Access, Cluster, LiveState, NamespaceState, may, patch_text};
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
@@ -145,7 +145,10 @@ pub async fn plan(
                 object.id.kind, object.id.api_version
             ));
             changes.push(change);
-        } else if live.unowned.contains_key(&object.id) && !options.adopt {
+        } else if live.unowned.contains_key(&object.id)
+            && !options.adopt
+            && handover::handed_back_by(live, desired, &object.id).is_none()
+        {
             let mut change = Change::new(
                 Target::Kubernetes(object.id.clone()),
                 Action::Unowned,
@@ -191,6 +194,7 @@ pub async fn plan(
             let planning = Planning {
                 cluster,
                 live,
+                desired,
                 options,
                 inventory_unchanged,
                 manages_namespace,
@@ -202,7 +206,16 @@ pub async fn plan(
         .await;
     let mut refused = Vec::new();
     for planned in planned {
-        let (change, refusal) = planned?;
+        let (mut change, refusal) = planned?;
+        if let Target::Kubernetes(id) = &change.target
+            && let Some(scaled) = handover::handed_back_by(live, desired, id)
+        {
+            change.handover = Some(Handover::TakesBack);
+            change.reason = Some(format!(
+                "taken back from KEDA once ScaledObject {} is deleted",
+                scaled.name
+            ));
+        }
         if let (Some(reason), Target::Kubernetes(id)) = (refusal, &change.target) {
             refused.push((id.clone(), reason));
         }
@@ -210,9 +223,21 @@ pub async fn plan(
     }
     refused.sort();
 
-    // Owned, and no longer desired: destroy.
+    // Owned, and no longer desired: destroy (unless handed over to KEDA).
     let desired_ids: BTreeSet<&ObjectRef> = desired.iter().map(|d| &d.id).collect();
     for (id, object) in &live.owned {
+        if let Some(scaled) = handover::taken_over_by(desired, id) {
+            if let Some(change) = changes
+                .iter_mut()
+                .find(|c| matches!(&c.target, Target::Kubernetes(t) if t == scaled))
+            {
+                change.reason = Some(format!(
+                    "takes over HorizontalPodAutoscaler {} in place: KEDA updates it, it is not deleted",
+                    id.name
+                ));
+            }
+            continue;
+        }
         if !desired_ids.contains(id) {
             let mut change = Change::new(
                 Target::Kubernetes(id.clone()),
@@ -223,6 +248,13 @@ pub async fn plan(
             // Made with fleet's labels outside fleet: the inventory says
             // fleet never applied it.
             change.drift = inventory_unchanged.then(Drift::default);
+            if handover::hands_back(live, desired, id) {
+                change.handover = Some(Handover::Orphans);
+                change.reason = Some(format!(
+                    "deleted first, leaving its HorizontalPodAutoscaler {} to fleet's",
+                    handover::keda_hpa_name(object)
+                ));
+            }
             changes.push(change);
         }
     }
@@ -527,6 +559,7 @@ pub fn inventory_unchanged(desired: &[DesiredObject], live: &LiveState) -> bool 
 struct Planning<'a> {
     cluster: &'a Cluster,
     live: &'a LiveState,
+    desired: &'a [DesiredObject],
     options: &'a Options,
     inventory_unchanged: bool,
     /// Fleet renders the namespace, so a missing one is created.
@@ -543,7 +576,9 @@ impl Planning<'_> {
             options,
             ..
         } = self;
-        let adopting = options.adopt && live.unowned.contains_key(&object.id);
+        let handed_back = handover::handed_back_by(live, self.desired, &object.id);
+        let adopting =
+            (options.adopt && live.unowned.contains_key(&object.id)) || handed_back.is_some();
         let before = live
             .owned
             .get(&object.id)

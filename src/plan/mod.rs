@@ -4,6 +4,7 @@
 //! a change anywhere else.
 
 pub mod compare;
+pub mod handover;
 pub mod jetstream;
 pub mod kube;
 pub mod takeover;
@@ -82,6 +83,22 @@ pub struct Change {
     /// for what the whole fleet shares. Reports group changes by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The change passes an agent's autoscaler between fleet and KEDA
+    /// ([`handover`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+/// A change's part in switching an agent's autoscaling engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handover {
+    /// An HPA KEDA made, which fleet applies its own over (forcing: KEDA's
+    /// fields become fleet's).
+    TakesBack,
+    /// A ScaledObject deleted before the autoscalers are written, orphaning
+    /// its HPA for fleet's to take back.
+    Orphans,
 }
 
 impl Change {
@@ -98,6 +115,7 @@ impl Change {
             blocked: None,
             drift: None,
             agent: None,
+            handover: None,
         }
     }
 
