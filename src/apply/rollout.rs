@@ -12,7 +12,7 @@
 //! [`status::classify`]. Nothing outlives `--timeout`: the watches are asked
 //! to end by then, and are dropped when it passes.
 
-mod fit;
+pub mod fit;
 mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -141,6 +141,8 @@ pub(super) async fn make_plan(
         live.owned.len() + live.unowned.len(),
         rendered.kubernetes.len()
     );
+    let wiring =
+        crate::live::kube::read_wiring(&cluster, &rendered.kubernetes, &live.served_groups).await;
     let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
     let kube_plan = plan::kube::plan(
         &cluster,
@@ -199,9 +201,11 @@ pub(super) async fn make_plan(
             "{kind} ({api_version}) is not listed: this identity may not list it, and the fleet renders and records none (`fleet rbac` prints the rights to read it)"
         )
     }));
-    notes.extend(plan::kube::unreadable_metrics(
+    notes.extend(plan::wiring::notes(
         &rendered.kubernetes,
         &live.served_groups,
+        &live.missing_kinds,
+        &wiring,
     ));
     notes.extend(identity.note());
     let live_parent = rendered

@@ -244,6 +244,114 @@ pub async fn patch_text<P: serde::Serialize>(
     client.request_text(request).await
 }
 
+/// What the plan's autoscaling wiring checks read ([`crate::plan::wiring`]).
+#[derive(Debug, Default)]
+pub struct WiringState {
+    /// The nodes, when this identity may list them.
+    pub nodes: Option<Vec<k8s_openapi::api::core::v1::Node>>,
+    /// Each External metric of a desired HPA, by (HPA name, metric,
+    /// selector), as the external metrics API answered it: the value, or
+    /// what it said instead. Left out when it could not be asked.
+    pub external: BTreeMap<(String, String, String), Result<String, String>>,
+}
+
+/// Reads what the wiring checks need: the nodes (for the replicas that can
+/// ever fit), and each desired HPA's External metric from the API that would
+/// serve it. Nothing here fails the plan: what cannot be read is not checked.
+pub async fn read_wiring(
+    cluster: &Cluster,
+    desired: &[DesiredObject],
+    served_groups: &BTreeSet<String>,
+) -> WiringState {
+    let autoscaled = desired
+        .iter()
+        .any(|o| o.id.kind == "HorizontalPodAutoscaler" || o.id.kind == "ScaledObject");
+    let nodes = async {
+        if !autoscaled {
+            return None;
+        }
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.client.clone());
+        let params = ListParams::default();
+        retry::kube(|| api.list(&params))
+            .await
+            .ok()
+            .map(|list| list.items)
+    };
+    let metrics: Vec<(String, String, String, String)> = desired
+        .iter()
+        .filter(|_| served_groups.contains(EXTERNAL_METRICS_GROUP))
+        .filter(|o| o.id.kind == "HorizontalPodAutoscaler")
+        .flat_map(|o| {
+            let namespace = o.id.namespace.clone().unwrap_or_default();
+            o.body["spec"]["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["type"] == "External")
+                .map(move |m| {
+                    let metric = &m["external"]["metric"];
+                    let selector = metric["selector"]["matchLabels"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    (
+                        namespace.clone(),
+                        o.id.name.clone(),
+                        metric["name"].as_str().unwrap_or_default().to_string(),
+                        selector,
+                    )
+                })
+        })
+        .collect();
+    let external = stream::iter(metrics)
+        .map(|(namespace, hpa, metric, selector)| async move {
+            let url =
+                format!("/apis/{EXTERNAL_METRICS_GROUP}/v1beta1/namespaces/{namespace}/{metric}");
+            let request = kube::core::Request::new(url)
+                .list(&ListParams::default().labels(&selector))
+                .map_err(kube::Error::BuildRequest);
+            let answer = match request {
+                Ok(request) => cluster.client.request_text(request).await,
+                Err(err) => Err(err),
+            };
+            let answer = match answer {
+                // Not this identity's to ask: not checked.
+                Err(kube::Error::Api(status)) if status.code == 403 => return None,
+                Err(kube::Error::Api(status)) => Err(status.message),
+                Err(err) => Err(err.to_string()),
+                Ok(text) => Ok(external_metric_value(&text)),
+            };
+            Some(((hpa, metric, selector), answer))
+        })
+        .buffer_unordered(8)
+        .filter_map(|answer| async { answer })
+        .collect::<BTreeMap<_, _>>();
+    let (nodes, external) = tokio::join!(nodes, external);
+    WiringState { nodes, external }
+}
+
+/// The API group of the metrics an HPA's External metrics read.
+pub const EXTERNAL_METRICS_GROUP: &str = "external.metrics.k8s.io";
+
+/// The values of an ExternalMetricValueList, joined (`"3"`, or `"none"`).
+fn external_metric_value(text: &str) -> String {
+    let list: Value = serde_json::from_str(text).unwrap_or_default();
+    let values: Vec<&str> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["value"].as_str())
+        .collect();
+    if values.is_empty() {
+        "none".into()
+    } else {
+        values.join(", ")
+    }
+}
+
 /// Which cluster this is: the UID of the namespace `kube-system`, read with
 /// a GET. When that is forbidden (or there is no such namespace), the
 /// identity is the server URL, and says why.
@@ -479,6 +587,16 @@ pub async fn read(
             Listed::Forbidden(kind, err) => forbidden.push((kind, err)),
         }
     }
+    // A kind the fleet renders must be listed: fail now, before the GETs.
+    let rendered = rendering.done().await?;
+    if let Some(at) = forbidden.iter().position(|(kind, _)| {
+        rendered
+            .kubernetes
+            .iter()
+            .any(|d| d.id.kind == kind.resource.kind)
+    }) {
+        return Err(forbidden.swap_remove(at).1);
+    }
     for (id, value, unchanged) in objects {
         if unchanged {
             state.unchanged.insert(id.clone());
@@ -502,8 +620,7 @@ pub async fn read(
         get_each(cluster, &mut state, inside, options).await?;
     }
     for (kind, err) in forbidden {
-        let rendered = desired.iter().any(|d| d.id.kind == kind.resource.kind);
-        if rendered || recorded_in_inventory(&state, &kind) {
+        if recorded_in_inventory(&state, &kind) {
             return Err(err);
         }
         state.unlistable_kinds.insert((

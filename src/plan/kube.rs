@@ -492,49 +492,6 @@ async fn block_roles_granting_more(
     }
 }
 
-/// Notes for autoscalers that could never read their metric: an External
-/// metric (the NATS pending count) needs an adapter serving
-/// `external.metrics.k8s.io`, a Resource metric (memory) needs
-/// `metrics.k8s.io` (metrics-server). Without them the autoscaler is created
-/// but shows `<unknown>` targets and never scales.
-pub fn unreadable_metrics(
-    desired: &[DesiredObject],
-    served_groups: &BTreeSet<String>,
-) -> Vec<String> {
-    let mut notes = Vec::new();
-    for (metric_type, group, provider) in [
-        (
-            "External",
-            "external.metrics.k8s.io",
-            "an external metrics adapter (e.g. prometheus-adapter or KEDA) serving the NATS pending metric",
-        ),
-        ("Resource", "metrics.k8s.io", "metrics-server"),
-    ] {
-        if served_groups.contains(group) {
-            continue;
-        }
-        let autoscalers: Vec<&str> = desired
-            .iter()
-            .filter(|o| o.id.kind == "HorizontalPodAutoscaler")
-            .filter(|o| {
-                o.body["spec"]["metrics"]
-                    .as_array()
-                    .is_some_and(|m| m.iter().any(|m| m["type"] == metric_type))
-            })
-            .map(|o| o.id.name.as_str())
-            .collect();
-        if !autoscalers.is_empty() {
-            notes.push(format!(
-                "the cluster serves no {group} API, so {} can never read {} {} metric and will not scale; install {provider}",
-                autoscalers.join(", "),
-                if autoscalers.len() == 1 { "its" } else { "their" },
-                metric_type.to_lowercase(),
-            ));
-        }
-    }
-    notes
-}
-
 /// Whether the live ApplySet parent carries the inventory hash of what is
 /// desired now: then the set of objects is the one fleet last applied, and
 /// one that is missing was deleted outside fleet.
@@ -1585,23 +1542,6 @@ mod tests {
             "{note}"
         );
         assert!(note.contains(patch), "{note}");
-    }
-
-    #[test]
-    fn autoscalers_without_their_metrics_api_get_a_note() {
-        let hpa = DesiredObject::from_json(json!({
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": { "name": "agent-a", "namespace": "ns" },
-            "spec": { "metrics": [{ "type": "External" }, { "type": "Resource" }] }
-        }));
-        let notes = unreadable_metrics(std::slice::from_ref(&hpa), &BTreeSet::new());
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].contains("external.metrics.k8s.io"), "{notes:?}");
-        let served = BTreeSet::from([
-            "metrics.k8s.io".to_string(),
-            "external.metrics.k8s.io".to_string(),
-        ]);
-        assert!(unreadable_metrics(&[hpa], &served).is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod jetstream;
 pub mod kube;
 pub mod takeover;
 pub mod unchanged;
+pub mod wiring;
 
 use serde::{Deserialize, Serialize};
 

@@ -87,6 +87,28 @@ impl Misfit {
     }
 }
 
+/// How many pods of `spec` the nodes could hold if they ran nothing else:
+/// per node it may run on, the fewest of its allocatable over each request
+/// (its pod count included). An upper bound on what can ever be scheduled.
+pub fn most_that_fit(spec: &PodSpec, nodes: &[&Node]) -> u64 {
+    let requests = requests(spec);
+    nodes
+        .iter()
+        .filter(|node| misfit(spec, &requests, node).is_none())
+        .map(|node| {
+            requests
+                .iter()
+                .map(|(resource, requested)| {
+                    let has = allocatable(node, resource).unwrap_or(0.0);
+                    // Sums of decimal fractions are not exact.
+                    (has / requested + 1e-9).floor() as u64
+                })
+                .min()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 fn misfit(spec: &PodSpec, requests: &BTreeMap<String, f64>, node: &Node) -> Option<Misfit> {
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
@@ -512,6 +534,23 @@ mod tests {
         assert_eq!(
             judge(&plain, &[tainted("node.kubernetes.io/not-ready", "")]),
             None
+        );
+    }
+
+    #[test]
+    fn the_most_that_fit_counts_each_nodes_tightest_resource() {
+        let nodes = kwok_nodes();
+        let nodes: Vec<&Node> = nodes.iter().collect();
+        // 32 cpu and 110 pods a node: cpu binds at 16 pods of 2 cpu.
+        assert_eq!(
+            most_that_fit(&requesting(json!({ "cpu": "2" })), &nodes),
+            48
+        );
+        // Only the pod count binds a pod that requests nothing.
+        assert_eq!(most_that_fit(&requesting(json!({})), &nodes), 330);
+        assert_eq!(
+            most_that_fit(&requesting(json!({ "cpu": "64" })), &nodes),
+            0
         );
     }
 
