@@ -490,3 +490,224 @@ pub fn markdown(status: &Status, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::load::{MapFiles, load_str};
+
+    const FLEET: &str = r#"
+[fleet]
+name = "demo"
+namespace = "agents"
+[environment]
+nats_monitoring = "nats:8222"
+[defaults]
+image = "img:1"
+nats_url = "nats://nats:4222"
+[streams.tasks]
+subjects = ["tasks.>"]
+[agents.worker]
+consumer = { stream = "tasks" }
+autoscaling = { engine = "keda", min = 0, max = 3, pending_per_replica = 2 }
+[agents.plain]
+"#;
+
+    fn fleet() -> Fleet {
+        let loaded = load_str(
+            Path::new("fleet.toml"),
+            FLEET,
+            None,
+            None,
+            &MapFiles(BTreeMap::new()),
+        );
+        assert_eq!(loaded.errors(), 0, "{:?}", loaded.diagnostics);
+        loaded.fleet.unwrap()
+    }
+
+    fn header() -> Header {
+        Header {
+            fleet: "demo".into(),
+            environment: Some("prod".into()),
+            namespace: "agents".into(),
+            kube_context: "prod".into(),
+            nats_url: Some("nats://nats:4222".into()),
+        }
+    }
+
+    fn hpa() -> Value {
+        json!({
+            "metadata": {"name": "agent-worker-hpa"},
+            "spec": {
+                "minReplicas": 1, "maxReplicas": 3,
+                "metrics": [
+                    {"type": "External", "external": {"metric": {"name": "s0-nats-jetstream-tasks"}, "target": {"type": "AverageValue", "averageValue": "2"}}},
+                    {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}}}
+                ]
+            },
+            "status": {
+                "lastScaleTime": "2026-12-05T10:00:00Z",
+                "currentMetrics": [
+                    {"type": "External", "external": {"metric": {"name": "s0-nats-jetstream-tasks"}, "current": {"averageValue": "5"}}}
+                ],
+                "conditions": [
+                    {"type": "ScalingActive", "status": "False", "reason": "FailedGetExternalMetric", "message": "no metrics returned"}
+                ]
+            }
+        })
+    }
+
+    fn read(consumer: Result<Value, String>) -> Read {
+        Read {
+            deployments: Ok(vec![json!({
+                "metadata": {"name": "agent-worker"},
+                "spec": {"replicas": 2},
+                "status": {"replicas": 2, "readyReplicas": 1}
+            })]),
+            hpas: Ok(vec![hpa()]),
+            scaled_objects: Ok(vec![json!({
+                "metadata": {"name": "agent-worker"},
+                "status": {"conditions": [
+                    {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"},
+                    {"type": "Active", "status": "True", "reason": ""}
+                ]}
+            })]),
+            parent: Ok(Some(json!({"metadata": {"annotations": {
+                "fleet.agent.ceo/commit": "0123456789abcdef0123456789abcdef01234567",
+                "fleet.agent.ceo/applied-by": "ci@runner",
+                "fleet.agent.ceo/applied-at": "2026-12-05T09:00:00Z"
+            }}}))),
+            consumers: BTreeMap::from([(("tasks".into(), "worker-agent".into()), consumer)]),
+        }
+    }
+
+    #[test]
+    fn builds_each_agent_in_the_fleets_order() {
+        let status = build(
+            &fleet(),
+            header(),
+            &read(Ok(json!({"num_pending": 7, "num_ack_pending": 1}))),
+        );
+        // The fleet's order of agents (by role).
+        let roles: Vec<&str> = status.agents.iter().map(|a| a.role.as_str()).collect();
+        assert_eq!(roles, ["plain", "worker"]);
+        let worker = &status.agents[1];
+        assert_eq!(worker.role, "worker");
+        assert_eq!(
+            worker.replicas,
+            Some(Replicas {
+                desired: Some(2),
+                current: 2,
+                ready: 1
+            })
+        );
+        let scaler = worker.autoscaler.as_ref().unwrap();
+        assert_eq!(scaler.engine, "keda");
+        assert_eq!(
+            (scaler.min_replicas, scaler.max_replicas),
+            (Some(1), Some(3))
+        );
+        assert_eq!(
+            scaler.metrics,
+            [
+                Metric {
+                    name: "External s0-nats-jetstream-tasks".into(),
+                    current: Some("5 avg".into()),
+                    target: "2 avg".into()
+                },
+                Metric {
+                    name: "Resource memory".into(),
+                    current: None,
+                    target: "80%".into()
+                }
+            ]
+        );
+        assert_eq!(
+            scaler.cannot_scale.as_deref(),
+            Some("FailedGetExternalMetric: no metrics returned")
+        );
+        assert_eq!(scaler.scaled_object[1].reason, None);
+        assert_eq!(
+            (worker.consumers[0].pending, worker.consumers[0].ack_pending),
+            (Some(7), Some(1))
+        );
+        let plain = &status.agents[0];
+        assert_eq!(plain.replicas, None);
+        assert_eq!(plain.autoscaler, None);
+        assert_eq!(
+            status.last_applied.as_ref().unwrap().applied_by.as_deref(),
+            Some("ci@runner")
+        );
+        assert!(status.notes.is_empty(), "{:?}", status.notes);
+    }
+
+    #[test]
+    fn an_unreadable_count_is_unknown_never_zero() {
+        let status = build(&fleet(), header(), &read(Err("no answer".into())));
+        let consumer = &status.agents[1].consumers[0];
+        assert_eq!((consumer.pending, consumer.ack_pending), (None, None));
+        let mut out = Vec::new();
+        text(&status, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("consumer tasks/worker-agent: unknown pending, unknown ack pending"),
+            "{out}"
+        );
+        assert!(out.contains("Note: JetStream consumer info could not be read: no answer"));
+        let mut out = Vec::new();
+        json(&status, &mut out).unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert!(value["agents"][1]["consumers"][0]["pending"].is_null());
+    }
+
+    #[test]
+    fn a_forbidden_kind_is_a_note_not_a_failure() {
+        let mut read = read(Ok(json!({"num_pending": 0, "num_ack_pending": 0})));
+        read.scaled_objects = Err("listing ScaledObjects: forbidden".into());
+        read.parent = Err("reading Secret agents/fleet-demo: forbidden".into());
+        let status = build(&fleet(), header(), &read);
+        assert!(status.agents[1].autoscaler.as_ref().unwrap().found);
+        assert_eq!(status.last_applied, None);
+        assert_eq!(status.notes.len(), 2, "{:?}", status.notes);
+        assert!(status.notes[0].starts_with("ScaledObjects (keda.sh) could not be read"));
+    }
+
+    #[test]
+    fn renders_text_and_markdown() {
+        let status = build(
+            &fleet(),
+            header(),
+            &read(Ok(json!({"num_pending": 7, "num_ack_pending": 1}))),
+        );
+        let mut out = Vec::new();
+        text(&status, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        for line in [
+            "Target: environment `prod`, namespace `agents` on kube context `prod`, NATS server nats://nats:4222",
+            "Last applied: commit 0123456789ab, at 2026-12-05T09:00:00Z, by ci@runner",
+            "agent worker: 1/2 ready (2 desired)",
+            "  autoscaler keda: min 1, max 3, last scaled 2026-12-05T10:00:00Z",
+            "    External s0-nats-jetstream-tasks: 5 avg / target 2 avg",
+            "    Resource memory: unknown / target 80%",
+            "    cannot scale: FailedGetExternalMetric: no metrics returned",
+            "    ScaledObject: Ready=True (ScaledObjectReady), Active=True",
+            "  consumer tasks/worker-agent: 7 pending, 1 ack pending",
+            "agent plain: Deployment not found",
+        ] {
+            assert!(out.contains(line), "no `{line}` in:\n{out}");
+        }
+        let mut out = Vec::new();
+        markdown(&status, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("| `worker` | 1/2 ready (2 desired) |"),
+            "{out}"
+        );
+        assert!(out.contains("- Last applied: commit 0123456789ab"), "{out}");
+    }
+}
