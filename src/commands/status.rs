@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt as _;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::Value;
@@ -40,7 +41,15 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         .collect();
     let read_consumers = async {
         match &nats_url {
-            Some(url) => read_consumers(&nats, url, &consumers).await,
+            Some(url) => {
+                read_consumers(
+                    &nats,
+                    url,
+                    &consumers,
+                    usize::from(args.cluster.concurrency),
+                )
+                .await
+            }
             None => consumers
                 .iter()
                 .map(|c| (c.clone(), Err("no NATS URL is set".to_string())))
@@ -76,6 +85,12 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         get_parent(client, namespace, &parent),
         read_consumers,
     );
+    // Nothing of the cluster could be read: that is a failure, not a status.
+    if let (Err(deployments), Err(_), Err(_), Err(_)) =
+        (&deployments, &hpas, &scaled_objects, &parent_secret)
+    {
+        anyhow::bail!("reading the fleet on {}: {deployments}", cluster.describe());
+    }
     let read = Read {
         deployments,
         hpas,
@@ -159,12 +174,13 @@ async fn get_parent(
         .map_err(|e| format!("reading Secret {namespace}/{name}: {}", reason(&e)))
 }
 
-/// Consumer info of each consumer; when NATS cannot be reached, each
-/// holds why (their counts are unknown, never 0).
+/// Consumer info of each consumer, `concurrency` requests at once; when
+/// NATS cannot be reached, each holds why (their counts are unknown, never 0).
 async fn read_consumers(
     nats: &crate::deploy::Nats,
     url: &str,
     consumers: &[(String, String)],
+    concurrency: usize,
 ) -> BTreeMap<(String, String), Result<Value, String>> {
     let all_failed = |reason: String| {
         consumers
@@ -180,17 +196,20 @@ async fn read_consumers(
         Ok(js) => js,
         Err(err) => return all_failed(format!("{err:#}")),
     };
-    let mut read = BTreeMap::new();
-    for (stream, name) in consumers {
-        let info = js
-            .read(
-                &format!("CONSUMER.INFO.{stream}.{name}"),
-                &serde_json::json!({}),
-                &format!("reading consumer {stream}/{name}"),
-            )
-            .await
-            .map_err(|err| format!("{err:#}"));
-        read.insert((stream.clone(), name.clone()), info);
-    }
-    read
+    let js = &js;
+    futures::stream::iter(consumers)
+        .map(|(stream, name)| async move {
+            let info = js
+                .read(
+                    &format!("CONSUMER.INFO.{stream}.{name}"),
+                    &serde_json::json!({}),
+                    &format!("reading consumer {stream}/{name}"),
+                )
+                .await
+                .map_err(|err| format!("{err:#}"));
+            ((stream.clone(), name.clone()), info)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
 }
