@@ -512,6 +512,42 @@ rbac = [
         assert!(rights.granted.is_empty());
     }
 
+    /// `fleet status` reads with the read-only rights: a LIST of
+    /// Deployments and of ScaledObjects, a LIST of every HPA of the
+    /// namespace (KEDA's carry no fleet label; RBAC cannot limit a LIST by
+    /// label, so `list` covers them), and the ApplySet parent by name.
+    #[test]
+    fn read_only_covers_fleet_status() {
+        let keda = "[fleet]\nname = \"demo\"\nnamespace = \"agents\"\n\n[environment]\nnats_monitoring = \"nats:8222\"\n\n[defaults]\nimage = \"img:1\"\nnats_url = \"nats://nats:4222\"\n\n[streams.tasks]\nsubjects = [\"tasks.>\"]\n\n[agents.worker]\nconsumer = { stream = \"tasks\" }\nautoscaling = { engine = \"keda\", min = 0, max = 3, pending_per_replica = 2 }\n";
+        let rendered = render(keda);
+        // KEDA makes the HPA: fleet renders none, and still may list them.
+        assert!(
+            !rendered
+                .iter()
+                .any(|o| o.id.kind == "HorizontalPodAutoscaler")
+        );
+        let rules = lines(&rights(&rendered, "agents", Purpose::ReadOnly).namespaced);
+        for (resource, verb) in [
+            ("apps/deployments", "list"),
+            ("autoscaling/horizontalpodautoscalers", "list"),
+            ("keda.sh/scaledobjects", "list"),
+            ("/secrets[fleet-demo]", "get"),
+        ] {
+            assert!(
+                rules
+                    .iter()
+                    .any(|rule| rule.starts_with(&format!("{resource}:"))
+                        && rule
+                            .split(": ")
+                            .nth(1)
+                            .unwrap()
+                            .split(',')
+                            .any(|v| v == verb)),
+                "no {verb} on {resource} in {rules:?}"
+            );
+        }
+    }
+
     #[test]
     fn plan_dry_runs_what_it_renders() {
         let rights = rights(&render(FLEET), "agents", Purpose::Plan);

@@ -39,6 +39,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the plan.
     Apply(ApplyArgs),
+    /// Show the live fleet per agent: replicas, autoscaler metrics against
+    /// their targets, pending tasks per consumer, and what fleet last
+    /// applied. Reads only.
+    Status(StatusArgs),
     /// Print a plan saved by `fleet plan --out` (no cluster needed).
     Show(ShowArgs),
     /// Print the least-privilege RBAC (Role, RoleBinding and, where needed,
@@ -179,6 +183,15 @@ pub struct PlanArgs {
     /// Exits 2 when drift is found.
     #[arg(help_heading = OUTPUT, long)]
     pub drift: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format.
+    #[arg(help_heading = OUTPUT, long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
 }
 
 #[derive(Debug, Args)]

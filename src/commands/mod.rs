@@ -7,6 +7,7 @@ mod rbac;
 mod render;
 mod schema;
 mod show;
+mod status;
 mod unlock;
 mod validate;
 
@@ -59,6 +60,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Plan(args) => runtime()?.block_on(within(args.cluster.timeout, plan::run(&args))),
         Command::Apply(args) => {
             runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
+        }
+        Command::Status(args) => {
+            runtime()?.block_on(within(args.cluster.timeout, status::run(&args)))
         }
         Command::Show(args) => show::run(&args),
         Command::Rbac(args) => rbac::run(&args),

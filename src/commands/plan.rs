@@ -31,7 +31,7 @@ pub(super) fn plan_options(args: &ClusterArgs) -> deploy::PlanOptions {
     }
 }
 
-fn nats(args: &NatsArgs) -> deploy::Nats {
+pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
     deploy::Nats {
         url: args.nats_url.clone(),
         creds: args.nats_creds.clone(),

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use apply::{Applied, apply, read_saved_plan, saved_plan_environment};
+pub(crate) use plan::nats_connection;
 pub use plan::{Planned, plan};
 
 use crate::interrupt::Interrupt;

@@ -281,7 +281,7 @@ fn agents_by_target(
     destroyed.chain(desired).chain(consumers).collect()
 }
 
-fn nats_connection(nats: &Nats, url: &str) -> anyhow::Result<Connection> {
+pub(crate) fn nats_connection(nats: &Nats, url: &str) -> anyhow::Result<Connection> {
     // Half a pair would be silently ignored by the client: refuse it.
     let pairs = [
         (

@@ -2,6 +2,7 @@
 //! programs. Writes to any `impl Write`; decides nothing.
 
 pub mod github;
+pub mod status;
 
 use std::io::Write;
 
