@@ -39,6 +39,13 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the plan.
     Apply(ApplyArgs),
+    /// Destroy everything fleet owns in the environment: every agent's
+    /// objects (found by fleet's ownership labels), the fleet's streams and
+    /// consumers on NATS, the ApplySet parent, the deploy lock's Lease and,
+    /// when fleet made it and it holds nothing else, the namespace. Plans
+    /// it (`fleet plan --destroy` shows the same), asks as apply does,
+    /// takes the deploy lock and deletes.
+    Destroy(ApplyArgs),
     /// Print a plan saved by `fleet plan --out` (no cluster needed).
     Show(ShowArgs),
     /// Print the least-privilege RBAC (Role, RoleBinding and, where needed,
@@ -179,6 +186,10 @@ pub struct PlanArgs {
     /// Exits 2 when drift is found.
     #[arg(help_heading = OUTPUT, long)]
     pub drift: bool,
+    /// Plan the tear-down of everything fleet owns in the environment (what
+    /// `fleet destroy` deletes) instead of the definition's changes.
+    #[arg(help_heading = OUTPUT, long, conflicts_with = "drift")]
+    pub destroy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -299,7 +310,7 @@ mod tests {
     #[test]
     fn every_flag_has_help_and_only_nats_flags_are_under_nats_connection() {
         let cli = Cli::command();
-        for verb in ["plan", "apply"] {
+        for verb in ["plan", "apply", "destroy"] {
             let command = cli.find_subcommand(verb).unwrap();
             for arg in command.get_arguments() {
                 let name = arg.get_id().as_str();

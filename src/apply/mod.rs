@@ -11,6 +11,7 @@
 mod jetstream;
 mod kube;
 pub mod rollout;
+pub mod teardown;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -167,7 +168,11 @@ fn stages() -> Vec<Vec<Vec<(Wave, Step)>>> {
         one(Wave::JetStream, Step::DeleteConsumers),
         one(Wave::JetStream, Step::DeleteStreams),
         one(Wave::Configuration, Step::Delete),
-        one(Wave::Namespace, Step::Delete),
+        // The ApplySet parent lists what fleet owns: a tear-down removes
+        // it only once all it lists is gone, so a run that stops half-way
+        // leaves the rest findable. (The namespace and the deploy lock go
+        // after the lock's last use: see [`teardown`].)
+        one(Wave::Configuration, Step::DeleteParent),
         // Last, so a run killed before it leaves the old inventory: the next
         // plan then does not take what is still missing for drift.
         one(Wave::Configuration, Step::RecordInventory),
@@ -182,7 +187,9 @@ enum Step {
     /// API server checks that whoever binds a Role holds its rights, and
     /// refuses the binding (404) while the Role does not exist.
     WriteRoleBindings,
+    /// Deletions, but the ApplySet parent's and those [`teardown`] makes.
     Delete,
+    DeleteParent,
     WriteStreams,
     WriteConsumers,
     DeleteConsumers,
@@ -198,13 +205,16 @@ impl Step {
             Step::Write | Step::WriteRoleBindings | Step::WriteStreams | Step::WriteConsumers => {
                 "applying"
             }
-            Step::Delete | Step::DeleteConsumers | Step::DeleteStreams => "destroying",
+            Step::Delete | Step::DeleteParent | Step::DeleteConsumers | Step::DeleteStreams => {
+                "destroying"
+            }
             Step::RecordInventory => return "recording the inventory".into(),
         };
         let which = match self {
             Step::WriteStreams | Step::DeleteStreams => "JetStream streams".to_string(),
             Step::WriteConsumers | Step::DeleteConsumers => "JetStream consumers".to_string(),
             Step::WriteRoleBindings => "role bindings".to_string(),
+            Step::DeleteParent => "the ApplySet parent".to_string(),
             _ => format!("{wave:?}").to_lowercase(),
         };
         format!(
@@ -223,10 +233,14 @@ impl Step {
         let role_binding =
             matches!(&change.target, Target::Kubernetes(id) if id.kind == "RoleBinding");
         let parent = is_parent(change);
+        // The only Secret fleet renders is the ApplySet parent.
+        let parent_deleted =
+            delete && matches!(&change.target, Target::Kubernetes(id) if id.kind == "Secret");
         match self {
             Step::Write => writes && !role_binding,
             Step::WriteRoleBindings => writes && role_binding,
-            Step::Delete => delete,
+            Step::Delete => delete && !parent_deleted && !teardown::is_last(change),
+            Step::DeleteParent => parent_deleted,
             Step::WriteStreams => writes && stream,
             Step::WriteConsumers => writes && !stream,
             Step::DeleteConsumers => delete && !stream,

@@ -58,7 +58,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Render(args) => render::run(&args),
         Command::Plan(args) => runtime()?.block_on(within(args.cluster.timeout, plan::run(&args))),
         Command::Apply(args) => {
-            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
+            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args, false)))
+        }
+        Command::Destroy(args) => {
+            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args, true)))
         }
         Command::Show(args) => show::run(&args),
         Command::Rbac(args) => rbac::run(&args),

@@ -91,6 +91,9 @@ pub struct Options<'a> {
     /// The account's usage and limits, when read: creates beyond them are
     /// blocked.
     pub account: Option<&'a Account>,
+    /// A tear-down (`fleet destroy`): a destroyed stream's own consumers are
+    /// listed as destroyed too, and the others it takes with it named.
+    pub destroy: bool,
 }
 
 pub fn plan(
@@ -106,6 +109,7 @@ pub fn plan(
         inventory_unchanged,
         allow_destroy,
         account,
+        destroy,
     } = *options;
     let mut changes = Vec::new();
     // Streams created now, or deleted and created again: their consumers
@@ -259,6 +263,37 @@ pub fn plan(
             change.reason = Some(holds(stream));
             change.loses_data = stream.messages != Some(0);
             change.drift = inventory_unchanged.then(Drift::default);
+            if destroy {
+                let (own, others): (Vec<_>, Vec<_>) = stream
+                    .consumers
+                    .iter()
+                    .partition(|(_, c)| is_owned(&c.config, owner));
+                if !others.is_empty()
+                    && let Some(reason) = &mut change.reason
+                {
+                    let names: Vec<&str> = others.iter().map(|(n, _)| n.as_str()).collect();
+                    reason.push_str(&format!(
+                        "; consumers fleet did not make go with it: {}",
+                        names.join(", ")
+                    ));
+                }
+                changes.push(change);
+                for (consumer_name, consumer) in own {
+                    let mut change = new_change(
+                        Target::Consumer {
+                            stream: name.clone(),
+                            name: consumer_name.clone(),
+                        },
+                        Action::Delete,
+                        None,
+                        None,
+                    );
+                    change.reason = Some(pending(consumer.pending));
+                    change.loses_data = consumer.pending != Some(0);
+                    changes.push(change);
+                }
+                continue;
+            }
             changes.push(change);
             continue;
         }
@@ -828,6 +863,7 @@ mod tests {
         inventory_unchanged: false,
         allow_destroy: false,
         account: None,
+        destroy: false,
     };
 
     fn desired(max_age_days: u64, storage: &str) -> DesiredJetStream {

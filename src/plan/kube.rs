@@ -244,7 +244,7 @@ pub async fn plan(
 /// apply may write; but plan does not dry-run a deletion, nor the create
 /// after a replacement's delete: asked by SelfSubjectAccessReview instead.
 /// An answer the server would not give blocks nothing.
-async fn block_writes_not_allowed(
+pub(super) async fn block_writes_not_allowed(
     cluster: &Cluster,
     live: &LiveState,
     changes: &mut [Change],
@@ -1340,6 +1340,7 @@ mod tests {
             lock: None,
             changes: vec![change],
             drift_only: false,
+            destroy: false,
             notes: Vec::new(),
         }
         .drift_only();
