@@ -39,12 +39,16 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the plan.
     Apply(ApplyArgs),
-    /// Destroy everything fleet owns in the environment: every agent's
-    /// objects (found by fleet's ownership labels), the fleet's streams and
-    /// consumers on NATS, the ApplySet parent, the deploy lock's Lease and,
-    /// when fleet made it and it holds nothing else, the namespace. Plans
-    /// it (`fleet plan --destroy` shows the same), asks as apply does,
-    /// takes the deploy lock and deletes.
+    /// Destroy everything fleet owns in the environment (`fleet plan --destroy` shows what).
+    ///
+    /// Every agent's objects (found by fleet's ownership labels), the
+    /// fleet's streams and consumers on NATS (a stream holding messages
+    /// needs --allow-destroy), the ApplySet parent, the deploy lock's Lease
+    /// and, when fleet made it and it holds nothing fleet does not own, the
+    /// namespace, whose deletion it follows until it is gone (or --timeout).
+    /// Plans it, prints the plan, asks as apply does (without a terminal it
+    /// needs --auto-approve), takes the deploy lock and deletes. Given a
+    /// plan saved by `fleet plan --destroy --out`, it carries that out.
     Destroy(ApplyArgs),
     /// Print a plan saved by `fleet plan --out` (no cluster needed).
     Show(ShowArgs),

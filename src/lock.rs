@@ -494,6 +494,9 @@ pub enum Event<'a> {
     Waiting(&'a Holder, Duration),
     /// Taken over from a holder that stopped renewing it.
     TookOver(&'a Holder),
+    /// A destroy found no namespace to hold the lock in (missing, or being
+    /// deleted): it goes on without one, and makes none.
+    NoNamespace(&'a str),
 }
 
 impl fmt::Display for Event<'_> {
@@ -509,6 +512,10 @@ impl fmt::Display for Event<'_> {
                 "Took over the deploy lock from {}: it was not renewed since {} (that apply stopped without releasing it)",
                 holder.holder,
                 holder.renewed.as_deref().unwrap_or("it was taken")
+            ),
+            Event::NoNamespace(namespace) => write!(
+                f,
+                "fleet: namespace {namespace} does not exist or is being deleted, so there is no deploy lock to take in it; none is made"
             ),
         }
     }
@@ -888,11 +895,16 @@ impl DeployLock {
         report: Box<dyn FnMut(Event<'_>) + Send>,
     ) -> anyhow::Result<DeployLock> {
         let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-        let live = retry::kube(|| namespaces.get_opt(namespace))
-            .await
-            .ok()
-            .flatten();
-        let usable = live.is_some_and(|n| n.metadata.deletion_timestamp.is_none());
+        // Unreadable (an identity confined to the namespace): taking the
+        // lock tells.
+        let usable = match retry::kube(|| namespaces.get_opt(namespace)).await {
+            Ok(live) => live.is_some_and(|n| n.metadata.deletion_timestamp.is_none()),
+            Err(_) => true,
+        };
+        let mut report = report;
+        if !usable {
+            report(Event::NoNamespace(namespace));
+        }
         let mut lock = if usable {
             Self::before_plan(cluster, fleet, namespace, options, report).await?
         } else {

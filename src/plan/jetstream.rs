@@ -923,6 +923,58 @@ mod tests {
     }
 
     #[test]
+    fn a_destroy_lists_the_streams_own_consumers_and_names_the_others() {
+        let mut live = live(7, 2);
+        let stream = live.get_mut("agent-tasks").unwrap();
+        stream.consumers.insert(
+            "made-by-an-agent".into(),
+            LiveConsumer {
+                config: json!({ "durable_name": "made-by-an-agent" }),
+                pending: Some(0),
+            },
+        );
+        live.insert(
+            "theirs".into(),
+            LiveStream {
+                config: json!({ "name": "theirs", "metadata": { "fleet.owner": "other" } }),
+                messages: Some(0),
+                bytes: 0,
+                consumers: BTreeMap::new(),
+            },
+        );
+        let nothing = DesiredJetStream {
+            streams: Vec::new(),
+            consumers: Vec::new(),
+        };
+        let destroy = Options {
+            destroy: true,
+            ..OPTIONS
+        };
+        let changes = plan(&nothing, &live, &destroy);
+        assert_eq!(
+            actions(&changes),
+            [
+                ("jetstream stream agent-tasks".to_string(), Action::Delete),
+                (
+                    "jetstream consumer agent-tasks/devops-agent".to_string(),
+                    Action::Delete
+                ),
+            ],
+            "another fleet's stream is not touched"
+        );
+        assert_eq!(
+            changes[0].reason.as_deref(),
+            Some(
+                "holds 2 messages (200 bytes); consumers fleet did not make go with it: made-by-an-agent"
+            )
+        );
+        assert!(changes[0].blocked.is_some(), "it holds messages");
+        assert!(changes[1].blocked.is_none(), "nothing pending");
+        // A prune (the stream dropped from the definition) lists the stream alone.
+        assert_eq!(plan(&nothing, &live, &OPTIONS).len(), 1);
+    }
+
+    #[test]
     fn server_defaults_are_not_changes() {
         let changes = plan(&desired(7, "file"), &live(7, 0), &OPTIONS);
         assert!(
