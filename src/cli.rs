@@ -43,6 +43,17 @@ pub enum Command {
     /// their targets, pending tasks per consumer, and what fleet last
     /// applied. Reads only.
     Status(StatusArgs),
+    /// Destroy everything fleet owns in the environment (`fleet plan --destroy` shows what).
+    ///
+    /// Every agent's objects (found by fleet's ownership labels), the
+    /// fleet's streams and consumers on NATS (a stream holding messages
+    /// needs --allow-destroy), the ApplySet parent, the deploy lock's Lease
+    /// and, when fleet made it and it holds nothing fleet does not own, the
+    /// namespace, whose deletion it follows until it is gone (or --timeout).
+    /// Plans it, prints the plan, asks as apply does (without a terminal it
+    /// needs --auto-approve), takes the deploy lock and deletes. Given a
+    /// plan saved by `fleet plan --destroy --out`, it carries that out.
+    Destroy(ApplyArgs),
     /// Print a plan saved by `fleet plan --out` (no cluster needed).
     Show(ShowArgs),
     /// Print the least-privilege RBAC (Role, RoleBinding and, where needed,
@@ -183,6 +194,10 @@ pub struct PlanArgs {
     /// Exits 2 when drift is found.
     #[arg(help_heading = OUTPUT, long)]
     pub drift: bool,
+    /// Plan the tear-down of everything fleet owns in the environment (what
+    /// `fleet destroy` deletes) instead of the definition's changes.
+    #[arg(help_heading = OUTPUT, long, conflicts_with = "drift")]
+    pub destroy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -312,7 +327,7 @@ mod tests {
     #[test]
     fn every_flag_has_help_and_only_nats_flags_are_under_nats_connection() {
         let cli = Cli::command();
-        for verb in ["plan", "apply"] {
+        for verb in ["plan", "apply", "destroy"] {
             let command = cli.find_subcommand(verb).unwrap();
             for arg in command.get_arguments() {
                 let name = arg.get_id().as_str();

@@ -494,6 +494,9 @@ pub enum Event<'a> {
     Waiting(&'a Holder, Duration),
     /// Taken over from a holder that stopped renewing it.
     TookOver(&'a Holder),
+    /// A destroy found no namespace to hold the lock in (missing, or being
+    /// deleted): it goes on without one, and makes none.
+    NoNamespace(&'a str),
 }
 
 impl fmt::Display for Event<'_> {
@@ -509,6 +512,10 @@ impl fmt::Display for Event<'_> {
                 "Took over the deploy lock from {}: it was not renewed since {} (that apply stopped without releasing it)",
                 holder.holder,
                 holder.renewed.as_deref().unwrap_or("it was taken")
+            ),
+            Event::NoNamespace(namespace) => write!(
+                f,
+                "fleet: namespace {namespace} does not exist or is being deleted, so there is no deploy lock to take in it; none is made"
             ),
         }
     }
@@ -664,6 +671,42 @@ impl Held {
         self.released = true;
         result.map_err(self.place.explained("releasing"))
     }
+
+    /// Releases the lock by deleting its Lease (a destroy, done with it),
+    /// if this holder still holds it: the delete carries the
+    /// resourceVersion read, so a Lease another apply took meanwhile stays.
+    async fn delete(mut self) -> anyhow::Result<()> {
+        self.renewer.abort();
+        let result = delete_lease(&self.place, &self.identity).await;
+        self.released = true;
+        result.map_err(self.place.explained("deleting"))
+    }
+}
+
+/// Deletes the Lease if `identity` still holds it. Gone already (its
+/// namespace deleted) is what deleting wanted.
+async fn delete_lease(place: &Place, identity: &str) -> Result<(), kube::Error> {
+    for _ in 0..MAX_CONFLICTS {
+        let Some(lease) = retry::kube(|| place.api.get_opt(&place.name)).await? else {
+            return Ok(());
+        };
+        if Observed::of(&lease).identity.as_deref() != Some(identity) {
+            return Ok(());
+        }
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: lease.metadata.uid.clone(),
+                resource_version: lease.metadata.resource_version.clone(),
+            }),
+            ..kube::api::DeleteParams::default()
+        };
+        match retry::kube(|| place.api.delete(&place.name, &params)).await {
+            Err(err) if status_code(&err) == Some(409) => continue,
+            Err(err) if status_code(&err) == Some(404) => return Ok(()),
+            result => return result.map(|_| ()),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Held {
@@ -792,6 +835,11 @@ pub struct DeployLock {
     options: Options,
     state: State,
     report: Box<dyn FnMut(Event<'_>) + Send>,
+    /// The Lease existed before this apply took it.
+    lease_existed: bool,
+    /// Taken by a destroy: a namespace that is missing (or being deleted)
+    /// is never created to hold the lock.
+    destroying: bool,
 }
 
 enum State {
@@ -817,9 +865,9 @@ impl DeployLock {
     ) -> anyhow::Result<DeployLock> {
         let place = Place::new(cluster, fleet, namespace);
         let claimant = Claimant::from_environment();
-        let state = match take(&place, &claimant, options, &mut *report).await? {
-            Some((held, _)) => State::Held(Box::new(held)),
-            None => State::Deferred,
+        let (state, lease_existed) = match take(&place, &claimant, options, &mut *report).await? {
+            Some((held, taken)) => (State::Held(Box::new(held)), taken == Taken::Existing),
+            None => (State::Deferred, false),
         };
         Ok(DeployLock {
             place,
@@ -827,7 +875,62 @@ impl DeployLock {
             options,
             state,
             report,
+            lease_existed,
+            destroying: false,
         })
+    }
+
+    /// The lock for a destroy: taken as [`before_plan`] takes it, but in a
+    /// namespace that is missing or being deleted (where no Lease can be
+    /// created) it is not taken at all, and never later either: a destroy
+    /// creates nothing, and nothing is left there for it to guard but what
+    /// the namespace's deletion removes.
+    ///
+    /// [`before_plan`]: DeployLock::before_plan
+    pub async fn before_destroy(
+        cluster: &Cluster,
+        fleet: &str,
+        namespace: &str,
+        options: Options,
+        report: Box<dyn FnMut(Event<'_>) + Send>,
+    ) -> anyhow::Result<DeployLock> {
+        let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+        // Unreadable (an identity confined to the namespace): taking the
+        // lock tells.
+        let usable = match retry::kube(|| namespaces.get_opt(namespace)).await {
+            Ok(live) => live.is_some_and(|n| n.metadata.deletion_timestamp.is_none()),
+            Err(_) => true,
+        };
+        let mut report = report;
+        if !usable {
+            report(Event::NoNamespace(namespace));
+        }
+        let mut lock = if usable {
+            Self::before_plan(cluster, fleet, namespace, options, report).await?
+        } else {
+            DeployLock {
+                place: Place::new(cluster, fleet, namespace),
+                claimant: Claimant::from_environment(),
+                options,
+                state: State::Deferred,
+                report,
+                lease_existed: false,
+                destroying: true,
+            }
+        };
+        lock.destroying = true;
+        Ok(lock)
+    }
+
+    /// Whether the Lease existed before this apply took the lock: an
+    /// apply has held it here before.
+    pub fn lease_existed(&self) -> bool {
+        self.lease_existed
+    }
+
+    /// The Lease, for plans and messages.
+    pub fn lease(&self) -> ObjectRef {
+        self.place.id()
     }
 
     /// Before apply's first write: takes the lock if [`before_plan`]
@@ -853,7 +956,7 @@ impl DeployLock {
     ///
     /// [`before_plan`]: DeployLock::before_plan
     pub async fn before_first_write(&mut self) -> anyhow::Result<()> {
-        if !matches!(self.state, State::Deferred) {
+        if !matches!(self.state, State::Deferred) || self.destroying {
             return Ok(());
         }
         let place = &self.place;
@@ -961,6 +1064,15 @@ impl DeployLock {
             State::Deferred | State::Released => Ok(()),
         }
     }
+
+    /// Gives the lock up by deleting its Lease: a destroy, done with it.
+    /// Whether it held the Lease (and so deleted it).
+    pub async fn release_by_deleting(&mut self) -> anyhow::Result<bool> {
+        match std::mem::replace(&mut self.state, State::Released) {
+            State::Held(held) => held.delete().await.map(|()| true),
+            State::Deferred | State::Released => Ok(false),
+        }
+    }
 }
 
 /// The lock as it stands, for `plan` and `unlock`.
@@ -970,6 +1082,13 @@ pub struct Standing {
     pub lease: String,
     read: Option<Lease>,
     place: Place,
+}
+
+impl Standing {
+    /// Whether the Lease exists (held or not).
+    pub fn exists(&self) -> bool {
+        self.read.is_some()
+    }
 }
 
 /// Reads the lock without taking it.

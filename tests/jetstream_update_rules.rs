@@ -93,6 +93,7 @@ fn planned_in_place(desired: DesiredJetStream, live: LiveStream, version: (u64, 
         inventory_unchanged: false,
         allow_destroy: false,
         account: None,
+        destroy: false,
     };
     let changes = plan(&desired, &BTreeMap::from([(name, live)]), &options);
     let change = changes

@@ -295,6 +295,65 @@ async fn a_destroy_the_identity_may_not_make_is_blocked() {
 }
 
 #[tokio::test]
+async fn a_destroy_by_the_apply_identity_blocks_what_only_a_tear_down_deletes() {
+    let env = TestEnv::new("lp-destroy").await;
+    let (fleet, user) = fleet_and_user(&env, "apply").await;
+    fleet.apply(&["--no-wait"]).assert_ok("apply as the admin");
+    let plan = fleet.run_as(&user, &["plan", "--destroy", "--format", "json"]);
+    plan.assert_ok("plan --destroy");
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(json["destroy"], true, "{json:#}");
+    let changes = json["changes"].as_array().unwrap();
+    let blocked: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["blocked"].is_object())
+        .map(|c| c["target"]["kind"].as_str().unwrap_or_default())
+        .collect();
+    // `--for apply` deletes what the definition drops, but not the ApplySet
+    // parent nor the lock's Lease.
+    assert_eq!(blocked, ["Secret", "Lease"], "{json:#}");
+    let parent = changes
+        .iter()
+        .find(|c| c["target"]["kind"] == "Secret")
+        .unwrap();
+    assert!(
+        parent["blocked"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("this identity may not delete secrets in namespace"),
+        "{parent:#}"
+    );
+    // The namespace is the administrator's here: never fleet's to delete.
+    assert!(
+        json["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains(&format!(
+                "namespace {} is left standing: fleet does not manage it",
+                env.namespace
+            ))),
+        "{json:#}"
+    );
+    assert!(!changes.iter().any(|c| c["target"]["kind"] == "Namespace"));
+
+    let refused = fleet.run_as(&user, &["destroy", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("is blocked"), "{}", refused.stderr);
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &env.namespace);
+    assert_eq!(
+        deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3,
+        "nothing was written"
+    );
+}
+
+#[tokio::test]
 async fn a_role_granting_more_is_blocked_before_its_namespace_exists() {
     let env = TestEnv::new("lp-escalate-new").await;
     // Nothing can be dry-run in a namespace that does not exist yet: the

@@ -667,3 +667,310 @@ impl Drop for AdmissionPolicy {
             .output();
     }
 }
+
+/// What fleet leaves of `fleet` in the cluster and on NATS: its namespace
+/// (if any), the objects with its ownership label, the parent Secret, the
+/// deploy lock's Lease, and its stream.
+#[derive(Debug, PartialEq, Eq)]
+struct Left {
+    namespace: bool,
+    labelled: usize,
+    parent: bool,
+    lease: bool,
+    stream: bool,
+}
+
+async fn left(env: &TestEnv, fleet: &FleetDir) -> Left {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+    let ns = fleet.namespace.as_str();
+    let namespace = Api::<Namespace>::all(env.kube.clone())
+        .get_opt(ns)
+        .await
+        .unwrap()
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_none());
+    let selector = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=fleet");
+    let mut labelled = 0;
+    labelled += Api::<Deployment>::namespaced(env.kube.clone(), ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    labelled += Api::<ConfigMap>::namespaced(env.kube.clone(), ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    labelled += Api::<ServiceAccount>::namespaced(env.kube.clone(), ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let parent = Api::<Secret>::namespaced(env.kube.clone(), ns)
+        .get_opt("fleet-agent-ceo")
+        .await
+        .unwrap()
+        .is_some();
+    let lease = Api::<Lease>::namespaced(env.kube.clone(), ns)
+        .get_opt("fleet-agent-ceo")
+        .await
+        .unwrap()
+        .is_some();
+    let stream = env.jetstream.get_stream(fleet.stream()).await.is_ok();
+    Left {
+        namespace,
+        labelled,
+        parent,
+        lease,
+        stream,
+    }
+}
+
+#[tokio::test]
+async fn destroy_removes_everything_fleet_owns_and_a_second_destroy_has_nothing_to_do() {
+    let env = TestEnv::new("destroy-all").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    let applied = left(&env, &fleet).await;
+    assert!(
+        applied.namespace
+            && applied.labelled > 5
+            && applied.parent
+            && applied.lease
+            && applied.stream,
+        "{applied:?}"
+    );
+
+    let plan = fleet.run(&["plan", "--destroy", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    let ns = &fleet.namespace;
+    for destroyed in [
+        format!("  - Deployment {ns}/agent-devops"),
+        format!("  - jetstream stream {}", fleet.stream()),
+        format!("  - jetstream consumer {}/devops-agent", fleet.stream()),
+        format!("  - Secret {ns}/fleet-agent-ceo"),
+        format!("  - Lease {ns}/fleet-agent-ceo"),
+        format!("  - Namespace {ns}"),
+    ] {
+        assert!(
+            plan.stdout.contains(&destroyed),
+            "{destroyed}:\n{}",
+            plan.stdout
+        );
+    }
+    // In the order it is carried out: the parent after what it lists, the
+    // namespace last.
+    let at = |what: &str| plan.stdout.find(what).unwrap();
+    assert!(at("  - Deployment") < at("  - jetstream stream"));
+    assert!(at("  - jetstream stream") < at("  - Secret"));
+    assert!(at("  - Secret") < at("  - Lease"));
+    assert!(at("  - Lease") < at("  - Namespace"));
+    assert!(plan.stdout.contains(" to destroy."), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("Plan: 0 to add, 0 to change, "),
+        "{}",
+        plan.stdout
+    );
+
+    // Without a terminal, destroy needs --auto-approve, and changes nothing.
+    let refused = fleet.run(&["destroy"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("fleet destroy --auto-approve"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(left(&env, &fleet).await, applied);
+
+    let destroyed = fleet.run(&["destroy", "--auto-approve", "--timeout", "90s"]);
+    destroyed.assert_ok("destroy");
+    assert!(
+        destroyed.stdout.contains(&format!("Namespace {ns}: gone")),
+        "{}",
+        destroyed.stdout
+    );
+    assert!(
+        destroyed.stdout.contains("Destroy complete! Resources: "),
+        "{}",
+        destroyed.stdout
+    );
+    let none = Left {
+        namespace: false,
+        labelled: 0,
+        parent: false,
+        lease: false,
+        stream: false,
+    };
+    assert_eq!(left(&env, &fleet).await, none);
+    env.assert_nothing_applied(&fleet).await;
+
+    let again = fleet.run(&["destroy", "--auto-approve"]);
+    again.assert_ok("second destroy");
+    assert!(
+        again.stdout.contains("Nothing to destroy."),
+        "{}",
+        again.stdout
+    );
+    env.assert_nothing_applied(&fleet).await;
+    let plan = fleet.run(&["plan", "--destroy", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+}
+
+#[tokio::test]
+async fn a_destroy_losing_unread_messages_is_blocked_and_writes_nothing() {
+    let env = TestEnv::new("destroy-blocked").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    env.jetstream
+        .publish(fleet.task_subject("devops"), "task".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let before = left(&env, &fleet).await;
+
+    let plan = fleet.run(&["plan", "--destroy"]);
+    plan.assert_ok("plan --destroy");
+    assert!(
+        plan.stdout
+            .contains("  # blocked: queued messages would be lost"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("2 changes are blocked: 2 need --allow-destroy."),
+        "{}",
+        plan.stdout
+    );
+
+    let refused = fleet.run(&["destroy", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("--allow-destroy"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(left(&env, &fleet).await, before);
+    let stream = env.jetstream.get_stream(fleet.stream()).await.unwrap();
+    assert_eq!(stream.cached_info().state.messages, 1);
+    fleet.assert_plan_empty();
+
+    fleet
+        .run(&[
+            "destroy",
+            "--auto-approve",
+            "--allow-destroy",
+            "--timeout",
+            "90s",
+        ])
+        .assert_ok("destroy --allow-destroy");
+    env.assert_nothing_applied(&fleet).await;
+}
+
+#[tokio::test]
+async fn a_namespace_holding_what_fleet_does_not_own_is_left_standing_with_it() {
+    let env = TestEnv::new("destroy-foreign").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    // Made by an administrator, without fleet's labels.
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let hand_made: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "hand-made" },
+        "data": { "keep": "me" }
+    }))
+    .unwrap();
+    configmaps
+        .create(&PostParams::default(), &hand_made)
+        .await
+        .unwrap();
+
+    let destroyed = fleet.run(&["destroy", "--auto-approve", "--timeout", "90s"]);
+    destroyed.assert_ok("destroy");
+    let ns = &fleet.namespace;
+    assert!(
+        destroyed.stdout.contains(&format!(
+            "Note: namespace {ns} is left standing: it holds 1 object fleet does not own, which deleting it would delete too: ConfigMap {ns}/hand-made."
+        )),
+        "{}",
+        destroyed.stdout
+    );
+    assert!(
+        !destroyed.stdout.contains(&format!("  - Namespace {ns}")),
+        "{}",
+        destroyed.stdout
+    );
+    assert_eq!(
+        left(&env, &fleet).await,
+        Left {
+            namespace: true,
+            labelled: 0,
+            parent: false,
+            lease: false,
+            stream: false,
+        }
+    );
+    let kept = configmaps.get("hand-made").await.unwrap();
+    assert_eq!(kept.data.unwrap()["keep"], "me");
+
+    let again = fleet.run(&["destroy", "--auto-approve"]);
+    again.assert_ok("second destroy");
+    assert!(
+        again.stdout.contains("Nothing to destroy."),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains(&format!("namespace {ns} is left standing")),
+        "{}",
+        again.stdout
+    );
+    // The lock it took to find that out is gone again.
+    assert!(!left(&env, &fleet).await.lease);
+    let plan = fleet.run(&["plan", "--destroy", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+}
+
+#[tokio::test]
+async fn a_saved_destroy_plan_is_applied_as_a_destroy() {
+    let env = TestEnv::new("destroy-saved").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("apply");
+    fleet
+        .run(&["plan", "--destroy", "--out", "destroy.json"])
+        .assert_ok("plan --destroy --out");
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fleet.dir.path().join("destroy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["destroy"], true, "{saved:#}");
+    assert_eq!(saved["summary"]["add"], 0, "{saved:#}");
+
+    // Not a plan of the definition: `fleet destroy` takes only destroy plans,
+    // and apply of a destroy plan destroys.
+    fleet
+        .run(&["plan", "--out", "apply.json"])
+        .assert_ok("plan --out");
+    let refused = fleet.run(&["destroy", "apply.json"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("is not a destroy plan"),
+        "{}",
+        refused.stderr
+    );
+
+    let applied = fleet.run(&["apply", "--timeout", "90s", "destroy.json"]);
+    applied.assert_ok("apply destroy.json");
+    assert!(
+        applied.stdout.contains("Destroy complete! Resources: "),
+        "{}",
+        applied.stdout
+    );
+    env.assert_nothing_applied(&fleet).await;
+    assert!(!left(&env, &fleet).await.stream);
+}

@@ -11,6 +11,7 @@
 mod jetstream;
 mod kube;
 pub mod rollout;
+pub mod teardown;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -170,7 +171,11 @@ fn stages() -> Vec<Vec<Vec<(Wave, Step)>>> {
         one(Wave::JetStream, Step::DeleteConsumers),
         one(Wave::JetStream, Step::DeleteStreams),
         one(Wave::Configuration, Step::Delete),
-        one(Wave::Namespace, Step::Delete),
+        // The ApplySet parent lists what fleet owns: a tear-down removes
+        // it only once all it lists is gone, so a run that stops half-way
+        // leaves the rest findable. (The namespace and the deploy lock go
+        // after the lock's last use: see [`teardown`].)
+        one(Wave::Configuration, Step::DeleteParent),
         // Last, so a run killed before it leaves the old inventory: the next
         // plan then does not take what is still missing for drift.
         one(Wave::Configuration, Step::RecordInventory),
@@ -188,7 +193,9 @@ enum Step {
     /// ScaledObjects deleted, their HPAs orphaned, for fleet's own HPAs to
     /// take back.
     HandBack,
+    /// Deletions, but the ApplySet parent's and those [`teardown`] makes.
     Delete,
+    DeleteParent,
     WriteStreams,
     WriteConsumers,
     DeleteConsumers,
@@ -204,8 +211,11 @@ impl Step {
             Step::Write | Step::WriteRoleBindings | Step::WriteStreams | Step::WriteConsumers => {
                 "applying"
             }
-            Step::Delete | Step::DeleteConsumers | Step::DeleteStreams => "destroying",
-            Step::HandBack => "destroying",
+            Step::Delete
+            | Step::HandBack
+            | Step::DeleteParent
+            | Step::DeleteConsumers
+            | Step::DeleteStreams => "destroying",
             Step::RecordInventory => return "recording the inventory".into(),
         };
         let which = match self {
@@ -213,6 +223,7 @@ impl Step {
             Step::WriteConsumers | Step::DeleteConsumers => "JetStream consumers".to_string(),
             Step::WriteRoleBindings => "role bindings".to_string(),
             Step::HandBack => "KEDA ScaledObjects, keeping their HPAs".to_string(),
+            Step::DeleteParent => "the ApplySet parent".to_string(),
             _ => format!("{wave:?}").to_lowercase(),
         };
         format!(
@@ -232,11 +243,15 @@ impl Step {
             matches!(&change.target, Target::Kubernetes(id) if id.kind == "RoleBinding");
         let parent = is_parent(change);
         let orphans = change.handover == Some(Handover::Orphans);
+        // The only Secret fleet renders is the ApplySet parent.
+        let parent_deleted =
+            delete && matches!(&change.target, Target::Kubernetes(id) if id.kind == "Secret");
         match self {
             Step::Write => writes && !role_binding,
             Step::WriteRoleBindings => writes && role_binding,
             Step::HandBack => delete && orphans,
-            Step::Delete => delete && !orphans,
+            Step::Delete => delete && !orphans && !parent_deleted && !teardown::is_last(change),
+            Step::DeleteParent => parent_deleted,
             Step::WriteStreams => writes && stream,
             Step::WriteConsumers => writes && !stream,
             Step::DeleteConsumers => delete && !stream,

@@ -1,4 +1,5 @@
-//! `fleet apply`: plan, show the plan, confirm, carry it out.
+//! `fleet apply` and `fleet destroy`: plan (the definition's changes, or the
+//! tear-down of everything fleet owns), show the plan, confirm, carry it out.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -9,8 +10,24 @@ use crate::deploy::{self, Applied};
 use crate::interrupt::Interrupt;
 use crate::lock;
 
-pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+/// `destroy`: `fleet destroy`, which plans the tear-down. A saved plan says
+/// itself whether it is one.
+pub async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> {
+    let started = std::time::Instant::now();
     let interrupt = Interrupt::listen()?;
+    let saved_destroy = match &args.plan_file {
+        Some(path) => deploy::read_saved_plan(path)?.destroy,
+        None => false,
+    };
+    if destroy && let Some(path) = args.plan_file.as_ref().filter(|_| !saved_destroy) {
+        anyhow::bail!(
+            "{} is not a destroy plan (made by `fleet plan --destroy --out`); nothing was changed. Apply it with `fleet apply {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let destroy = destroy || saved_destroy;
+    let verb = if destroy { "destroy" } else { "apply" };
     let options = deploy::ApplyOptions {
         plan_file: args.plan_file.clone(),
         allow_dirty: args.allow_dirty,
@@ -24,6 +41,10 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
             wait: args.lock_timeout,
         },
         interrupt: interrupt.clone(),
+        // What is left of --timeout, less a margin to say so before the
+        // run's own deadline ends it.
+        namespace_deadline: (!args.no_wait)
+            .then(|| started + args.cluster.timeout.saturating_sub(Duration::from_secs(3))),
     };
     // A saved plan says where it goes, and was reviewed already: applying
     // it needs neither --env nor a confirmation (as `terraform apply PLAN`).
@@ -36,10 +57,14 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         None => target(&args.cluster)?,
     };
     let approved = args.auto_approve || args.plan_file.is_some();
-    let applied = deploy::apply(&target, &plan_options(&args.cluster), &options, |context| {
+    let plan_options = deploy::PlanOptions {
+        destroy,
+        ..plan_options(&args.cluster)
+    };
+    let applied = deploy::apply(&target, &plan_options, &options, |context| {
         // The prompt blocks: off the runtime's workers, which keep
         // renewing the lock and listening for signals meanwhile.
-        Ok(approved || tokio::task::block_in_place(|| confirm(context, &interrupt))?)
+        Ok(approved || tokio::task::block_in_place(|| confirm(context, verb, &interrupt))?)
     })
     .await?;
     Ok(match applied {
@@ -54,15 +79,21 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 
 /// Asks on the terminal; without one, refuses (CI must say --auto-approve).
 /// Ctrl-C while asking is a no.
-fn confirm(context: &str, interrupt: &Interrupt) -> anyhow::Result<bool> {
+fn confirm(context: &str, verb: &str, interrupt: &Interrupt) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
-            "no terminal to confirm on: run `fleet apply --auto-approve` to apply without confirmation; nothing was changed"
+            "no terminal to confirm on: run `fleet {verb} --auto-approve` to {verb} without confirmation; nothing was changed"
         );
     }
-    print!(
-        "\nDo you want to perform these actions on kube context `{context}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    );
+    if verb == "destroy" {
+        print!(
+            "\nDo you really want to destroy everything fleet owns here, on kube context `{context}` and its NATS server?\n  There is no undo. Only 'yes' will be accepted to confirm.\n\n  Enter a value: "
+        );
+    } else {
+        print!(
+            "\nDo you want to perform these actions on kube context `{context}`?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+        );
+    }
     std::io::stdout().flush()?;
     // The signal is caught, so it no longer ends a blocked read: read on a
     // thread of its own and give up on it when one comes.

@@ -59,7 +59,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Render(args) => render::run(&args),
         Command::Plan(args) => runtime()?.block_on(within(args.cluster.timeout, plan::run(&args))),
         Command::Apply(args) => {
-            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args)))
+            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args, false)))
+        }
+        Command::Destroy(args) => {
+            runtime()?.block_on(within(args.cluster.timeout, apply::run(&args, true)))
         }
         Command::Status(args) => {
             runtime()?.block_on(within(args.cluster.timeout, status::run(&args)))

@@ -27,6 +27,7 @@ pub(super) fn plan_options(args: &ClusterArgs) -> deploy::PlanOptions {
         adopt: args.adopt,
         allow_destroy: args.allow_destroy,
         dry_run_all: args.dry_run_all,
+        destroy: false,
         nats: nats(&args.nats),
     }
 }
@@ -48,9 +49,11 @@ pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
 }
 
 pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
-    let Some(mut planned) =
-        deploy::plan(&target(&args.cluster)?, &plan_options(&args.cluster)).await?
-    else {
+    let options = deploy::PlanOptions {
+        destroy: args.destroy,
+        ..plan_options(&args.cluster)
+    };
+    let Some(mut planned) = deploy::plan(&target(&args.cluster)?, &options).await? else {
         return Ok(ExitStatus::Failure);
     };
     if args.drift {

@@ -51,7 +51,14 @@ pub async fn apply(
         .take()
         .expect("apply plans with the deploy lock");
     let result = carry_out(target, plan_options, options, &planned, &mut lock, confirm).await;
-    if let Err(err) = lock.release().await {
+    // A destroy that made the Lease only to hold the lock takes it away
+    // again, whatever else it did (when it destroyed, the Lease went already).
+    let released = if planned.plan.destroy && !lock.lease_existed() {
+        lock.release_by_deleting().await.map(drop)
+    } else {
+        lock.release().await
+    };
+    if let Err(err) = released {
         anstream::eprintln!(
             "warning: {err:#}\n  The deploy lock expires by itself {}s after its last renewal.",
             options.lock.ttl.as_secs()
@@ -84,14 +91,14 @@ async fn carry_out(
     report::to_stdout(&text)?;
     let mut stdout = anstream::stdout();
     let definition = &target.file;
+    let verb = if plan.destroy { "destroy" } else { "apply" };
     if !plan.has_changes() {
-        workflow::report(
-            plan,
-            definition,
-            None,
-            "### fleet apply: nothing to do\n\n",
-            "applied=0\n",
-        )?;
+        let heading = if plan.destroy {
+            "### fleet destroy: nothing to destroy\n\n"
+        } else {
+            "### fleet apply: nothing to do\n\n"
+        };
+        workflow::report(plan, definition, None, heading, "applied=0\n")?;
         return Ok(Applied::Done);
     }
     let options = apply::Options {
@@ -109,7 +116,7 @@ async fn carry_out(
             plan,
             definition,
             None,
-            "### fleet apply refused: nothing was changed\n\n",
+            &format!("### fleet {verb} refused: nothing was changed\n\n"),
             "applied=0\nfailed=0\n",
         )?;
         return Err(err);
@@ -123,7 +130,8 @@ async fn carry_out(
         );
     }
     if !confirm(&planned.cluster.context)? {
-        writeln!(stdout, "Apply cancelled; nothing was changed.")?;
+        let cancelled = if plan.destroy { "Destroy" } else { "Apply" };
+        writeln!(stdout, "{cancelled} cancelled; nothing was changed.")?;
         return Ok(Applied::Cancelled);
     }
     if let Some(signal) = apply_options.interrupt.received() {
@@ -160,19 +168,35 @@ async fn carry_out(
         .guard(apply::apply(&systems, plan, &options, &mut print))
         .await;
     workflow::end_group();
+    let result = match result {
+        Ok(()) if plan.destroy => {
+            let deadline = apply_options.namespace_deadline;
+            teardown(planned, lock, deadline, &apply_options.interrupt)
+                .await
+                .map(|made| done += made)
+        }
+        result => result,
+    };
     match result {
         Ok(()) => {
             let summary = plan.summary();
-            let complete = format!(
-                "Apply complete! Resources: {} added, {} changed, {} destroyed.",
-                summary.add, summary.change, summary.destroy
-            );
+            let complete = if plan.destroy {
+                format!(
+                    "Destroy complete! Resources: {} destroyed.",
+                    summary.destroy
+                )
+            } else {
+                format!(
+                    "Apply complete! Resources: {} added, {} changed, {} destroyed.",
+                    summary.add, summary.change, summary.destroy
+                )
+            };
             writeln!(stdout, "\n{complete}")?;
             workflow::report(
                 plan,
                 definition,
                 None,
-                &format!("### fleet apply: {complete}\n\n"),
+                &format!("### fleet {verb}: {complete}\n\n"),
                 &format!("applied={done}\nfailed=0\n"),
             )?;
             Ok(Applied::Done)
@@ -202,6 +226,56 @@ async fn carry_out(
             )?;
             Err(err)
         }
+    }
+}
+
+/// The end of a destroy, once everything else is gone: the namespace (when
+/// planned) is deleted while the lock is still held, then the lock's Lease,
+/// and the namespace is followed until it is gone, or `deadline`. How many
+/// planned changes it made.
+async fn teardown(
+    planned: &Planned,
+    lock: &mut DeployLock,
+    deadline: Option<std::time::Instant>,
+    interrupt: &crate::interrupt::Interrupt,
+) -> anyhow::Result<usize> {
+    let plan = &planned.plan;
+    let mut made = 0;
+    let mut stdout = anstream::stdout();
+    let namespace = apply::teardown::namespace(plan);
+    if let Some(id) = namespace {
+        apply::teardown::delete_namespace(&planned.cluster, &planned.live, id).await?;
+        writeln!(stdout, "{id}: deleted; terminating")?;
+        made += 1;
+    }
+    let lease = lock.lease();
+    if lock.release_by_deleting().await? && apply::teardown::lease(plan).is_some() {
+        writeln!(stdout, "{lease}: destroyed (the deploy lock, released)")?;
+        made += 1;
+    }
+    let Some(id) = namespace else {
+        return Ok(made);
+    };
+    let Some(deadline) = deadline else {
+        writeln!(
+            stdout,
+            "{id}: still terminating; not waited for (--no-wait). `kubectl get namespace {}` shows when it is gone",
+            id.name
+        )?;
+        return Ok(made);
+    };
+    let mut say = |progress: String| {
+        let _ = writeln!(anstream::stdout(), "{id}: {progress}");
+    };
+    let gone =
+        apply::teardown::wait_until_gone(&planned.cluster, &id.name, deadline, interrupt, &mut say)
+            .await?;
+    match gone {
+        apply::teardown::Gone::Gone => Ok(made),
+        apply::teardown::Gone::StillTerminating(why) => anyhow::bail!(
+            "{id} is still terminating at the end of --timeout: {why}. Everything else fleet owned is destroyed; the namespace goes once the namespace controller has removed what it holds (`kubectl get namespace {} -o yaml` shows its conditions). A second `fleet destroy` has nothing to do meanwhile",
+            id.name
+        ),
     }
 }
 
@@ -301,6 +375,18 @@ fn environment_for_saved(
 /// changed since (the definition, the cluster, JetStream) makes it stale.
 fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> {
     let saved = read_saved_plan(path)?;
+    if saved.destroy != fresh.destroy {
+        anyhow::bail!(
+            "{} is {}a destroy plan, and this run {}; nothing was changed",
+            path.display(),
+            if saved.destroy { "" } else { "not " },
+            if fresh.destroy {
+                "destroys"
+            } else {
+                "applies the definition"
+            }
+        );
+    }
     let same_place = (
         &saved.fleet,
         &saved.environment,

@@ -65,6 +65,9 @@ pub struct PlanOptions {
     pub allow_destroy: bool,
     /// Dry-run every object, also those proven unchanged.
     pub dry_run_all: bool,
+    /// Plan the tear-down of everything fleet owns in the environment
+    /// instead of the definition's changes.
+    pub destroy: bool,
     pub nats: Nats,
 }
 
@@ -81,4 +84,7 @@ pub struct ApplyOptions {
     pub lock: lock::Options,
     /// Asks apply to stop where it stands (SIGINT, SIGTERM).
     pub interrupt: Interrupt,
+    /// How long a destroy waits for the namespace it deleted to be gone;
+    /// `None` does not wait (`--no-wait`).
+    pub namespace_deadline: Option<std::time::Instant>,
 }

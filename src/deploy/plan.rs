@@ -57,7 +57,21 @@ pub(super) async fn make_plan(
     // Rendering runs beside connecting and reading: the reads need the
     // desired objects only once the first LIST pages are in.
     let fleet = Arc::new(fleet);
-    let rendering = render::Rendering::start(Arc::clone(&fleet));
+    let destroy = plan_options.destroy;
+    let rendering = if destroy {
+        // A tear-down wants nothing: of the rendering, only what is read by
+        // name (the namespace and the ApplySet parent) is read, to be
+        // destroyed when fleet's; the rest is found by its labels.
+        let mut rendered = render::render(&fleet).stamped();
+        rendered.kubernetes.retain(|o| {
+            crate::live::kube::managed_kind(&o.id.api_version, &o.id.kind)
+                .is_some_and(|k| k.found == crate::live::kube::Found::ByName)
+        });
+        rendered.jetstream.consumers.clear();
+        render::Rendering::ready(Arc::new(rendered))
+    } else {
+        render::Rendering::start(Arc::clone(&fleet))
+    };
     // NATS first: a server that is down or refuses us fails the plan before
     // anything else is read, let alone changed.
     let nats_url = plan_options
@@ -74,6 +88,16 @@ pub(super) async fn make_plan(
     };
     let cluster = Cluster::connect(&fleet.target).await?;
     let lock = match lock {
+        Some(options) if destroy => Some(
+            DeployLock::before_destroy(
+                &cluster,
+                &fleet.name,
+                &fleet.namespace,
+                options,
+                Box::new(|event| anstream::eprintln!("{event}")),
+            )
+            .await?,
+        ),
         Some(options) => Some(
             DeployLock::before_plan(
                 &cluster,
@@ -99,7 +123,9 @@ pub(super) async fn make_plan(
         namespace: &fleet.namespace,
         applyset_id: &applyset_id,
         concurrency,
-        prove_unchanged: !plan_options.dry_run_all,
+        // Nothing is desired: nothing to prove unchanged, and what is
+        // destroyed is shown whole.
+        prove_unchanged: !plan_options.dry_run_all && !destroy,
     };
     let read_kube = crate::live::kube::read(&cluster, &rendering, &read_options);
     let read_jetstream = async {
@@ -122,9 +148,19 @@ pub(super) async fn make_plan(
             )),
         }
     };
-    let (live, live_js, identity, standing) =
+    let (mut live, live_js, identity, standing) =
         tokio::try_join!(read_kube, read_jetstream, read_identity, read_lock)?;
     let rendered = rendering.done().await?;
+    if destroy {
+        let kind = crate::live::kube::lease_kind();
+        live.kinds.insert(
+            (
+                kind.resource.api_version.clone(),
+                kind.resource.kind.clone(),
+            ),
+            kind,
+        );
+    }
     let imperative_managers = plan::kube::IMPERATIVE_MANAGERS
         .iter()
         .map(|m| m.to_string())
@@ -136,27 +172,75 @@ pub(super) async fn make_plan(
         adopt: plan_options.adopt,
         imperative_managers,
     };
-    anstream::eprintln!(
-        "fleet: read {} live objects; planning {} desired ones",
-        live.owned.len() + live.unowned.len(),
-        rendered.kubernetes.len()
-    );
-    let wiring =
-        crate::live::kube::read_wiring(&cluster, &rendered.kubernetes, &live.served_groups).await;
-    let inventory_unchanged = plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
-    let kube_plan = plan::kube::plan(
-        &cluster,
-        &rendered.kubernetes,
-        &live,
-        &options,
-        inventory_unchanged,
-    )
-    .await?;
-    anstream::eprintln!(
-        "fleet: {} objects unchanged since fleet's last apply, {} dry-run on the API server",
-        kube_plan.proven_unchanged,
-        kube_plan.dry_runs
-    );
+    if destroy {
+        anstream::eprintln!(
+            "fleet: read {} live objects; planning the destruction of fleet's",
+            live.owned.len() + live.unowned.len(),
+        );
+    } else {
+        anstream::eprintln!(
+            "fleet: read {} live objects; planning {} desired ones",
+            live.owned.len() + live.unowned.len(),
+            rendered.kubernetes.len()
+        );
+    }
+    // A tear-down takes nothing for drift: everything goes.
+    let inventory_unchanged =
+        !destroy && plan::kube::inventory_unchanged(&rendered.kubernetes, &live);
+    let wiring = if destroy {
+        crate::live::kube::WiringState::default()
+    } else {
+        crate::live::kube::read_wiring(&cluster, &rendered.kubernetes, &live.served_groups).await
+    };
+    let mut teardown_notes = Vec::new();
+    let kube_plan = if destroy {
+        let lease_exists = match (&lock, &standing) {
+            (Some(lock), _) => lock.lease_existed(),
+            (None, Some(Ok(standing))) => standing.exists(),
+            (None, _) => false,
+        };
+        let lease = ObjectRef {
+            api_version: "coordination.k8s.io/v1".into(),
+            kind: "Lease".into(),
+            namespace: Some(fleet.namespace.clone()),
+            name: lock::lease_name(&fleet.name),
+        };
+        let namespace_is_fleets = live
+            .owned
+            .keys()
+            .any(|id| id.kind == "Namespace" && id.name == fleet.namespace);
+        let residents = if namespace_is_fleets {
+            Some(crate::live::kube::residents(&cluster, &fleet.namespace, concurrency).await)
+        } else {
+            None
+        };
+        let teardown = plan::destroy::Teardown {
+            namespace: &fleet.namespace,
+            applyset_id: &applyset_id,
+            manages_namespace: rendered.kubernetes.iter().any(|o| o.id.kind == "Namespace"),
+            lease: lease_exists.then_some(lease),
+            residents,
+        };
+        let (planned, notes) = plan::destroy::plan(&cluster, &live, &teardown, concurrency).await;
+        teardown_notes = notes;
+        planned
+    } else {
+        plan::kube::plan(
+            &cluster,
+            &rendered.kubernetes,
+            &live,
+            &options,
+            inventory_unchanged,
+        )
+        .await?
+    };
+    if !destroy {
+        anstream::eprintln!(
+            "fleet: {} objects unchanged since fleet's last apply, {} dry-run on the API server",
+            kube_plan.proven_unchanged,
+            kube_plan.dry_runs
+        );
+    }
     // First among the notes: it qualifies the whole plan.
     let mut notes: Vec<String> = plan::kube::lower_fidelity_note(&kube_plan)
         .into_iter()
@@ -176,15 +260,26 @@ pub(super) async fn make_plan(
             inventory_unchanged,
             allow_destroy: plan_options.allow_destroy,
             account: Some(account),
+            destroy,
         };
-        changes.extend(plan::jetstream::plan(
-            &rendered.jetstream,
-            live_js,
-            &options,
-        ));
+        let nothing = render::jetstream::DesiredJetStream {
+            streams: Vec::new(),
+            consumers: Vec::new(),
+        };
+        let desired = if destroy {
+            &nothing
+        } else {
+            &rendered.jetstream
+        };
+        changes.extend(plan::jetstream::plan(desired, live_js, &options));
     }
     workflow::end_group();
-    changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
+    if destroy {
+        plan::destroy::sort(&mut changes);
+    } else {
+        changes.sort_by(|a, b| (a.wave, &a.target).cmp(&(b.wave, &b.target)));
+    }
+    notes.extend(teardown_notes);
     plan::attribute_agents(&mut changes, &agents_by_target(&fleet, &rendered, &live));
     notes.extend(
         live.missing_kinds
@@ -201,12 +296,14 @@ pub(super) async fn make_plan(
             "{kind} ({api_version}) is not listed: this identity may not list it, and the fleet renders and records none (`fleet rbac` prints the rights to read it)"
         )
     }));
-    notes.extend(plan::wiring::notes(
-        &rendered.kubernetes,
-        &live.served_groups,
-        &live.missing_kinds,
-        &wiring,
-    ));
+    if !destroy {
+        notes.extend(plan::wiring::notes(
+            &rendered.kubernetes,
+            &live.served_groups,
+            &live.missing_kinds,
+            &wiring,
+        ));
+    }
     notes.extend(identity.note());
     let live_parent = rendered
         .kubernetes
@@ -234,6 +331,7 @@ pub(super) async fn make_plan(
         lock: held_lock,
         changes,
         drift_only: false,
+        destroy,
         notes,
     };
     Ok(Some(Planned {

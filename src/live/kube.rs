@@ -943,6 +943,131 @@ async fn namespace_state(
     }
 }
 
+/// The deploy lock's kind, which fleet does not render: a tear-down
+/// deletes its Lease, and asks whether it may as for the rest.
+pub fn lease_kind() -> Kind {
+    Kind {
+        resource: ApiResource::erase::<k8s_openapi::api::coordination::v1::Lease>(&()),
+        namespaced: true,
+    }
+}
+
+/// Everything `namespace` holds, of every kind the cluster serves that can
+/// be listed and deleted there (what deleting the namespace deletes; Events
+/// aside, records that go with what they are about), read by metadata only,
+/// so no Secret's value is fetched. `Err` says why that cannot be known: a
+/// kind this identity may not list, an API group that does not answer.
+pub async fn residents(
+    cluster: &Cluster,
+    namespace: &str,
+    concurrency: usize,
+) -> Result<Vec<crate::plan::destroy::Resident>, String> {
+    let client = &cluster.client;
+    let groups = retry::kube(|| client.list_api_groups())
+        .await
+        .map_err(|err| format!("listing the cluster's API groups: {err}"))?;
+    let mut versions = vec![String::from("v1")];
+    for group in &groups.groups {
+        let version = group
+            .preferred_version
+            .as_ref()
+            .or_else(|| group.versions.first())
+            .ok_or_else(|| format!("API group {} names no version", group.name))?;
+        versions.push(version.group_version.clone());
+    }
+    let kinds: Vec<Vec<ApiResource>> = stream::iter(versions)
+        .map(|group_version| async move {
+            let listed = if group_version == "v1" {
+                retry::kube(|| client.list_core_api_resources("v1")).await
+            } else {
+                retry::kube(|| client.list_api_group_resources(&group_version)).await
+            };
+            let listed = listed.map_err(|err| {
+                format!("the API server could not say what {group_version} serves: {err}")
+            })?;
+            let (group, version) = match group_version.split_once('/') {
+                Some((group, version)) => (group.to_string(), version.to_string()),
+                None => (String::new(), group_version.clone()),
+            };
+            Ok::<_, String>(
+                listed
+                    .resources
+                    .into_iter()
+                    .filter(|r| r.namespaced && !r.name.contains('/') && r.kind != "Event")
+                    .filter(|r| {
+                        ["list", "delete"]
+                            .iter()
+                            .all(|verb| r.verbs.iter().any(|v| v == verb))
+                    })
+                    .map(|r| ApiResource {
+                        group: group.clone(),
+                        version: version.clone(),
+                        api_version: group_version.clone(),
+                        kind: r.kind,
+                        plural: r.name,
+                    })
+                    .collect(),
+            )
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let lists: Vec<Vec<crate::plan::destroy::Resident>> = stream::iter(kinds.into_iter().flatten())
+        .map(|resource| async move {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &resource);
+            let params = ListParams::default();
+            let list = match retry::kube(|| api.list_metadata(&params)).await {
+                Ok(list) => list,
+                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Vec::new()),
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    return Err(format!(
+                        "this identity may not list {}{} in it",
+                        resource.plural,
+                        if resource.group.is_empty() {
+                            String::new()
+                        } else {
+                            format!(".{}", resource.group)
+                        }
+                    ));
+                }
+                Err(err) => return Err(format!("listing {} in it: {err}", resource.plural)),
+            };
+            Ok(list
+                .items
+                .into_iter()
+                .map(|item| {
+                    let metadata = item.metadata;
+                    crate::plan::destroy::Resident {
+                        id: ObjectRef {
+                            api_version: resource.api_version.clone(),
+                            kind: resource.kind.clone(),
+                            namespace: Some(namespace.to_string()),
+                            name: metadata.name.unwrap_or_default(),
+                        },
+                        uid: metadata.uid.unwrap_or_default(),
+                        labels: metadata
+                            .labels
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, Value::from(v)))
+                            .collect(),
+                        owners: metadata
+                            .owner_references
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|o| o.uid)
+                            .collect(),
+                    }
+                })
+                .collect())
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(lists.into_iter().flatten().collect())
+}
+
 fn object_ref(kind: &Kind, value: &Value) -> ObjectRef {
     ObjectRef {
         api_version: kind.resource.api_version.clone(),

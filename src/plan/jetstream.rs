@@ -91,6 +91,9 @@ pub struct Options<'a> {
     /// The account's usage and limits, when read: creates beyond them are
     /// blocked.
     pub account: Option<&'a Account>,
+    /// A tear-down (`fleet destroy`): a destroyed stream's own consumers are
+    /// listed as destroyed too, and the others it takes with it named.
+    pub destroy: bool,
 }
 
 pub fn plan(
@@ -106,6 +109,7 @@ pub fn plan(
         inventory_unchanged,
         allow_destroy,
         account,
+        destroy,
     } = *options;
     let mut changes = Vec::new();
     // Streams created now, or deleted and created again: their consumers
@@ -259,6 +263,37 @@ pub fn plan(
             change.reason = Some(holds(stream));
             change.loses_data = stream.messages != Some(0);
             change.drift = inventory_unchanged.then(Drift::default);
+            if destroy {
+                let (own, others): (Vec<_>, Vec<_>) = stream
+                    .consumers
+                    .iter()
+                    .partition(|(_, c)| is_owned(&c.config, owner));
+                if !others.is_empty()
+                    && let Some(reason) = &mut change.reason
+                {
+                    let names: Vec<&str> = others.iter().map(|(n, _)| n.as_str()).collect();
+                    reason.push_str(&format!(
+                        "; consumers fleet did not make go with it: {}",
+                        names.join(", ")
+                    ));
+                }
+                changes.push(change);
+                for (consumer_name, consumer) in own {
+                    let mut change = new_change(
+                        Target::Consumer {
+                            stream: name.clone(),
+                            name: consumer_name.clone(),
+                        },
+                        Action::Delete,
+                        None,
+                        None,
+                    );
+                    change.reason = Some(pending(consumer.pending));
+                    change.loses_data = consumer.pending != Some(0);
+                    changes.push(change);
+                }
+                continue;
+            }
             changes.push(change);
             continue;
         }
@@ -821,6 +856,7 @@ mod tests {
         inventory_unchanged: false,
         allow_destroy: false,
         account: None,
+        destroy: false,
     };
 
     fn desired(max_age_days: u64, storage: &str) -> DesiredJetStream {
@@ -877,6 +913,58 @@ mod tests {
             .iter()
             .map(|c| (c.target.to_string(), c.action))
             .collect()
+    }
+
+    #[test]
+    fn a_destroy_lists_the_streams_own_consumers_and_names_the_others() {
+        let mut live = live(7, 2);
+        let stream = live.get_mut("agent-tasks").unwrap();
+        stream.consumers.insert(
+            "made-by-an-agent".into(),
+            LiveConsumer {
+                config: json!({ "durable_name": "made-by-an-agent" }),
+                pending: Some(0),
+            },
+        );
+        live.insert(
+            "theirs".into(),
+            LiveStream {
+                config: json!({ "name": "theirs", "metadata": { "fleet.owner": "other" } }),
+                messages: Some(0),
+                bytes: 0,
+                consumers: BTreeMap::new(),
+            },
+        );
+        let nothing = DesiredJetStream {
+            streams: Vec::new(),
+            consumers: Vec::new(),
+        };
+        let destroy = Options {
+            destroy: true,
+            ..OPTIONS
+        };
+        let changes = plan(&nothing, &live, &destroy);
+        assert_eq!(
+            actions(&changes),
+            [
+                ("jetstream stream agent-tasks".to_string(), Action::Delete),
+                (
+                    "jetstream consumer agent-tasks/devops-agent".to_string(),
+                    Action::Delete
+                ),
+            ],
+            "another fleet's stream is not touched"
+        );
+        assert_eq!(
+            changes[0].reason.as_deref(),
+            Some(
+                "holds 2 messages (200 bytes); consumers fleet did not make go with it: made-by-an-agent"
+            )
+        );
+        assert!(changes[0].blocked.is_some(), "it holds messages");
+        assert!(changes[1].blocked.is_none(), "nothing pending");
+        // A prune (the stream dropped from the definition) lists the stream alone.
+        assert_eq!(plan(&nothing, &live, &OPTIONS).len(), 1);
     }
 
     #[test]

@@ -276,7 +276,7 @@ pub async fn plan(
 /// apply may write; but plan does not dry-run a deletion, nor the create
 /// after a replacement's delete: asked by SelfSubjectAccessReview instead.
 /// An answer the server would not give blocks nothing.
-async fn block_writes_not_allowed(
+pub(super) async fn block_writes_not_allowed(
     cluster: &Cluster,
     live: &LiveState,
     changes: &mut [Change],
@@ -375,10 +375,20 @@ async fn block_writes_not_allowed(
             .kind(id)
             .map(|kind| kind.resource.plural.clone())
             .unwrap_or_else(|| id.kind.clone());
+        // The namespace, the ApplySet parent and the deploy lock's Lease
+        // are deleted only by a tear-down, which `--for apply` does not grant.
+        let grant = if matches!(id.kind.as_str(), "Namespace" | "Secret" | "Lease") {
+            "`fleet rbac --for apply` does not grant it: only `fleet destroy` deletes it"
+        } else {
+            "`fleet rbac --for apply` prints the rights"
+        };
+        let place = match id.namespace.as_deref() {
+            Some(namespace) => format!(" in namespace {namespace}"),
+            None => format!(" named {}", id.name),
+        };
         changes[n].blocked = Some(Blocked::refused(format!(
-            "this identity may not {} {resource} in namespace {} (RBAC, as `kubectl auth can-i` says), which apply would; plan does not dry-run that write. Grant it (`fleet rbac --for apply` prints the rights), or apply as an identity that holds it",
+            "this identity may not {} {resource}{place} (RBAC, as `kubectl auth can-i` says), which apply would; plan does not dry-run that write. Grant it ({grant}), or apply as an identity that holds it",
             denied.join(" or "),
-            id.namespace.as_deref().unwrap_or_default()
         )));
     }
 }
@@ -1332,6 +1342,7 @@ mod tests {
             lock: None,
             changes: vec![change],
             drift_only: false,
+            destroy: false,
             notes: Vec::new(),
         }
         .drift_only();

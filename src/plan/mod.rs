@@ -4,6 +4,7 @@
 //! a change anywhere else.
 
 pub mod compare;
+pub mod destroy;
 pub mod handover;
 pub mod jetstream;
 pub mod kube;
@@ -43,6 +44,11 @@ pub struct Plan {
     /// Made by `fleet plan --drift`: only changes made outside fleet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drift_only: bool,
+    /// Made by `fleet plan --destroy` (or `fleet destroy`): the tear-down of
+    /// everything fleet owns in the environment, not the definition's
+    /// changes. A saved plan keeps it, so `fleet apply PLAN` destroys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroy: bool,
     /// Things the user should know that are not changes (a kind whose API is
     /// not installed, for example).
     pub notes: Vec<String>,

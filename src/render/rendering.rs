@@ -26,6 +26,12 @@ impl Rendering {
         Rendering { done }
     }
 
+    /// A rendering already done.
+    pub fn ready(rendered: Arc<Rendered>) -> Rendering {
+        let (_, done) = watch::channel(Some(rendered));
+        Rendering { done }
+    }
+
     /// The rendering, if it is done.
     pub fn now(&self) -> Option<Arc<Rendered>> {
         self.done.borrow().clone()

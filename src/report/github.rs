@@ -189,6 +189,7 @@ mod tests {
             nats_url: None,
             changes,
             drift_only: false,
+            destroy: false,
             notes: vec![],
             provenance: Default::default(),
             lock: None,

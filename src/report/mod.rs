@@ -116,6 +116,15 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         write_notes(plan, out)?;
         return Ok(());
     }
+    if changes.is_empty() && plan.destroy {
+        writeln!(
+            out,
+            "{BOLD}Nothing to destroy.{BOLD:#} fleet {}{environment} owns nothing on kube context `{}` or its NATS server.",
+            plan.fleet, plan.kube_context
+        )?;
+        write_notes(plan, out)?;
+        return Ok(());
+    }
     if changes.is_empty() {
         writeln!(
             out,
@@ -128,11 +137,19 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         write_notes(plan, out)?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "fleet {}{environment} on kube context `{}` will perform the following actions:\n",
-        plan.fleet, plan.kube_context
-    )?;
+    if plan.destroy {
+        writeln!(
+            out,
+            "{BOLD}Destroy:{BOLD:#} fleet {}{environment} on kube context `{}` will destroy everything it owns, in this order:\n",
+            plan.fleet, plan.kube_context
+        )?;
+    } else {
+        writeln!(
+            out,
+            "fleet {}{environment} on kube context `{}` will perform the following actions:\n",
+            plan.fleet, plan.kube_context
+        )?;
+    }
     for change in changes {
         let style = action_style(change.action);
         writeln!(
@@ -312,7 +329,12 @@ pub fn plan_markdown(
         .as_deref()
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
-    let mut text = format!("### fleet plan: {}{environment}\n\n", plan.fleet);
+    let verb = if plan.destroy {
+        "plan --destroy"
+    } else {
+        "plan"
+    };
+    let mut text = format!("### fleet {verb}: {}{environment}\n\n", plan.fleet);
     // Names and a URL, whose backticks are meant as code.
     text.push_str(&format!("- {}\n", target_line(plan)));
     for line in provenance::lines(&plan.provenance) {
@@ -329,6 +351,8 @@ pub fn plan_markdown(
     if changes.is_empty() {
         text.push_str(if plan.drift_only {
             "**No drift.** Nothing moved outside fleet since it last applied.\n"
+        } else if plan.destroy {
+            "**Nothing to destroy.** fleet owns nothing here.\n"
         } else {
             "**No changes.** The cluster matches the configuration.\n"
         });
@@ -476,6 +500,7 @@ mod tests {
             lock: None,
             changes: Vec::new(),
             drift_only: false,
+            destroy: false,
             notes: Vec::new(),
         }
     }
