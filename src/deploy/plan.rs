@@ -303,6 +303,13 @@ pub(super) async fn make_plan(
             &live.missing_kinds,
             &wiring,
         ));
+        if let Some((live_js, _)) = &live_js {
+            notes.extend(plan::wiring::triggers_without_their_consumer(
+                &rendered.kubernetes,
+                &changes,
+                live_js,
+            ));
+        }
     }
     notes.extend(identity.note());
     let live_parent = rendered

@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{Node, PodSpec};
 use serde_json::Value;
 
 use crate::apply::rollout::fit;
+use crate::live::jetstream::LiveJetStream;
 use crate::live::kube::{EXTERNAL_METRICS_GROUP, WiringState};
+use crate::plan::{Change, Target};
 use crate::render::DesiredObject;
 
 /// Every wiring note, in the order: metrics APIs, external metrics, KEDA,
@@ -32,28 +34,19 @@ pub fn notes(
     notes
 }
 
-/// Notes for autoscalers that could never read their metric: an External
-/// metric (the NATS pending count) needs an adapter serving
-/// `external.metrics.k8s.io`, a Resource metric (memory) needs
-/// `metrics.k8s.io` (metrics-server). Without them the autoscaler is created
-/// but shows `<unknown>` targets and never scales.
+/// Notes for autoscalers that could never read a metric: an External metric
+/// (the NATS pending count of fleet's HPA) needs an adapter serving
+/// `external.metrics.k8s.io`, a Resource metric (memory, CPU; KEDA's `memory`
+/// and `cpu` triggers too) needs `metrics.k8s.io` (metrics-server). Without
+/// them the autoscaler shows `<unknown>` for that metric, and an HPA skips
+/// every scale down while any of its metrics is unreadable.
 pub fn unreadable_metrics(
     desired: &[DesiredObject],
     served_groups: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    for (metric_type, group, provider) in [
-        (
-            "External",
-            EXTERNAL_METRICS_GROUP,
-            "an external metrics adapter (e.g. prometheus-adapter or KEDA) serving the NATS pending metric",
-        ),
-        ("Resource", "metrics.k8s.io", "metrics-server"),
-    ] {
-        if served_groups.contains(group) {
-            continue;
-        }
-        let autoscalers: Vec<&str> = desired
+    let hpas_with = |metric_type: &str| -> Vec<&str> {
+        desired
             .iter()
             .filter(|o| o.id.kind == "HorizontalPodAutoscaler")
             .filter(|o| {
@@ -62,13 +55,35 @@ pub fn unreadable_metrics(
                     .is_some_and(|m| m.iter().any(|m| m["type"] == metric_type))
             })
             .map(|o| o.id.name.as_str())
-            .collect();
+            .collect()
+    };
+    if !served_groups.contains(EXTERNAL_METRICS_GROUP) {
+        let hpas = hpas_with("External");
+        if !hpas.is_empty() {
+            notes.push(format!(
+                "the cluster serves no {EXTERNAL_METRICS_GROUP} API, so {} can never read the NATS pending count and will not scale on it; install an external metrics adapter (e.g. prometheus-adapter) serving it, or use `autoscaling.engine = \"keda\"` with KEDA",
+                hpas.join(", "),
+            ));
+        }
+    }
+    if !served_groups.contains("metrics.k8s.io") {
+        let mut autoscalers = hpas_with("Resource");
+        autoscalers.extend(
+            desired
+                .iter()
+                .filter(|o| o.id.kind == "ScaledObject")
+                .filter(|o| {
+                    o.body["spec"]["triggers"].as_array().is_some_and(|t| {
+                        t.iter()
+                            .any(|t| t["type"] == "memory" || t["type"] == "cpu")
+                    })
+                })
+                .map(|o| o.id.name.as_str()),
+        );
         if !autoscalers.is_empty() {
             notes.push(format!(
-                "the cluster serves no {group} API, so {} can never read {} {} metric and will not scale; install {provider}",
+                "the cluster serves no metrics.k8s.io API, so {} can never read memory or CPU use and will never scale down (an HPA skips a scale down while any of its metrics is unreadable); install metrics-server, or drop `memory_utilization` and `cpu_utilization`",
                 autoscalers.join(", "),
-                if autoscalers.len() == 1 { "its" } else { "their" },
-                metric_type.to_lowercase(),
             ));
         }
     }
@@ -136,6 +151,70 @@ fn keda(
     notes
 }
 
+/// ScaledObjects whose trigger names a stream or consumer that will not
+/// exist once this plan is applied (its creation is blocked): KEDA's scaler
+/// then reads no count and the agent holds its replicas.
+pub fn triggers_without_their_consumer(
+    desired: &[DesiredObject],
+    changes: &[Change],
+    live: &LiveJetStream,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for scaled in desired.iter().filter(|o| o.id.kind == "ScaledObject") {
+        let triggers = scaled.body["spec"]["triggers"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        for metadata in triggers
+            .filter(|t| t["type"] == "nats-jetstream")
+            .map(|t| &t["metadata"])
+        {
+            let (Some(stream), Some(consumer)) =
+                (metadata["stream"].as_str(), metadata["consumer"].as_str())
+            else {
+                continue;
+            };
+            let live_stream = live.get(stream);
+            let missing = [
+                (
+                    Target::Stream {
+                        name: stream.into(),
+                    },
+                    format!("stream {stream}"),
+                    live_stream.is_some(),
+                ),
+                (
+                    Target::Consumer {
+                        stream: stream.into(),
+                        name: consumer.into(),
+                    },
+                    format!("consumer {stream}/{consumer}"),
+                    live_stream.is_some_and(|s| s.consumers.contains_key(consumer)),
+                ),
+            ]
+            .into_iter()
+            .find_map(|(target, what, exists)| {
+                let change = changes.iter().find(|c| c.target == target);
+                match change {
+                    Some(Change {
+                        blocked: Some(blocked),
+                        ..
+                    }) if !exists => Some(format!("{what} is not created: {}", blocked.reason)),
+                    None if !exists => Some(format!("nothing creates {what}")),
+                    _ => None,
+                }
+            });
+            if let Some(why) = missing {
+                notes.push(format!(
+                    "{} will not scale on pending tasks: {why}, so KEDA reads no count for it",
+                    scaled.id.name
+                ));
+            }
+        }
+    }
+    notes
+}
+
 /// A NATS account's public key: `A` and 55 more base32 characters.
 fn is_account_id(account: &str) -> bool {
     account.len() == 56
@@ -190,6 +269,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::plan::{Action, Blocked};
+    use crate::render::Wave;
 
     #[test]
     fn autoscalers_without_their_metrics_api_get_a_note() {
@@ -201,6 +282,18 @@ mod tests {
         let notes = unreadable_metrics(std::slice::from_ref(&hpa), &BTreeSet::new());
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("external.metrics.k8s.io"), "{notes:?}");
+        assert!(notes[1].contains("never scale down"), "{notes:?}");
+        let mut scaled = scaled_object("$G");
+        scaled.body["spec"]["triggers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "type": "memory" }));
+        let notes = unreadable_metrics(std::slice::from_ref(&scaled), &BTreeSet::new());
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("so agent-a can never read memory"),
+            "{notes:?}"
+        );
         let served = BTreeSet::from([
             "metrics.k8s.io".to_string(),
             "external.metrics.k8s.io".to_string(),
@@ -293,5 +386,38 @@ mod tests {
             "agent-a-hpa reads m{consumer=c} = 3 from the external metrics API"
         );
         assert!(notes[1].starts_with("agent-b-hpa will not scale on m{consumer=c}: the external metrics API answered \"no metrics for m\""), "{notes:?}");
+    }
+
+    #[test]
+    fn a_trigger_whose_consumer_is_blocked_or_never_made_is_noted() {
+        let mut scaled = scaled_object("$G");
+        scaled.body["spec"]["triggers"][0]["metadata"] =
+            json!({ "stream": "tasks", "consumer": "a-agent" });
+        let consumer = Target::Consumer {
+            stream: "tasks".into(),
+            name: "a-agent".into(),
+        };
+        let stream = Target::Stream {
+            name: "tasks".into(),
+        };
+        let create = |target: Target| Change::new(target, Action::Create, Wave::JetStream);
+        let mut blocked = create(stream.clone());
+        blocked.blocked = Some(Blocked::refused("subjects overlap stream other"));
+        let none = LiveJetStream::new();
+
+        let fine = [create(stream.clone()), create(consumer.clone())];
+        assert!(triggers_without_their_consumer(&[scaled.clone()], &fine, &none).is_empty());
+        assert_eq!(
+            triggers_without_their_consumer(&[scaled.clone()], &[blocked, create(consumer)], &none),
+            [
+                "agent-a will not scale on pending tasks: stream tasks is not created: subjects overlap stream other, so KEDA reads no count for it"
+            ]
+        );
+        assert_eq!(
+            triggers_without_their_consumer(&[scaled], &[create(stream)], &none),
+            [
+                "agent-a will not scale on pending tasks: nothing creates consumer tasks/a-agent, so KEDA reads no count for it"
+            ]
+        );
     }
 }
