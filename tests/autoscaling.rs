@@ -17,12 +17,6 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
 use support::{FleetDir, TestEnv, eventually};
 
-/// The monitoring port of the control plane's nats-server, as KEDA reaches
-/// it (`scripts/controlplane env` prints it).
-fn nats_monitoring() -> String {
-    std::env::var("FLEET_NATS_MONITOR").unwrap_or_else(|_| "127.0.0.1:18222".into())
-}
-
 /// A worker that scales 1..4 on 2 pending tasks per replica, and a sleeper
 /// that idles at zero until a task comes. Short windows: the test waits out
 /// only the HPA controller's 15 s sync period.
@@ -58,14 +52,16 @@ async fn replicas(deployments: &Api<Deployment>, name: &str) -> i32 {
         .unwrap_or(1)
 }
 
-/// Waits until `name` has `want` replicas, printing each count it sees.
+/// Waits until `name` has `want` replicas, printing each count it sees and
+/// how long it took (the figures the README quotes).
 async fn until_replicas(deployments: &Api<Deployment>, name: &str, want: i32, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
     let mut last = -1;
     loop {
         let now = replicas(deployments, name).await;
         if now != last {
-            eprintln!("{name}: {now} replicas");
+            eprintln!("{name}: {now} replicas after {:.1?}", started.elapsed());
             last = now;
         }
         if now == want {
@@ -96,7 +92,10 @@ async fn ack(consumer: &PullConsumer, count: usize) {
 async fn agents_scale_with_their_backlog_and_back_and_wake_from_zero() {
     let env = TestEnv::new("keda-scaling").await;
     let fleet = FleetDir::with_definition(&format!("{}-f", env.namespace), SCALING_FLEET);
-    fleet.set_environment(&format!("nats_monitoring = \"{}\"", nats_monitoring()));
+    fleet.set_environment(&format!(
+        "nats_monitoring = \"{}\"",
+        support::nats_monitoring()
+    ));
     fleet.apply(&[]).assert_ok("apply");
 
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
@@ -212,7 +211,10 @@ async fn switching_engines_hands_one_hpa_over_and_back() {
     assert_ne!(hpa_fleet, SCALING_FLEET);
     let keda_fleet = SCALING_FLEET.replace("[agents.sleeper]", "[agents.sleeper]\nenabled = false");
     let fleet = FleetDir::with_definition(&format!("{}-f", env.namespace), &hpa_fleet);
-    fleet.set_environment(&format!("nats_monitoring = \"{}\"", nats_monitoring()));
+    fleet.set_environment(&format!(
+        "nats_monitoring = \"{}\"",
+        support::nats_monitoring()
+    ));
     fleet.apply(&[]).assert_ok("apply with an HPA");
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(env.kube.clone(), &fleet.namespace);
     let uid = hpas.get("agent-worker-hpa").await.unwrap().metadata.uid;
@@ -279,5 +281,67 @@ async fn switching_engines_hands_one_hpa_over_and_back() {
     );
     // KEDA is not fighting it: still fleet's a while later.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    fleet.assert_plan_empty();
+}
+
+/// The first server of the local NATS cluster, the one KEDA is told of.
+const FIRST_CLUSTER_SERVER: &str = "fleet-js-1";
+
+/// On a three-node NATS cluster, with the consumer's leader on another server
+/// than the one KEDA is given: KEDA reads the cluster's servers from that
+/// one's /varz and finds the leader on the same monitoring port of each.
+#[tokio::test]
+async fn agents_scale_on_a_nats_cluster_from_the_consumers_leader() {
+    let env = TestEnv::new("keda-cluster").await;
+    let definition = SCALING_FLEET.replace("[agents.sleeper]", "[agents.sleeper]\nenabled = false");
+    let fleet = FleetDir::with_definition(&format!("{}-f", env.namespace), &definition);
+    let cluster = &support::control_plane().nats_cluster_url;
+    fleet.set_environment_with_nats(
+        cluster,
+        &format!(
+            "nats_monitoring = \"{}\"\n\n[streams.{}]\nreplicas = 3\n",
+            support::nats_cluster_monitoring(),
+            fleet.stream()
+        ),
+    );
+    fleet.apply(&[]).assert_ok("apply on the cluster");
+
+    let nats = async_nats::connect(cluster.as_str()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let stream = jetstream.get_stream(fleet.stream()).await.unwrap();
+    let worker: PullConsumer = stream.get_consumer("worker-agent").await.unwrap();
+    let leader = eventually(
+        "the consumer's leader on another server than the first",
+        Duration::from_secs(30),
+        || async {
+            let info = worker.get_info().await.unwrap();
+            let leader = info.cluster.and_then(|c| c.leader);
+            if leader.as_deref().is_some_and(|l| l != FIRST_CLUSTER_SERVER) {
+                return leader;
+            }
+            let stepdown = format!(
+                "$JS.API.CONSUMER.LEADER.STEPDOWN.{}.worker-agent",
+                fleet.stream()
+            );
+            nats.request(stepdown, "".into()).await.unwrap();
+            None
+        },
+    )
+    .await;
+    eprintln!("worker-agent's leader: {leader}");
+
+    let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    until_replicas(&deployments, "agent-worker", 1, Duration::from_secs(60)).await;
+    for n in 0..7 {
+        jetstream
+            .publish(fleet.task_subject("worker"), format!("task {n}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    until_replicas(&deployments, "agent-worker", 4, Duration::from_secs(90)).await;
+    ack(&worker, 7).await;
+    until_replicas(&deployments, "agent-worker", 1, Duration::from_secs(90)).await;
     fleet.assert_plan_empty();
 }

@@ -9,10 +9,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{FleetDir, TestEnv, X509User, eventually, kubectl_apply};
 
-fn nats_monitoring() -> String {
-    std::env::var("FLEET_NATS_MONITOR").unwrap_or_else(|_| "127.0.0.1:18222".into())
-}
-
 /// One worker that KEDA scales 1..4 on 2 pending tasks per replica.
 const STATUS_FLEET: &str = r#"
 [fleet]
@@ -51,7 +47,7 @@ async fn status_shows_replicas_pending_tasks_and_the_autoscalers_metrics() {
     let fleet = FleetDir::with_definition(&env.namespace, STATUS_FLEET);
     fleet.set_environment(&format!(
         "nats_monitoring = \"{}\"\n\n[fleet]\nmanage_namespace = false\n",
-        nats_monitoring()
+        support::nats_monitoring()
     ));
     fleet.apply(&[]).assert_ok("apply");
     for n in 0..3 {

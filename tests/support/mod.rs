@@ -39,6 +39,18 @@ pub struct ControlPlane {
     pub crds_dir: PathBuf,
 }
 
+/// The monitoring port of the control plane's nats-server, as KEDA reaches
+/// it (`scripts/controlplane env` prints it).
+pub fn nats_monitoring() -> String {
+    std::env::var("FLEET_NATS_MONITOR").unwrap_or_else(|_| "127.0.0.1:18222".into())
+}
+
+/// The monitoring port of the NATS cluster's first server: every server of
+/// the cluster serves it on the same port, at its own loopback address.
+pub fn nats_cluster_monitoring() -> String {
+    std::env::var("FLEET_NATS_CLUSTER_MONITOR").unwrap_or_else(|_| "127.0.0.2:18231".into())
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
