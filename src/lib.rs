@@ -18,6 +18,7 @@ pub mod lock;
 pub mod model;
 pub mod ownership;
 pub mod plan;
+pub mod process;
 pub mod provenance;
 pub mod redact;
 pub mod render;

@@ -59,6 +59,9 @@ pub const SKEW_ALLOWANCE: Duration = Duration::from_secs(2);
 pub const HOLDER_ANNOTATION: &str = "fleet.agent.ceo/lock-holder";
 /// Where it runs: the CI job, the machine and the process.
 pub const HOST_ANNOTATION: &str = "fleet.agent.ceo/lock-host";
+/// The holding process, for machines: see [`crate::process`]. An apply on
+/// the same machine takes over at once the lock of one that has ended.
+pub const PROCESS_ANNOTATION: &str = "fleet.agent.ceo/lock-process";
 
 /// How often a waiting apply reads the Lease again.
 const POLL: Duration = Duration::from_secs(1);
@@ -89,6 +92,8 @@ pub struct Claimant {
     /// `holderIdentity`: unique to this process, so that two applies by one
     /// user on one machine, or two jobs of one run, are told apart.
     pub identity: String,
+    /// This process as [`crate::process::current`] identifies it.
+    pub process: Option<String>,
 }
 
 impl Claimant {
@@ -110,6 +115,7 @@ impl Claimant {
             identity: format!("{who} ({host}, {nonce:08x})"),
             who,
             host,
+            process: crate::process::current(),
         }
     }
 }
@@ -215,6 +221,8 @@ pub struct Observed {
     /// `renewTime`, else `acquireTime`.
     pub renewed: Option<Timestamp>,
     pub duration: Duration,
+    /// The holder's process has ended (see [`crate::process::has_ended`]).
+    pub holder_ended: bool,
 }
 
 impl Observed {
@@ -231,6 +239,12 @@ impl Observed {
                 .and_then(|s| s.lease_duration_seconds)
                 .and_then(|s| u64::try_from(s).ok())
                 .map_or(DEFAULT_TTL, Duration::from_secs),
+            holder_ended: lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PROCESS_ANNOTATION))
+                .is_some_and(|process| crate::process::has_ended(process)),
         }
     }
 
@@ -250,9 +264,9 @@ impl Observed {
 pub enum Decision {
     /// There is none: create it.
     Create,
-    /// Free (released), ours already, or `expired`: replace it, with the
-    /// resourceVersion it was read at.
-    Take { expired: bool },
+    /// Free (released), ours already, `expired`, or its holder's process
+    /// has `ended`: replace it, with the resourceVersion it was read at.
+    Take { expired: bool, ended: bool },
     /// Someone else holds it: wait, or fail naming them.
     Held,
 }
@@ -262,10 +276,17 @@ pub fn decide(lease: Option<&Observed>, me: &str, now: Timestamp) -> Decision {
     let Some(lease) = lease else {
         return Decision::Create;
     };
+    let (expired, ended) = (lease.expired(now), lease.holder_ended);
     match lease.identity.as_deref() {
-        None => Decision::Take { expired: false },
-        Some(holder) if holder == me => Decision::Take { expired: false },
-        Some(_) if lease.expired(now) => Decision::Take { expired: true },
+        None => Decision::Take {
+            expired: false,
+            ended: false,
+        },
+        Some(holder) if holder == me => Decision::Take {
+            expired: false,
+            ended: false,
+        },
+        Some(_) if expired || ended => Decision::Take { expired, ended },
         Some(_) => Decision::Held,
     }
 }
@@ -307,6 +328,10 @@ fn claimed(mut lease: Lease, claimant: &Claimant, ttl: Duration, now: Timestamp)
     let annotations = lease.metadata.annotations.get_or_insert_with(BTreeMap::new);
     annotations.insert(HOLDER_ANNOTATION.into(), claimant.who.clone());
     annotations.insert(HOST_ANNOTATION.into(), claimant.host.clone());
+    match &claimant.process {
+        Some(process) => annotations.insert(PROCESS_ANNOTATION.into(), process.clone()),
+        None => annotations.remove(PROCESS_ANNOTATION),
+    };
     lease
         .metadata
         .labels
@@ -329,6 +354,7 @@ fn emptied(mut lease: Lease) -> Lease {
     if let Some(annotations) = lease.metadata.annotations.as_mut() {
         annotations.remove(HOLDER_ANNOTATION);
         annotations.remove(HOST_ANNOTATION);
+        annotations.remove(PROCESS_ANNOTATION);
     }
     lease
 }
@@ -494,6 +520,9 @@ pub enum Event<'a> {
     Waiting(&'a Holder, Duration),
     /// Taken over from a holder that stopped renewing it.
     TookOver(&'a Holder),
+    /// Taken over at once from a holder whose process, on this machine, has
+    /// ended (killed, or crashed) without releasing it.
+    TookOverEnded(&'a Holder),
     /// A destroy found no namespace to hold the lock in (missing, or being
     /// deleted): it goes on without one, and makes none.
     NoNamespace(&'a str),
@@ -512,6 +541,16 @@ impl fmt::Display for Event<'_> {
                 "Took over the deploy lock from {}: it was not renewed since {} (that apply stopped without releasing it)",
                 holder.holder,
                 holder.renewed.as_deref().unwrap_or("it was taken")
+            ),
+            Event::TookOverEnded(holder) => write!(
+                f,
+                "Took over the deploy lock from {} at once: its process{} has ended on this machine without releasing it",
+                holder.holder,
+                holder
+                    .host
+                    .as_deref()
+                    .map(|host| format!(" ({host})"))
+                    .unwrap_or_default()
             ),
             Event::NoNamespace(namespace) => write!(
                 f,
@@ -588,9 +627,13 @@ async fn take(
                     written => written.map(|lease| (lease, at, Taken::Created)),
                 }
             }
-            (Decision::Take { expired }, Some(lease)) => {
-                if expired && let Some(previous) = holder_of(&lease, now) {
-                    report(Event::TookOver(&previous));
+            (Decision::Take { expired, ended }, Some(lease)) => {
+                if let Some(previous) = holder_of(&lease, now) {
+                    if ended {
+                        report(Event::TookOverEnded(&previous));
+                    } else if expired {
+                        report(Event::TookOver(&previous));
+                    }
                 }
                 let body = claimed(lease, claimant, options.ttl, now);
                 let at = Instant::now();
@@ -1139,6 +1182,7 @@ mod tests {
             identity: Some(identity.into()),
             renewed: Some(at(renewed)),
             duration: Duration::from_secs(30),
+            holder_ended: false,
         }
     }
 
@@ -1156,10 +1200,14 @@ mod tests {
             identity: None,
             renewed: None,
             duration: Duration::from_secs(30),
+            holder_ended: false,
         };
         assert_eq!(
             decide(Some(&free), "me", at("2026-01-01T00:00:00Z")),
-            Decision::Take { expired: false }
+            Decision::Take {
+                expired: false,
+                ended: false
+            }
         );
     }
 
@@ -1176,7 +1224,10 @@ mod tests {
         }
         assert_eq!(
             decide(Some(&lease), "me", at("2026-01-01T00:00:32.001Z")),
-            Decision::Take { expired: true }
+            Decision::Take {
+                expired: true,
+                ended: false
+            }
         );
     }
 
@@ -1195,7 +1246,10 @@ mod tests {
         let lease = held_by("me", "2026-01-01T00:00:00Z");
         assert_eq!(
             decide(Some(&lease), "me", at("2026-01-01T00:00:01Z")),
-            Decision::Take { expired: false }
+            Decision::Take {
+                expired: false,
+                ended: false
+            }
         );
     }
 
@@ -1205,10 +1259,27 @@ mod tests {
             identity: Some("someone by hand".into()),
             renewed: None,
             duration: Duration::from_secs(30),
+            holder_ended: false,
         };
         assert_eq!(
             decide(Some(&lease), "me", at("2026-01-01T00:00:00Z")),
-            Decision::Take { expired: true }
+            Decision::Take {
+                expired: true,
+                ended: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_holder_whose_process_ended_is_taken_over_at_once() {
+        let mut lease = held_by("other", "2026-01-01T00:00:00Z");
+        lease.holder_ended = true;
+        assert_eq!(
+            decide(Some(&lease), "me", at("2026-01-01T00:00:01Z")),
+            Decision::Take {
+                expired: false,
+                ended: true
+            }
         );
     }
 
@@ -1246,6 +1317,7 @@ mod tests {
             who: "https://github.com/o/r/actions/runs/1/attempts/1".into(),
             host: "job deploy on runner pid 7".into(),
             identity: "id-1".into(),
+            process: Some("boot/1/7/100".into()),
         };
         let now = at("2026-01-01T00:00:00Z");
         let taken = claimed(
@@ -1259,6 +1331,11 @@ mod tests {
         assert_eq!(spec.holder_identity.as_deref(), Some("id-1"));
         assert_eq!(spec.lease_duration_seconds, Some(30));
         assert_eq!(spec.lease_transitions, Some(1));
+        let annotations = taken.metadata.annotations.as_ref().unwrap();
+        assert_eq!(
+            annotations.get(PROCESS_ANNOTATION).map(String::as_str),
+            Some("boot/1/7/100")
+        );
         let holder = holder_of(&taken, plus(now, Duration::from_secs(75))).unwrap();
         assert_eq!(holder.holder, claimant.who);
         assert_eq!(holder.since.as_deref(), Some("2026-01-01T00:00:00Z"));
@@ -1283,11 +1360,11 @@ mod tests {
         assert!(holder_of(&free, now).is_none());
         assert_eq!(free.spec.as_ref().unwrap().lease_transitions, Some(1));
         assert!(
-            !free
-                .metadata
-                .annotations
-                .unwrap()
-                .contains_key(HOLDER_ANNOTATION)
+            !free.metadata.annotations.unwrap().keys().any(|key| [
+                HOLDER_ANNOTATION,
+                PROCESS_ANNOTATION
+            ]
+            .contains(&key.as_str()))
         );
     }
 

@@ -1,6 +1,6 @@
 //! The deploy lock against the local control plane: two applies to one
-//! environment never interleave; a holder that dies blocks only until its
-//! lease expires; `--lock-timeout` waits for a holder that finishes;
+//! environment never interleave; a holder killed on this machine is taken
+//! over at once, one that dies elsewhere blocks only until its lease expires; `--lock-timeout` waits for a holder that finishes;
 //! `fleet unlock` frees a lock by hand; `plan` says who holds it.
 //!
 //! To hold a lock for as long as a test needs, a real `fleet apply` is
@@ -291,7 +291,42 @@ async fn two_first_applies_at_once_only_one_writes() {
 }
 
 #[tokio::test]
-async fn a_killed_holder_blocks_until_its_lock_expires() {
+async fn a_killed_holder_on_this_machine_is_taken_over_at_once() {
+    let env = TestEnv::new("lock-killed-here").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("first apply");
+    change_images(&fleet, "1.5.1");
+    let run_id = run_id(&env);
+    // A TTL no test waits out: the takeover cannot be the lock expiring.
+    let ttl = ["--lock-ttl", "10m"];
+    let dead = stopped_holder(&env, &fleet, &run_id, &ttl).await;
+    dead.signal("KILL");
+    let _ = dead.finish(Duration::from_secs(10));
+    change_images(&fleet, "1.5.2");
+
+    let next = fleet.apply(&ttl);
+    next.assert_ok("apply right after the holder was killed");
+    assert!(
+        next.stderr.contains(&format!(
+            "Took over the deploy lock from {} at once: its process (",
+            run_url(&run_id)
+        )) && next
+            .stderr
+            .contains(") has ended on this machine without releasing it"),
+        "{}",
+        next.stderr
+    );
+    assert!(!writes(&next).is_empty(), "{}", next.stdout);
+    fleet.assert_plan_empty();
+    assert_eq!(
+        holder(&env, &fleet).await,
+        None,
+        "the lock was not released"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_holder_elsewhere_blocks_until_its_lock_expires() {
     let env = TestEnv::new("lock-killed-holder").await;
     let fleet = FleetDir::for_test(&env);
     fleet.apply(&[]).assert_ok("first apply");
@@ -302,6 +337,19 @@ async fn a_killed_holder_blocks_until_its_lock_expires() {
     dead.signal("KILL");
     let killed_at = Instant::now();
     let _ = dead.finish(Duration::from_secs(10));
+    // As if it had run on another machine: whether it lives cannot be told.
+    let leases: Api<Lease> = Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let elsewhere = serde_json::json!({ "metadata": { "annotations": {
+        "fleet.agent.ceo/lock-process": "another-machines-boot/4026531836/4242/100"
+    } } });
+    leases
+        .patch(
+            LEASE,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&elsewhere),
+        )
+        .await
+        .unwrap();
     // It may have written before it was stopped: give the next apply a
     // change of its own.
     change_images(&fleet, "1.5.2");

@@ -199,9 +199,9 @@ async fn apply_killed_at_random_points_converges_on_the_next_run() {
     eprintln!("fault seed {seed} (FLEET_FAULT_SEED={seed} replays it)");
     let env = TestEnv::new("fault-kill").await;
     let fleet = fault_fleet(&env);
-    // A killed apply cannot release the deploy lock: it expires after its
-    // TTL, short here, and the next apply waits for that, as a re-run job
-    // with --lock-timeout would.
+    // A killed apply cannot release the deploy lock: the next apply on this
+    // machine takes it over at once, its process having ended (elsewhere
+    // it would wait out the TTL, short here, with --lock-timeout).
     let apply_args = [
         "apply",
         "--auto-approve",

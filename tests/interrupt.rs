@@ -138,8 +138,8 @@ async fn a_second_signal_exits_at_once() {
         panic!("no second signal seen:\n{}", run.stderr);
     };
     assert_eq!(run.code, code, "{}{}", run.stdout, run.stderr);
-    // The lock may be left to expire (--lock-ttl, 30 s by default); the
-    // next apply waits for it and converges.
+    // The lock may be left held: the next apply takes it over, its holder's
+    // process having ended, and converges.
     fleet
         .apply(&["--lock-timeout", "60s", "--no-wait"])
         .assert_ok("apply after the one that exited at once");
