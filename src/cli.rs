@@ -123,7 +123,27 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "5m", value_parser = parse_timeout)]
     pub timeout: std::time::Duration,
     #[command(flatten)]
+    pub targeting: TargetingArgs,
+    #[command(flatten)]
     pub nats: NatsArgs,
+}
+
+/// Which agents to plan, apply or show; by default the whole fleet.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Targeting")]
+pub struct TargetingArgs {
+    /// Only this agent, by role (repeatable); a removed agent's role
+    /// prunes what it left.
+    #[arg(long = "agent", value_name = "ROLE")]
+    pub agents: Vec<String>,
+    /// Every agent but this one (repeatable).
+    #[arg(long, value_name = "ROLE")]
+    pub exclude: Vec<String>,
+    /// Only agents with this label (repeatable, all must match): role,
+    /// tier, the agent's `labels`, or a node label its placement requires
+    /// (e.g. tier=operations, agent.ceo/workload-type=cognitive).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::plan::selection::parse_select)]
+    pub select: Vec<String>,
 }
 
 /// Help headings of the flags that follow a flattened group with its own

@@ -24,7 +24,11 @@ pub const REMOTE_ANNOTATION: &str = "fleet.agent.ceo/remote";
 pub const DIRTY_ANNOTATION: &str = "fleet.agent.ceo/dirty";
 pub const APPLIED_BY_ANNOTATION: &str = "fleet.agent.ceo/applied-by";
 pub const APPLIED_AT_ANNOTATION: &str = "fleet.agent.ceo/applied-at";
+/// The targeting flags of the last apply, when it was targeted: only those
+/// agents are at its commit.
+pub const TARGETED_ANNOTATION: &str = "fleet.agent.ceo/targeted";
 pub const ANNOTATIONS: &[&str] = &[
+    TARGETED_ANNOTATION,
     COMMIT_ANNOTATION,
     REF_ANNOTATION,
     REMOTE_ANNOTATION,
@@ -104,6 +108,9 @@ pub struct Applied {
     pub applied_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_at: Option<String>,
+    /// The last apply's targeting flags, when it was targeted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeted: Option<String>,
 }
 
 /// Which cluster a plan was made for: context names are only names, and two
@@ -452,6 +459,7 @@ pub fn applied(parent: &Value) -> Option<Applied> {
         dirty: annotations[DIRTY_ANNOTATION] == "true",
         applied_by: text(APPLIED_BY_ANNOTATION),
         applied_at: text(APPLIED_AT_ANNOTATION),
+        targeted: text(TARGETED_ANNOTATION),
     };
     (applied != Applied::default()).then_some(applied)
 }
@@ -476,6 +484,7 @@ pub fn annotations(
     definition: Option<&Git>,
     applied_by: &str,
     applied_at: &str,
+    targeted: Option<&str>,
 ) -> Map<String, Value> {
     let mut annotations = Map::new();
     if let Some(git) = definition {
@@ -490,6 +499,9 @@ pub fn annotations(
     }
     annotations.insert(APPLIED_BY_ANNOTATION.into(), applied_by.into());
     annotations.insert(APPLIED_AT_ANNOTATION.into(), applied_at.into());
+    if let Some(flags) = targeted {
+        annotations.insert(TARGETED_ANNOTATION.into(), flags.into());
+    }
     annotations
 }
 
@@ -499,20 +511,29 @@ pub fn annotations(
 pub struct Record {
     pub definition: Option<Git>,
     pub applied_by: String,
+    /// The targeting flags, when the apply is targeted.
+    pub targeted: Option<String>,
 }
 
 impl Record {
-    /// This apply's record: the plan's definition, applied by [`applier`].
-    pub fn of(provenance: &Provenance) -> Record {
+    /// This apply's record: the plan's definition and targeting, applied by
+    /// [`applier`].
+    pub fn of(plan: &crate::plan::Plan) -> Record {
         Record {
-            definition: provenance.definition.clone(),
+            definition: plan.provenance.definition.clone(),
             applied_by: applier(),
+            targeted: plan.targeting.as_ref().map(|t| t.selection.flags()),
         }
     }
 
     /// The annotations, applied now.
     pub fn annotations(&self) -> Map<String, Value> {
-        annotations(self.definition.as_ref(), &self.applied_by, &now())
+        annotations(
+            self.definition.as_ref(),
+            &self.applied_by,
+            &now(),
+            self.targeted.as_deref(),
+        )
     }
 }
 
@@ -622,9 +643,13 @@ pub fn lines(provenance: &Provenance) -> Vec<String> {
             None => "no commit recorded,".to_string(),
         };
         lines.push(format!(
-            "live: {what} applied by {} at {}",
+            "live: {what} applied by {} at {}{}",
             live.applied_by.as_deref().unwrap_or("unknown"),
-            live.applied_at.as_deref().unwrap_or("an unknown time")
+            live.applied_at.as_deref().unwrap_or("an unknown time"),
+            live.targeted
+                .as_deref()
+                .map(|flags| format!(", to some agents only ({flags})"))
+                .unwrap_or_default()
         ));
     }
     if let (Some(git), Some(live)) = (
@@ -666,7 +691,12 @@ mod tests {
     fn annotations_round_trip_through_the_parent() {
         let mut definition = git("0123456789abcdef0123456789abcdef01234567");
         definition.dirty = true;
-        let annotations = annotations(Some(&definition), "octocat", "2026-01-02T03:04:05Z");
+        let annotations = annotations(
+            Some(&definition),
+            "octocat",
+            "2026-01-02T03:04:05Z",
+            Some("--agent devops"),
+        );
         let parent = json!({ "metadata": { "annotations": annotations } });
         assert_eq!(
             applied(&parent),
@@ -677,7 +707,16 @@ mod tests {
                 dirty: true,
                 applied_by: Some("octocat".into()),
                 applied_at: Some("2026-01-02T03:04:05Z".into()),
+                targeted: Some("--agent devops".into()),
             })
+        );
+        let lines = lines(&Provenance {
+            live: applied(&parent),
+            ..Provenance::default()
+        });
+        assert!(
+            lines[0].ends_with(", to some agents only (--agent devops)"),
+            "{lines:?}"
         );
         // Outside git: who and when only.
         let bare = annotations_without_git();
@@ -686,7 +725,7 @@ mod tests {
     }
 
     fn annotations_without_git() -> Map<String, Value> {
-        annotations(None, "me@host", "2026-01-02T03:04:05Z")
+        annotations(None, "me@host", "2026-01-02T03:04:05Z", None)
     }
 
     #[test]

@@ -974,3 +974,179 @@ async fn a_saved_destroy_plan_is_applied_as_a_destroy() {
     env.assert_nothing_applied(&fleet).await;
     assert!(!left(&env, &fleet).await.stream);
 }
+
+/// Every object in the fleet's namespace, as `Kind/name` -> resourceVersion.
+fn versions(fleet: &FleetDir) -> std::collections::BTreeMap<String, String> {
+    let listed = support::control_plane()
+        .kubectl()
+        .args([
+            "-n",
+            &fleet.namespace,
+            "get",
+            "deployments,configmaps,services,serviceaccounts,roles,rolebindings,networkpolicies,horizontalpodautoscalers,poddisruptionbudgets,secrets",
+            "-o",
+            "jsonpath={range .items[*]}{.kind}/{.metadata.name}={.metadata.resourceVersion}{\"\\n\"}{end}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(object, version)| (object.to_string(), version.to_string()))
+        .collect()
+}
+
+/// The ApplySet parent's inventory: the kinds it lists and its hash.
+async fn inventory(env: &TestEnv, fleet: &FleetDir) -> (String, String) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let parent = secrets.get("fleet-agent-ceo").await.unwrap();
+    let annotations = parent.metadata.annotations.unwrap_or_default();
+    let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();
+    (
+        annotation("applyset.kubernetes.io/contains-group-kinds"),
+        annotation("fleet.agent.ceo/inventory-hash"),
+    )
+}
+
+/// A new image for every agent.
+fn bump_images(fleet: &FleetDir, tag: &str) {
+    let mut environment = String::new();
+    for agent in ["devops", "reviewer", "observer"] {
+        environment.push_str(&format!(
+            "[agents.{agent}]\nimage = \"gcr.io/agent-ceo/agent-runtime:{tag}\"\n\n"
+        ));
+    }
+    fleet.set_environment(&environment);
+}
+
+#[tokio::test]
+async fn a_targeted_apply_changes_only_its_agents_and_prunes_nothing_else() {
+    let env = TestEnv::new("targeted").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.apply(&[]).assert_ok("first apply");
+    let before = versions(&fleet);
+    assert!(before.len() > 15, "{before:?}");
+    let inventory_before = inventory(&env, &fleet).await;
+
+    // Every agent's image changes; only the devops agent's is planned.
+    bump_images(&fleet, "1.5.0");
+    let plan = fleet.run(&["plan", "--agent", "devops"]);
+    plan.assert_ok("targeted plan");
+    assert!(
+        plan.stdout
+            .contains("Targeted (--agent devops): agents devops; left out: observer, reviewer"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("0 to add, 1 to change, 0 to destroy"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("this plan is targeted (--agent devops)"),
+        "{}",
+        plan.stdout
+    );
+
+    // Saved, it carries its target: another one is refused, none needed.
+    let saved = fleet.dir.path().join("devops.json");
+    let saved = saved.to_str().unwrap();
+    fleet
+        .run(&["plan", "--agent", "devops", "--out", saved])
+        .assert_ok("saving the targeted plan");
+    let refused = fleet.run(&["apply", saved, "--agent", "reviewer"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("was made with --agent devops, not with --agent reviewer"),
+        "{}",
+        refused.stderr
+    );
+    fleet
+        .run(&["apply", saved])
+        .assert_ok("applying the saved targeted plan");
+
+    let after = versions(&fleet);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(object, version)| before.get(*object) != Some(*version))
+        .map(|(object, _)| object)
+        .collect();
+    // And the ApplySet parent, whose record of the apply changed, but not
+    // its inventory.
+    assert_eq!(
+        changed,
+        ["Deployment/agent-devops", "Secret/fleet-agent-ceo"],
+        "{before:?}\n{after:?}"
+    );
+    assert_eq!(inventory(&env, &fleet).await, inventory_before);
+    let rest = fleet.run(&["plan"]);
+    assert!(
+        rest.stdout
+            .contains(", to some agents only (--agent devops)"),
+        "{}",
+        rest.stdout
+    );
+
+    // The rest of the fleet still differs, and an untargeted plan says so.
+    let rest = fleet.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(rest.code, 2, "{}{}", rest.stdout, rest.stderr);
+    assert!(
+        rest.stdout.contains("0 to add, 2 to change, 0 to destroy"),
+        "{}",
+        rest.stdout
+    );
+
+    // The observer leaves the definition: a targeted apply of another agent
+    // does not prune it, and an apply targeted at its role does.
+    fleet.set_environment(
+        "[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.5.0\"\n\n[agents.reviewer]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.5.0\"\n\n[agents.observer]\nenabled = false\n",
+    );
+    fleet
+        .apply(&["--agent", "reviewer"])
+        .assert_ok("apply of the reviewer");
+    let observer = versions(&fleet);
+    assert!(
+        observer.contains_key("Deployment/agent-observer"),
+        "{observer:?}"
+    );
+    let unknown = fleet.run(&["plan", "--agent", "observr"]);
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("there is no agent `observr` in the definition or in the cluster (agents: devops, observer, reviewer)"), "{}", unknown.stderr);
+    fleet
+        .apply(&["--agent", "observer"])
+        .assert_ok("apply pruning the observer");
+    let pruned = versions(&fleet);
+    assert!(
+        !pruned
+            .keys()
+            .any(|object| object.ends_with("agent-observer")),
+        "{pruned:?}"
+    );
+    // Its consumer is no agent's now, and the ApplySet parent still lists
+    // its kinds: an untargeted apply removes the one and shrinks the other
+    // (a change of the definition, not drift).
+    let plan = fleet.run(&["plan"]);
+    assert!(
+        plan.stdout.contains("0 to add, 1 to change, 1 to destroy"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("changed outside fleet"),
+        "{}",
+        plan.stdout
+    );
+    fleet.apply(&[]).assert_ok("untargeted apply");
+    fleet.assert_plan_empty();
+}

@@ -4,7 +4,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use super::{ExitStatus, plan::plan_options, plan::target};
+use super::ExitStatus;
+use super::plan::{plan_options, refuse_targeted_destroy, target};
 use crate::cli::ApplyArgs;
 use crate::deploy::{self, Applied};
 use crate::interrupt::Interrupt;
@@ -15,10 +16,11 @@ use crate::lock;
 pub async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> {
     let started = std::time::Instant::now();
     let interrupt = Interrupt::listen()?;
-    let saved_destroy = match &args.plan_file {
-        Some(path) => deploy::read_saved_plan(path)?.destroy,
-        None => false,
+    let saved = match &args.plan_file {
+        Some(path) => Some(deploy::read_saved_plan(path)?),
+        None => None,
     };
+    let saved_destroy = saved.as_ref().is_some_and(|plan| plan.destroy);
     if destroy && let Some(path) = args.plan_file.as_ref().filter(|_| !saved_destroy) {
         anyhow::bail!(
             "{} is not a destroy plan (made by `fleet plan --destroy --out`); nothing was changed. Apply it with `fleet apply {}`",
@@ -57,10 +59,33 @@ pub async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> 
         None => target(&args.cluster)?,
     };
     let approved = args.auto_approve || args.plan_file.is_some();
-    let plan_options = deploy::PlanOptions {
+    let mut plan_options = deploy::PlanOptions {
         destroy,
         ..plan_options(&args.cluster)
     };
+    // A saved plan carries its target too.
+    if let (Some(saved), Some(path)) = (&saved, &args.plan_file) {
+        let made_with = saved
+            .targeting
+            .as_ref()
+            .map(|t| t.selection.clone())
+            .unwrap_or_default();
+        let given = &plan_options.selection;
+        if !given.is_everything() && *given != made_with {
+            anyhow::bail!(
+                "{} was made {}, not with {}; nothing was changed. Apply it without targeting flags (a saved plan carries its target)",
+                path.display(),
+                if made_with.is_everything() {
+                    "for the whole fleet".to_string()
+                } else {
+                    format!("with {}", made_with.flags())
+                },
+                given.flags()
+            );
+        }
+        plan_options.selection = made_with;
+    }
+    refuse_targeted_destroy(&plan_options)?;
     let applied = deploy::apply(&target, &plan_options, &options, |context| {
         // The prompt blocks: off the runtime's workers, which keep
         // renewing the lock and listening for signals meanwhile.

@@ -3,7 +3,8 @@
 use anyhow::Context as _;
 
 use super::ExitStatus;
-use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat};
+use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat, TargetingArgs};
+use crate::plan::selection::Selection;
 use crate::{deploy, report};
 
 /// What to deploy and where, from the flags plan and apply share; the
@@ -28,8 +29,29 @@ pub(super) fn plan_options(args: &ClusterArgs) -> deploy::PlanOptions {
         allow_destroy: args.allow_destroy,
         dry_run_all: args.dry_run_all,
         destroy: false,
+        selection: selection(&args.targeting),
         nats: nats(&args.nats),
     }
+}
+
+pub(super) fn selection(args: &TargetingArgs) -> Selection {
+    Selection {
+        agents: args.agents.clone(),
+        exclude: args.exclude.clone(),
+        select: args.select.clone(),
+    }
+}
+
+/// A tear-down is of everything fleet owns: remove agents from the
+/// definition (or `enabled = false`) to remove only some.
+pub(super) fn refuse_targeted_destroy(options: &deploy::PlanOptions) -> anyhow::Result<()> {
+    if options.destroy && !options.selection.is_everything() {
+        anyhow::bail!(
+            "a destroy is of the whole fleet and cannot be targeted ({}); to remove some agents, remove them from the definition (or set `enabled = false`) and apply, with --agent ROLE to apply only that; nothing was changed",
+            options.selection.flags()
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
@@ -53,6 +75,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         destroy: args.destroy,
         ..plan_options(&args.cluster)
     };
+    refuse_targeted_destroy(&options)?;
     let Some(mut planned) = deploy::plan(&target(&args.cluster)?, &options).await? else {
         return Ok(ExitStatus::Failure);
     };

@@ -12,6 +12,7 @@ use super::ExitStatus;
 use crate::cli::{PlanFormat, StatusArgs};
 use crate::live::jetstream::JetStream;
 use crate::live::kube::Cluster;
+use crate::plan::selection;
 use crate::report::status::{self, Header, Read};
 use crate::{load, ownership};
 
@@ -22,6 +23,19 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     };
     if let Some(context) = &target.context {
         fleet.target.kube_context = Some(context.clone());
+    }
+    let selection = super::plan::selection(&args.cluster.targeting);
+    if !selection.is_everything() {
+        let defined = fleet
+            .agents
+            .iter()
+            .map(|agent| (agent.role.clone(), selection::agent_labels(agent)))
+            .collect();
+        let targeting = selection::resolve(&selection, &defined, &Default::default())
+            .map_err(|why| anyhow::anyhow!(why))?;
+        fleet
+            .agents
+            .retain(|agent| targeting.agents.contains(&agent.role));
     }
     let nats = super::plan::nats(&args.cluster.nats);
     let nats_url = nats.url.clone().or_else(|| fleet.target.nats_url.clone());

@@ -107,7 +107,7 @@ async fn carry_out(
         adopt: plan_options.adopt,
         allow_destroy: plan_options.allow_destroy,
         rollout_timeout: apply_options.rollout_timeout,
-        record: Some(provenance::Record::of(&plan.provenance)),
+        record: Some(provenance::Record::of(plan)),
         interrupt: apply_options.interrupt.clone(),
     };
     // Refuse what needs a flag before asking anyone to confirm it.
@@ -406,6 +406,12 @@ fn check_saved_plan(path: &std::path::Path, fresh: &Plan) -> anyhow::Result<()> 
             saved.environment.as_deref().unwrap_or("none"),
             saved.namespace,
             saved.kube_context
+        );
+    }
+    if saved.targeting != fresh.targeting {
+        anyhow::bail!(
+            "{} was made for other agents than this run plans (the agents of the fleet changed since); nothing was changed. Run `fleet plan --out` again",
+            path.display()
         );
     }
     if let Err(why) = provenance::check_saved(&saved.provenance, &fresh.provenance) {

@@ -68,6 +68,8 @@ pub struct PlanOptions {
     /// Plan the tear-down of everything fleet owns in the environment
     /// instead of the definition's changes.
     pub destroy: bool,
+    /// Which agents to plan (`--agent`, `--exclude`, `--select`).
+    pub selection: crate::plan::selection::Selection,
     pub nats: Nats,
 }
 

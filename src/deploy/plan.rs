@@ -151,6 +151,41 @@ pub(super) async fn make_plan(
     let (mut live, live_js, identity, standing) =
         tokio::try_join!(read_kube, read_jetstream, read_identity, read_lock)?;
     let rendered = rendering.done().await?;
+    let role_label = format!("{}/role", fleet.label_domain);
+    let parent_id = rendered
+        .kubernetes
+        .iter()
+        .find(|o| o.is_applyset_parent())
+        .map(|o| o.id.clone());
+    let targeting = if plan_options.selection.is_everything() {
+        None
+    } else {
+        Some(targeted_agents(
+            &fleet,
+            &live,
+            &role_label,
+            &plan_options.selection,
+        )?)
+    };
+    // A targeted plan compares only its agents' objects (and the shared ones
+    // they need): the others' are neither changed nor pruned.
+    if let Some(targeting) = &targeting {
+        live.owned.retain(|_, body| {
+            body["metadata"]["labels"][&role_label]
+                .as_str()
+                .is_none_or(|role| targeting.agents.iter().any(|a| a == role))
+        });
+    }
+    let targeted_desired = targeting.as_ref().map(|targeting| {
+        let live_parent = parent_id.as_ref().and_then(|id| live.owned.get(id));
+        plan::selection::desired(
+            &rendered.kubernetes,
+            &targeting.agents,
+            &role_label,
+            live_parent,
+        )
+    });
+    let desired = targeted_desired.as_deref().unwrap_or(&rendered.kubernetes);
     if destroy {
         let kind = crate::live::kube::lease_kind();
         live.kinds.insert(
@@ -181,7 +216,7 @@ pub(super) async fn make_plan(
         anstream::eprintln!(
             "fleet: read {} live objects; planning {} desired ones",
             live.owned.len() + live.unowned.len(),
-            rendered.kubernetes.len()
+            desired.len()
         );
     }
     // A tear-down takes nothing for drift: everything goes.
@@ -190,7 +225,7 @@ pub(super) async fn make_plan(
     let wiring = if destroy {
         crate::live::kube::WiringState::default()
     } else {
-        crate::live::kube::read_wiring(&cluster, &rendered.kubernetes, &live.served_groups).await
+        crate::live::kube::read_wiring(&cluster, desired, &live.served_groups).await
     };
     let mut teardown_notes = Vec::new();
     let kube_plan = if destroy {
@@ -225,14 +260,7 @@ pub(super) async fn make_plan(
         teardown_notes = notes;
         planned
     } else {
-        plan::kube::plan(
-            &cluster,
-            &rendered.kubernetes,
-            &live,
-            &options,
-            inventory_unchanged,
-        )
-        .await?
+        plan::kube::plan(&cluster, desired, &live, &options, inventory_unchanged).await?
     };
     if !destroy {
         anstream::eprintln!(
@@ -281,6 +309,20 @@ pub(super) async fn make_plan(
     }
     notes.extend(teardown_notes);
     plan::attribute_agents(&mut changes, &agents_by_target(&fleet, &rendered, &live));
+    if let (Some(targeting), Some(parent)) = (&targeting, &parent_id) {
+        let streams = fleet
+            .agents
+            .iter()
+            .filter(|agent| targeting.agents.contains(&agent.role))
+            .flat_map(|agent| agent.all_consumers().map(|c| c.stream.clone()))
+            .collect();
+        changes = plan::selection::keep(changes, &targeting.agents, parent, &streams);
+        notes.push(format!(
+            "this plan is targeted ({}): it compares only the objects and consumers of agents {}, and of what they share only the namespace, the ApplySet parent and a missing stream they consume from, so the fleet as a whole may still differ from its definition; `fleet plan` without --agent, --exclude or --select shows all of it",
+            targeting.selection.flags(),
+            targeting.agents.join(", "),
+        ));
+    }
     notes.extend(
         live.missing_kinds
         .iter()
@@ -298,16 +340,14 @@ pub(super) async fn make_plan(
     }));
     if !destroy {
         notes.extend(plan::wiring::notes(
-            &rendered.kubernetes,
+            desired,
             &live.served_groups,
             &live.missing_kinds,
             &wiring,
         ));
         if let Some((live_js, _)) = &live_js {
             notes.extend(plan::wiring::triggers_without_their_consumer(
-                &rendered.kubernetes,
-                &changes,
-                live_js,
+                desired, &changes, live_js,
             ));
         }
     }
@@ -339,6 +379,7 @@ pub(super) async fn make_plan(
         changes,
         drift_only: false,
         destroy,
+        targeting,
         notes,
     };
     Ok(Some(Planned {
@@ -350,6 +391,30 @@ pub(super) async fn make_plan(
         lock,
         rendered,
     }))
+}
+
+/// The agents a targeted plan covers: of the definition, by their labels,
+/// and removed ones (their objects still live) by role.
+fn targeted_agents(
+    fleet: &crate::model::Fleet,
+    live: &LiveState,
+    role_label: &str,
+    selection: &plan::selection::Selection,
+) -> anyhow::Result<plan::selection::Targeting> {
+    let defined: BTreeMap<String, BTreeMap<String, String>> = fleet
+        .agents
+        .iter()
+        .map(|agent| (agent.role.clone(), plan::selection::agent_labels(agent)))
+        .collect();
+    let removed = live
+        .owned
+        .values()
+        .filter_map(|body| body["metadata"]["labels"][role_label].as_str())
+        .filter(|role| !defined.contains_key(*role))
+        .map(str::to_string)
+        .collect();
+    plan::selection::resolve(selection, &defined, &removed)
+        .map_err(|why| anyhow::anyhow!("{why}; nothing was changed"))
 }
 
 /// The agent each object, stream or consumer belongs to, by the role label

@@ -1172,7 +1172,8 @@ mod tests {
     fn provenance_on_the_parent_is_not_a_change() {
         // The live parent records the last apply's commit; the dry run of
         // the rendered parent (which carries none) drops it.
-        let annotations = crate::provenance::annotations(None, "octocat", "2026-01-02T03:04:05Z");
+        let annotations =
+            crate::provenance::annotations(None, "octocat", "2026-01-02T03:04:05Z", None);
         let mut live = json!({ "metadata": { "name": "fleet-a", "annotations": {
             ownership::APPLYSET_TOOLING_ANNOTATION: "fleet/v0.1.0" } }, "type": "Opaque" });
         live["metadata"]["annotations"]
@@ -1343,6 +1344,7 @@ mod tests {
             changes: vec![change],
             drift_only: false,
             destroy: false,
+            targeting: None,
             notes: Vec::new(),
         }
         .drift_only();

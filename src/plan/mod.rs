@@ -8,6 +8,7 @@ pub mod destroy;
 pub mod handover;
 pub mod jetstream;
 pub mod kube;
+pub mod selection;
 pub mod takeover;
 pub mod unchanged;
 pub mod wiring;
@@ -49,6 +50,11 @@ pub struct Plan {
     /// changes. A saved plan keeps it, so `fleet apply PLAN` destroys.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destroy: bool,
+    /// Made with `--agent`, `--exclude` or `--select`: only these agents'
+    /// changes (see [`selection`]). A saved plan keeps it, so `fleet apply
+    /// PLAN` applies the same agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<selection::Targeting>,
     /// Things the user should know that are not changes (a kind whose API is
     /// not installed, for example).
     pub notes: Vec<String>,

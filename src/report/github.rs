@@ -190,6 +190,7 @@ mod tests {
             changes,
             drift_only: false,
             destroy: false,
+            targeting: None,
             notes: vec![],
             provenance: Default::default(),
             lock: None,

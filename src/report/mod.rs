@@ -106,6 +106,9 @@ pub fn plan_text(plan: &Plan, out: &mut dyn Write) -> anyhow::Result<()> {
         .map(|e| format!(", environment {e}"))
         .unwrap_or_default();
     writeln!(out, "{DIM}{}{DIM:#}", target_line(plan))?;
+    if let Some(line) = targeting_line(plan) {
+        writeln!(out, "{BOLD}{line}{BOLD:#}")?;
+    }
     write_provenance(plan, out)?;
     if changes.is_empty() && plan.drift_only {
         writeln!(
@@ -209,6 +212,20 @@ fn target_line(plan: &Plan) -> String {
         "Target: {environment}, namespace `{}` on kube context `{}`, {nats}",
         plan.namespace, plan.kube_context
     )
+}
+
+/// Which agents a targeted plan covers, and which it leaves out.
+fn targeting_line(plan: &Plan) -> Option<String> {
+    let targeting = plan.targeting.as_ref()?;
+    let left_out = match &targeting.left_out[..] {
+        [] => "none".to_string(),
+        roles => roles.join(", "),
+    };
+    Some(format!(
+        "Targeted ({}): agents {}; left out: {left_out}",
+        targeting.selection.flags(),
+        targeting.agents.join(", "),
+    ))
 }
 
 /// What a held deploy lock means for the next apply.
@@ -337,6 +354,9 @@ pub fn plan_markdown(
     let mut text = format!("### fleet {verb}: {}{environment}\n\n", plan.fleet);
     // Names and a URL, whose backticks are meant as code.
     text.push_str(&format!("- {}\n", target_line(plan)));
+    if let Some(line) = targeting_line(plan) {
+        text.push_str(&format!("- **{}**\n", markdown_text(&line)));
+    }
     for line in provenance::lines(&plan.provenance) {
         text.push_str(&format!("- {}\n", markdown_text(&line)));
     }
@@ -501,6 +521,7 @@ mod tests {
             changes: Vec::new(),
             drift_only: false,
             destroy: false,
+            targeting: None,
             notes: Vec::new(),
         }
     }
