@@ -44,6 +44,18 @@ pub struct Fleet {
     pub agents: Vec<Agent>,
     /// Streams, by name.
     pub streams: Vec<Stream>,
+    /// `[rollout]`: apply's waves; `None` rolls every agent out at once.
+    pub rollout: Option<Rollout>,
+}
+
+/// The order apply rolls the agents out in, and its health gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// Roles, wave by wave, in order; every running agent is in one.
+    pub waves: Vec<Vec<String>>,
+    /// How long a wave's pods must then stay ready, without a restart,
+    /// before the next wave starts.
+    pub soak: std::time::Duration,
 }
 
 /// Where the environment lives: the cluster and the NATS server fleet talks to.

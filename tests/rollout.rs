@@ -438,3 +438,130 @@ fn wait_for_room_line(fleet: &FleetDir, seen: &std::sync::mpsc::Receiver<String>
         }
     }
 }
+
+/// The example fleet in three waves, each soaked 8 s, every agent on image
+/// `tag`; `crashing` makes the devops agent's pods fail 4 s after they
+/// start (kwok's chaos stage), as a broken image would.
+fn in_waves(tag: &str, crashing: bool) -> String {
+    let mut environment =
+        "[rollout]\nwaves = [[\"observer\"], [\"devops\"], [\"reviewer\"]]\nsoak = \"8s\"\n"
+            .to_string();
+    for agent in ["observer", "devops", "reviewer"] {
+        environment.push_str(&format!(
+            "\n[agents.{agent}]\nimage = \"gcr.io/agent-ceo/agent-runtime:{tag}\"\n"
+        ));
+        if agent == "devops" && crashing {
+            environment.push_str(
+                "labels = { \"pod-container-running-failed.stage.kwok.x-k8s.io\" = \"true\" }\n\
+                 annotations = { \"pod-container-running-failed.stage.kwok.x-k8s.io/delay\" = \"4000\" }\n",
+            );
+        }
+    }
+    environment
+}
+
+async fn image_of(env: &TestEnv, fleet: &FleetDir, deployment: &str) -> String {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let deployment = serde_json::to_value(deployments.get(deployment).await.unwrap()).unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_wave_whose_pods_crash_halts_the_rollout_and_the_rerun_after_the_fix_finishes() {
+    let env = TestEnv::new("waves").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.set_environment(&in_waves("1.4.2", false));
+    let first = fleet.apply(&[]);
+    first.assert_ok("first apply, in waves");
+    for wave in [
+        "wave 1 of 3 (observer)",
+        "wave 2 of 3 (devops)",
+        "wave 3 of 3 (reviewer)",
+    ] {
+        assert!(first.stdout.contains(wave), "{wave}:\n{}", first.stdout);
+    }
+    assert!(
+        first.stdout.contains("soaking 1 pod for 8s"),
+        "{}",
+        first.stdout
+    );
+
+    // The devops agent's new pods crash: wave 2 halts, wave 3 never starts.
+    fleet.set_environment(&in_waves("1.5.0", true));
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary");
+    let output = fleet
+        .command(&["apply", "--auto-approve", "--timeout", "90s"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    for expected in [
+        "the rollout halted in wave 2 of 3 (devops): agent-devops: pod agent-devops-",
+        // kwok's chaos stage fails the pod, as a kubelet does a pod that
+        // may not restart.
+        " failed: container agent terminated: containerFailed: container failed (exit code 1)",
+        "wave 1 (observer): runs the new definition",
+        "wave 2 (devops): failed",
+        "wave 3 (reviewer): not started: runs the previous definition",
+    ] {
+        assert!(stderr.contains(expected), "{expected}:\n{stdout}{stderr}");
+    }
+    assert!(
+        image_of(&env, &fleet, "agent-observer")
+            .await
+            .ends_with(":1.5.0")
+    );
+    assert!(
+        image_of(&env, &fleet, "agent-reviewer")
+            .await
+            .ends_with(":1.4.2")
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("| wave | agents | result |"), "{summary}");
+    assert!(
+        summary.contains("| 2 | devops | halted: agent-devops: pod agent-devops-"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| 3 | reviewer | not started: runs the previous definition |"),
+        "{summary}"
+    );
+
+    // Fixed: the rerun rolls out what differs, from where the fleet stands;
+    // the observer, already on the new definition, is not rolled or soaked again.
+    let mut fixed = in_waves("1.5.0", false);
+    fixed = fixed.replace(
+        "[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.5.0\"",
+        "[agents.devops]\nimage = \"gcr.io/agent-ceo/agent-runtime:1.5.1\"",
+    );
+    fleet.set_environment(&fixed);
+    let rerun = fleet.apply(&[]);
+    rerun.assert_ok("the rerun after the fix");
+    assert!(!rerun.stdout.contains("(observer)"), "{}", rerun.stdout);
+    assert!(
+        rerun.stdout.contains("wave 1 of 2 (devops)"),
+        "{}",
+        rerun.stdout
+    );
+    assert!(
+        rerun.stdout.contains("wave 2 of 2 (reviewer)"),
+        "{}",
+        rerun.stdout
+    );
+    assert!(
+        image_of(&env, &fleet, "agent-reviewer")
+            .await
+            .ends_with(":1.5.0")
+    );
+    fleet.assert_plan_empty();
+}

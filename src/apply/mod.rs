@@ -11,7 +11,9 @@
 mod jetstream;
 mod kube;
 pub mod rollout;
+pub mod soak;
 pub mod teardown;
+pub mod waves;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -57,6 +59,8 @@ pub enum Event<'a> {
     Done(&'a Outcome),
     /// Where a Deployment's rollout stands: rolling out, rolled out, failed.
     Rollout(&'a rollout::Progress),
+    /// How a wave's health gate stands (see [`waves`]).
+    Gate(String),
 }
 
 /// Why apply stopped: every error of the step that failed (or of every
@@ -401,7 +405,7 @@ pub async fn apply(
 }
 
 /// The Deployments the plan writes, each with the pod selector it applies.
-fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
+pub fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
     plan.changes
         .iter()
         .filter(|change| {

@@ -155,6 +155,7 @@ async fn carry_out(
                 format!("{}: {}", outcome.target, outcome.done)
             }
             Event::Rollout(progress) => format!("{}: {progress}", progress.deployment),
+            Event::Gate(line) => line,
         };
         let _ = writeln!(anstream::stdout(), "{line}");
     };
@@ -164,9 +165,25 @@ async fn carry_out(
         jetstream: planned.jetstream.as_ref(),
     };
     lock.before_first_write().await?;
-    let result = lock
-        .guard(apply::apply(&systems, plan, &options, &mut print))
-        .await;
+    let in_waves = planned.rollout.as_ref().filter(|_| !plan.destroy);
+    let mut waves = None;
+    let result = match in_waves {
+        Some(rollout) => lock
+            .guard(apply::waves::apply_in_waves(
+                &systems,
+                plan,
+                &rollout.waves,
+                rollout.soak,
+                &options,
+                &mut print,
+            ))
+            .await
+            .map(|done| waves = Some(done)),
+        None => {
+            lock.guard(apply::apply(&systems, plan, &options, &mut print))
+                .await
+        }
+    };
     workflow::end_group();
     let result = match result {
         Ok(()) if plan.destroy => {
@@ -192,16 +209,21 @@ async fn carry_out(
                 )
             };
             writeln!(stdout, "\n{complete}")?;
+            let table = waves
+                .as_deref()
+                .map(|waves| format!("{}\n", apply::waves::table_markdown(waves)))
+                .unwrap_or_default();
             workflow::report(
                 plan,
                 definition,
                 None,
-                &format!("### fleet {verb}: {complete}\n\n"),
+                &format!("### fleet {verb}: {complete}\n\n{table}"),
                 &format!("applied={done}\nfailed=0\n"),
             )?;
             Ok(Applied::Done)
         }
         Err(err) => {
+            let halted = err.downcast_ref::<apply::waves::Halted>();
             let (failed, interrupted) = match err.downcast_ref::<Stopped>() {
                 Some(stopped) => {
                     stopped_summary(stopped, done, &mut stdout)?;
@@ -209,12 +231,15 @@ async fn carry_out(
                 }
                 None => (1, None),
             };
+            let table = halted
+                .map(|halted| format!("{}\n", halted.markdown()))
+                .unwrap_or_default();
             let heading = match interrupted {
                 Some(signal) if failed == 0 => format!(
                     "### fleet apply interrupted by {signal}: {done} change(s) made\n\nRun apply again: it picks up where this left off. What was planned:\n\n"
                 ),
                 _ => format!(
-                    "### fleet apply stopped: {done} change(s) made, {failed} failed\n\nThe errors are in the job's log; run apply again once fixed. What was planned:\n\n"
+                    "### fleet apply stopped: {done} change(s) made, {failed} failed\n\n{table}The errors are in the job's log; run apply again once fixed. What was planned:\n\n"
                 ),
             };
             workflow::report(

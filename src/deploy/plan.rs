@@ -29,6 +29,8 @@ pub struct Planned {
     /// The rendering the plan was made from: the largest thing a plan
     /// holds, handed back so that a command about to exit need not free it.
     pub rendered: Arc<render::Rendered>,
+    /// `[rollout]`: the waves apply goes in, if any.
+    pub rollout: Option<crate::model::Rollout>,
 }
 
 /// The pipeline up to the plan, for `fleet plan`: who holds the deploy lock
@@ -351,6 +353,10 @@ pub(super) async fn make_plan(
             ));
         }
     }
+    let writes = changes.iter().any(|c| c.action != plan::Action::NoOp);
+    if let Some(rollout) = fleet.rollout.as_ref().filter(|_| !destroy && writes) {
+        notes.push(plan::waves::note(rollout));
+    }
     notes.extend(identity.note());
     let live_parent = rendered
         .kubernetes
@@ -390,6 +396,7 @@ pub(super) async fn make_plan(
         refused,
         lock,
         rendered,
+        rollout: fleet.rollout.clone(),
     }))
 }
 

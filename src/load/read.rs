@@ -55,7 +55,7 @@ impl Reader {
         }
     }
 
-    fn type_error(&mut self, node: &Node, expected: &str) {
+    pub fn type_error(&mut self, node: &Node, expected: &str) {
         self.report(
             Diagnostic::error(
                 &node.origin,

@@ -343,6 +343,13 @@ pub fn schema() -> Value {
             "profiles": { "type": "object", "additionalProperties": profile },
             "agents": { "type": "object", "additionalProperties": agent },
             "streams": { "type": "object", "additionalProperties": stream },
+            "rollout": table("apply's waves and the health gate between them", json!({
+                "waves": { "type": "array", "items": { "type": "array", "items": { "type": "string" } },
+                           "description": "waves of agent roles, in order; agents in no wave go last" },
+                "by_tier": strings("waves by tier, in this order; agents of other tiers go last"),
+                "one_at_a_time": boolean("each agent a wave of its own, in the order of the waves"),
+                "soak": duration("how long a rolled-out wave's pods must stay ready without a restart before the next starts (default 0s)"),
+            })),
         }
     })
 }
@@ -468,6 +475,10 @@ mod tests {
                 &[]
             ),
             sorted(STREAM_KEYS)
+        );
+        assert_eq!(
+            properties(&schema, &["properties", "rollout"]),
+            sorted(ROLLOUT_KEYS)
         );
     }
 }

@@ -11,6 +11,7 @@ pub mod kube;
 pub mod selection;
 pub mod takeover;
 pub mod unchanged;
+pub mod waves;
 pub mod wiring;
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,9 @@ mod agent;
 mod jetstream;
 mod network;
 mod patch;
+mod rollout;
+#[cfg(test)]
+pub(in crate::load) use self::rollout::ROLLOUT_KEYS;
 
 use self::agent::*;
 use self::jetstream::*;
@@ -25,6 +28,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "profiles",
     "agents",
     "streams",
+    "rollout",
 ];
 
 pub(super) const FLEET_KEYS: &[&str] = &[
@@ -437,6 +441,11 @@ fn decode_fleet(
         }
     }
     agents.sort_by(|a, b| a.role.cmp(&b.role));
+    let declared: Vec<&str> = merged_agents
+        .iter()
+        .map(|(entry, _, _)| entry.key.as_str())
+        .collect();
+    let rollout = rollout::decode_rollout(r, root_table, &declared, &agents);
 
     let mut streams: Vec<Stream> = streams.into_iter().filter_map(|s| s.stream).collect();
     streams.sort_by(|a, b| a.name.cmp(&b.name));
@@ -455,6 +464,7 @@ fn decode_fleet(
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
         agents,
         streams,
+        rollout,
     })
 }
 

@@ -1,0 +1,202 @@
+//! Applying a plan in rollout waves (`[rollout]`): what belongs to no wave
+//! first, then each wave's changes, its rollouts waited for and its pods
+//! soaked; the first wave that fails its gate halts the apply, and what each
+//! wave runs then is reported.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{Event, Options, Systems, apply, rollout_targets, soak};
+use crate::plan::waves::{self, Batch};
+use crate::plan::{Action, Plan, Target};
+
+/// Where each wave stands when an apply in waves ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rolled out and through its gate: it runs the new definition.
+    Done,
+    /// Its changes were written, or some of them, but it failed: why.
+    Failed(String),
+    /// Never started: it runs what it ran before.
+    NotStarted,
+}
+
+/// One wave and how it ended.
+#[derive(Debug, Clone)]
+pub struct WaveState {
+    pub roles: Vec<String>,
+    pub outcome: Outcome,
+    /// Every Deployment of it is new: not started, it never ran at all.
+    pub new: bool,
+}
+
+/// An apply in waves that a wave stopped (its rollout or its gate failed).
+#[derive(Debug)]
+pub struct Halted {
+    pub waves: Vec<WaveState>,
+}
+
+impl Halted {
+    fn failed(&self) -> Option<(usize, &WaveState, &str)> {
+        self.waves
+            .iter()
+            .enumerate()
+            .find_map(|(n, w)| match &w.outcome {
+                Outcome::Failed(why) => Some((n, w, why.as_str())),
+                _ => None,
+            })
+    }
+
+    /// The per-wave table of the step summary.
+    pub fn markdown(&self) -> String {
+        table_markdown(&self.waves)
+    }
+}
+
+impl fmt::Display for Halted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((n, wave, why)) = self.failed() {
+            write!(
+                f,
+                "the rollout halted in wave {} of {} ({}): {why}",
+                n + 1,
+                self.waves.len(),
+                wave.roles.join(", ")
+            )?;
+        }
+        for (n, wave) in self.waves.iter().enumerate() {
+            write!(
+                f,
+                "\n  wave {} ({}): {}",
+                n + 1,
+                wave.roles.join(", "),
+                describe(wave)
+            )?;
+        }
+        write!(
+            f,
+            "\nNothing more was written. Fix the cause and apply again: waves that run the new definition are not rolled out or soaked again."
+        )
+    }
+}
+
+impl std::error::Error for Halted {}
+
+fn describe(wave: &WaveState) -> &'static str {
+    match (&wave.outcome, wave.new) {
+        (Outcome::Done, _) => "runs the new definition",
+        (Outcome::Failed(_), _) => {
+            "failed: its new definition is written, its pods are not healthy"
+        }
+        (Outcome::NotStarted, true) => "not started: never deployed",
+        (Outcome::NotStarted, false) => "not started: runs the previous definition",
+    }
+}
+
+/// A Markdown table of the waves, for the step summary.
+pub fn table_markdown(waves: &[WaveState]) -> String {
+    let mut text = String::from("| wave | agents | result |\n|---|---|---|\n");
+    for (n, wave) in waves.iter().enumerate() {
+        let result = match &wave.outcome {
+            Outcome::Failed(why) => format!("halted: {}", why.replace('|', "\\|")),
+            _ => describe(wave).to_string(),
+        };
+        text.push_str(&format!(
+            "| {} | {} | {result} |\n",
+            n + 1,
+            wave.roles.join(", ")
+        ));
+    }
+    text
+}
+
+/// Carries `plan` out wave by wave (`waves` as `[rollout]` gives them);
+/// with a rollout wait, each wave's pods are soaked for `soak` before the
+/// next starts. The waves as they ended, or [`Halted`].
+pub async fn apply_in_waves(
+    systems: &Systems<'_>,
+    plan: &Plan,
+    waves: &[Vec<String>],
+    soak: Duration,
+    options: &Options,
+    report: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<Vec<WaveState>> {
+    let batches = waves::split(plan, waves);
+    let agent_batches: Vec<&Batch> = batches.iter().filter(|b| !b.roles.is_empty()).collect();
+    let mut states: Vec<WaveState> = agent_batches
+        .iter()
+        .map(|batch| WaveState {
+            roles: batch.roles.clone(),
+            outcome: Outcome::NotStarted,
+            new: only_creates_deployments(&batch.plan),
+        })
+        .collect();
+    let count = states.len();
+    let mut wave = 0;
+    for batch in &batches {
+        let title = if batch.roles.is_empty() {
+            "before the waves".to_string()
+        } else {
+            wave += 1;
+            format!("wave {wave} of {count} ({})", batch.roles.join(", "))
+        };
+        let changes = batch
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .count();
+        report(Event::Gate(format!(
+            "{title}: {changes} change{}",
+            if changes == 1 { "" } else { "s" }
+        )));
+        let mut prefixed = |event: Event<'_>| match event {
+            Event::Started(step) => report(Event::Started(format!("{title}: {step}"))),
+            other => report(other),
+        };
+        let applied = apply(systems, &batch.plan, options, &mut prefixed).await;
+        // The wave's place in `states`; none for what belongs to no wave.
+        let index = (!batch.roles.is_empty()).then(|| wave - 1);
+        if let Err(err) = applied {
+            let Some(index) = index else {
+                return Err(err);
+            };
+            states[index].outcome = Outcome::Failed(format!("{err:#}"));
+            return Err(Halted { waves: states }.into());
+        }
+        let gated = !options.rollout_timeout.is_zero() && !soak.is_zero() && batch.rolls_out();
+        if let (true, Some(index)) = (gated, index) {
+            prefixed(Event::Started(format!("soaking for {}s", soak.as_secs())));
+            let mut progress = |line: String| report(Event::Gate(line));
+            let soaked = soak::soak(
+                &systems.cluster.client,
+                &rollout_targets(&batch.plan),
+                soak,
+                &options.interrupt,
+                &mut progress,
+            )
+            .await?;
+            if let Err(unhealthy) = soaked {
+                states[index].outcome = Outcome::Failed(unhealthy.to_string());
+                return Err(Halted { waves: states }.into());
+            }
+        }
+        if let Some(signal) = options.interrupt.received() {
+            return Err(crate::interrupt::Interrupted(signal).into());
+        }
+        if let Some(index) = index {
+            states[index].outcome = Outcome::Done;
+        }
+    }
+    Ok(states)
+}
+
+fn only_creates_deployments(plan: &Plan) -> bool {
+    let deployments: Vec<Action> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(&c.target, Target::Kubernetes(id) if id.kind == "Deployment"))
+        .map(|c| c.action)
+        .collect();
+    !deployments.is_empty() && deployments.iter().all(|a| *a == Action::Create)
+}
