@@ -56,6 +56,9 @@ pub struct Rollout {
     /// How long a wave's pods must then stay ready, without a restart,
     /// before the next wave starts.
     pub soak: std::time::Duration,
+    /// `on_failure = "rollback"`: a wave that fails goes back to the pod
+    /// templates it ran before.
+    pub roll_back: bool,
 }
 
 /// Where the environment lives: the cluster and the NATS server fleet talks to.

@@ -565,3 +565,109 @@ async fn a_wave_whose_pods_crash_halts_the_rollout_and_the_rerun_after_the_fix_f
     );
     fleet.assert_plan_empty();
 }
+
+#[tokio::test]
+async fn an_apply_killed_between_waves_converges_on_the_rerun() {
+    let env = TestEnv::new("waves-killed").await;
+    let fleet = FleetDir::for_test(&env);
+    fleet.set_environment(&in_waves("1.4.2", false));
+    fleet.apply(&[]).assert_ok("first apply");
+
+    // Killed while the first wave soaks: it is written, the others are not.
+    fleet.set_environment(&in_waves("1.5.0", false));
+    let (mut apply, seen, reader) = spawn_apply(&fleet);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("apply to soak the first wave")
+        .starts_with("soaking 2 pods for 8s")
+    {}
+    apply.kill().unwrap();
+    let (status, _, _) = finish_apply(apply, reader);
+    assert!(!status.success());
+    assert!(
+        image_of(&env, &fleet, "agent-observer")
+            .await
+            .ends_with(":1.5.0")
+    );
+    assert!(
+        image_of(&env, &fleet, "agent-devops")
+            .await
+            .ends_with(":1.4.2")
+    );
+
+    // The rerun takes the dead apply's lock over and goes on from there.
+    let rerun = fleet.apply(&[]);
+    rerun.assert_ok("the rerun");
+    assert!(
+        rerun.stderr.contains("Took over the deploy lock"),
+        "{}",
+        rerun.stderr
+    );
+    assert!(!rerun.stdout.contains("(observer)"), "{}", rerun.stdout);
+    assert!(
+        rerun.stdout.contains("wave 1 of 2 (devops)"),
+        "{}",
+        rerun.stdout
+    );
+    fleet.assert_plan_empty();
+}
+
+#[tokio::test]
+async fn a_failed_wave_is_rolled_back_with_on_failure_rollback() {
+    let env = TestEnv::new("waves-rollback").await;
+    let fleet = FleetDir::for_test(&env);
+    let rolling_back = |environment: String| {
+        environment.replace(
+            "soak = \"8s\"\n",
+            "soak = \"8s\"\non_failure = \"rollback\"\n",
+        )
+    };
+    fleet.set_environment(&rolling_back(in_waves("1.4.2", false)));
+    fleet.apply(&[]).assert_ok("first apply");
+
+    fleet.set_environment(&rolling_back(in_waves("1.5.0", true)));
+    let halted = fleet.apply(&[]);
+    assert_eq!(halted.code, 1, "{}{}", halted.stdout, halted.stderr);
+    assert!(
+        halted
+            .stderr
+            .contains("wave 2 (devops): failed: its new definition is written, its pods are not healthy; rolled back: agent-devops back on revision 1"),
+        "{}",
+        halted.stderr
+    );
+    // The devops agent runs its previous pod template again, and its pods
+    // are healthy; the definition's template is drift the next apply restores.
+    assert!(
+        image_of(&env, &fleet, "agent-devops")
+            .await
+            .ends_with(":1.4.2")
+    );
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(env.kube.clone(), &fleet.namespace);
+    support::eventually(
+        "the rolled-back devops agent ready",
+        Duration::from_secs(60),
+        || async {
+            let deployment =
+                serde_json::to_value(deployments.get("agent-devops").await.unwrap()).unwrap();
+            let status = &deployment["status"];
+            (status["readyReplicas"] == 1
+                && status["updatedReplicas"] == 1
+                && status["replicas"] == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let plan = fleet.run(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains("(changed outside fleet by fleet-rollback)"),
+        "{}",
+        plan.stdout
+    );
+
+    fleet.set_environment(&rolling_back(in_waves("1.5.0", false)));
+    fleet.apply(&[]).assert_ok("the rerun after the fix");
+    fleet.assert_plan_empty();
+}

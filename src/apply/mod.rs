@@ -10,6 +10,7 @@
 
 mod jetstream;
 mod kube;
+pub mod rollback;
 pub mod rollout;
 pub mod soak;
 pub mod teardown;

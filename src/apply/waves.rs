@@ -6,7 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{Event, Options, Systems, apply, rollout_targets, soak};
+use super::{Event, Options, Systems, apply, rollback, rollout_targets, soak};
+use crate::model::Rollout;
 use crate::plan::waves::{self, Batch};
 use crate::plan::{Action, Plan, Target};
 
@@ -28,6 +29,9 @@ pub struct WaveState {
     pub outcome: Outcome,
     /// Every Deployment of it is new: not started, it never ran at all.
     pub new: bool,
+    /// Failed and rolled back (`on_failure = "rollback"`): how each of its
+    /// Deployments went back, or why it could not.
+    pub rolled_back: Option<Vec<String>>,
 }
 
 /// An apply in waves that a wave stopped (its rollout or its gate failed).
@@ -72,6 +76,9 @@ impl fmt::Display for Halted {
                 wave.roles.join(", "),
                 describe(wave)
             )?;
+            if let Some(rolled_back) = &wave.rolled_back {
+                write!(f, "; rolled back: {}", rolled_back.join("; "))?;
+            }
         }
         write!(
             f,
@@ -97,10 +104,13 @@ fn describe(wave: &WaveState) -> &'static str {
 pub fn table_markdown(waves: &[WaveState]) -> String {
     let mut text = String::from("| wave | agents | result |\n|---|---|---|\n");
     for (n, wave) in waves.iter().enumerate() {
-        let result = match &wave.outcome {
+        let mut result = match &wave.outcome {
             Outcome::Failed(why) => format!("halted: {}", why.replace('|', "\\|")),
             _ => describe(wave).to_string(),
         };
+        if let Some(rolled_back) = &wave.rolled_back {
+            result.push_str(&format!("; rolled back: {}", rolled_back.join("; ")));
+        }
         text.push_str(&format!(
             "| {} | {} | {result} |\n",
             n + 1,
@@ -116,11 +126,11 @@ pub fn table_markdown(waves: &[WaveState]) -> String {
 pub async fn apply_in_waves(
     systems: &Systems<'_>,
     plan: &Plan,
-    waves: &[Vec<String>],
-    soak: Duration,
+    rollout: &Rollout,
     options: &Options,
     report: &mut dyn FnMut(Event<'_>),
 ) -> anyhow::Result<Vec<WaveState>> {
+    let (waves, soak) = (&rollout.waves, rollout.soak);
     let batches = waves::split(plan, waves);
     let agent_batches: Vec<&Batch> = batches.iter().filter(|b| !b.roles.is_empty()).collect();
     let mut states: Vec<WaveState> = agent_batches
@@ -129,6 +139,7 @@ pub async fn apply_in_waves(
             roles: batch.roles.clone(),
             outcome: Outcome::NotStarted,
             new: only_creates_deployments(&batch.plan),
+            rolled_back: None,
         })
         .collect();
     let count = states.len();
@@ -162,6 +173,9 @@ pub async fn apply_in_waves(
                 return Err(err);
             };
             states[index].outcome = Outcome::Failed(format!("{err:#}"));
+            if rollout.roll_back {
+                states[index].rolled_back = Some(roll_back(systems, batch, report).await);
+            }
             return Err(Halted { waves: states }.into());
         }
         let gated = !options.rollout_timeout.is_zero() && !soak.is_zero() && batch.rolls_out();
@@ -178,6 +192,9 @@ pub async fn apply_in_waves(
             .await?;
             if let Err(unhealthy) = soaked {
                 states[index].outcome = Outcome::Failed(unhealthy.to_string());
+                if rollout.roll_back {
+                    states[index].rolled_back = Some(roll_back(systems, batch, report).await);
+                }
                 return Err(Halted { waves: states }.into());
             }
         }
@@ -189,6 +206,33 @@ pub async fn apply_in_waves(
         }
     }
     Ok(states)
+}
+
+/// Puts a failed wave's Deployments back on their previous pod templates
+/// (see [`rollback`]): a line for each.
+async fn roll_back(
+    systems: &Systems<'_>,
+    batch: &Batch,
+    report: &mut dyn FnMut(Event<'_>),
+) -> Vec<String> {
+    let deployments = rollout_targets(&batch.plan);
+    report(Event::Gate(format!(
+        "rolling back {} Deployment{} of the failed wave",
+        deployments.len(),
+        if deployments.len() == 1 { "" } else { "s" }
+    )));
+    rollback::roll_back(&systems.cluster.client, &deployments)
+        .await
+        .into_iter()
+        .map(|(deployment, outcome)| {
+            let line = match outcome {
+                Ok(done) => format!("{deployment} {done}"),
+                Err(why) => format!("{deployment} not rolled back: {why}"),
+            };
+            report(Event::Gate(line.clone()));
+            line
+        })
+        .collect()
 }
 
 fn only_creates_deployments(plan: &Plan) -> bool {

@@ -170,12 +170,7 @@ async fn carry_out(
     let result = match in_waves {
         Some(rollout) => lock
             .guard(apply::waves::apply_in_waves(
-                &systems,
-                plan,
-                &rollout.waves,
-                rollout.soak,
-                &options,
-                &mut print,
+                &systems, plan, rollout, &options, &mut print,
             ))
             .await
             .map(|done| waves = Some(done)),

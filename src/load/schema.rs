@@ -349,6 +349,7 @@ pub fn schema() -> Value {
                 "by_tier": strings("waves by tier, in this order; agents of other tiers go last"),
                 "one_at_a_time": boolean("each agent a wave of its own, in the order of the waves"),
                 "soak": duration("how long a rolled-out wave's pods must stay ready without a restart before the next starts (default 0s)"),
+                "on_failure": { "enum": ["halt", "rollback"], "description": "halt (default): stop at the failed wave; rollback: also put its Deployments back on their previous pod templates" },
             })),
         }
     })

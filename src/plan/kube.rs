@@ -31,6 +31,8 @@ pub const IMPERATIVE_MANAGERS: &[&str] = &[
     "kubectl-set",
     "kubectl-rollout",
     "before-first-apply",
+    // A wave rolled back by apply (`[rollout] on_failure = "rollback"`).
+    crate::apply::rollback::MANAGER,
 ];
 
 pub struct Options {

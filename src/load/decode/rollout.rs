@@ -8,7 +8,8 @@ use super::super::read::{At, Reader};
 use super::super::source::{Table, Value};
 use crate::model::{Agent, Rollout};
 
-pub(in crate::load) const ROLLOUT_KEYS: &[&str] = &["waves", "by_tier", "one_at_a_time", "soak"];
+pub(in crate::load) const ROLLOUT_KEYS: &[&str] =
+    &["waves", "by_tier", "one_at_a_time", "soak", "on_failure"];
 
 /// The fleet's rollout, `None` without a `[rollout]` table. `declared` are
 /// the roles of every agent the definition names, running or not: a wave
@@ -104,9 +105,23 @@ pub(super) fn decode_rollout(
     if r.boolean(table, "one_at_a_time") == Some(true) {
         waves = waves.into_iter().flatten().map(|role| vec![role]).collect();
     }
+    let roll_back = match r.string(table, "on_failure") {
+        None => false,
+        Some(text) if text.value == "halt" => false,
+        Some(text) if text.value == "rollback" => true,
+        Some(text) => {
+            r.report(
+                Diagnostic::error(&text.origin, format!("`{}` is not an on_failure", text.value))
+                    .with_label("not halt or rollback")
+                    .with_help("`halt` (the default) stops at the failed wave; `rollback` also puts its Deployments back on their previous pod templates"),
+            );
+            false
+        }
+    };
     Some(Rollout {
         waves,
         soak: std::time::Duration::from_secs(soak),
+        roll_back,
     })
 }
 
