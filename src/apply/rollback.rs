@@ -85,7 +85,8 @@ async fn roll_back_one(client: &Client, waited: &Waited) -> Result<String, Strin
         field_manager: Some(MANAGER.into()),
         ..PatchParams::default()
     };
-    crate::retry::kube(|| deployments.patch(name, &params, &Patch::Merge(&patch)))
+    let patch = Patch::Merge(&patch);
+    crate::retry::kube(|| deployments.patch(name, &params, &patch))
         .await
         .map_err(|err| format!("writing its previous template: {err}"))?;
     Ok(format!("back on revision {}", previous.0))

@@ -4,7 +4,6 @@
 //! wave runs then is reported.
 
 use std::fmt;
-use std::time::Duration;
 
 use super::{Event, Options, Systems, apply, rollback, rollout_targets, soak};
 use crate::model::Rollout;
