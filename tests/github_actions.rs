@@ -134,18 +134,26 @@ async fn plan_and_apply_report_to_the_workflow_without_secrets() {
     assert!(
         applied
             .stderr
-            .contains("::group::fleet: applying workloads"),
+            .contains("::group::fleet: wave 1 of 3 (observer): applying workloads"),
         "{}",
         applied.stderr
     );
     assert!(
-        applied.stderr.contains("::group::fleet: waiting for"),
+        applied
+            .stderr
+            .contains("::group::fleet: wave 3 of 3 (reviewer): waiting for"),
         "{}",
         applied.stderr
     );
     assert!(
         step.summary()
             .starts_with("### fleet apply: Apply complete! Resources:"),
+        "{}",
+        step.summary()
+    );
+    assert!(
+        step.summary()
+            .contains("| 2 | devops | runs the new definition |"),
         "{}",
         step.summary()
     );

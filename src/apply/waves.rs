@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::{Event, Options, Systems, apply, rollback, rollout_targets, soak};
+use super::{Event, Options, Stopped, Systems, apply, rollback, rollout_targets, soak};
 use crate::model::Rollout;
 use crate::plan::waves::{self, Batch};
 use crate::plan::{Action, Plan, Target};
@@ -143,7 +143,7 @@ pub async fn apply_in_waves(
         .collect();
     let count = states.len();
     let mut wave = 0;
-    for batch in &batches {
+    for (n, batch) in batches.iter().enumerate() {
         let title = if batch.roles.is_empty() {
             "before the waves".to_string()
         } else {
@@ -167,7 +167,21 @@ pub async fn apply_in_waves(
         let applied = apply(systems, &batch.plan, options, &mut prefixed).await;
         // The wave's place in `states`; none for what belongs to no wave.
         let index = (!batch.roles.is_empty()).then(|| wave - 1);
-        if let Err(err) = applied {
+        if let Err(mut err) = applied {
+            // Stopped by a signal: an interrupted apply, whose report also
+            // lists what the later batches never started.
+            if let Some(stopped) = err.downcast_mut::<Stopped>()
+                && stopped.interrupted.is_some()
+            {
+                stopped.not_started.extend(
+                    batches[n + 1..]
+                        .iter()
+                        .flat_map(|later| &later.plan.changes)
+                        .filter(|change| change.action != Action::NoOp)
+                        .map(|change| change.target.clone()),
+                );
+                return Err(err);
+            }
             let Some(index) = index else {
                 return Err(err);
             };
