@@ -239,10 +239,7 @@ impl Step {
 
     fn includes(self, change: &Change) -> bool {
         let delete = change.action == Action::Delete;
-        let writes = matches!(
-            change.action,
-            Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
-        );
+        let writes = change.action.writes();
         let stream = matches!(change.target, Target::Stream { .. });
         let role_binding =
             matches!(&change.target, Target::Kubernetes(id) if id.kind == "RoleBinding");
@@ -409,16 +406,7 @@ pub async fn apply(
 pub fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
     plan.changes
         .iter()
-        .filter(|change| {
-            matches!(
-                change.action,
-                Action::Create
-                    | Action::Update
-                    | Action::Replace
-                    | Action::Conflict
-                    | Action::Unowned
-            )
-        })
+        .filter(|change| change.action.writes())
         .filter_map(|change| match &change.target {
             Target::Kubernetes(id) if id.kind == "Deployment" && id.group() == "apps" => {
                 let labels = change.desired.as_ref().and_then(|d| {

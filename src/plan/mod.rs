@@ -115,6 +115,17 @@ pub enum Handover {
     Orphans,
 }
 
+impl Action {
+    /// Whether apply writes the object (creates, updates, replaces or takes
+    /// it over).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
+        )
+    }
+}
+
 impl Change {
     /// A change with no reason, diff, body or drift yet.
     pub fn new(target: Target, action: Action, wave: Wave) -> Change {

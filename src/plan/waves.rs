@@ -25,14 +25,8 @@ impl Batch {
     /// wait for and pods to soak.
     pub fn rolls_out(&self) -> bool {
         self.plan.changes.iter().any(|change| {
-            matches!(
-                change.action,
-                Action::Create
-                    | Action::Update
-                    | Action::Replace
-                    | Action::Conflict
-                    | Action::Unowned
-            ) && matches!(&change.target, Target::Kubernetes(id) if id.kind == "Deployment")
+            change.action.writes()
+                && matches!(&change.target, Target::Kubernetes(id) if id.kind == "Deployment")
         })
     }
 }
