@@ -573,11 +573,18 @@ async fn every_error_of_a_wave_is_reported_with_what_was_not_started() {
     let deployments: Api<Deployment> = Api::namespaced(env.kube.clone(), &fleet.namespace);
     wait_until_creates_are_refused(&deployments).await;
 
-    fleet.set_environment("");
+    // Both agents in one rollout wave: its writes fail together.
+    fleet.set_environment("[rollout]\nwaves = [[\"observer\", \"devops\", \"reviewer\"]]\n");
     let run = fleet.apply(&[]);
     drop(policy);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("2 errors:"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("): failed: its new definition is written in part"),
+        "{}",
+        run.stderr
+    );
     for deployment in ["agent-devops", "agent-reviewer"] {
         let error = format!("applying Deployment {}/{deployment}", fleet.namespace);
         assert!(run.stderr.contains(&error), "{error}:\n{}", run.stderr);

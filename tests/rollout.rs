@@ -81,8 +81,10 @@ fn assert_fails_fast(fleet: &FleetDir, deployment: &str, message: &str) -> suppo
         run.stderr
     );
     assert!(
-        run.stdout
-            .contains("Apply stopped: every change was made, but"),
+        run.stdout.contains("Apply stopped: ")
+            && run
+                .stdout
+                .contains(", but 1 Deployment did not roll out (see below)"),
         "{}",
         run.stdout
     );

@@ -558,7 +558,12 @@ async fn plan_comments_each_environment_deploy_applies_staging_then_production()
         let summaries = deploy.summaries(job);
         assert!(
             summaries.iter().any(|s| s.starts_with(&format!(
-                "### fleet apply: Apply complete! Resources: {add} added, 0 changed, 0 destroyed.\n\n### fleet plan: agent-ceo ({environment})"
+                "### fleet apply: Apply complete! Resources: {add} added, 0 changed, 0 destroyed.\n\n\
+                 | wave | agents | result |\n|---|---|---|\n\
+                 | 1 | observer | runs the new definition |\n\
+                 | 2 | devops | runs the new definition |\n\
+                 | 3 | reviewer | runs the new definition |\n\n\
+                 ### fleet plan: agent-ceo ({environment})"
             ))),
             "{environment}'s step summary: {summaries:#?}"
         );

@@ -4,7 +4,10 @@
 //! The pods are those of the wave's Deployments when the soak starts; one
 //! that goes away meanwhile (scaled down, evicted) is not judged, and one
 //! that comes (scaled up) is not either: the gate is about the pods the new
-//! definition made, not about the autoscaler.
+//! definition made, not about the autoscaler. A pod that is not ready yet
+//! when the soak starts (one its ReplicaSet just replaced, still being
+//! scheduled or started) is judged on its restarts and failure at once, and
+//! on its readiness once it has been ready.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +47,8 @@ impl std::fmt::Display for Unhealthy {
 #[derive(Debug, Clone)]
 struct Start {
     restarts: i32,
+    /// It has been ready since the soak started: turning unready now fails.
+    been_ready: bool,
 }
 
 /// Watches the pods of `deployments` for `period`: `Ok` when none restarted,
@@ -61,15 +66,14 @@ pub async fn soak(
     for (n, waited) in deployments.iter().enumerate() {
         for pod in pods(client, waited).await? {
             let name = pod.metadata.name.clone().unwrap_or_default();
-            if let Some(unhealthy) = judge(waited, &pod, None) {
+            let start = Start {
+                restarts: restarts(&pod),
+                been_ready: is_ready(&pod),
+            };
+            if let Some(unhealthy) = judge(waited, &pod, &start) {
                 return Ok(Err(unhealthy));
             }
-            pods_at_start.insert(
-                (n, name),
-                Start {
-                    restarts: restarts(&pod),
-                },
-            );
+            pods_at_start.insert((n, name), start);
         }
     }
     progress(format!(
@@ -87,11 +91,13 @@ pub async fn soak(
         for (n, waited) in deployments.iter().enumerate() {
             for pod in pods(client, waited).await? {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                if let Some(start) = pods_at_start.get(&(n, name))
-                    && let Some(unhealthy) = judge(waited, &pod, Some(start))
-                {
+                let Some(start) = pods_at_start.get_mut(&(n, name)) else {
+                    continue;
+                };
+                if let Some(unhealthy) = judge(waited, &pod, start) {
                     return Ok(Err(unhealthy));
                 }
+                start.been_ready |= is_ready(&pod);
             }
         }
         reads += 1;
@@ -171,9 +177,16 @@ fn restarts(pod: &Pod) -> i32 {
         .sum()
 }
 
-/// Whether `pod` fails the gate: failed, not ready, or restarted since
-/// `start`. Pure.
-fn judge(waited: &Waited, pod: &Pod, start: Option<&Start>) -> Option<Unhealthy> {
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Whether `pod` fails the gate: failed, restarted since `start`, or not
+/// ready although it has been. Pure.
+fn judge(waited: &Waited, pod: &Pod, start: &Start) -> Option<Unhealthy> {
     let unhealthy = |what: String| Unhealthy {
         deployment: waited.deployment.name.clone(),
         pod: pod.metadata.name.clone().unwrap_or_default(),
@@ -184,20 +197,13 @@ fn judge(waited: &Waited, pod: &Pod, start: Option<&Start>) -> Option<Unhealthy>
     if status.phase.as_deref() == Some("Failed") {
         return Some(unhealthy(format!("failed{why}")));
     }
-    if let Some(start) = start
-        && restarts(pod) > start.restarts
-    {
+    if restarts(pod) > start.restarts {
         return Some(unhealthy(format!(
             "restarted ({} restarts since the wave rolled out){why}",
             restarts(pod) - start.restarts
         )));
     }
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    (!ready).then(|| unhealthy(format!("turned unready{why}")))
+    (start.been_ready && !is_ready(pod)).then(|| unhealthy(format!("turned unready{why}")))
 }
 
 /// `: container agent terminated: Error: ...`, from the first container
@@ -287,21 +293,37 @@ mod tests {
     #[test]
     fn a_ready_pod_passes_an_unready_or_restarted_one_fails_with_why() {
         let running = json!({ "running": {} });
-        let start = Start { restarts: 1 };
+        let start = Start {
+            restarts: 1,
+            been_ready: true,
+        };
         assert_eq!(
-            judge(&waited(), &pod(true, 1, running.clone()), Some(&start)),
+            judge(&waited(), &pod(true, 1, running.clone()), &start),
             None
         );
-        let restarted = judge(&waited(), &pod(true, 2, running), Some(&start)).unwrap();
+        let restarted = judge(&waited(), &pod(true, 2, running.clone()), &start).unwrap();
         assert_eq!(
             restarted.to_string(),
             "agent-a: pod agent-a-1 restarted (1 restarts since the wave rolled out)"
         );
         let crashed = json!({ "terminated": { "reason": "containerFailed", "message": "container failed", "exitCode": 1 } });
-        let unready = judge(&waited(), &pod(false, 1, crashed), Some(&start)).unwrap();
+        let unready = judge(&waited(), &pod(false, 1, crashed), &start).unwrap();
         assert_eq!(
             unready.to_string(),
             "agent-a: pod agent-a-1 turned unready: container agent terminated: containerFailed: container failed (exit code 1)"
         );
+    }
+
+    #[test]
+    fn a_pod_not_ready_yet_is_judged_on_readiness_only_once_it_has_been_ready() {
+        let starting = Start {
+            restarts: 0,
+            been_ready: false,
+        };
+        let creating = json!({ "waiting": { "reason": "ContainerCreating" } });
+        assert_eq!(judge(&waited(), &pod(false, 0, creating), &starting), None);
+        let crashing = json!({ "waiting": { "reason": "CrashLoopBackOff" } });
+        let restarted = judge(&waited(), &pod(false, 1, crashing), &starting).unwrap();
+        assert!(restarted.what.starts_with("restarted"), "{restarted}");
     }
 }

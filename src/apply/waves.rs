@@ -15,8 +15,10 @@ use crate::plan::{Action, Plan, Target};
 pub enum Outcome {
     /// Rolled out and through its gate: it runs the new definition.
     Done,
-    /// Its changes were written, or some of them, but it failed: why.
+    /// Its changes were written but its pods are not healthy: why.
     Failed(String),
+    /// Some of its changes could not be written: why.
+    NotWritten(String),
     /// Never started: it runs what it ran before.
     NotStarted,
 }
@@ -33,10 +35,14 @@ pub struct WaveState {
     pub rolled_back: Option<Vec<String>>,
 }
 
-/// An apply in waves that a wave stopped (its rollout or its gate failed).
+/// An apply in waves that a wave stopped (its writes, its rollout or its
+/// gate failed).
 #[derive(Debug)]
 pub struct Halted {
     pub waves: Vec<WaveState>,
+    /// What apply reported when the wave's writes or rollouts failed (with
+    /// the later waves' changes as not started); none when its gate did.
+    pub stopped: Option<Stopped>,
 }
 
 impl Halted {
@@ -45,7 +51,7 @@ impl Halted {
             .iter()
             .enumerate()
             .find_map(|(n, w)| match &w.outcome {
-                Outcome::Failed(why) => Some((n, w, why.as_str())),
+                Outcome::Failed(why) | Outcome::NotWritten(why) => Some((n, w, why.as_str())),
                 _ => None,
             })
     }
@@ -94,6 +100,7 @@ fn describe(wave: &WaveState) -> &'static str {
         (Outcome::Failed(_), _) => {
             "failed: its new definition is written, its pods are not healthy"
         }
+        (Outcome::NotWritten(_), _) => "failed: its new definition is written in part",
         (Outcome::NotStarted, true) => "not started: never deployed",
         (Outcome::NotStarted, false) => "not started: runs the previous definition",
     }
@@ -104,7 +111,9 @@ pub fn table_markdown(waves: &[WaveState]) -> String {
     let mut text = String::from("| wave | agents | result |\n|---|---|---|\n");
     for (n, wave) in waves.iter().enumerate() {
         let mut result = match &wave.outcome {
-            Outcome::Failed(why) => format!("halted: {}", why.replace('|', "\\|")),
+            Outcome::Failed(why) | Outcome::NotWritten(why) => {
+                format!("halted: {}", why.replace('|', "\\|"))
+            }
             _ => describe(wave).to_string(),
         };
         if let Some(rolled_back) = &wave.rolled_back {
@@ -167,29 +176,37 @@ pub async fn apply_in_waves(
         let applied = apply(systems, &batch.plan, options, &mut prefixed).await;
         // The wave's place in `states`; none for what belongs to no wave.
         let index = (!batch.roles.is_empty()).then(|| wave - 1);
-        if let Err(mut err) = applied {
-            // Stopped by a signal: an interrupted apply, whose report also
-            // lists what the later batches never started.
-            if let Some(stopped) = err.downcast_mut::<Stopped>()
-                && stopped.interrupted.is_some()
-            {
-                stopped.not_started.extend(
-                    batches[n + 1..]
-                        .iter()
-                        .flat_map(|later| &later.plan.changes)
-                        .filter(|change| change.action != Action::NoOp)
-                        .map(|change| change.target.clone()),
-                );
-                return Err(err);
-            }
-            let Some(index) = index else {
-                return Err(err);
+        if let Err(err) = applied {
+            let mut stopped = match err.downcast::<Stopped>() {
+                Ok(stopped) => stopped,
+                Err(other) => return Err(other),
             };
-            states[index].outcome = Outcome::Failed(format!("{err:#}"));
+            // The report also lists what the later batches never started.
+            stopped.not_started.extend(
+                batches[n + 1..]
+                    .iter()
+                    .flat_map(|later| &later.plan.changes)
+                    .filter(|change| change.action != Action::NoOp)
+                    .map(|change| change.target.clone()),
+            );
+            // Stopped by a signal: an interrupted apply, not a failed wave.
+            let Some(index) = index.filter(|_| stopped.interrupted.is_none()) else {
+                return Err(stopped.into());
+            };
+            let why = stopped.to_string();
+            states[index].outcome = if stopped.in_rollout {
+                Outcome::Failed(why)
+            } else {
+                Outcome::NotWritten(why)
+            };
             if rollout.roll_back {
                 states[index].rolled_back = Some(roll_back(systems, batch, report).await);
             }
-            return Err(Halted { waves: states }.into());
+            return Err(Halted {
+                waves: states,
+                stopped: Some(stopped),
+            }
+            .into());
         }
         let gated = !options.rollout_timeout.is_zero() && !soak.is_zero() && batch.rolls_out();
         if let (true, Some(index)) = (gated, index) {
@@ -208,7 +225,11 @@ pub async fn apply_in_waves(
                 if rollout.roll_back {
                     states[index].rolled_back = Some(roll_back(systems, batch, report).await);
                 }
-                return Err(Halted { waves: states }.into());
+                return Err(Halted {
+                    waves: states,
+                    stopped: None,
+                }
+                .into());
             }
         }
         if let Some(signal) = options.interrupt.received() {

@@ -219,7 +219,10 @@ async fn carry_out(
         }
         Err(err) => {
             let halted = err.downcast_ref::<apply::waves::Halted>();
-            let (failed, interrupted) = match err.downcast_ref::<Stopped>() {
+            let stopped = err
+                .downcast_ref::<Stopped>()
+                .or_else(|| halted.and_then(|halted| halted.stopped.as_ref()));
+            let (failed, interrupted) = match stopped {
                 Some(stopped) => {
                     stopped_summary(stopped, done, &mut stdout)?;
                     (stopped.errors.len(), stopped.interrupted)
@@ -307,17 +310,31 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
         Some(signal) => format!("Apply interrupted by {signal}"),
         None => "Apply stopped".to_string(),
     };
-    if stopped.in_rollout && failed == 0 {
-        writeln!(
-            out,
-            "\n{stopped_by}: every change was made; rollouts were not waited for."
-        )?;
-    } else if stopped.in_rollout {
-        writeln!(
-            out,
-            "\n{stopped_by}: every change was made, but {failed} Deployment{} did not roll out (see below).",
-            if failed == 1 { "" } else { "s" }
-        )?;
+    if stopped.in_rollout {
+        // In waves, the later waves' changes are not started.
+        let (made, later) = match stopped.not_started.len() {
+            0 => ("every change was made".to_string(), String::new()),
+            later => (
+                format!("{done} change{} made", if done == 1 { "" } else { "s" }),
+                format!(
+                    "; {later} change{} of later waves not started",
+                    if later == 1 { "" } else { "s" }
+                ),
+            ),
+        };
+        if failed == 0 {
+            writeln!(
+                out,
+                "\n{stopped_by}: {made}{later}; rollouts were not waited for."
+            )?;
+        } else {
+            writeln!(
+                out,
+                "\n{stopped_by}: {made}, but {failed} Deployment{} did not roll out (see below){later}.",
+                if failed == 1 { "" } else { "s" }
+            )?;
+        }
+        list_not_started(stopped, out)?;
     } else {
         writeln!(
             out,
@@ -326,12 +343,7 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
             if failed == 0 { "" } else { " (see below)" },
             stopped.not_started.len()
         )?;
-        if !stopped.not_started.is_empty() {
-            writeln!(out, "Not started:")?;
-            for target in &stopped.not_started {
-                writeln!(out, "  {target}")?;
-            }
-        }
+        list_not_started(stopped, out)?;
         writeln!(out, "Rollouts were not waited for.")?;
     }
     let once_fixed = if failed == 0 { "" } else { " once fixed" };
@@ -339,6 +351,16 @@ fn stopped_summary(stopped: &Stopped, done: usize, out: &mut impl Write) -> std:
         out,
         "Run apply again{once_fixed}: it picks up where this left off."
     )
+}
+
+fn list_not_started(stopped: &Stopped, out: &mut impl Write) -> std::io::Result<()> {
+    if !stopped.not_started.is_empty() {
+        writeln!(out, "Not started:")?;
+        for target in &stopped.not_started {
+            writeln!(out, "  {target}")?;
+        }
+    }
+    Ok(())
 }
 
 /// A plan `fleet plan --out` wrote, in a format this fleet reads.
