@@ -15,6 +15,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use support::{FleetDir, TestEnv, eventually};
 
 /// A worker that scales 1..4 on 2 pending tasks per replica, and a sleeper
@@ -344,4 +345,66 @@ async fn agents_scale_on_a_nats_cluster_from_the_consumers_leader() {
     ack(&worker, 7).await;
     until_replicas(&deployments, "agent-worker", 1, Duration::from_secs(90)).await;
     fleet.assert_plan_empty();
+}
+
+/// A wave's gate fails when the change breaks an autoscaler that worked
+/// before it: here KEDA, pointed at a monitoring port nothing listens on,
+/// can no longer read the worker's backlog.
+#[tokio::test]
+async fn a_wave_that_breaks_its_autoscaler_fails_its_gate() {
+    let env = TestEnv::new("keda-gate").await;
+    let definition = format!(
+        "{}\n[rollout]\nsoak = \"12s\"\n",
+        SCALING_FLEET.replace("[agents.sleeper]", "[agents.sleeper]\nenabled = false")
+    );
+    let fleet = FleetDir::with_definition(&format!("{}-f", env.namespace), &definition);
+    fleet.set_environment(&format!(
+        "nats_monitoring = \"{}\"",
+        support::nats_monitoring()
+    ));
+    fleet.apply(&[]).assert_ok("first apply");
+
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+        "scaledobjects",
+    );
+    let scaled_objects: Api<DynamicObject> =
+        Api::namespaced_with(env.kube.clone(), &fleet.namespace, &resource);
+    let ready = |object: &DynamicObject| {
+        object.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+    };
+    eventually(
+        "KEDA to read the worker's consumer",
+        Duration::from_secs(60),
+        || async {
+            let object = scaled_objects.get("agent-worker").await.ok()?;
+            (ready(&object).as_deref() == Some("True")).then_some(())
+        },
+    )
+    .await;
+
+    // A new image, and a monitoring endpoint nothing listens on.
+    fleet.set_environment(
+        "nats_monitoring = \"127.0.0.1:9\"\n\n[agents.worker]\nimage = \"gcr.io/agent-ceo/agent-runtime:next\"\n",
+    );
+    let run = fleet.apply(&[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the rollout halted in wave 1 of 1 (worker): ScaledObject agent-worker stopped working during the wave: Ready=False (TriggerError)"
+        ),
+        "{}",
+        run.stderr
+    );
+    // The pods themselves were healthy: the soak ran its course.
+    assert!(
+        run.stdout.contains("soaking 1 pod for 12s"),
+        "{}",
+        run.stdout
+    );
 }

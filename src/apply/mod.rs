@@ -8,6 +8,7 @@
 //! to roll out ([`rollout`]). A signal ([`crate::interrupt`]) stops it the
 //! same way: no change starts after it, those in flight finish.
 
+pub mod autoscalers;
 mod jetstream;
 mod kube;
 pub mod rollback;

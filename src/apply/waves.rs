@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use super::{Event, Options, Stopped, Systems, apply, rollback, rollout_targets, soak};
+use super::{
+    Event, Options, Stopped, Systems, apply, autoscalers, rollback, rollout_targets, soak,
+};
 use crate::model::Rollout;
 use crate::plan::waves::{self, Batch};
 use crate::plan::{Action, Plan, Target};
@@ -173,9 +175,20 @@ pub async fn apply_in_waves(
             Event::Started(step) => report(Event::Started(format!("{title}: {step}"))),
             other => report(other),
         };
-        let applied = apply(systems, &batch.plan, options, &mut prefixed).await;
         // The wave's place in `states`; none for what belongs to no wave.
         let index = (!batch.roles.is_empty()).then(|| wave - 1);
+        let gated = index.is_some()
+            && !options.rollout_timeout.is_zero()
+            && !soak.is_zero()
+            && batch.rolls_out();
+        // How the wave's autoscalers were doing before it is written.
+        let autoscalers = if gated {
+            autoscalers::of_wave(&batch.plan)
+        } else {
+            Vec::new()
+        };
+        let before = autoscalers::read(&systems.cluster.client, &autoscalers).await?;
+        let applied = apply(systems, &batch.plan, options, &mut prefixed).await;
         if let Err(err) = applied {
             let mut stopped = match err.downcast::<Stopped>() {
                 Ok(stopped) => stopped,
@@ -208,7 +221,6 @@ pub async fn apply_in_waves(
             }
             .into());
         }
-        let gated = !options.rollout_timeout.is_zero() && !soak.is_zero() && batch.rolls_out();
         if let (true, Some(index)) = (gated, index) {
             prefixed(Event::Started(format!("soaking for {}s", soak.as_secs())));
             let mut progress = |line: String| report(Event::Gate(line));
@@ -220,8 +232,13 @@ pub async fn apply_in_waves(
                 &mut progress,
             )
             .await?;
-            if let Err(unhealthy) = soaked {
-                states[index].outcome = Outcome::Failed(unhealthy.to_string());
+            let after = autoscalers::read(&systems.cluster.client, &autoscalers).await?;
+            let failed = match soaked {
+                Err(unhealthy) => Some(unhealthy.to_string()),
+                Ok(()) => autoscalers::broken(&autoscalers, &before, &after),
+            };
+            if let Some(why) = failed {
+                states[index].outcome = Outcome::Failed(why);
                 if rollout.roll_back {
                     states[index].rolled_back = Some(roll_back(systems, batch, report).await);
                 }

@@ -25,6 +25,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         fleet.target.kube_context = Some(context.clone());
     }
     let selection = super::plan::selection(&args.cluster.targeting);
+    let mut targeted = None;
     if !selection.is_everything() {
         let defined = fleet
             .agents
@@ -36,6 +37,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         fleet
             .agents
             .retain(|agent| targeting.agents.contains(&agent.role));
+        targeted = Some(targeting);
     }
     let nats = super::plan::nats(&args.cluster.nats);
     let nats_url = nats.url.clone().or_else(|| fleet.target.nats_url.clone());
@@ -118,6 +120,7 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         namespace: fleet.namespace.clone(),
         kube_context: cluster.context.clone(),
         nats_url: nats_url.as_deref().map(crate::redact::url),
+        targeting: targeted,
     };
     let report = status::build(&fleet, header, &read);
     let mut stdout = Vec::new();

@@ -216,16 +216,20 @@ fn target_line(plan: &Plan) -> String {
 
 /// Which agents a targeted plan covers, and which it leaves out.
 fn targeting_line(plan: &Plan) -> Option<String> {
-    let targeting = plan.targeting.as_ref()?;
+    plan.targeting.as_ref().map(targeted)
+}
+
+/// `Targeted (--agent devops): agents devops; left out: observer, reviewer`.
+pub fn targeted(targeting: &crate::plan::selection::Targeting) -> String {
     let left_out = match &targeting.left_out[..] {
         [] => "none".to_string(),
         roles => roles.join(", "),
     };
-    Some(format!(
+    format!(
         "Targeted ({}): agents {}; left out: {left_out}",
         targeting.selection.flags(),
         targeting.agents.join(", "),
-    ))
+    )
 }
 
 /// What a held deploy lock means for the next apply.

@@ -33,6 +33,9 @@ pub struct Header {
     pub kube_context: String,
     /// Without userinfo.
     pub nats_url: Option<String>,
+    /// Only some agents are shown (`--agent`, `--exclude`, `--select`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<crate::plan::selection::Targeting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -432,6 +435,9 @@ fn consumer_line(consumer: &ConsumerStatus) -> String {
 
 pub fn text(status: &Status, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "{}", target_line(&status.header))?;
+    if let Some(targeting) = &status.header.targeting {
+        writeln!(out, "{}", super::targeted(targeting))?;
+    }
     writeln!(out, "{}", applied_line(status.last_applied.as_ref()))?;
     for agent in &status.agents {
         writeln!(out)?;
@@ -466,6 +472,9 @@ pub fn json(status: &Status, out: &mut dyn Write) -> anyhow::Result<()> {
 pub fn markdown(status: &Status, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "### fleet status: {}\n", status.header.fleet)?;
     writeln!(out, "- {}", target_line(&status.header))?;
+    if let Some(targeting) = &status.header.targeting {
+        writeln!(out, "- {}", super::targeted(targeting))?;
+    }
     writeln!(out, "- {}\n", applied_line(status.last_applied.as_ref()))?;
     writeln!(out, "| Agent | Replicas | Autoscaler | Consumers |")?;
     writeln!(out, "|---|---|---|---|")?;
@@ -537,6 +546,7 @@ autoscaling = { engine = "keda", min = 0, max = 3, pending_per_replica = 2 }
             namespace: "agents".into(),
             kube_context: "prod".into(),
             nats_url: Some("nats://nats:4222".into()),
+            targeting: None,
         }
     }
 
@@ -709,5 +719,27 @@ autoscaling = { engine = "keda", min = 0, max = 3, pending_per_replica = 2 }
             "{out}"
         );
         assert!(out.contains("- Last applied: commit 0123456789ab"), "{out}");
+    }
+
+    #[test]
+    fn a_targeted_status_says_which_agents_it_left_out() {
+        let selection = crate::plan::selection::Selection {
+            agents: vec!["worker".into()],
+            ..Default::default()
+        };
+        let mut header = header();
+        header.targeting = Some(crate::plan::selection::Targeting {
+            selection,
+            agents: vec!["worker".into()],
+            left_out: vec!["plain".into()],
+        });
+        let status = build(&fleet(), header, &read(Ok(json!({}))));
+        let mut out = Vec::new();
+        text(&status, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\nTargeted (--agent worker): agents worker; left out: plain\n"),
+            "{out}"
+        );
     }
 }
