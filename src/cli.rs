@@ -64,6 +64,30 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Print the JSON Schema of fleet.toml and environment files (for editors).
     Schema,
+    /// Print the shell completion script for SHELL.
+    ///
+    /// bash: `fleet completions bash > ~/.local/share/bash-completion/completions/fleet`;
+    /// zsh: into a directory on `$fpath` as `_fleet`; fish:
+    /// `~/.config/fish/completions/fleet.fish`; PowerShell: dot-source it
+    /// from `$PROFILE`.
+    Completions(CompletionsArgs),
+    /// Write the man pages (fleet(1) and one per command) into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write `fleet.1` and `fleet-<command>.1` into
+    /// (made if missing), e.g. /usr/local/share/man/man1.
+    #[arg(long, default_value = "man")]
+    pub out: PathBuf,
 }
 
 /// Where the definition lives and which environment to load.

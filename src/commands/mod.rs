@@ -2,6 +2,7 @@
 //! and reports the outcome as an [`ExitStatus`].
 
 mod apply;
+mod docs;
 mod plan;
 mod rbac;
 mod render;
@@ -71,6 +72,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Rbac(args) => rbac::run(&args),
         Command::Unlock(args) => runtime()?.block_on(unlock::run(&args)),
         Command::Schema => schema::run(),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     }
 }
 
