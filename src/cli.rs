@@ -73,6 +73,23 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Write the man pages (fleet(1) and one per command) into a directory.
     Man(ManArgs),
+    /// Start a fleet in a directory: fleet.toml with two agents and their
+    /// stream, environments/local.toml and production.toml, and the GitHub
+    /// workflows that plan pull requests and apply main. Overwrites nothing.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The directory to start the fleet in (made if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The fleet's name (default: the directory's, as a DNS label).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The namespace it deploys to (default: its name).
+    #[arg(long)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]

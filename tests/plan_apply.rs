@@ -1157,3 +1157,37 @@ async fn a_targeted_apply_changes_only_its_agents_and_prunes_nothing_else() {
     fleet.apply(&[]).assert_ok("untargeted apply");
     fleet.assert_plan_empty();
 }
+
+/// What `fleet init` writes is a fleet that applies as it is, and the next
+/// plan is empty.
+#[tokio::test]
+async fn an_initialised_fleet_applies_and_converges() {
+    let env = TestEnv::new("init").await;
+    let started = tempfile::tempdir().unwrap();
+    let namespace = format!("{}-f", env.namespace);
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["init", "--namespace", &namespace])
+        .arg(started.path())
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    // Its stream named as the example's, which the tests make private to
+    // each fleet (one NATS server holds every test's streams).
+    let definition = std::fs::read_to_string(started.path().join("fleet.toml"))
+        .unwrap()
+        .replace("[streams.tasks]", "[streams.agent-tasks]")
+        .replace("stream = \"tasks\"", "stream = \"agent-tasks\"");
+    assert!(definition.contains("[streams.agent-tasks]"), "{definition}");
+    let fleet = FleetDir::with_definition(&namespace, &definition);
+    fleet.set_environment("");
+    let plan = fleet.run(&["plan"]);
+    plan.assert_ok("plan");
+    assert!(
+        plan.stdout
+            .contains("apply rolls the agents out in 2 waves ([rollout]): triage; then coder"),
+        "{}",
+        plan.stdout
+    );
+    fleet.apply(&[]).assert_ok("apply");
+    fleet.assert_plan_empty();
+}

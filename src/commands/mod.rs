@@ -3,6 +3,7 @@
 
 mod apply;
 mod docs;
+mod init;
 mod plan;
 mod rbac;
 mod render;
@@ -74,6 +75,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Schema => schema::run(),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),
+        Command::Init(args) => init::run(&args),
     }
 }
 
