@@ -36,8 +36,8 @@ struct Repository {
 
 impl Repository {
     fn new(environments: &[(&str, &str, &str)]) -> Repository {
-        let root = tempfile::tempdir().unwrap();
-        let repo = root.path().join("repo");
+        let mut repository = Repository::bare();
+        let repo = repository.repo();
         let copy = |from: &str, to: &str| {
             let to = repo.join(to);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -66,35 +66,15 @@ impl Repository {
             std::fs::write(repo.join(format!("environments/{name}.toml")), text).unwrap();
             namespaces.push(namespace.to_string());
         }
-        // act takes the commit, branch and repository name from git.
-        for args in [
-            &["init", "-q", "-b", "main"][..],
-            &[
-                "remote",
-                "add",
-                "origin",
-                "https://github.com/acme/agents.git",
-            ],
-            &["add", "-A"],
-            &[
-                "-c",
-                "user.name=fleet test",
-                "-c",
-                "user.email=test@fleet.invalid",
-                "commit",
-                "-q",
-                "-m",
-                "the example fleet and workflows",
-            ],
-        ] {
-            let status = Command::new("git")
-                .args(args)
-                .current_dir(&repo)
-                .status()
-                .expect("running git");
-            assert!(status.success(), "git {args:?} in the test repository");
-        }
+        commit(&repo, "the example fleet and workflows");
+        repository.namespaces = namespaces;
+        repository
+    }
 
+    /// An empty repository (not yet committed), beside our action and the
+    /// directories the stand-ins keep what they did in.
+    fn bare() -> Repository {
+        let root = tempfile::tempdir().unwrap();
         // Our action as `uses: agent-ceo/fleet@v1` finds it: action.yml, and
         // Cargo.toml for the version it wants.
         let action = root.path().join("action");
@@ -102,10 +82,13 @@ impl Repository {
         for file in ["action.yml", "Cargo.toml"] {
             std::fs::copy(repo_root().join(file), action.join(file)).unwrap();
         }
-        for dir in ["home", "act", "artifacts"] {
+        for dir in ["repo", "home", "act", "artifacts", "releases"] {
             std::fs::create_dir(root.path().join(dir)).unwrap();
         }
-        Repository { root, namespaces }
+        Repository {
+            root,
+            namespaces: Vec::new(),
+        }
     }
 
     fn repo(&self) -> PathBuf {
@@ -146,8 +129,14 @@ impl Repository {
         serde_json::from_str(&text).unwrap()
     }
 
-    /// Runs `workflow` for `event` (with `payload` as the event) under act.
+    /// Runs `workflow` for `event` (with `payload` as the event) under act,
+    /// with the fleet under test on PATH.
     fn act(&self, event: &str, workflow: &str, payload: &Value) -> ActRun {
+        self.act_with(event, workflow, payload, Runner::default())
+    }
+
+    /// [`Repository::act`] on a runner set up as `runner` says.
+    fn act_with(&self, event: &str, workflow: &str, payload: &Value, runner: Runner) -> ActRun {
         let root = self.root.path();
         let event_file = root.join(format!("{event}.json"));
         std::fs::write(&event_file, payload.to_string()).unwrap();
@@ -155,6 +144,7 @@ impl Repository {
         let fleet = Path::new(env!("CARGO_BIN_EXE_fleet"));
         let path = std::env::join_paths(
             std::iter::once(fleet.parent().unwrap().to_path_buf())
+                .filter(|_| !runner.without_fleet)
                 .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
         )
         .unwrap();
@@ -180,6 +170,8 @@ impl Repository {
             ("actions/github-script@v7", "github-script"),
             ("actions/upload-artifact@v4", "upload-artifact"),
             ("actions/cache@v4", "cache"),
+            ("actions/download-artifact@v4", "download-artifact"),
+            ("softprops/action-gh-release@v2", "action-gh-release"),
         ] {
             command
                 .arg("--local-repository")
@@ -208,8 +200,12 @@ impl Repository {
             .env("NO_COLOR", "1")
             .env("FLEET_TEST_COMMENTS", root.join("comments.json"))
             .env("FLEET_TEST_ARTIFACTS", root.join("artifacts"))
+            .env("FLEET_TEST_RELEASES", root.join("releases"))
+            .args(&runner.args)
+            .envs(runner.env)
             .stdin(Stdio::null());
-        let (code, stdout, stderr) = run_with_timeout(command, ACT_TIMEOUT);
+        let (code, stdout, stderr) =
+            run_with_timeout(command, runner.timeout.unwrap_or(ACT_TIMEOUT));
         // act's whole log, for a failure's reader (the messages show a tail).
         static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -242,6 +238,38 @@ impl Drop for Repository {
                 .args(["--ignore-not-found"])
                 .output();
         }
+    }
+}
+
+/// Makes `repo` a git repository on `main` with one commit of what it
+/// holds: act takes the commit, branch and repository name from git.
+fn commit(repo: &Path, message: &str) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://github.com/acme/agents.git",
+        ],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=fleet test",
+            "-c",
+            "user.email=test@fleet.invalid",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .status()
+            .expect("running git");
+        assert!(status.success(), "git {args:?} in the test repository");
     }
 }
 
@@ -302,6 +330,19 @@ fn run_with_timeout(mut command: Command, timeout: Duration) -> (i32, String, St
         out.join().unwrap(),
         err.join().unwrap(),
     )
+}
+
+/// How a run's runner differs from the usual one.
+#[derive(Default)]
+struct Runner {
+    /// The fleet under test is not on PATH: the action must find its own.
+    without_fleet: bool,
+    /// More arguments for act, e.g. `--matrix`.
+    args: Vec<String>,
+    /// More environment for the steps.
+    env: Vec<(String, String)>,
+    /// Instead of [`ACT_TIMEOUT`].
+    timeout: Option<Duration>,
 }
 
 /// What act logged (`--json`: one object per line, with the job, matrix,
@@ -609,4 +650,177 @@ async fn plan_comments_each_environment_deploy_applies_staging_then_production()
         );
     }
     assert_eq!(repository.comments().len(), 2);
+}
+
+/// fleet's own release workflow, run on a tag of fleet's source, builds and
+/// packages fleet for this machine's target with SHA256SUMS; the action,
+/// with no fleet on PATH, downloads that release, checks it against
+/// SHA256SUMS and runs it; an archive whose checksum is not the listed one
+/// fails the step and is never run.
+#[test]
+fn the_release_is_built_and_the_action_runs_it_only_when_its_checksum_holds() {
+    act();
+    let version = env!("CARGO_PKG_VERSION");
+    let target = "x86_64-unknown-linux-gnu";
+    let asset = format!("fleet-v{version}-{target}.tar.gz");
+
+    // fleet's source as it stands, committed and tagged as a release would be.
+    let source = Repository::bare();
+    let listed = Command::new("git")
+        // Tracked and new files alike: the working tree under test.
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    for file in listed.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let file = Path::new(std::str::from_utf8(file).unwrap());
+        let to = source.repo().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        // A file deleted but not yet committed is not part of the source.
+        let _ = std::fs::copy(repo_root().join(file), &to);
+    }
+    commit(&source.repo(), "fleet");
+    let tag = format!("v{version}");
+    let tagged = Command::new("git")
+        .args(["tag", &tag])
+        .current_dir(source.repo())
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let home = std::env::var("HOME").unwrap();
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or(format!("{home}/.cargo"));
+    let rustup_home = std::env::var("RUSTUP_HOME").unwrap_or(format!("{home}/.rustup"));
+    let released = source.act_with(
+        "push",
+        "release.yml",
+        &json!({ "ref": format!("refs/tags/{tag}"), "repository": { "full_name": "agent-ceo/fleet", "name": "fleet", "owner": { "login": "agent-ceo" } } }),
+        Runner {
+            without_fleet: true,
+            // The one target this machine builds; the others need their runners.
+            args: vec!["--matrix".into(), format!("target:{target}")],
+            env: vec![
+                ("CARGO_HOME".into(), cargo_home),
+                ("RUSTUP_HOME".into(), rustup_home),
+                // Kept between runs: a cold release build takes minutes.
+                (
+                    "CARGO_TARGET_DIR".into(),
+                    repo_root().join("target/release-under-act").display().to_string(),
+                ),
+            ],
+            timeout: Some(Duration::from_secs(1800)),
+        },
+    );
+    assert_eq!(released.code, 0, "{}", released.all_logs());
+    let release = source.root.path().join("releases").join(&tag);
+    for file in [asset.as_str(), "SHA256SUMS"] {
+        assert!(release.join(file).is_file(), "the release has no {file}");
+    }
+    let sums = std::fs::read_to_string(release.join("SHA256SUMS")).unwrap();
+    assert!(sums.trim_end().ends_with(&format!("  {asset}")), "{sums}");
+
+    // The release served as GitHub would, and a workflow that uses the
+    // action on a runner without fleet.
+    let server = ReleaseServer::start(source.root.path().join("releases"));
+    let user = Repository::new(&[]);
+    let workflow = format!(
+        "name: check\non: push\njobs:\n  check:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - uses: agent-ceo/fleet@v1\n        with:\n          command: validate\n          release-url: {}\n",
+        server.url
+    );
+    std::fs::write(user.repo().join(".github/workflows/check.yml"), workflow).unwrap();
+    let without_fleet = || Runner {
+        without_fleet: true,
+        ..Runner::default()
+    };
+    let checked = user.act_with("push", "check.yml", &push_to_main(), without_fleet());
+    assert_eq!(checked.code, 0, "{}", checked.all_logs());
+    let job = Job("check", None);
+    assert!(
+        checked.says(job, &format!("Using the released fleet {version}")),
+        "{}",
+        checked.log(job)
+    );
+    assert!(
+        checked.says(job, "fleet.toml is valid"),
+        "{}",
+        checked.log(job)
+    );
+
+    // The archive is not the one the release lists: the step fails, and
+    // fleet is neither run nor built.
+    let mut tampered = std::fs::read(release.join(&asset)).unwrap();
+    tampered.extend_from_slice(b"\0");
+    std::fs::write(release.join(&asset), tampered).unwrap();
+    let refused = user.act_with("push", "check.yml", &push_to_main(), without_fleet());
+    assert_ne!(refused.code, 0, "{}", refused.all_logs());
+    assert!(
+        refused.says(job, "but its release's SHA256SUMS lists"),
+        "{}",
+        refused.log(job)
+    );
+    assert!(
+        !refused.says(job, "fleet.toml is valid"),
+        "{}",
+        refused.log(job)
+    );
+    assert!(!refused.says(job, "building it from the action's source"));
+}
+
+/// A directory served over HTTP on loopback, as a releases page serves its
+/// assets: `GET /<tag>/<file>`.
+struct ReleaseServer {
+    url: String,
+}
+
+impl ReleaseServer {
+    fn start(dir: PathBuf) -> ReleaseServer {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // The request line, then its headers up to the blank line
+                // (all read, so that closing sends no reset).
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut header = String::from("-");
+                while !header.trim().is_empty() {
+                    header.clear();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                        break;
+                    }
+                }
+                let path = request
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches('/');
+                let file = (!path.contains(".."))
+                    .then(|| std::fs::read(dir.join(path)).ok())
+                    .flatten();
+                let _ = match file {
+                    Some(body) => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|()| stream.write_all(&body)),
+                    None => stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+            }
+        });
+        ReleaseServer { url }
+    }
 }
