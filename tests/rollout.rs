@@ -551,12 +551,12 @@ async fn a_wave_whose_pods_crash_halts_the_rollout_and_the_rerun_after_the_fix_f
     rerun.assert_ok("the rerun after the fix");
     assert!(!rerun.stdout.contains("(observer)"), "{}", rerun.stdout);
     assert!(
-        rerun.stdout.contains("wave 1 of 2 (devops)"),
+        rerun.stdout.contains("wave 2 of 3 (devops)"),
         "{}",
         rerun.stdout
     );
     assert!(
-        rerun.stdout.contains("wave 2 of 2 (reviewer)"),
+        rerun.stdout.contains("wave 3 of 3 (reviewer)"),
         "{}",
         rerun.stdout
     );
@@ -608,7 +608,7 @@ async fn an_apply_killed_between_waves_converges_on_the_rerun() {
     );
     assert!(!rerun.stdout.contains("(observer)"), "{}", rerun.stdout);
     assert!(
-        rerun.stdout.contains("wave 1 of 2 (devops)"),
+        rerun.stdout.contains("wave 2 of 3 (devops)"),
         "{}",
         rerun.stdout
     );

@@ -23,6 +23,9 @@ pub enum Outcome {
     NotWritten(String),
     /// Never started: it runs what it ran before.
     NotStarted,
+    /// Nothing of it differed from the definition: not rolled out, nor
+    /// soaked, again.
+    Unchanged,
 }
 
 /// One wave and how it ended.
@@ -105,6 +108,7 @@ fn describe(wave: &WaveState) -> &'static str {
         (Outcome::NotWritten(_), _) => "failed: its new definition is written in part",
         (Outcome::NotStarted, true) => "not started: never deployed",
         (Outcome::NotStarted, false) => "not started: runs the previous definition",
+        (Outcome::Unchanged, _) => "nothing to change: runs the new definition",
     }
 }
 
@@ -142,24 +146,29 @@ pub async fn apply_in_waves(
 ) -> anyhow::Result<Vec<WaveState>> {
     let (waves, soak) = (&rollout.waves, rollout.soak);
     let batches = waves::split(plan, waves);
-    let agent_batches: Vec<&Batch> = batches.iter().filter(|b| !b.roles.is_empty()).collect();
-    let mut states: Vec<WaveState> = agent_batches
+    // Every wave of `[rollout]`, those with nothing to change included, so
+    // that the numbers are the plan's and the report says what each runs.
+    let mut states: Vec<WaveState> = waves
         .iter()
-        .map(|batch| WaveState {
-            roles: batch.roles.clone(),
-            outcome: Outcome::NotStarted,
-            new: only_creates_deployments(&batch.plan),
-            rolled_back: None,
+        .enumerate()
+        .map(|(n, roles)| {
+            let batch = batches.iter().find(|b| b.wave == Some(n));
+            WaveState {
+                roles: roles.clone(),
+                outcome: match batch {
+                    Some(_) => Outcome::NotStarted,
+                    None => Outcome::Unchanged,
+                },
+                new: batch.is_some_and(|b| only_creates_deployments(&b.plan)),
+                rolled_back: None,
+            }
         })
         .collect();
     let count = states.len();
-    let mut wave = 0;
     for (n, batch) in batches.iter().enumerate() {
-        let title = if batch.roles.is_empty() {
-            "before the waves".to_string()
-        } else {
-            wave += 1;
-            format!("wave {wave} of {count} ({})", batch.roles.join(", "))
+        let title = match batch.wave {
+            Some(wave) => format!("wave {} of {count} ({})", wave + 1, batch.roles.join(", ")),
+            None => "before the waves".to_string(),
         };
         let changes = batch
             .plan
@@ -176,7 +185,7 @@ pub async fn apply_in_waves(
             other => report(other),
         };
         // The wave's place in `states`; none for what belongs to no wave.
-        let index = (!batch.roles.is_empty()).then(|| wave - 1);
+        let index = batch.wave;
         let gated = index.is_some()
             && !options.rollout_timeout.is_zero()
             && !soak.is_zero()

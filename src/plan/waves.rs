@@ -16,6 +16,9 @@ use crate::ownership;
 pub struct Batch {
     /// The wave's agents; empty for what belongs to no wave.
     pub roles: Vec<String>,
+    /// Which wave it is (from 0, in the order `[rollout]` gives); `None`
+    /// for what belongs to no wave.
+    pub wave: Option<usize>,
     /// The plan with only this batch's changes.
     pub plan: Plan,
 }
@@ -51,19 +54,21 @@ pub fn split(plan: &Plan, waves: &[Vec<String>]) -> Vec<Batch> {
             }
         }
     }
-    let batch = |roles: Vec<String>, changes: Vec<Change>| Batch {
+    let batch = |wave: Option<usize>, roles: Vec<String>, changes: Vec<Change>| Batch {
         roles,
+        wave,
         plan: Plan {
             changes,
             ..plan.clone()
         },
     };
-    let mut batches: Vec<Batch> = std::iter::once(batch(Vec::new(), shared))
+    let mut batches: Vec<Batch> = std::iter::once(batch(None, Vec::new(), shared))
         .chain(
             waves
                 .iter()
                 .zip(by_wave)
-                .map(|(roles, changes)| batch(roles.clone(), changes)),
+                .enumerate()
+                .map(|(n, (roles, changes))| batch(Some(n), roles.clone(), changes)),
         )
         // A wave with nothing to change runs the new definition already: it
         // is neither rolled out nor soaked again.
@@ -71,7 +76,7 @@ pub fn split(plan: &Plan, waves: &[Vec<String>]) -> Vec<Batch> {
         .collect();
     match batches.last_mut() {
         Some(last) => last.plan.changes.extend(parent),
-        None if !parent.is_empty() => batches.push(batch(Vec::new(), parent)),
+        None if !parent.is_empty() => batches.push(batch(None, Vec::new(), parent)),
         None => {}
     }
     batches
@@ -165,7 +170,7 @@ mod tests {
             &waves,
         );
         assert_eq!(batches.len(), 3);
-        assert!(batches[0].roles.is_empty());
+        assert!(batches[0].roles.is_empty() && batches[0].wave.is_none());
         assert_eq!(
             names(&batches[0]),
             ["Namespace ns/ns", "ConfigMap ns/agent-gone"]
@@ -188,6 +193,8 @@ mod tests {
         );
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].roles, ["b"]);
+        // It keeps its number: the second wave.
+        assert_eq!(batches[0].wave, Some(1));
         assert!(split(&plan(Vec::new()), &waves).is_empty());
     }
 }
