@@ -20,6 +20,7 @@ pub mod ownership;
 pub mod plan;
 pub mod process;
 pub mod provenance;
+pub mod quantity;
 pub mod redact;
 pub mod render;
 pub mod report;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::diagnostic::Diagnostic;
 use super::source::{Entry, Node, Origin, Table, Value};
 use crate::model::Quantity;
+use crate::quantity::{Amount, NotAmount, NotWhole};
 
 /// Collects problems while the tree is read.
 #[derive(Debug, Default)]
@@ -265,31 +266,35 @@ impl Reader {
     /// A Kubernetes quantity (`500m`, `2`, `1Gi`, `10G`).
     pub fn quantity(&mut self, table: &Table, key: &str) -> Option<At<Quantity>> {
         let text = self.string(table, key)?;
-        match parse_quantity(&text.value) {
-            Some(value) if value.is_finite() => Some(At {
-                value: Quantity {
-                    text: text.value,
-                    value,
-                },
-                origin: text.origin,
-            }),
+        let refused = |r: &mut Self, what: &str, label: &str| {
+            r.report(
+                Diagnostic::error(&text.origin, format!("`{}` {what}", text.value))
+                    .with_label(label)
+                    .with_help("write e.g. \"500m\" or \"2\" for CPU, \"512Mi\" or \"4Gi\" for memory and storage"),
+            );
+            None
+        };
+        match Amount::parse(&text.value) {
+            Ok(amount) if amount.is_negative() => {
+                refused(self, "is negative", "a resource cannot be negative")
+            }
             // Hundreds of digits: no resource comes near, and comparing
             // infinities would let a request above its limit through.
-            Some(_) => {
-                self.report(
-                    Diagnostic::error(&text.origin, format!("`{}` is too large", text.value))
-                        .with_label("too large to be a quantity")
-                        .with_help("write e.g. \"500m\" or \"2\" for CPU, \"512Mi\" or \"4Gi\" for memory and storage"),
-                );
-                None
+            Ok(amount) if !amount.to_f64().is_finite() => {
+                refused(self, "is too large", "too large to be a quantity")
             }
-            None => {
-                self.report(
-                    Diagnostic::error(&text.origin, format!("`{}` is not a Kubernetes quantity", text.value))
-                        .with_label("not a quantity")
-                        .with_help("write e.g. \"500m\" or \"2\" for CPU, \"512Mi\" or \"4Gi\" for memory and storage"),
-                );
-                None
+            Ok(amount) => Some(At {
+                value: Quantity {
+                    text: text.value.clone(),
+                    value: amount.to_f64(),
+                },
+                origin: text.origin.clone(),
+            }),
+            Err(NotAmount::TooManyDigits) => {
+                refused(self, "is too large", "too large to be a quantity")
+            }
+            Err(NotAmount::Syntax) => {
+                refused(self, "is not a Kubernetes quantity", "not a quantity")
             }
         }
     }
@@ -360,40 +365,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     Ok(Duration::new(seconds, nanos))
 }
 
-/// The value of a Kubernetes quantity in base units, or `None` when it is
-/// not one (the API server would refuse it).
-pub fn parse_quantity(text: &str) -> Option<f64> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    if number.is_empty() || number.starts_with('.') && number.len() == 1 {
-        return None;
-    }
-    let number: f64 = number.parse().ok()?;
-    if number < 0.0 {
-        return None;
-    }
-    let multiplier = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    Some(number * multiplier)
-}
-
 /// Why a byte size was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadSize {
@@ -408,59 +379,18 @@ pub enum BadSize {
 /// A quantity of bytes (`1Gi`, `1.5Ki`, `500M`), computed exactly: no float
 /// rounding decides whether a size fits the field it is for.
 pub fn parse_bytes(text: &str) -> Result<u128, BadSize> {
-    if parse_quantity(text).is_none() || text.starts_with('-') {
-        return Err(BadSize::Syntax);
+    match Amount::parse(text) {
+        Ok(amount) => amount.whole().map_err(|why| match why {
+            NotWhole::Negative => BadSize::Syntax,
+            NotWhole::Fraction => BadSize::NotWhole,
+            NotWhole::TooLarge => BadSize::TooLarge,
+        }),
+        // Dozens of significant digits after a point is no whole number of
+        // bytes anyone meant; before it, too many bytes.
+        Err(NotAmount::TooManyDigits) if text.contains('.') => Err(BadSize::NotWhole),
+        Err(NotAmount::TooManyDigits) => Err(BadSize::TooLarge),
+        Err(NotAmount::Syntax) => Err(BadSize::Syntax),
     }
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number = number.strip_prefix('+').unwrap_or(number);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let fraction = fraction.trim_end_matches('0');
-    let digits = format!("{whole}{fraction}");
-    let digits = digits.trim_start_matches('0');
-    // The value is digits * multiplier / 10^len(fraction).
-    let (multiplier, divisor): (u128, u128) = match suffix {
-        "" => (1, 1),
-        "m" => (1, 1000),
-        "k" => (10u128.pow(3), 1),
-        "M" => (10u128.pow(6), 1),
-        "G" => (10u128.pow(9), 1),
-        "T" => (10u128.pow(12), 1),
-        "P" => (10u128.pow(15), 1),
-        "E" => (10u128.pow(18), 1),
-        "Ki" => (1 << 10, 1),
-        "Mi" => (1 << 20, 1),
-        "Gi" => (1 << 30, 1),
-        "Ti" => (1 << 40, 1),
-        "Pi" => (1 << 50, 1),
-        "Ei" => (1 << 60, 1),
-        _ => return Err(BadSize::Syntax),
-    };
-    // Overflowing with a fraction means dozens of significant digits after
-    // the point: that is no whole number of bytes anyone meant.
-    let overflow = if fraction.is_empty() {
-        BadSize::TooLarge
-    } else {
-        BadSize::NotWhole
-    };
-    let mantissa: u128 = if digits.is_empty() {
-        0
-    } else {
-        // Only ASCII digits are left, so a failed parse is an overflow.
-        digits.parse().map_err(|_| overflow)?
-    };
-    let numerator = mantissa.checked_mul(multiplier).ok_or(overflow)?;
-    let denominator = u32::try_from(fraction.len())
-        .ok()
-        .and_then(|places| 10u128.checked_pow(places))
-        .and_then(|power| power.checked_mul(divisor))
-        .ok_or(BadSize::NotWhole)?;
-    if numerator % denominator != 0 {
-        return Err(BadSize::NotWhole);
-    }
-    Ok(numerator / denominator)
 }
 
 #[cfg(test)]
@@ -494,18 +424,6 @@ mod tests {
         );
         assert!(parse_duration("106751d").unwrap() <= JETSTREAM_MAX_DURATION);
         assert!(parse_duration("106752d").unwrap() > JETSTREAM_MAX_DURATION);
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("2000m"), Some(2.0));
-        assert_eq!(parse_quantity("1Gi"), Some(1024f64.powi(3)));
-        assert_eq!(parse_quantity("10G"), Some(1e10));
-        assert_eq!(parse_quantity("1.5"), Some(1.5));
-        assert_eq!(parse_quantity("1GB"), None);
-        assert_eq!(parse_quantity("lots"), None);
-        assert_eq!(parse_quantity("-1"), None);
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::load::read::parse_quantity;
 use crate::ownership;
 
 /// `live` with `desired` laid over it. Fields fleet applied last time (its
@@ -195,12 +194,7 @@ fn same_value(live: &Value, desired: &Value, at: Place<'_>) -> bool {
     }
     match (live, desired) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::String(a), Value::String(b)) if at.holds_quantity() => {
-            match (parse_quantity(a), parse_quantity(b)) {
-                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
-                _ => false,
-            }
-        }
+        (Value::String(a), Value::String(b)) if at.holds_quantity() => crate::quantity::same(a, b),
         _ => false,
     }
 }

@@ -252,7 +252,7 @@ fn key_matches(key: &Map<String, Value>, item: &Map<String, Value>) -> bool {
 /// with defaults added.
 fn same_stored(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::String(d), Value::String(l)) => d == l || same_quantity(d, l),
+        (Value::String(d), Value::String(l)) => crate::quantity::same(d, l),
         (Value::Object(d), Value::Object(l)) => d
             .iter()
             .all(|(k, v)| l.get(k).is_some_and(|l| same_stored(v, l))),
@@ -261,69 +261,6 @@ fn same_stored(desired: &Value, live: &Value) -> bool {
         }
         (d, l) => d == l,
     }
-}
-
-/// Whether two strings are the same Kubernetes quantity (`2000m` and `2`,
-/// `1024Mi` and `1Gi`). Exact: both are turned into a whole mantissa and a
-/// power of ten.
-fn same_quantity(a: &str, b: &str) -> bool {
-    matches!((quantity(a), quantity(b)), (Some(a), Some(b)) if a == b)
-}
-
-/// A quantity as (mantissa, power of ten) with no trailing zeros in the
-/// mantissa; `None` for what is not a quantity (or would overflow).
-fn quantity(text: &str) -> Option<(i128, i32)> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let (negative, digits) = match number.as_bytes().first()? {
-        b'-' => (true, &number[1..]),
-        b'+' => (false, &number[1..]),
-        _ => (false, number),
-    };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() && fraction.is_empty()
-        || !whole
-            .bytes()
-            .chain(fraction.bytes())
-            .all(|b| b.is_ascii_digit())
-        || whole.len() + fraction.len() > 30
-    {
-        return None;
-    }
-    let mut mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
-    let mut exponent = -i32::try_from(fraction.len()).ok()?;
-    let binary = |power: u32| 1024_i128.checked_pow(power);
-    match suffix {
-        "" => {}
-        "n" => exponent -= 9,
-        "u" => exponent -= 6,
-        "m" => exponent -= 3,
-        "k" => exponent += 3,
-        "M" => exponent += 6,
-        "G" => exponent += 9,
-        "T" => exponent += 12,
-        "P" => exponent += 15,
-        "E" => exponent += 18,
-        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
-            let power = "KMGTPE".find(&suffix[..1])? as u32 + 1;
-            mantissa = mantissa.checked_mul(binary(power)?)?;
-        }
-        exp if exp.starts_with(['e', 'E']) => exponent += exp[1..].parse::<i32>().ok()?,
-        _ => return None,
-    }
-    if negative {
-        mantissa = -mantissa;
-    }
-    if mantissa == 0 {
-        return Some((0, 0));
-    }
-    while mantissa % 10 == 0 {
-        mantissa /= 10;
-        exponent += 1;
-    }
-    Some((mantissa, exponent))
 }
 
 #[cfg(test)]
@@ -508,30 +445,5 @@ pub(crate) mod tests {
         let mut deleting = live();
         deleting["metadata"]["deletionTimestamp"] = json!("2026-11-29T12:00:00Z");
         assert!(!proven_unchanged(&desired(), &deleting));
-    }
-
-    #[test]
-    fn quantities_compare_by_value() {
-        for (a, b) in [
-            ("2000m", "2"),
-            ("1024Mi", "1Gi"),
-            ("0.5", "500m"),
-            ("1e3", "1k"),
-            ("1.5Gi", "1536Mi"),
-            ("0", "0m"),
-        ] {
-            assert!(same_quantity(a, b), "{a} = {b}");
-        }
-        for (a, b) in [
-            ("1G", "1Gi"),
-            ("1", "2"),
-            ("1m", "1"),
-            ("agent:1", "agent:1.0"),
-        ] {
-            assert!(!same_quantity(a, b), "{a} != {b}");
-        }
-        assert_eq!(quantity("abc"), None);
-        assert_eq!(quantity(""), None);
-        assert_eq!(quantity("."), None);
     }
 }

@@ -17,8 +17,6 @@ use k8s_openapi::api::core::v1::{
     Container, Node, NodeSelectorRequirement, NodeSelectorTerm, PodSpec, Taint, Toleration,
 };
 
-use crate::load::read::parse_quantity;
-
 /// Why no node among `nodes` can ever hold a pod of `spec`, or `None` when
 /// one could once there is room.
 pub fn never_fits(spec: &PodSpec, nodes: &[&Node]) -> Option<String> {
@@ -144,9 +142,8 @@ fn misfit(spec: &PodSpec, requests: &BTreeMap<String, f64>, node: &Node) -> Opti
                 // A node that does not report a resource has none of it.
                 None => true,
                 // Sums of decimal fractions (`0.1` + `0.2`) are not exact.
-                Some(quantity) => {
-                    parse_quantity(&quantity.0).is_some_and(|has| has < **requested * (1.0 - 1e-9))
-                }
+                Some(quantity) => crate::quantity::value(&quantity.0)
+                    .is_some_and(|has| has < **requested * (1.0 - 1e-9)),
             }
         })
         .map(|(resource, _)| Misfit::TooSmall(resource.clone()))
@@ -188,7 +185,7 @@ fn requests(spec: &PodSpec) -> BTreeMap<String, f64> {
         }
     }
     for (resource, quantity) in spec.overhead.iter().flatten() {
-        if let Some(value) = parse_quantity(&quantity.0) {
+        if let Some(value) = crate::quantity::value(&quantity.0) {
             *sum.entry(resource.clone()).or_insert(0.0) += value;
         }
     }
@@ -205,13 +202,15 @@ fn container_requests(container: &Container) -> Vec<(String, f64)> {
         .and_then(|r| r.requests.as_ref())
         .into_iter()
         .flatten()
-        .filter_map(|(resource, quantity)| Some((resource.clone(), parse_quantity(&quantity.0)?)))
+        .filter_map(|(resource, quantity)| {
+            Some((resource.clone(), crate::quantity::value(&quantity.0)?))
+        })
         .collect()
 }
 
 fn allocatable(node: &Node, resource: &str) -> Option<f64> {
     let quantity = node.status.as_ref()?.allocatable.as_ref()?.get(resource)?;
-    parse_quantity(&quantity.0)
+    crate::quantity::value(&quantity.0)
 }
 
 /// Whether a taint keeps pods off the node for good. The node lifecycle

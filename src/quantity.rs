@@ -1,0 +1,216 @@
+//! Kubernetes quantities (`500m`, `2`, `1Gi`, `1e3`): one exact reading for
+//! every stage that asks what a quantity is worth or whether two are equal.
+//! A plan that promises exactness cannot decide `1024Mi == 1Gi` with float
+//! tolerances. Pure.
+
+/// A quantity's value as a whole mantissa times a power of ten, kept with
+/// no trailing zeros in the mantissa, so that equal values are equal
+/// structs: `2000m`, `2` and `2e0` are all `(2, 0)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Amount {
+    mantissa: i128,
+    exponent: i32,
+}
+
+/// Why a text is no [`Amount`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAmount {
+    /// Not a quantity at all.
+    Syntax,
+    /// A quantity, but with more significant digits than 128 bits hold.
+    TooManyDigits,
+}
+
+impl Amount {
+    pub const ZERO: Amount = Amount {
+        mantissa: 0,
+        exponent: 0,
+    };
+
+    /// Reads a quantity as the API server does: a signed decimal number,
+    /// then a decimal (`n u m k M G T P E`), binary (`Ki`..`Ei`) or
+    /// exponent (`e3`, `E-2`) suffix.
+    pub fn parse(text: &str) -> Result<Amount, NotAmount> {
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+            .unwrap_or(text.len());
+        let (number, suffix) = text.split_at(split);
+        let (negative, digits) = match number.as_bytes().first() {
+            Some(b'-') => (true, &number[1..]),
+            Some(b'+') => (false, &number[1..]),
+            Some(_) => (false, number),
+            None => return Err(NotAmount::Syntax),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty() || !all_digits {
+            return Err(NotAmount::Syntax);
+        }
+        let (binary_power, decimal_exponent): (u32, i32) = match suffix {
+            "" => (0, 0),
+            "n" => (0, -9),
+            "u" => (0, -6),
+            "m" => (0, -3),
+            "k" => (0, 3),
+            "M" => (0, 6),
+            "G" => (0, 9),
+            "T" => (0, 12),
+            "P" => (0, 15),
+            "E" => (0, 18),
+            "Ki" => (1, 0),
+            "Mi" => (2, 0),
+            "Gi" => (3, 0),
+            "Ti" => (4, 0),
+            "Pi" => (5, 0),
+            "Ei" => (6, 0),
+            exponent if exponent.starts_with(['e', 'E']) => {
+                (0, exponent[1..].parse().map_err(|_| NotAmount::Syntax)?)
+            }
+            _ => return Err(NotAmount::Syntax),
+        };
+        let fraction_places =
+            i32::try_from(fraction.len()).map_err(|_| NotAmount::TooManyDigits)?;
+        let digits = format!("{whole}{fraction}");
+        let significant = digits.trim_end_matches('0');
+        let trailing_zeros = i32::try_from(digits.len() - significant.len())
+            .map_err(|_| NotAmount::TooManyDigits)?;
+        let significant = significant.trim_start_matches('0');
+        if significant.is_empty() {
+            return Ok(Amount::ZERO);
+        }
+        // Only ASCII digits are left, so a failed parse is an overflow.
+        let mut mantissa: i128 = significant.parse().map_err(|_| NotAmount::TooManyDigits)?;
+        if binary_power > 0 {
+            mantissa = 1024_i128
+                .checked_pow(binary_power)
+                .and_then(|factor| mantissa.checked_mul(factor))
+                .ok_or(NotAmount::TooManyDigits)?;
+        }
+        let exponent = decimal_exponent
+            .checked_sub(fraction_places)
+            .and_then(|e| e.checked_add(trailing_zeros))
+            .ok_or(NotAmount::TooManyDigits)?;
+        let sign = if negative { -1 } else { 1 };
+        Ok(Amount::normalized(sign * mantissa, exponent))
+    }
+
+    fn normalized(mut mantissa: i128, mut exponent: i32) -> Amount {
+        if mantissa == 0 {
+            return Amount::ZERO;
+        }
+        while mantissa % 10 == 0 {
+            mantissa /= 10;
+            exponent += 1;
+        }
+        Amount { mantissa, exponent }
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.mantissa < 0
+    }
+
+    /// The value as a float, for sums and ratios (what fits on a node, a
+    /// request against its limit); never for deciding equality.
+    pub fn to_f64(self) -> f64 {
+        self.mantissa as f64 * 10f64.powi(self.exponent)
+    }
+
+    /// The value as a whole number (of bytes, of messages): `Err` when it is
+    /// negative, has a fraction, or does not fit.
+    pub fn whole(self) -> Result<u128, NotWhole> {
+        if self.is_negative() {
+            return Err(NotWhole::Negative);
+        }
+        // Normalised: a negative exponent means a fraction is left.
+        let Ok(exponent) = u32::try_from(self.exponent) else {
+            return Err(NotWhole::Fraction);
+        };
+        10u128
+            .checked_pow(exponent)
+            .and_then(|power| power.checked_mul(self.mantissa as u128))
+            .ok_or(NotWhole::TooLarge)
+    }
+}
+
+/// Why an [`Amount`] is no whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotWhole {
+    Negative,
+    Fraction,
+    TooLarge,
+}
+
+/// Whether two texts are the same quantity (`2000m` and `2`, `1024Mi` and
+/// `1Gi`), exactly; texts that are no quantity are the same only as text.
+pub fn same(a: &str, b: &str) -> bool {
+    a == b || matches!((Amount::parse(a), Amount::parse(b)), (Ok(a), Ok(b)) if a == b)
+}
+
+/// The value of a quantity that is not negative, as a float (see
+/// [`Amount::to_f64`]); `None` for what is not one.
+pub fn value(text: &str) -> Option<f64> {
+    Amount::parse(text)
+        .ok()
+        .filter(|amount| !amount.is_negative())
+        .map(Amount::to_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_are_equal_however_written() {
+        for (a, b) in [
+            ("2000m", "2"),
+            ("1024Mi", "1Gi"),
+            ("0.5", "500m"),
+            ("1e3", "1k"),
+            ("1E3", "1000"),
+            ("+1.50", "1500m"),
+            ("100n", "0.1u"),
+            ("0", "0.000Gi"),
+            ("1.5Ki", "1536"),
+        ] {
+            assert!(same(a, b), "{a} == {b}");
+        }
+        for (a, b) in [
+            ("1G", "1Gi"),
+            ("1", "1.000000001"),
+            ("-1", "1"),
+            ("1E", "1e"),
+        ] {
+            assert!(!same(a, b), "{a} != {b}");
+        }
+        assert!(same("lots", "lots") && !same("lots", "many"));
+    }
+
+    #[test]
+    fn what_is_not_a_quantity_is_refused() {
+        for text in ["", "lots", "1GB", ".", "-", "1.2.3", "1e", "1ki", " 1"] {
+            assert_eq!(Amount::parse(text), Err(NotAmount::Syntax), "{text:?}");
+        }
+        assert_eq!(
+            Amount::parse(&format!("{}Ei", "9".repeat(42))),
+            Err(NotAmount::TooManyDigits)
+        );
+    }
+
+    #[test]
+    fn values_and_whole_numbers() {
+        assert_eq!(value("500m"), Some(0.5));
+        assert_eq!(value("1Gi"), Some(1024f64.powi(3)));
+        assert_eq!(value("10G"), Some(1e10));
+        assert_eq!(value("-1"), None);
+        let whole = |text: &str| Amount::parse(text).unwrap().whole();
+        assert_eq!(whole("1.5Ki"), Ok(1536));
+        assert_eq!(whole("8000m"), Ok(8));
+        assert_eq!(whole("8Ei"), Ok(1 << 63));
+        assert_eq!(whole("500m"), Err(NotWhole::Fraction));
+        assert_eq!(whole("-1"), Err(NotWhole::Negative));
+        assert_eq!(whole("1e40"), Err(NotWhole::TooLarge));
+    }
+}
