@@ -143,6 +143,35 @@ pub enum NotWhole {
     TooLarge,
 }
 
+/// Where a value sits in an object: its key and its parent's (a list's
+/// items sit where the list does), enough to know a quantity field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Place<'a> {
+    pub parent: Option<&'a str>,
+    pub key: Option<&'a str>,
+}
+
+impl<'a> Place<'a> {
+    pub fn child(self, key: &'a str) -> Place<'a> {
+        Place {
+            parent: self.key,
+            key: Some(key),
+        }
+    }
+
+    /// The quantities fleet renders, which the API server may store
+    /// spelt otherwise: resource requests and limits, an emptyDir's
+    /// sizeLimit, an autoscaler's metric target.
+    pub fn holds_quantity(self) -> bool {
+        matches!(
+            (self.parent, self.key),
+            (Some("requests" | "limits"), _)
+                | (_, Some("sizeLimit"))
+                | (Some("target"), Some("averageValue" | "value"))
+        )
+    }
+}
+
 /// Whether two texts are the same quantity (`2000m` and `2`, `1024Mi` and
 /// `1Gi`), exactly; texts that are no quantity are the same only as text.
 pub fn same(a: &str, b: &str) -> bool {

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::ownership;
+use crate::quantity::Place;
 
 /// `live` with `desired` laid over it. Fields fleet applied last time (its
 /// managedFields entry) and no longer sets are removed; fields of other
@@ -29,33 +30,6 @@ fn fleets_fields(live: &Value) -> Option<&Value> {
         .iter()
         .find(|entry| ownership::is_fleets_entry(entry))
         .and_then(|entry| entry.get("fieldsV1"))
-}
-
-/// Where a value sits: its key and its parent's, enough to know a quantity.
-#[derive(Clone, Copy, Default)]
-struct Place<'a> {
-    parent: Option<&'a str>,
-    key: Option<&'a str>,
-}
-
-impl<'a> Place<'a> {
-    fn child(self, key: &'a str) -> Place<'a> {
-        Place {
-            parent: self.key,
-            key: Some(key),
-        }
-    }
-
-    /// The quantities fleet renders: resource requests and limits, an
-    /// emptyDir's sizeLimit, an autoscaler's metric target.
-    fn holds_quantity(self) -> bool {
-        matches!(
-            (self.parent, self.key),
-            (Some("requests" | "limits"), _)
-                | (_, Some("sizeLimit"))
-                | (Some("target"), Some("averageValue" | "value"))
-        )
-    }
 }
 
 fn lay_over<'a>(live: &Value, desired: &'a Value, owned: Option<&Value>, at: Place<'a>) -> Value {

@@ -49,6 +49,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::ownership;
+use crate::quantity::Place;
 
 /// Whether a server-side apply of `desired` by fleet would leave `live`
 /// exactly as it is (see the module's argument).
@@ -68,7 +69,13 @@ pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
     ) else {
         return false;
     };
-    covers_exactly(&without_provenance(fields), desired, live, Level::Top)
+    covers_exactly(
+        &without_provenance(fields),
+        desired,
+        live,
+        Level::Top,
+        Place::default(),
+    )
 }
 
 /// Fleet's field set without the provenance annotations apply records on
@@ -151,6 +158,7 @@ fn covers_exactly(
     desired: &Map<String, Value>,
     live: &Value,
     level: Level,
+    place: Place<'_>,
 ) -> bool {
     // Each entry of fleet's set is a field fleet would still send (an apply
     // would remove any other) and holds its desired value...
@@ -166,7 +174,7 @@ fn covers_exactly(
         let Some(value) = desired.get(key) else {
             return false;
         };
-        if !field_holds(child, value, &live[key], level.child(key)) {
+        if !field_holds(child, value, &live[key], level.child(key), place.child(key)) {
             return false;
         }
         covered += 1;
@@ -176,22 +184,35 @@ fn covers_exactly(
 }
 
 /// One field of fleet's set, its desired value and its live value.
-fn field_holds(node: &Map<String, Value>, desired: &Value, live: &Value, level: Level) -> bool {
+fn field_holds(
+    node: &Map<String, Value>,
+    desired: &Value,
+    live: &Value,
+    level: Level,
+    place: Place<'_>,
+) -> bool {
     let children = node.keys().any(|k| k != ".");
     match desired {
-        Value::Object(map) if !map.is_empty() && children => covers_exactly(node, map, live, level),
+        Value::Object(map) if !map.is_empty() && children => {
+            covers_exactly(node, map, live, level, place)
+        }
         Value::Array(items) if !items.is_empty() && children => {
-            list_holds(node, items, live.as_array())
+            list_holds(node, items, live.as_array(), place)
         }
         // A leaf: a scalar, an empty map or list, or an atomic map or list
         // (owned whole, so its set entry has no children).
-        _ => !children && same_stored(desired, live),
+        _ => !children && same_stored(desired, live, place),
     }
 }
 
 /// A granular list: each desired item is one keyed (`k:`) or set (`v:`)
 /// entry of fleet's set, and there is no entry for anything else.
-fn list_holds(node: &Map<String, Value>, desired: &[Value], live: Option<&Vec<Value>>) -> bool {
+fn list_holds(
+    node: &Map<String, Value>,
+    desired: &[Value],
+    live: Option<&Vec<Value>>,
+    place: Place<'_>,
+) -> bool {
     let Some(live) = live else {
         return false;
     };
@@ -221,7 +242,7 @@ fn list_holds(node: &Map<String, Value>, desired: &[Value], live: Option<&Vec<Va
                 // The item itself (".") and each of its fields.
                 child.contains_key(".")
                     && live_item.is_some_and(|live_item| {
-                        covers_exactly(child, fields, live_item, Level::Below)
+                        covers_exactly(child, fields, live_item, Level::Below, place)
                     })
             }),
             scalar => node.contains_key(&format!("v:{scalar}")) && live.iter().any(|l| l == scalar),
@@ -248,16 +269,19 @@ fn key_matches(key: &Map<String, Value>, item: &Map<String, Value>) -> bool {
 }
 
 /// Whether the live value is what the server stores for the desired one:
-/// equal, an equal quantity, or (maps and lists owned whole) the desired one
-/// with defaults added.
-fn same_stored(desired: &Value, live: &Value) -> bool {
+/// equal, an equal quantity where a quantity goes (anywhere else `1k` and
+/// `1000` differ), or (maps and lists owned whole) the desired one with
+/// defaults added.
+fn same_stored(desired: &Value, live: &Value, place: Place<'_>) -> bool {
     match (desired, live) {
-        (Value::String(d), Value::String(l)) => crate::quantity::same(d, l),
+        (Value::String(d), Value::String(l)) => {
+            d == l || place.holds_quantity() && crate::quantity::same(d, l)
+        }
         (Value::Object(d), Value::Object(l)) => d
             .iter()
-            .all(|(k, v)| l.get(k).is_some_and(|l| same_stored(v, l))),
+            .all(|(k, v)| l.get(k).is_some_and(|l| same_stored(v, l, place.child(k)))),
         (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(d, l)| same_stored(d, l))
+            d.len() == l.len() && d.iter().zip(l).all(|(d, l)| same_stored(d, l, place))
         }
         (d, l) => d == l,
     }
@@ -353,6 +377,21 @@ pub(crate) mod tests {
     #[test]
     fn what_fleet_applied_and_still_owns_is_unchanged() {
         assert!(proven_unchanged(&desired(), &live()));
+    }
+
+    #[test]
+    fn only_a_quantity_field_compares_by_value() {
+        // `2000m` stored as `2` is the same limit (live() has it so); an
+        // argument `1k` where `1000` was applied is another argument.
+        let mut other_argument = live();
+        other_argument["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["1k"]);
+        let mut desired = desired();
+        desired["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["1000"]);
+        // The same stamp on both: only the values differ.
+        other_argument["metadata"]["annotations"] = desired["metadata"]["annotations"].clone();
+        assert!(!proven_unchanged(&desired, &other_argument));
+        other_argument["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["1000"]);
+        assert!(proven_unchanged(&desired, &other_argument));
     }
 
     #[test]
