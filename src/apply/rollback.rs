@@ -14,12 +14,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::rollout::Waited;
+use super::rollout::{REVISION_ANNOTATION, Waited};
 
 /// The field manager a rollback writes as.
 pub const MANAGER: &str = "fleet-rollback";
-
-const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 /// Puts each Deployment back on its previous ReplicaSet's pod template:
 /// for each, the revision it went back to, or why it could not (a new
@@ -43,13 +41,7 @@ async fn roll_back_one(client: &Client, waited: &Waited) -> Result<String, Strin
     let deployment = crate::retry::kube(|| deployments.get(name))
         .await
         .map_err(|err| format!("reading it: {err}"))?;
-    let selector = waited
-        .selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let params = ListParams::default().labels(&selector);
+    let params = ListParams::default().labels(&waited.label_selector());
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let replica_sets = crate::retry::kube(|| replica_sets.list(&params))
         .await

@@ -31,7 +31,7 @@ use kube::{Api, Client, Resource, ResourceExt as _};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-pub use self::status::{Counts, Failure, Rollout};
+pub use self::status::{Counts, Failure, REVISION_ANNOTATION, Rollout};
 use crate::ownership;
 use crate::render::ObjectRef;
 
@@ -50,6 +50,18 @@ pub struct Waited {
     pub deployment: ObjectRef,
     /// Its pod selector's `matchLabels`, as applied.
     pub selector: BTreeMap<String, String>,
+}
+
+impl Waited {
+    /// Its selector as a label selector (`app=agent-a,tier=x`), to list its
+    /// ReplicaSets and pods.
+    pub fn label_selector(&self) -> String {
+        self.selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Where one Deployment's rollout stands, as reported while waiting.

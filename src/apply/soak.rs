@@ -17,12 +17,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::rollout::Waited;
+use super::rollout::{REVISION_ANNOTATION, Waited};
 use crate::interrupt::Interrupt;
 
-/// The deployment controller's revision of a Deployment and of its
-/// ReplicaSets: the one they share is the newest.
-const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 /// The label that ties a pod to its ReplicaSet.
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// How often the pods are read while soaking.
@@ -115,12 +112,6 @@ pub async fn soak(
 /// going away, and may be the broken ones a fix replaces).
 async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
     let namespace = waited.deployment.namespace.as_deref().unwrap_or_default();
-    let selector = waited
-        .selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let reading = |what: &'static str| {
         let deployment = waited.deployment.clone();
         move |err: kube::Error| {
@@ -131,7 +122,7 @@ async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
     let deployment = crate::retry::kube(|| deployments.get(&waited.deployment.name))
         .await
         .map_err(reading("the Deployment"))?;
-    let params = ListParams::default().labels(&selector);
+    let params = ListParams::default().labels(&waited.label_selector());
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let replica_sets = crate::retry::kube(|| replica_sets.list(&params))
         .await

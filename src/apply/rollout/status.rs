@@ -15,7 +15,7 @@ use super::fit;
 
 /// The annotation the deployment controller puts on a Deployment and on its
 /// ReplicaSet of the same revision: it names the newest ReplicaSet.
-const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 /// Container waiting reasons that do not pass by waiting longer.
 const STUCK_CONTAINER_REASONS: &[&str] = &[
