@@ -539,6 +539,30 @@ async fn a_wave_whose_pods_crash_halts_the_rollout_and_the_rerun_after_the_fix_f
         "{summary}"
     );
 
+    // Rerun unfixed: the devops wave has nothing to change, but its pods
+    // still crash, so the reviewer's wave does not start.
+    let unfixed = fleet.apply(&[]);
+    assert_eq!(unfixed.code, 1, "{}{}", unfixed.stdout, unfixed.stderr);
+    assert!(
+        unfixed
+            .stderr
+            .contains("the rollout halted in wave 2 of 3 (devops): "),
+        "{}",
+        unfixed.stderr
+    );
+    assert!(
+        unfixed
+            .stderr
+            .contains("wave 3 (reviewer): not started: runs the previous definition"),
+        "{}",
+        unfixed.stderr
+    );
+    assert!(
+        image_of(&env, &fleet, "agent-reviewer")
+            .await
+            .ends_with(":1.4.2")
+    );
+
     // Fixed: the rerun rolls out what differs, from where the fleet stands;
     // the observer, already on the new definition, is not rolled or soaked again.
     let mut fixed = in_waves("1.5.0", false);
@@ -549,7 +573,21 @@ async fn a_wave_whose_pods_crash_halts_the_rollout_and_the_rerun_after_the_fix_f
     fleet.set_environment(&fixed);
     let rerun = fleet.apply(&[]);
     rerun.assert_ok("the rerun after the fix");
-    assert!(!rerun.stdout.contains("(observer)"), "{}", rerun.stdout);
+    // The observer's wave is only checked: its pods soaked in the halted
+    // apply, and have run longer than a soak since.
+    assert!(
+        rerun
+            .stdout
+            .contains("wave 1 of 3 (observer): nothing to change; its rollouts must be done"),
+        "{}",
+        rerun.stdout
+    );
+    assert!(
+        !rerun.stdout.contains("wave 1 of 3 (observer): applying")
+            && !rerun.stdout.contains("soaking wave 1 again"),
+        "{}",
+        rerun.stdout
+    );
     assert!(
         rerun.stdout.contains("wave 2 of 3 (devops)"),
         "{}",
@@ -606,7 +644,14 @@ async fn an_apply_killed_between_waves_converges_on_the_rerun() {
         "{}",
         rerun.stderr
     );
-    assert!(!rerun.stdout.contains("(observer)"), "{}", rerun.stdout);
+    // The observer's wave was written, but its soak never ended: it is
+    // soaked again before the devops wave starts, not written again.
+    assert!(
+        rerun.stdout.contains(": soaking wave 1 again for 8s")
+            && !rerun.stdout.contains("wave 1 of 3 (observer): applying"),
+        "{}",
+        rerun.stdout
+    );
     assert!(
         rerun.stdout.contains("wave 2 of 3 (devops)"),
         "{}",

@@ -408,26 +408,32 @@ pub fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
     plan.changes
         .iter()
         .filter(|change| change.action.writes())
-        .filter_map(|change| match &change.target {
-            Target::Kubernetes(id) if id.kind == "Deployment" && id.group() == "apps" => {
-                let labels = change.desired.as_ref().and_then(|d| {
-                    d.sent()
-                        .pointer("/spec/selector/matchLabels")?
-                        .as_object()
-                        .cloned()
-                });
-                Some(rollout::Waited {
-                    deployment: id.clone(),
-                    selector: labels
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
-                        .collect(),
-                })
-            }
-            _ => None,
-        })
+        .filter_map(waited)
         .collect()
+}
+
+/// The Deployment `change` is for, with the pod selector it applies; `None`
+/// for any other object.
+pub fn waited(change: &Change) -> Option<rollout::Waited> {
+    match &change.target {
+        Target::Kubernetes(id) if id.kind == "Deployment" && id.group() == "apps" => {
+            let labels = change.desired.as_ref().and_then(|d| {
+                d.sent()
+                    .pointer("/spec/selector/matchLabels")?
+                    .as_object()
+                    .cloned()
+            });
+            Some(rollout::Waited {
+                deployment: id.clone(),
+                selector: labels
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                    .collect(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// One step of the order with the plan's changes it carries out.

@@ -108,6 +108,52 @@ pub async fn soak(
     Ok(Ok(()))
 }
 
+/// Whether the pods of `deployments` have already proven themselves: each
+/// ready, and neither started nor restarted within the last `period` (as
+/// after a soak an earlier apply ran to its end). `Some(why)` when one has
+/// not, and the wave must be soaked again.
+pub async fn unproven(
+    client: &Client,
+    deployments: &[Waited],
+    period: Duration,
+) -> anyhow::Result<Option<String>> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for waited in deployments {
+        for pod in pods(client, waited).await? {
+            if let Some(why) = unproven_pod(&pod, now, period) {
+                let name = pod.metadata.name.unwrap_or_default();
+                return Ok(Some(format!("pod {name} {why}")));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Why `pod` has not run for `period` without trouble by `now`. Pure.
+fn unproven_pod(pod: &Pod, now: k8s_openapi::jiff::Timestamp, period: Duration) -> Option<String> {
+    let within = |time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        time.is_some_and(|t| {
+            now.duration_since(t.0)
+                .try_into()
+                .is_ok_and(|ago: Duration| ago < period)
+                || t.0 > now
+        })
+    };
+    if !is_ready(pod) {
+        return Some("is not ready".into());
+    }
+    if within(pod.metadata.creation_timestamp.as_ref()) {
+        return Some(format!("started less than {}s ago", period.as_secs()));
+    }
+    let restarted = pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref())
+        .any(|terminated| within(terminated.finished_at.as_ref()));
+    restarted.then(|| format!("restarted less than {}s ago", period.as_secs()))
+}
+
 /// The pods of the Deployment's newest ReplicaSet (those of older ones are
 /// going away, and may be the broken ones a fix replaces).
 async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
@@ -122,7 +168,26 @@ async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
     let deployment = crate::retry::kube(|| deployments.get(&waited.deployment.name))
         .await
         .map_err(reading("the Deployment"))?;
-    let params = ListParams::default().labels(&waited.label_selector());
+    // The live selector: what its ReplicaSets and pods carry (a plan's
+    // unchanged Deployment may come without its body).
+    let selector = deployment
+        .spec
+        .selector
+        .match_labels
+        .as_ref()
+        .map(|labels| Waited {
+            deployment: waited.deployment.clone(),
+            selector: labels.clone(),
+        })
+        .unwrap_or_else(|| waited.clone())
+        .label_selector();
+    if selector.is_empty() {
+        anyhow::bail!(
+            "{} has no matchLabels selector: fleet cannot tell its pods to soak them",
+            waited.deployment
+        );
+    }
+    let params = ListParams::default().labels(&selector);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let replica_sets = crate::retry::kube(|| replica_sets.list(&params))
         .await
@@ -303,6 +368,51 @@ mod tests {
             unready.to_string(),
             "agent-a: pod agent-a-1 turned unready: container agent terminated: containerFailed: container failed (exit code 1)"
         );
+    }
+
+    #[test]
+    fn a_pod_is_proven_once_ready_for_the_period_without_a_restart() {
+        let now: k8s_openapi::jiff::Timestamp = "2026-12-06T12:00:00Z".parse().unwrap();
+        let period = Duration::from_secs(120);
+        let aged = |created: &str, ready: bool, last_exit: Option<&str>| {
+            let mut pod = pod(ready, 0, json!({ "running": {} }));
+            pod.metadata.creation_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.parse().unwrap()),
+            );
+            if let Some(finished) = last_exit {
+                let status = &mut pod
+                    .status
+                    .as_mut()
+                    .unwrap()
+                    .container_statuses
+                    .as_mut()
+                    .unwrap()[0];
+                status.last_state = serde_json::from_value(
+                    json!({ "terminated": { "exitCode": 1, "finishedAt": finished } }),
+                )
+                .unwrap();
+            }
+            pod
+        };
+        assert_eq!(
+            unproven_pod(&aged("2026-12-06T11:00:00Z", true, None), now, period),
+            None
+        );
+        assert_eq!(
+            unproven_pod(&aged("2026-12-06T11:59:00Z", true, None), now, period).as_deref(),
+            Some("started less than 120s ago")
+        );
+        assert_eq!(
+            unproven_pod(&aged("2026-12-06T11:00:00Z", false, None), now, period).as_deref(),
+            Some("is not ready")
+        );
+        let restarted = aged("2026-12-06T11:00:00Z", true, Some("2026-12-06T11:59:30Z"));
+        assert_eq!(
+            unproven_pod(&restarted, now, period).as_deref(),
+            Some("restarted less than 120s ago")
+        );
+        let long_ago = aged("2026-12-06T10:00:00Z", true, Some("2026-12-06T10:30:00Z"));
+        assert_eq!(unproven_pod(&long_ago, now, period), None);
     }
 
     #[test]

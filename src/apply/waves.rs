@@ -165,7 +165,30 @@ pub async fn apply_in_waves(
         })
         .collect();
     let count = states.len();
+    // Unchanged waves before this one are checked once each.
+    let mut checked = 0;
     for (n, batch) in batches.iter().enumerate() {
+        // A wave with nothing to change was written by an earlier apply,
+        // whose gate it may have failed: the next wave starts only once its
+        // rollouts are done (without a new soak), as after any wave.
+        if let Some(wave) = batch.wave {
+            for earlier in checked..wave {
+                if states[earlier].outcome != Outcome::Unchanged {
+                    continue;
+                }
+                if let Err(why) =
+                    still_rolled_out(systems, plan, rollout, earlier, options, report).await?
+                {
+                    states[earlier].outcome = Outcome::Failed(why);
+                    return Err(Halted {
+                        waves: states,
+                        stopped: None,
+                    }
+                    .into());
+                }
+            }
+            checked = wave;
+        }
         let title = match batch.wave {
             Some(wave) => format!("wave {} of {count} ({})", wave + 1, batch.roles.join(", ")),
             None => "before the waves".to_string(),
@@ -174,7 +197,7 @@ pub async fn apply_in_waves(
             .plan
             .changes
             .iter()
-            .filter(|c| c.action != Action::NoOp)
+            .filter(|c| c.action.acts())
             .count();
         report(Event::Gate(format!(
             "{title}: {changes} change{}",
@@ -208,7 +231,7 @@ pub async fn apply_in_waves(
                 batches[n + 1..]
                     .iter()
                     .flat_map(|later| &later.plan.changes)
-                    .filter(|change| change.action != Action::NoOp)
+                    .filter(|change| change.action.acts())
                     .map(|change| change.target.clone()),
             );
             // Stopped by a signal: an interrupted apply, not a failed wave.
@@ -266,6 +289,82 @@ pub async fn apply_in_waves(
         }
     }
     Ok(states)
+}
+
+/// Waits for the rollouts of the Deployments of wave `wave` (one with
+/// nothing to change), and soaks them again unless their pods have run for
+/// a whole soak without trouble already (an earlier apply that halted in
+/// this wave, or was killed in its soak, left them unproven): `Err` with
+/// why when one fails.
+async fn still_rolled_out(
+    systems: &Systems<'_>,
+    plan: &Plan,
+    rollout: &Rollout,
+    wave: usize,
+    options: &Options,
+    report: &mut dyn FnMut(Event<'_>),
+) -> anyhow::Result<Result<(), String>> {
+    let roles = &rollout.waves[wave];
+    let deployments: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|change| {
+            change
+                .agent
+                .as_ref()
+                .is_some_and(|role| roles.contains(role))
+        })
+        .filter_map(super::waited)
+        .collect();
+    if deployments.is_empty() || options.rollout_timeout.is_zero() {
+        return Ok(Ok(()));
+    }
+    report(Event::Gate(format!(
+        "wave {} of {} ({}): nothing to change; its rollouts must be done before the next wave",
+        wave + 1,
+        rollout.waves.len(),
+        roles.join(", ")
+    )));
+    let mut progress = |progress: &super::rollout::Progress| report(Event::Rollout(progress));
+    let waiting = super::rollout::wait(
+        &systems.cluster.client,
+        &deployments,
+        options.rollout_timeout,
+        &mut progress,
+    );
+    let errors = tokio::select! {
+        errors = waiting => errors,
+        signal = options.interrupt.wait() => {
+            return Err(crate::interrupt::Interrupted(signal).into());
+        }
+    };
+    if !errors.is_empty() {
+        let why: Vec<String> = errors.iter().map(|err| format!("{err:#}")).collect();
+        return Ok(Err(why.join("; ")));
+    }
+    let period = rollout.soak;
+    if period.is_zero() {
+        return Ok(Ok(()));
+    }
+    let client = &systems.cluster.client;
+    let Some(unproven) = soak::unproven(client, &deployments, period).await? else {
+        return Ok(Ok(()));
+    };
+    report(Event::Gate(format!(
+        "{unproven}: soaking wave {} again for {}s",
+        wave + 1,
+        period.as_secs()
+    )));
+    let mut progress = |line: String| report(Event::Gate(line));
+    let soaked = soak::soak(
+        client,
+        &deployments,
+        period,
+        &options.interrupt,
+        &mut progress,
+    )
+    .await?;
+    Ok(soaked.map_err(|unhealthy| unhealthy.to_string()))
 }
 
 /// Puts a failed wave's Deployments back on their previous pod templates

@@ -124,6 +124,12 @@ impl Action {
             Action::Create | Action::Update | Action::Replace | Action::Conflict | Action::Unowned
         )
     }
+
+    /// Whether apply does anything for it: writes or deletes (not a kind
+    /// that is not installed, nor what is unchanged).
+    pub fn acts(self) -> bool {
+        self.writes() || self == Action::Delete
+    }
 }
 
 impl Change {

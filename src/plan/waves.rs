@@ -8,7 +8,7 @@
 //! halts leaves the previous record, and the next plan does not take the
 //! waves it never started for drift. Pure.
 
-use super::{Action, Change, Plan, Target};
+use super::{Change, Plan, Target};
 use crate::ownership;
 
 /// One batch of a plan: the changes of a wave's agents, or of none.
@@ -72,7 +72,7 @@ pub fn split(plan: &Plan, waves: &[Vec<String>]) -> Vec<Batch> {
         )
         // A wave with nothing to change runs the new definition already: it
         // is neither rolled out nor soaked again.
-        .filter(|b| b.plan.changes.iter().any(|c| c.action != Action::NoOp))
+        .filter(|b| b.plan.changes.iter().any(|c| c.action.acts()))
         .collect();
     match batches.last_mut() {
         Some(last) => last.plan.changes.extend(parent),
@@ -111,6 +111,7 @@ fn is_parent(change: &Change) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Action;
     use crate::render::{ObjectRef, Wave};
 
     fn change(kind: &str, name: &str, agent: Option<&str>) -> Change {
