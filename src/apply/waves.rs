@@ -169,8 +169,8 @@ pub async fn apply_in_waves(
     let mut checked = 0;
     for (n, batch) in batches.iter().enumerate() {
         // A wave with nothing to change was written by an earlier apply,
-        // whose gate it may have failed: the next wave starts only once its
-        // rollouts are done (without a new soak), as after any wave.
+        // whose gate it may have failed: the next wave starts only once it
+        // is rolled out and proven (see `still_rolled_out`).
         if let Some(wave) = batch.wave {
             for earlier in checked..wave {
                 if states[earlier].outcome != Outcome::Unchanged {
@@ -309,10 +309,11 @@ async fn still_rolled_out(
         .changes
         .iter()
         .filter(|change| {
-            change
-                .agent
-                .as_ref()
-                .is_some_and(|role| roles.contains(role))
+            change.action != Action::Delete
+                && change
+                    .agent
+                    .as_ref()
+                    .is_some_and(|role| roles.contains(role))
         })
         .filter_map(super::waited)
         .collect();
