@@ -6,12 +6,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A Kubernetes resource quantity, kept as written (the seed's `2000m` stays
-/// `2000m` in rendered objects) with its value for comparisons.
+/// `2000m` in rendered objects) with its exact value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quantity {
     pub text: String,
-    /// In base units (cores, bytes).
-    pub value: f64,
+    pub amount: crate::quantity::Amount,
+}
+
+impl Quantity {
+    /// In base units (cores, bytes), for sums and ratios.
+    pub fn value(&self) -> f64 {
+        self.amount.to_f64()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

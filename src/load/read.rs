@@ -286,7 +286,7 @@ impl Reader {
             Ok(amount) => Some(At {
                 value: Quantity {
                     text: text.value.clone(),
-                    value: amount.to_f64(),
+                    amount,
                 },
                 origin: text.origin.clone(),
             }),

@@ -532,7 +532,7 @@ pub(super) fn decode_resources(
             request_at
         };
         if let Some(at) = at
-            && request.value > limit.value
+            && request.value() > limit.value()
         {
             r.report(
                 Diagnostic::error(at, format!("agent `{role}` requests more {resource} ({}) than its limit ({})", request.text, limit.text))
