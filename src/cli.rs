@@ -77,6 +77,28 @@ pub enum Command {
     /// stream, environments/local.toml and production.toml, and the GitHub
     /// workflows that plan pull requests and apply main. Overwrites nothing.
     Init(InitArgs),
+    /// Write a fleet.toml that renders what a live namespace holds: its
+    /// agents (a Deployment `agent-<role>` and the objects named after it),
+    /// by keys where fleet has them and by patch where not. Reads only;
+    /// never reads a Secret. Check it with `fleet plan --adopt`.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The namespace to import.
+    #[arg(long)]
+    pub namespace: String,
+    /// The fleet's name, which its ownership marks carry (default: the
+    /// namespace's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Kube context (default: the current one).
+    #[arg(long, env = "FLEET_KUBE_CONTEXT")]
+    pub context: Option<String>,
+    /// Where to write the definition; `-` prints it. Never overwrites.
+    #[arg(long, short = 'o', default_value = "fleet.toml")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

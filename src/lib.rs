@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod deploy;
 pub mod explain;
+pub mod import;
 pub mod interrupt;
 pub mod live;
 pub mod load;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod docs;
+mod import;
 mod init;
 mod plan;
 mod rbac;
@@ -76,6 +77,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),
         Command::Init(args) => init::run(&args),
+        Command::Import(args) => runtime()?.block_on(import::run(&args)),
     }
 }
 

@@ -515,6 +515,47 @@ async fn discover(cluster: &Cluster) -> anyhow::Result<(Discovery, BTreeSet<Stri
     Ok((discovery, served_groups))
 }
 
+/// A kind by (apiVersion, kind).
+pub type KindKey = (String, String);
+
+/// The kinds fleet renders that the cluster serves, and those it does not.
+fn resolve_kinds(discovery: &Discovery) -> (BTreeMap<KindKey, Kind>, BTreeSet<KindKey>) {
+    let mut kinds = BTreeMap::new();
+    let mut missing = BTreeSet::new();
+    for managed in MANAGED_KINDS {
+        let version = managed
+            .api_version
+            .rsplit_once('/')
+            .map_or(managed.api_version, |(_, v)| v);
+        let key = (managed.api_version.to_string(), managed.kind.to_string());
+        match discovery.resolve_gvk(&GroupVersionKind::gvk(
+            managed.group(),
+            version,
+            managed.kind,
+        )) {
+            Some((resource, ApiCapabilities { scope, .. })) => {
+                let namespaced = scope == Scope::Namespaced;
+                kinds.insert(
+                    key,
+                    Kind {
+                        resource,
+                        namespaced,
+                    },
+                );
+            }
+            None => {
+                missing.insert(key);
+            }
+        }
+    }
+    (kinds, missing)
+}
+
+/// The kinds fleet renders that the cluster serves, by (apiVersion, kind).
+pub async fn installed_kinds(cluster: &Cluster) -> anyhow::Result<BTreeMap<KindKey, Kind>> {
+    Ok(resolve_kinds(&discover(cluster).await?.0).0)
+}
+
 /// Reads what the cluster holds for the fleet. The LISTs start while
 /// `rendering` may still be under way: pages that come before it is done
 /// are held as text and read once it is.
@@ -532,32 +573,7 @@ pub async fn read(
     let mut state = LiveState::default();
     let (discovery, served_groups) = discover(cluster).await?;
     state.served_groups = served_groups;
-    for managed in MANAGED_KINDS {
-        let version = managed
-            .api_version
-            .rsplit_once('/')
-            .map_or(managed.api_version, |(_, v)| v);
-        let key = (managed.api_version.to_string(), managed.kind.to_string());
-        match discovery.resolve_gvk(&GroupVersionKind::gvk(
-            managed.group(),
-            version,
-            managed.kind,
-        )) {
-            Some((resource, ApiCapabilities { scope, .. })) => {
-                let namespaced = scope == Scope::Namespaced;
-                state.kinds.insert(
-                    key,
-                    Kind {
-                        resource,
-                        namespaced,
-                    },
-                );
-            }
-            None => {
-                state.missing_kinds.insert(key);
-            }
-        }
-    }
+    (state.kinds, state.missing_kinds) = resolve_kinds(&discovery);
 
     // One LIST per kind (in pages), by ownership label.
     let selector = format!("{}={applyset_id}", ownership::PART_OF_LABEL);

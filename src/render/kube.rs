@@ -41,7 +41,7 @@ const PENDING_METRIC: &str = "nats_consumer_pending_messages";
 
 /// The ScaledObject annotation naming labels KEDA must not copy onto the HPA
 /// it makes.
-const KEDA_EXCLUDED_LABELS: &str = "scaledobject.keda.sh/hpa-excluded-labels";
+pub const KEDA_EXCLUDED_LABELS: &str = "scaledobject.keda.sh/hpa-excluded-labels";
 
 /// Failed reads of NATS after which KEDA holds the fallback replicas.
 const KEDA_FALLBACK_FAILURES: u32 = 3;

@@ -1,6 +1,8 @@
 //! An agent's `patch` laid over its rendered objects: maps merged key by key,
 //! lists of named items (containers, env, volumes, ports) merged item by item
-//! by name, any other list or value replaced.
+//! by name, any other list or value replaced. `{ "$patch" = "delete" }`
+//! (strategic merge patch's directive, as kubectl users know it) removes a
+//! field, or a named item, that fleet renders.
 
 use serde_json::Value;
 
@@ -24,11 +26,25 @@ pub fn apply(fleet: &Fleet, objects: &mut [DesiredObject]) {
     }
 }
 
+/// The directive's key and its one value.
+pub const DIRECTIVE: &str = "$patch";
+pub const DELETE: &str = "delete";
+
+/// Whether a patch value says "remove this" (`{ "$patch" = "delete" }`, or
+/// a named item with it).
+pub fn deletes(value: &Value) -> bool {
+    value[DIRECTIVE] == DELETE
+}
+
 /// Lays `patch` over `target`.
 pub fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(target), Value::Object(patch)) => {
             for (key, value) in patch {
+                if deletes(value) {
+                    target.shift_remove(key);
+                    continue;
+                }
                 match target.get_mut(key) {
                     Some(existing) => merge(existing, value),
                     None => {
@@ -37,10 +53,21 @@ pub fn merge(target: &mut Value, patch: &Value) {
                 }
             }
         }
-        (Value::Array(target), Value::Array(patch)) if named(target) && named(patch) => {
+        (Value::Array(target), Value::Array(patch))
+            if named(target)
+                && !patch.is_empty()
+                && patch.iter().all(|i| i["name"].is_string()) =>
+        {
+            // In the patch's order: an item deleted and then given again
+            // moves to the end, which is how a patch reorders a list.
             for item in patch {
-                match target.iter_mut().find(|t| t["name"] == item["name"]) {
-                    Some(existing) => merge(existing, item),
+                let existing = target.iter().position(|t| t["name"] == item["name"]);
+                match existing {
+                    Some(at) if deletes(item) => {
+                        target.remove(at);
+                    }
+                    Some(at) => merge(&mut target[at], item),
+                    None if deletes(item) => {}
                     None => target.push(item.clone()),
                 }
             }
@@ -49,9 +76,14 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// A non-empty list whose items are all maps with a `name`.
-fn named(items: &[Value]) -> bool {
-    !items.is_empty() && items.iter().all(|i| i["name"].is_string())
+/// A non-empty list whose items are all maps with a `name`, each its own:
+/// a list Kubernetes merges by name.
+pub fn named(items: &[Value]) -> bool {
+    let mut names = std::collections::BTreeSet::new();
+    !items.is_empty()
+        && items
+            .iter()
+            .all(|i| i["name"].is_string() && names.insert(i["name"].as_str()))
 }
 
 #[cfg(test)]
@@ -59,6 +91,40 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_delete_directive_removes_a_field_or_a_named_item_and_a_deleted_item_given_again_moves_last()
+     {
+        let mut deployment = json!({ "spec": { "template": { "spec": {
+            "securityContext": { "runAsUser": 1000, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{ "name": "agent", "env": [
+                { "name": "A", "value": "1" }, { "name": "B", "value": "2" }, { "name": "C", "value": "3" }
+            ] }],
+            "volumes": [{ "name": "workspace", "emptyDir": {} }, { "name": "tmp", "emptyDir": {} }]
+        } } } });
+        merge(
+            &mut deployment,
+            &json!({ "spec": { "template": { "spec": {
+                "securityContext": { "seccompProfile": { "$patch": "delete" } },
+                "containers": [{ "name": "agent", "env": [
+                    { "name": "A", "$patch": "delete" }, { "name": "A", "value": "1" },
+                    { "name": "gone", "$patch": "delete" }
+                ] }],
+                "volumes": [{ "name": "tmp", "$patch": "delete" }],
+                "nothing": { "$patch": "delete" }
+            } } } }),
+        );
+        assert_eq!(
+            deployment,
+            json!({ "spec": { "template": { "spec": {
+                "securityContext": { "runAsUser": 1000 },
+                "containers": [{ "name": "agent", "env": [
+                    { "name": "B", "value": "2" }, { "name": "C", "value": "3" }, { "name": "A", "value": "1" }
+                ] }],
+                "volumes": [{ "name": "workspace", "emptyDir": {} }]
+            } } } })
+        );
+    }
 
     #[test]
     fn maps_merge_named_lists_merge_by_name_other_values_are_replaced() {

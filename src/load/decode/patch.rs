@@ -9,6 +9,7 @@ use crate::load::diagnostic::Diagnostic;
 use crate::load::read::{Reader, suggest};
 use crate::load::source::{Node, Table, Value};
 use crate::model::{Patch, PatchedField};
+use crate::render::patch::{DELETE, DIRECTIVE};
 
 /// The kinds an agent's objects have.
 pub const PATCHABLE_KINDS: &[&str] = &[
@@ -98,6 +99,21 @@ fn object(
             );
             continue;
         }
+        if entry.key == DIRECTIVE {
+            if directive(r, &entry.node) {
+                // The field deleted is the table's own.
+                fields.push(PatchedField {
+                    path: path
+                        .rsplit_once('.')
+                        .map_or("", |(parent, _)| parent)
+                        .into(),
+                    origin: entry.key_origin.clone(),
+                    at: String::new(),
+                });
+                map.insert(entry.key.clone(), Json::from(DELETE));
+            }
+            continue;
+        }
         let value = match &entry.node.value {
             Value::Table(inner) if !inner.entries.is_empty() => {
                 Some(Json::Object(object(r, inner, &path, fields)))
@@ -119,6 +135,21 @@ fn object(
     map
 }
 
+/// Whether a `$patch` key says `delete`, its only use; reported otherwise.
+fn directive(r: &mut Reader, node: &Node) -> bool {
+    if matches!(&node.value, Value::String(s) if s == DELETE) {
+        return true;
+    }
+    r.report(
+        Diagnostic::error(&node.origin, format!("`{DIRECTIVE}` can only be \"{DELETE}\""))
+            .with_label("not a directive fleet knows")
+            .with_help(format!(
+                "`{{ \"{DIRECTIVE}\" = \"{DELETE}\" }}` removes a field fleet renders; a list item with it and a `name` removes that item"
+            )),
+    );
+    false
+}
+
 /// One TOML value as JSON; `None` (reported) for floats and datetimes.
 fn json(r: &mut Reader, node: &Node) -> Option<Json> {
     Some(match &node.value {
@@ -131,7 +162,12 @@ fn json(r: &mut Reader, node: &Node) -> Option<Json> {
             table
                 .entries
                 .iter()
-                .filter_map(|entry| Some((entry.key.clone(), json(r, &entry.node)?)))
+                .filter_map(|entry| {
+                    if entry.key == DIRECTIVE && !directive(r, &entry.node) {
+                        return None;
+                    }
+                    Some((entry.key.clone(), json(r, &entry.node)?))
+                })
                 .collect(),
         ),
         Value::Float | Value::Datetime => {

@@ -1,0 +1,380 @@
+//! import: a live namespace -> a definition that renders it. The pipeline
+//! run backwards, and then forwards to check it:
+//!
+//! 1. read every object of the kinds fleet renders in the namespace (never
+//!    a Secret: their names come from references only);
+//! 2. recognise the agents (a Deployment `agent-<role>` and the objects fleet
+//!    would name after it) and [`derive`] their keys;
+//! 3. keep the fewest keys and the profile that render the same
+//!    ([`minimal`], by fleet's own loader and renderer);
+//! 4. render that, have the API server dry-run create each object (so its
+//!    defaults are the server's, not a copy of them), and put what still
+//!    differs from the live object in the agent's `patch` ([`residual`]);
+//!    then again, until nothing differs or what differs no patch can say.
+//!
+//! The result is exact by construction where it says so: on the imported
+//! namespace `fleet plan --adopt` changes no field but fleet's ownership
+//! marks, and what could not be said is listed with why.
+
+pub mod derive;
+pub mod minimal;
+pub mod read;
+pub mod residual;
+pub mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::live::kube::Cluster;
+use crate::load::decode::PATCHABLE_KINDS;
+use crate::render::ObjectRef;
+use derive::LiveAgent;
+use write::{AgentTable, Document, Table};
+
+/// What import made: the definition's text, and what it could not say.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub text: String,
+    pub agents: Vec<String>,
+    /// Objects of the namespace that belong to no agent, with why.
+    pub unplaced: Vec<String>,
+    /// Differences no key or patch can say: the plan will show them.
+    pub unexpressed: Vec<String>,
+}
+
+pub struct Request<'a> {
+    pub namespace: &'a str,
+    /// The fleet's name (its ownership marks).
+    pub name: &'a str,
+    /// Said in the file's first comment.
+    pub source: String,
+}
+
+/// How many times the residual is rendered and checked again.
+const ROUNDS: usize = 3;
+
+pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<Imported> {
+    let live = read::namespace(cluster, request.namespace).await?;
+    let agents = derive::agents(&live.objects);
+    let domain = derive::label_domain(&agents).unwrap_or_else(|| "agent.ceo".into());
+    eprintln!(
+        "import: {} objects in namespace {}; {} agents ({})",
+        live.objects.len(),
+        request.namespace,
+        agents.len(),
+        agents
+            .iter()
+            .map(|a| a.role.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut document = skeleton(request, &domain, &live, &agents);
+    for agent in &agents {
+        document.agents.push(agent_table(agent, &domain));
+    }
+    hoist_shared(&mut document);
+    let mut minimal_agents = Vec::new();
+    for agent in &document.agents {
+        let minimal = minimal::minimal(&document, agent).map_err(|problems| {
+            anyhow::anyhow!(
+                "agent {}: the keys import derived do not load ({problems}); this is a bug in fleet import",
+                agent.role
+            )
+        })?;
+        minimal_agents.push(explain_profile(agent, minimal));
+    }
+    document.agents = minimal_agents;
+
+    let mut unexpressed = Vec::new();
+    for round in 1..=ROUNDS {
+        let differences = differences(cluster, &live, &document).await?;
+        eprintln!(
+            "import: round {round}: {} object{} differ{} from fleet's rendering",
+            differences.len(),
+            if differences.len() == 1 { "" } else { "s" },
+            if differences.len() == 1 { "s" } else { "" }
+        );
+        if differences.is_empty() {
+            break;
+        }
+        let mut patched_any = false;
+        for (role, id, patch) in differences {
+            let agent = role
+                .as_ref()
+                .and_then(|role| document.agents.iter_mut().find(|a| &a.role == role));
+            match agent {
+                Some(agent) if PATCHABLE_KINDS.contains(&id.kind.as_str()) && round < ROUNDS => {
+                    add_patch(agent, &id.kind, &patch);
+                    patched_any = true;
+                }
+                _ if round == ROUNDS || !PATCHABLE_KINDS.contains(&id.kind.as_str()) => {
+                    unexpressed.push(format!("{id}: {}", write::inline(&patch)));
+                }
+                _ => {}
+            }
+        }
+        if !patched_any {
+            break;
+        }
+    }
+    unexpressed.sort();
+    unexpressed.dedup();
+    let claimed = claimed(&document, &agents, &live);
+    let unplaced = unplaced(&live, &claimed);
+    Ok(Imported {
+        text: document.to_toml(),
+        agents: agents.iter().map(|a| a.role.clone()).collect(),
+        unplaced,
+        unexpressed,
+    })
+}
+
+/// `[fleet]` and `[fleet.service_monitor]`, before the agents.
+fn skeleton(
+    request: &Request<'_>,
+    domain: &str,
+    live: &read::LiveNamespace,
+    agents: &[LiveAgent<'_>],
+) -> Document {
+    let mut fleet = Table::default();
+    fleet.set("name", Value::from(request.name));
+    fleet.set("namespace", Value::from(request.namespace));
+    if domain != "agent.ceo" {
+        fleet.set("label_domain", Value::from(domain));
+    }
+    fleet.set("manage_namespace", Value::from(false));
+    fleet.comment(
+        "manage_namespace",
+        "The namespace was there before fleet: it stays as its owners made it. Set true to let fleet label it (Pod Security)".into(),
+    );
+    fleet.set("pod_security", Value::from(live.pod_security.as_str()));
+    fleet.comment(
+        "pod_security",
+        "The level the namespace enforces (none: privileged): the agents are checked against it"
+            .into(),
+    );
+    let monitored = format!("{domain}/monitored");
+    let monitor = live.objects.iter().find(|(id, object)| {
+        id.kind == "ServiceMonitor"
+            && object["spec"]["selector"]["matchLabels"][&monitored] == "true"
+    });
+    let service_monitor = match monitor {
+        Some((id, object)) => {
+            let endpoint = &object["spec"]["endpoints"][0];
+            let mut table = Table::default();
+            table.set("name", Value::from(id.name.as_str()));
+            if let Some(interval) = endpoint["interval"].as_str() {
+                table.set("interval", Value::from(interval));
+            }
+            if let Some(path) = endpoint["path"].as_str() {
+                table.set("path", Value::from(path));
+            }
+            Some(table)
+        }
+        None if live.installed("ServiceMonitor")
+            && agents.iter().any(|a| a.objects.contains_key("Service")) =>
+        {
+            let mut table = Table::default();
+            table.set("enabled", Value::from(false));
+            Some(table)
+        }
+        None => None,
+    };
+    Document {
+        header: vec![format!(
+            "Imported by `fleet import` from {}. Check it with `fleet plan --adopt`:\nit should change nothing but fleet's ownership marks.",
+            request.source
+        )],
+        fleet,
+        service_monitor,
+        ..Document::default()
+    }
+}
+
+/// The agent's derived keys as its table.
+fn agent_table(agent: &LiveAgent<'_>, domain: &str) -> AgentTable {
+    let mut keys = Table::default();
+    for (name, value) in derive::keys(agent, domain) {
+        keys.set(&name, value);
+    }
+    // The consumer's stream is only known with its streams (NATS).
+    if keys.get("consumer").is_some() {
+        keys.keys.retain(|k| k.name != "consumer");
+        if let Some(Value::Object(autoscaling)) = keys
+            .keys
+            .iter_mut()
+            .find(|k| k.name == "autoscaling")
+            .map(|k| &mut k.value)
+        {
+            autoscaling.shift_remove("pending_per_replica");
+        }
+    }
+    AgentTable {
+        role: agent.role.clone(),
+        notes: Vec::new(),
+        keys,
+        patches: Vec::new(),
+    }
+}
+
+/// Keys every agent gives the same value move to `[defaults]` (with two
+/// agents or more): the image, the NATS URL.
+fn hoist_shared(document: &mut Document) {
+    if document.agents.len() < 2 {
+        return;
+    }
+    for name in ["image", "nats_url"] {
+        let values: BTreeSet<String> = document
+            .agents
+            .iter()
+            .map(|a| a.keys.get(name).map(write::inline).unwrap_or_default())
+            .collect();
+        if values.len() != 1 || values.contains("") {
+            continue;
+        }
+        let value = document.agents[0]
+            .keys
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        document.defaults.set(name, value);
+        for agent in &mut document.agents {
+            agent.keys.keys.retain(|k| k.name != name);
+        }
+    }
+}
+
+/// Says how the profile was picked: nothing in the live objects names one.
+fn explain_profile(derived: &AgentTable, mut minimal: AgentTable) -> AgentTable {
+    let Some(profile) = minimal.keys.get("profile").and_then(Value::as_str) else {
+        return minimal;
+    };
+    let comment = if minimal.keys.get("resources").is_some() {
+        format!(
+            "Guessed: the profile nearest its requests and limits ({profile}); `resources` says what differs"
+        )
+    } else {
+        format!("Guessed from its requests and limits, which are the {profile} profile's")
+    };
+    let _ = derived;
+    minimal.keys.comment("profile", comment);
+    minimal
+}
+
+/// Lays `patch` into the agent's patch of `kind`.
+fn add_patch(agent: &mut AgentTable, kind: &str, patch: &Value) {
+    match agent.patches.iter_mut().find(|(k, _)| k == kind) {
+        Some((_, existing)) => crate::render::patch::merge(existing, patch),
+        None => agent.patches.push((kind.to_string(), patch.clone())),
+    }
+    // In the order fleet renders the kinds.
+    agent
+        .patches
+        .sort_by_key(|(kind, _)| PATCHABLE_KINDS.iter().position(|k| k == kind));
+}
+
+/// Each rendered object that exists live and differs from it once the
+/// server has made it: its agent's role, its identity and the residual.
+async fn differences(
+    cluster: &Cluster,
+    live: &read::LiveNamespace,
+    document: &Document,
+) -> anyhow::Result<Vec<(Option<String>, ObjectRef, Value)>> {
+    let rendered = minimal::rendered(document).map_err(|problems| {
+        anyhow::anyhow!(
+            "the imported definition does not load ({problems}); this is a bug in fleet import"
+        )
+    })?;
+    let mut out = Vec::new();
+    let role_label = document
+        .fleet
+        .get("label_domain")
+        .and_then(Value::as_str)
+        .unwrap_or("agent.ceo")
+        .to_string()
+        + "/role";
+    for object in &rendered.kubernetes {
+        let Some((_, live_object)) = derive::find(&live.objects, &object.id.kind, &object.id.name)
+        else {
+            continue;
+        };
+        let Some(server) = read::as_created(cluster, live, object).await? else {
+            continue;
+        };
+        let live_form = read::importable(&object.id.kind, live_object, &role_label);
+        let server_form = read::importable(&object.id.kind, &server, &role_label);
+        if let Some(patch) = residual::residual(&live_form, &server_form) {
+            let role = object.body["metadata"]["labels"][&role_label]
+                .as_str()
+                .map(str::to_string);
+            out.push((role, object.id.clone(), patch));
+        }
+    }
+    Ok(out)
+}
+
+/// The live objects the definition renders.
+fn claimed(
+    document: &Document,
+    agents: &[LiveAgent<'_>],
+    live: &read::LiveNamespace,
+) -> BTreeSet<ObjectRef> {
+    let mut claimed = BTreeSet::new();
+    for agent in agents {
+        for (kind, name) in derive::agent_object_names(&agent.role) {
+            if let Some((id, _)) = derive::find(&live.objects, kind, &name) {
+                claimed.insert(id.clone());
+            }
+        }
+    }
+    if let Some(name) = document
+        .service_monitor
+        .as_ref()
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        && let Some((id, _)) = derive::find(&live.objects, "ServiceMonitor", name)
+    {
+        claimed.insert(id.clone());
+    }
+    claimed
+}
+
+/// The objects no agent claims, each with why.
+fn unplaced(live: &read::LiveNamespace, claimed: &BTreeSet<ObjectRef>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut by_kind: BTreeMap<&str, Vec<&ObjectRef>> = BTreeMap::new();
+    for id in live.objects.keys().filter(|id| !claimed.contains(*id)) {
+        by_kind.entry(id.kind.as_str()).or_default().push(id);
+    }
+    for (kind, ids) in by_kind {
+        for id in ids {
+            let object = &live.objects[id];
+            let why = if let Some(owner) = object["metadata"]["ownerReferences"][0].as_object() {
+                format!(
+                    "made by {} {} (its controller keeps it)",
+                    owner["kind"].as_str().unwrap_or("?"),
+                    owner["name"].as_str().unwrap_or("?")
+                )
+            } else if kind == "Deployment" {
+                "its name is not agent-<role>: fleet names an agent's Deployment so; rename it (a new Deployment) or leave it outside fleet".into()
+            } else {
+                let names: Vec<String> = derive::agent_object_names("<role>")
+                    .into_iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, name)| name)
+                    .collect();
+                if names.is_empty() {
+                    "fleet renders no object of this kind for an agent".into()
+                } else {
+                    format!(
+                        "no agent has it: fleet names an agent's {kind} {}",
+                        names.join(" or ")
+                    )
+                }
+            };
+            out.push(format!("{id}: {why}"));
+        }
+    }
+    out
+}
