@@ -99,6 +99,10 @@ pub struct ImportArgs {
     /// Where to write the definition; `-` prints it. Never overwrites.
     #[arg(long, short = 'o', default_value = "fleet.toml")]
     pub out: PathBuf,
+    /// With a NATS server (--nats-url), the agents' consumers and the
+    /// streams they read are imported too.
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use super::ExitStatus;
 use crate::cli::ImportArgs;
 use crate::import::{self, Request};
+use crate::live::jetstream::JetStream;
 use crate::live::kube::Cluster;
 use crate::model;
 
@@ -22,8 +23,18 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
     };
     let cluster = Cluster::connect(&target).await?;
     let name = args.name.clone().unwrap_or_else(|| args.namespace.clone());
+    let live_jetstream = match &args.nats.nats_url {
+        Some(url) => {
+            let nats = super::plan::nats(&args.nats);
+            let connection = crate::deploy::nats_connection(&nats, url)?;
+            let js = JetStream::connect(&connection).await?;
+            Some(crate::live::jetstream::read_all(&js).await?)
+        }
+        None => None,
+    };
     let request = Request {
         namespace: &args.namespace,
+        jetstream: live_jetstream.as_ref(),
         name: &name,
         source: format!(
             "namespace {} on kube context `{}`",

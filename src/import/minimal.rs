@@ -100,6 +100,21 @@ pub fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTable, St
     Ok(best)
 }
 
+/// The streams with the fewest keys that render the same.
+pub fn minimal_streams(mut document: Document) -> Result<Document, String> {
+    let reference = compared(&document)?;
+    for at in 0..document.streams.len() {
+        for leaf in leaves(&document.streams[at].1) {
+            let mut candidate = document.clone();
+            remove(&mut candidate.streams[at].1, &leaf);
+            if compared(&candidate).is_ok_and(|r| r == reference) {
+                document = candidate;
+            }
+        }
+    }
+    Ok(document)
+}
+
 /// The keys with `profile = "<name>"` after the tier.
 fn with_profile(keys: &Table, profile: &str) -> Table {
     let mut out = Table::default();

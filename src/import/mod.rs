@@ -17,6 +17,7 @@
 //! marks, and what could not be said is listed with why.
 
 pub mod derive;
+pub mod jetstream;
 pub mod minimal;
 pub mod read;
 pub mod residual;
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::live::jetstream::LiveJetStream;
 use crate::live::kube::Cluster;
 use crate::load::decode::PATCHABLE_KINDS;
 use crate::render::ObjectRef;
@@ -45,6 +47,9 @@ pub struct Imported {
 
 pub struct Request<'a> {
     pub namespace: &'a str,
+    /// The JetStream server's streams and their consumers, when import was
+    /// given a NATS server to read.
+    pub jetstream: Option<&'a LiveJetStream>,
     /// The fleet's name (its ownership marks).
     pub name: &'a str,
     /// Said in the file's first comment.
@@ -70,8 +75,21 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
             .join(", ")
     );
     let mut document = skeleton(request, &domain, &live, &agents);
+    let mut streams = BTreeSet::new();
     for agent in &agents {
-        document.agents.push(agent_table(agent, &domain));
+        let table = agent_table(agent, &domain, request.jetstream, &mut streams);
+        document.agents.push(table);
+    }
+    if let Some(jetstream) = request.jetstream {
+        for name in &streams {
+            let keys = jetstream::stream_keys(&jetstream[name].config);
+            document.streams.push((name.clone(), keys));
+        }
+        document = minimal::minimal_streams(document).map_err(|problems| {
+            anyhow::anyhow!(
+                "the streams import derived do not load ({problems}); this is a bug in fleet import"
+            )
+        })?;
     }
     hoist_shared(&mut document);
     let mut minimal_agents = Vec::new();
@@ -118,10 +136,55 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
             break;
         }
     }
+    let mut unplaced = Vec::new();
+    if let Some(live_jetstream) = request.jetstream {
+        let rendered = minimal::rendered(&document).map_err(|problems| {
+            anyhow::anyhow!(
+                "the imported definition does not load ({problems}); this is a bug in fleet import"
+            )
+        })?;
+        for stream in &rendered.jetstream.streams {
+            for difference in
+                jetstream::differences(&stream.config, &live_jetstream[&stream.name].config)
+            {
+                unexpressed.push(format!("jetstream stream {}: {difference}", stream.name));
+            }
+        }
+        for consumer in &rendered.jetstream.consumers {
+            let live_config = &live_jetstream[&consumer.stream].consumers[&consumer.name].config;
+            for difference in jetstream::differences(&consumer.config, live_config) {
+                unexpressed.push(format!(
+                    "jetstream consumer {}/{}: {difference}",
+                    consumer.stream, consumer.name
+                ));
+            }
+        }
+        let imported: BTreeSet<(String, String)> = rendered
+            .jetstream
+            .consumers
+            .iter()
+            .map(|c| (c.stream.clone(), c.name.clone()))
+            .collect();
+        for (name, stream) in live_jetstream {
+            if !streams.contains(name) {
+                unplaced.push(format!(
+                    "jetstream stream {name}: no imported agent has a consumer on it"
+                ));
+                continue;
+            }
+            for consumer in stream.consumers.keys() {
+                if !imported.contains(&(name.clone(), consumer.clone())) {
+                    unplaced.push(format!(
+                        "jetstream consumer {name}/{consumer}: fleet names an agent's consumer <role>-agent, and no imported agent has this one"
+                    ));
+                }
+            }
+        }
+    }
     unexpressed.sort();
     unexpressed.dedup();
     let claimed = claimed(&document, &agents, &live);
-    let unplaced = unplaced(&live, &claimed);
+    unplaced.extend(self::unplaced(&live, &claimed));
     Ok(Imported {
         text: document.to_toml(),
         agents: agents.iter().map(|a| a.role.clone()).collect(),
@@ -192,14 +255,45 @@ fn skeleton(
     }
 }
 
-/// The agent's derived keys as its table.
-fn agent_table(agent: &LiveAgent<'_>, domain: &str) -> AgentTable {
+/// The agent's derived keys as its table; its consumer's settings from
+/// JetStream, and its stream added to `streams`.
+fn agent_table(
+    agent: &LiveAgent<'_>,
+    domain: &str,
+    live_jetstream: Option<&LiveJetStream>,
+    streams: &mut BTreeSet<String>,
+) -> AgentTable {
     let mut keys = Table::default();
     for (name, value) in derive::keys(agent, domain) {
         keys.set(&name, value);
     }
-    // The consumer's stream is only known with its streams (NATS).
-    if keys.get("consumer").is_some() {
+    let named = keys
+        .get("consumer")
+        .and_then(|c| c["stream"].as_str())
+        .map(str::to_string);
+    let consumer = live_jetstream.and_then(|live| {
+        let stream = jetstream::own_consumer_stream(live, &agent.role, named.as_deref())?;
+        let config = &live[&stream].consumers[&format!("{}-agent", agent.role)].config;
+        Some((stream, config))
+    });
+    if let Some((stream, config)) = consumer {
+        keys.set("consumer", jetstream::consumer_keys(config, &stream));
+        // After the autoscaling, as the reference has it.
+        let at = keys
+            .keys
+            .iter()
+            .position(|k| k.name == "consumer")
+            .unwrap_or(0);
+        let consumer = keys.keys.remove(at);
+        let after = keys
+            .keys
+            .iter()
+            .position(|k| k.name == "autoscaling")
+            .map_or(keys.keys.len(), |i| i + 1);
+        keys.keys.insert(after.min(keys.keys.len()), consumer);
+        streams.insert(stream);
+    } else if keys.get("consumer").is_some() {
+        // Without its stream (no NATS server read) fleet cannot render it.
         keys.keys.retain(|k| k.name != "consumer");
         if let Some(Value::Object(autoscaling)) = keys
             .keys

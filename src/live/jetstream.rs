@@ -332,6 +332,22 @@ pub async fn read(
     owner: &str,
     desired_streams: &[&str],
 ) -> anyhow::Result<LiveJetStream> {
+    read_consumers_of(js, |name, config| {
+        is_owned(config, owner) || desired_streams.contains(&name)
+    })
+    .await
+}
+
+/// Every stream with every consumer (for `fleet import`).
+pub async fn read_all(js: &JetStream) -> anyhow::Result<LiveJetStream> {
+    read_consumers_of(js, |_, _| true).await
+}
+
+/// Every stream, and the consumers of those `wanted` says.
+async fn read_consumers_of(
+    js: &JetStream,
+    wanted: impl Fn(&str, &Value) -> bool,
+) -> anyhow::Result<LiveJetStream> {
     let mut streams = LiveJetStream::new();
     let infos = list_all(js, "STREAM.LIST", "streams", "listing JetStream streams").await?;
     for info in &infos {
@@ -350,7 +366,7 @@ pub async fn read(
         );
     }
     for (name, stream) in streams.iter_mut() {
-        if !is_owned(&stream.config, owner) && !desired_streams.contains(&name.as_str()) {
+        if !wanted(name, &stream.config) {
             continue;
         }
         let infos = list_all(
