@@ -239,9 +239,9 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
         json!({ "name": "AGENT_ID", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
         json!({ "name": "AGENT_NAMESPACE", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } }),
     ];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         env.push(
-            json!({ "name": "LOG_LEVEL", "value": if i % 4 == 0 { "debug" } else { "info" } }),
+            json!({ "name": "LOG_LEVEL", "value": if i.is_multiple_of(4) { "debug" } else { "info" } }),
         );
     }
     if i % 3 == 1 {
@@ -270,7 +270,7 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
     });
     let mut volumes = vec![
         json!({ "name": "agent-config", "configMap": { "name": format!("{name}-config") } }),
-        json!({ "name": "workspace", "emptyDir": { "sizeLimit": if i % 2 == 0 { "10Gi" } else { "20Gi" } } }),
+        json!({ "name": "workspace", "emptyDir": { "sizeLimit": if i.is_multiple_of(2) { "10Gi" } else { "20Gi" } } }),
     ];
     if i % 2 == 1 {
         container["securityContext"] = json!({
@@ -305,7 +305,7 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
         "containers": containers,
         "volumes": volumes,
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         pod["affinity"] = json!({ "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [
             { "matchExpressions": [{ "key": "agent.ceo/workload-type", "operator": "In", "values": ["cognitive"] }] }
         ] } } });
@@ -322,7 +322,7 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
     }
     let replicas = 1 + (i % 3) as i64;
     let mut pod_labels = json!({ "app": name, "agent.ceo/role": role });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         pod_labels["agent.ceo/tier"] = json!(tier);
     }
     let mut labels = json!({ "agent.ceo/role": role, "agent.ceo/tier": tier });
@@ -350,10 +350,10 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
     let mut objects = vec![
         json!({ "apiVersion": "v1", "kind": "ServiceAccount", "metadata": { "name": name, "labels": { "agent.ceo/role": role } } }),
         json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("{name}-config") },
-                "data": { "config.yaml": format!("role: {role}\nmodel: {}\n", if i % 2 == 0 { "large" } else { "small" }) } }),
+                "data": { "config.yaml": format!("role: {role}\nmodel: {}\n", if i.is_multiple_of(2) { "large" } else { "small" }) } }),
         deployment,
     ];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         objects.push(json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": { "name": format!("{name}-hpa") },
@@ -378,10 +378,10 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": { "name": name, "labels": { "agent.ceo/role": role } },
             "spec": { "selector": { "matchLabels": { "app": name } },
-                      "maxUnavailable": if i % 2 == 0 { json!(1) } else { json!("50%") } },
+                      "maxUnavailable": if i.is_multiple_of(2) { json!(1) } else { json!("50%") } },
         }));
     }
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         objects.push(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": { "name": name, "labels": { "agent.ceo/role": role, "agent.ceo/monitored": "true", "app": name } },
