@@ -340,7 +340,7 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
             },
         },
     });
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         deployment["spec"]["replicas"] = json!(replicas);
     }
     if i == 10 {
