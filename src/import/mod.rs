@@ -136,6 +136,16 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
             break;
         }
     }
+    if unexpressed.is_empty() {
+        prune(cluster, &live, &mut document).await?;
+        // Checked like the rest: kept only if nothing differs with it.
+        let mut hoisted = document.clone();
+        hoist_patches(&mut hoisted);
+        if hoisted != document && differences(cluster, &live, &hoisted).await?.is_empty() {
+            document = hoisted;
+        }
+    }
+    note_unhardened(&mut document);
     let mut unplaced = Vec::new();
     if let Some(live_jetstream) = request.jetstream {
         let rendered = minimal::rendered(&document).map_err(|problems| {
@@ -339,6 +349,186 @@ fn hoist_shared(document: &mut Document) {
     }
 }
 
+/// Fields every agent's patch of a kind sets alike (removing the tier
+/// label that hand-made objects lacked, say) move to `[defaults.patch]`,
+/// written once: for a kind every agent renders, each is set by every
+/// agent's patch, or changes nothing on its object.
+fn hoist_patches(document: &mut Document) {
+    if document.agents.len() < 2 {
+        return;
+    }
+    let Ok(rendered) = minimal::rendered(document) else {
+        return;
+    };
+    let role_label = role_label(document);
+    for kind in PATCHABLE_KINDS {
+        let objects: Vec<(usize, &Value)> = document
+            .agents
+            .iter()
+            .enumerate()
+            .filter_map(|(at, agent)| {
+                let object = rendered.kubernetes.iter().find(|o| {
+                    o.id.kind == *kind
+                        && o.body["metadata"]["labels"][&role_label] == agent.role.as_str()
+                })?;
+                Some((at, &object.body))
+            })
+            .collect();
+        // A patch in [defaults] is every agent's: each must render the kind.
+        if objects.len() < document.agents.len() {
+            continue;
+        }
+        let patch_of = |agent: &AgentTable| {
+            agent
+                .patches
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map(|(_, patch)| patch.clone())
+        };
+        let Some(first) = objects
+            .iter()
+            .find_map(|(at, _)| patch_of(&document.agents[*at]))
+        else {
+            continue;
+        };
+        let mut shared = serde_json::Map::new();
+        for (path, value) in map_leaves(&first) {
+            let single = nested(&path, value.clone());
+            let mut setting = 0;
+            let everywhere = objects.iter().all(|(at, object)| {
+                let sets = patch_of(&document.agents[*at])
+                    .is_some_and(|patch| value_at(&patch, &path) == Some(&value));
+                setting += usize::from(sets);
+                sets || {
+                    let mut changed = (*object).clone();
+                    crate::render::patch::merge(&mut changed, &single);
+                    &changed == *object
+                }
+            });
+            if everywhere && setting >= 2 {
+                insert_path(&mut shared, &path, value);
+                for agent in &mut document.agents {
+                    if let Some((_, patch)) = agent.patches.iter_mut().find(|(k, _)| k == kind) {
+                        remove_path(patch, &path);
+                    }
+                    agent
+                        .patches
+                        .retain(|(_, patch)| patch.as_object().is_some_and(|m| !m.is_empty()));
+                }
+            }
+        }
+        if !shared.is_empty() {
+            document
+                .default_patches
+                .push((kind.to_string(), Value::Object(shared)));
+        }
+    }
+}
+
+/// Paths through maps down to a value that is not one (or is empty, or a
+/// deletion), with that value.
+fn map_leaves(patch: &Value) -> Vec<(Vec<String>, Value)> {
+    fn walk(value: &Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() && !crate::render::patch::deletes(value) => {
+                for (key, value) in map {
+                    path.push(key.clone());
+                    walk(value, path, out);
+                    path.pop();
+                }
+            }
+            _ => out.push((path.clone(), value.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(patch, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Sets `value` at `path`, making the maps on the way.
+fn insert_path(map: &mut serde_json::Map<String, Value>, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut target = map;
+    for key in parents {
+        let entry = target
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(serde_json::Map::new());
+        }
+        target = entry.as_object_mut().expect("made a map above");
+    }
+    target.insert(last.clone(), value);
+}
+
+fn nested(path: &[String], value: Value) -> Value {
+    path.iter().rev().fold(value, |inner, key| {
+        Value::Object(serde_json::Map::from_iter([(key.clone(), inner)]))
+    })
+}
+
+fn value_at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(value, |at, key| at.as_object()?.get(key))
+}
+
+/// Removes the value at `path` and the maps it leaves empty.
+fn remove_path(value: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.shift_remove(first);
+        return;
+    }
+    if let Some(inner) = map.get_mut(first) {
+        remove_path(inner, rest);
+        if inner.as_object().is_some_and(|m| m.is_empty()) {
+            map.shift_remove(first);
+        }
+    }
+}
+
+/// Says where a patch undoes fleet's hardening (the `restricted` Pod
+/// Security Standard's settings, which hand-made pods often lack), so a
+/// reader knows what deleting those lines would do.
+fn note_unhardened(document: &mut Document) {
+    let removes = |patch: &Value| {
+        let pod = &patch["spec"]["template"]["spec"];
+        let seccomp = crate::render::patch::deletes(&pod["securityContext"]["seccompProfile"]);
+        let container = pod["containers"].as_array().is_some_and(|containers| {
+            containers.iter().any(|c| {
+                c["name"] == "agent" && crate::render::patch::deletes(&c["securityContext"])
+            })
+        });
+        seccomp || container
+    };
+    let by_default = document
+        .default_patches
+        .iter()
+        .any(|(kind, patch)| kind == "Deployment" && removes(patch));
+    for agent in &mut document.agents {
+        let own = agent
+            .patches
+            .iter()
+            .any(|(kind, patch)| kind == "Deployment" && removes(patch));
+        if !(own || by_default) {
+            continue;
+        }
+        let note = "Its pods are not hardened as fleet's are by default (the restricted Pod Security Standard): the Deployment's patch removes the seccomp profile or the container's securityContext, as the live pods have them. Remove those lines to harden it".to_string();
+        if agent.keys.get("security").is_some() {
+            agent.keys.comment("security", note);
+        } else {
+            agent.notes.push(note);
+        }
+    }
+}
+
 /// Says how the profile was picked: nothing in the live objects names one.
 fn explain_profile(derived: &AgentTable, mut minimal: AgentTable) -> AgentTable {
     let Some(profile) = minimal.keys.get("profile").and_then(Value::as_str) else {
@@ -381,13 +571,7 @@ async fn differences(
         )
     })?;
     let mut out = Vec::new();
-    let role_label = document
-        .fleet
-        .get("label_domain")
-        .and_then(Value::as_str)
-        .unwrap_or("agent.ceo")
-        .to_string()
-        + "/role";
+    let role_label = role_label(document);
     for object in &rendered.kubernetes {
         let Some((_, live_object)) = derive::find(&live.objects, &object.id.kind, &object.id.name)
         else {
@@ -406,6 +590,144 @@ async fn differences(
         }
     }
     Ok(out)
+}
+
+/// Drops each field of the agents' patches that the API server would
+/// default to the same value anyway (a sidecar's `terminationMessagePath`,
+/// a variable's `fieldRef.apiVersion`): one dry run per field, kept only
+/// when the object still comes out as the live one.
+async fn prune(
+    cluster: &Cluster,
+    live: &read::LiveNamespace,
+    document: &mut Document,
+) -> anyhow::Result<()> {
+    let role_label = role_label(document);
+    for a in 0..document.agents.len() {
+        for p in 0..document.agents[a].patches.len() {
+            let kind = document.agents[a].patches[p].0.clone();
+            for leaf in patch_leaves(&document.agents[a].patches[p].1) {
+                let mut candidate = document.clone();
+                remove_leaf(&mut candidate.agents[a].patches[p].1, &leaf);
+                let role = &candidate.agents[a].role;
+                let Ok(rendered) = minimal::rendered(&candidate) else {
+                    continue;
+                };
+                let Some(object) = rendered.kubernetes.iter().find(|o| {
+                    o.id.kind == kind && o.body["metadata"]["labels"][&role_label] == role.as_str()
+                }) else {
+                    continue;
+                };
+                let Some((_, live_object)) =
+                    derive::find(&live.objects, &object.id.kind, &object.id.name)
+                else {
+                    continue;
+                };
+                // Refused (the field was required after all), or not read:
+                // the field stays, which is always exact.
+                let Ok(Some(server)) = read::as_created(cluster, live, object).await else {
+                    continue;
+                };
+                let same = residual::residual(
+                    &read::importable(&kind, live_object, &role_label),
+                    &read::importable(&kind, &server, &role_label),
+                )
+                .is_none();
+                if same {
+                    *document = candidate;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A step into a patch: a map's key or a list's item.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Item(usize),
+}
+
+/// The fields a patch sets that a dry run may show to be defaults: values
+/// that are neither maps nor lists, nor an item's `name`, nor a deletion.
+fn patch_leaves(patch: &Value) -> Vec<Vec<Step>> {
+    fn walk(value: &Value, path: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+        match value {
+            Value::Object(_) if crate::render::patch::deletes(value) => {}
+            Value::Object(map) if map.is_empty() => out.push(path.clone()),
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if key == "name" && matches!(path.last(), Some(Step::Item(_))) {
+                        continue;
+                    }
+                    path.push(Step::Key(key.clone()));
+                    walk(value, path, out);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (at, item) in items.iter().enumerate() {
+                    path.push(Step::Item(at));
+                    walk(item, path, out);
+                    path.pop();
+                }
+            }
+            _ => out.push(path.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(patch, &mut Vec::new(), &mut out);
+    // Later fields first: removing one leaves earlier paths as they were.
+    out.reverse();
+    out
+}
+
+/// Removes the field at `path`, and the maps it leaves empty (but a list
+/// item, which keeps its name).
+fn remove_leaf(value: &mut Value, path: &[Step]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut target = &mut *value;
+    for step in parents {
+        target = match step {
+            Step::Key(key) => &mut target[key.as_str()],
+            Step::Item(at) => &mut target[*at],
+        };
+    }
+    if let (Step::Key(key), Some(map)) = (last, target.as_object_mut()) {
+        map.shift_remove(key);
+    }
+    // Empty maps left behind go too, up to the first non-empty one.
+    for depth in (1..path.len()).rev() {
+        let (last, parents) = path[..depth].split_last().expect("depth >= 1");
+        let mut parent = &mut *value;
+        for step in parents {
+            parent = match step {
+                Step::Key(key) => &mut parent[key.as_str()],
+                Step::Item(at) => &mut parent[*at],
+            };
+        }
+        if let Step::Key(key) = last
+            && parent[key.as_str()]
+                .as_object()
+                .is_some_and(|m| m.is_empty())
+            && let Some(map) = parent.as_object_mut()
+        {
+            map.shift_remove(key);
+        }
+    }
+}
+
+/// `<label_domain>/role`.
+fn role_label(document: &Document) -> String {
+    document
+        .fleet
+        .get("label_domain")
+        .and_then(Value::as_str)
+        .unwrap_or("agent.ceo")
+        .to_string()
+        + "/role"
 }
 
 /// The live objects the definition renders.

@@ -63,6 +63,8 @@ pub struct Document {
     pub fleet: Table,
     pub service_monitor: Option<Table>,
     pub defaults: Table,
+    /// `[defaults.patch.<Kind>]`: what every agent's patch of a kind says.
+    pub default_patches: Vec<(String, Value)>,
     pub streams: Vec<(String, Table)>,
     pub agents: Vec<AgentTable>,
 }
@@ -82,6 +84,11 @@ impl Document {
         }
         if !self.defaults.keys.is_empty() {
             table(&mut out, "defaults", &self.defaults);
+        }
+        for (kind, patch) in &self.default_patches {
+            let _ = writeln!(out, "[defaults.patch.{kind}]");
+            dotted(&mut out, "", patch);
+            out.push('\n');
         }
         for (name, stream) in &self.streams {
             table(&mut out, &format!("streams.{}", key(name)), stream);
