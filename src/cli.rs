@@ -96,9 +96,17 @@ pub struct ImportArgs {
     /// Kube context (default: the current one).
     #[arg(long, env = "FLEET_KUBE_CONTEXT")]
     pub context: Option<String>,
-    /// Where to write the definition; `-` prints it. Never overwrites.
-    #[arg(long, short = 'o', default_value = "fleet.toml")]
-    pub out: PathBuf,
+    /// Where to write the definition (default: fleet.toml, or
+    /// environments/<ENV>.toml with --env); `-` prints it. Never overwrites.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Write the file of this environment, over the existing --file: only
+    /// what the namespace has that fleet.toml does not say.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// The fleet.toml an environment (--env) is imported for.
+    #[arg(long, short = 'f', default_value = "fleet.toml")]
+    pub file: PathBuf,
     /// With a NATS server (--nats-url), the agents' consumers and the
     /// streams they read are imported too.
     #[command(flatten)]

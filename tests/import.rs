@@ -13,15 +13,15 @@ use async_nats::jetstream::{consumer, stream};
 use serde_json::Value;
 use support::{ADMIN_CONTEXT, TestEnv, control_plane, repo_root};
 
-/// `fleet ARGS` in `dir`, against the control plane (no environment: the
-/// imported file names none).
-fn fleet(dir: &Path, args: &[&str]) -> support::Run {
+/// `fleet ARGS` in `dir`, against the control plane and `nats_url` (no
+/// environment: the imported fleet.toml names none).
+fn fleet(dir: &Path, args: &[&str], nats_url: &str) -> support::Run {
     let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
         .args(args)
         .current_dir(dir)
         .env("KUBECONFIG", &control_plane().kubeconfig)
         .env("FLEET_KUBE_CONTEXT", ADMIN_CONTEXT)
-        .env("FLEET_NATS_URL", &control_plane().nats_url)
+        .env("FLEET_NATS_URL", nats_url)
         .env("NO_COLOR", "1")
         .env_remove("FLEET_ENV")
         .env_remove("GITHUB_ACTIONS")
@@ -68,12 +68,34 @@ fn is_mark(line: &str, domain: &str) -> bool {
 /// adopts, and the next plan is empty. Returns the imported text.
 fn round_trip(namespace: &str, name: &str, domain: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let imported = fleet(
-        dir.path(),
-        &["import", "--namespace", namespace, "--name", name],
-    );
+    let nats = &control_plane().nats_url;
+    round_trip_in(dir.path(), namespace, name, domain, None, nats)
+}
+
+/// [`round_trip`] in `dir`; with `env`, as that environment's file over the
+/// fleet.toml in `dir`.
+fn round_trip_in(
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+    domain: &str,
+    env: Option<&str>,
+    nats_url: &str,
+) -> String {
+    let fleet = |args: &[&str]| {
+        let mut args = args.to_vec();
+        if let Some(env) = env {
+            args.extend(["--env", env]);
+        }
+        fleet(dir, &args, nats_url)
+    };
+    let imported = fleet(&["import", "--namespace", namespace, "--name", name]);
     imported.assert_ok("fleet import");
-    let text = std::fs::read_to_string(dir.path().join("fleet.toml")).unwrap();
+    let file = match env {
+        Some(env) => dir.join("environments").join(format!("{env}.toml")),
+        None => dir.join("fleet.toml"),
+    };
+    let text = std::fs::read_to_string(file).unwrap();
     assert!(
         !imported
             .stderr
@@ -82,7 +104,7 @@ fn round_trip(namespace: &str, name: &str, domain: &str) -> String {
         imported.stderr
     );
 
-    let plan = fleet(dir.path(), &["plan", "--adopt", "--format", "json"]);
+    let plan = fleet(&["plan", "--adopt", "--format", "json"]);
     plan.assert_ok("fleet plan --adopt");
     let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
     for change in plan["changes"].as_array().unwrap() {
@@ -109,12 +131,9 @@ fn round_trip(namespace: &str, name: &str, domain: &str) -> String {
         );
     }
 
-    let applied = fleet(
-        dir.path(),
-        &["apply", "--adopt", "--auto-approve", "--no-wait"],
-    );
+    let applied = fleet(&["apply", "--adopt", "--auto-approve", "--no-wait"]);
     applied.assert_ok("fleet apply --adopt");
-    let again = fleet(dir.path(), &["plan", "--detailed-exitcode"]);
+    let again = fleet(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         again.code, 0,
         "the plan after the adopting apply is not empty:\n{}{}\n{text}",
@@ -162,33 +181,14 @@ async fn pull_consumer(env: &TestEnv, stream: &str, config: consumer::pull::Conf
 async fn the_seeds_manifests_import_exactly() {
     let env = TestEnv::new("import seed").await;
     let stream = format!("{}agent-tasks", env.stream_prefix);
-    let subjects = format!("{}.tasks", env.stream_prefix);
-    let mut manifests = String::new();
-    for file in ["deployment.yaml", "hpa.yaml", "networkpolicy.yaml"] {
-        let text =
-            std::fs::read_to_string(repo_root().join("tests/fixtures/seed").join(file)).unwrap();
-        manifests.push_str(&text.replace("agent-tasks", &stream));
-        manifests.push_str("\n---\n");
-    }
-    manifests.push_str(
-        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: agent-devops\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent-devops-config\ndata:\n  config.yaml: |\n    role: devops\n    tools: [kubectl, helm]\n",
-    );
-    let manifests = manifests.replace(
-        "namespace: agent-system",
-        &format!("namespace: {}", env.namespace),
-    );
-    control_plane().kubectl_stdin(&["apply", "-n", &env.namespace], &manifests);
-    work_queue(&env, &stream, &format!("{subjects}.>")).await;
-    pull_consumer(
-        &env,
+    let prefix = &env.stream_prefix;
+    seed(
+        &env.namespace,
         &stream,
-        consumer::pull::Config {
-            durable_name: Some("devops-agent".into()),
-            filter_subject: format!("{subjects}.devops.>"),
-            ack_wait: Duration::from_secs(300),
-            max_deliver: 5,
-            ..Default::default()
-        },
+        &env.jetstream,
+        prefix,
+        |m| m.to_string(),
+        5,
     )
     .await;
 
@@ -204,6 +204,121 @@ async fn the_seeds_manifests_import_exactly() {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
     println!("{text}");
+}
+
+/// The seed's manifests in `namespace` (`edit`ed first), with its stream and
+/// consumer (redelivered at most `max_deliver` times) on `jetstream`.
+async fn seed(
+    namespace: &str,
+    stream: &str,
+    jetstream: &async_nats::jetstream::Context,
+    prefix: &str,
+    edit: impl Fn(&str) -> String,
+    max_deliver: i64,
+) {
+    let subjects = format!("{prefix}.tasks");
+    let mut manifests = String::new();
+    for file in ["deployment.yaml", "hpa.yaml", "networkpolicy.yaml"] {
+        let text =
+            std::fs::read_to_string(repo_root().join("tests/fixtures/seed").join(file)).unwrap();
+        manifests.push_str(&text.replace("agent-tasks", stream));
+        manifests.push_str("\n---\n");
+    }
+    manifests.push_str(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: agent-devops\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent-devops-config\ndata:\n  config.yaml: |\n    role: devops\n    tools: [kubectl, helm]\n",
+    );
+    let manifests = edit(&manifests.replace(
+        "namespace: agent-system",
+        &format!("namespace: {namespace}"),
+    ));
+    control_plane().kubectl_stdin(&["apply", "-n", namespace], &manifests);
+    jetstream
+        .create_stream(stream::Config {
+            name: stream.into(),
+            subjects: vec![format!("{subjects}.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            max_age: Duration::from_secs(7 * 86_400),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("devops-agent".into()),
+            filter_subject: format!("{subjects}.devops.>"),
+            ack_wait: Duration::from_secs(300),
+            max_deliver,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A second environment of the seed's fleet, in another namespace and on
+/// another NATS server, with a newer image, a higher maximum and another
+/// redelivery limit: imported with `--env staging` over the fleet.toml the
+/// first was imported into, the environment file says only those, and
+/// round trips.
+#[tokio::test]
+async fn an_environment_imports_as_what_differs_from_fleet_toml() {
+    let production = TestEnv::new("import env production").await;
+    let staging = TestEnv::new("import env staging").await;
+    let staging_nats = support::NatsServer::start(&[]).await;
+    let staging_js =
+        async_nats::jetstream::new(async_nats::connect(&staging_nats.url).await.unwrap());
+    let stream = format!("{}agent-tasks", production.stream_prefix);
+    let prefix = &production.stream_prefix;
+    let same = |m: &str| m.to_string();
+    seed(
+        &production.namespace,
+        &stream,
+        &production.jetstream,
+        prefix,
+        same,
+        5,
+    )
+    .await;
+    let newer = |m: &str| {
+        m.replace("agent-runtime:latest", "agent-runtime:1.5.0")
+            .replace("maxReplicas: 5", "maxReplicas: 8")
+    };
+    seed(&staging.namespace, &stream, &staging_js, prefix, newer, 7).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let nats = &control_plane().nats_url;
+    round_trip_in(
+        dir.path(),
+        &production.namespace,
+        "seed",
+        "agent.ceo",
+        None,
+        nats,
+    );
+    let text = round_trip_in(
+        dir.path(),
+        &staging.namespace,
+        "seed",
+        "agent.ceo",
+        Some("staging"),
+        &staging_nats.url,
+    );
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    lines.sort();
+    let mut expected = vec![
+        "[environment]".to_string(),
+        format!("namespace = \"{}\"", staging.namespace),
+        format!("kube_context = \"{ADMIN_CONTEXT}\""),
+        format!("nats_url = \"{}\"", staging_nats.url),
+        "[agents.devops]".into(),
+        "image = \"gcr.io/agent-ceo/agent-runtime:1.5.0\"".into(),
+        "autoscaling = { max = 8 }".into(),
+        "consumer = { max_deliver = 7 }".into(),
+    ];
+    expected.sort();
+    assert_eq!(lines, expected, "{text}");
 }
 
 /// One hand-made agent of the varied fleet: its objects as kubectl would be

@@ -10,13 +10,31 @@ use crate::live::kube::Cluster;
 use crate::model;
 
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
-    let to_stdout = args.out.as_os_str() == "-";
-    if !to_stdout && args.out.exists() {
+    let out = match (&args.out, &args.env) {
+        (Some(out), _) => out.clone(),
+        (None, Some(env)) => crate::load::environment_path(&args.file, env),
+        (None, None) => std::path::PathBuf::from("fleet.toml"),
+    };
+    let to_stdout = out.as_os_str() == "-";
+    if !to_stdout && out.exists() {
         anyhow::bail!(
             "not importing: {} exists, and import overwrites nothing (nothing was written). Give another --out, or `--out -` to print it",
-            args.out.display()
+            out.display()
         );
     }
+    let base = match &args.env {
+        Some(env) => Some(crate::import::write::Base {
+            fleet_path: args.file.clone(),
+            fleet_text: std::fs::read_to_string(&args.file).map_err(|err| {
+                anyhow::anyhow!(
+                    "--env {env} imports an environment of an existing fleet.toml, and {} cannot be read: {err}. Import the fleet itself first (without --env)",
+                    args.file.display()
+                )
+            })?,
+            environment: env.clone(),
+        }),
+        None => None,
+    };
     let target = model::Target {
         kube_context: args.context.clone(),
         nats_url: None,
@@ -33,6 +51,9 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
         None => None,
     };
     let request = Request {
+        base,
+        kube_context: args.context.clone(),
+        nats_url: args.nats.nats_url.clone(),
         namespace: &args.namespace,
         jetstream: live_jetstream.as_ref(),
         name: &name,
@@ -47,11 +68,15 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
             .lock()
             .write_all(imported.text.as_bytes())?;
     } else {
-        std::fs::write(&args.out, &imported.text)
-            .map_err(|err| anyhow::anyhow!("writing {}: {err}", args.out.display()))?;
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| anyhow::anyhow!("making {}: {err}", parent.display()))?;
+        }
+        std::fs::write(&out, &imported.text)
+            .map_err(|err| anyhow::anyhow!("writing {}: {err}", out.display()))?;
         eprintln!(
             "wrote {} ({} agents: {})",
-            args.out.display(),
+            out.display(),
             imported.agents.len(),
             imported.agents.join(", ")
         );

@@ -16,7 +16,8 @@ use crate::render;
 /// The built-in profiles, tried in turn.
 pub const PROFILES: &[&str] = &["cognitive", "executor", "observer"];
 
-/// Config is written inline: no file is ever read.
+/// Config is written inline: no file is ever read (but those an existing
+/// fleet.toml names, beside it).
 struct NoFiles;
 
 impl ConfigFiles for NoFiles {
@@ -29,7 +30,26 @@ impl ConfigFiles for NoFiles {
 /// loader's diagnostics when it does not load.
 pub fn rendered(document: &Document) -> Result<render::Rendered, String> {
     let text = document.to_toml();
-    let loaded = load::load_str(Path::new("fleet.toml"), &text, None, None, &NoFiles);
+    let loaded = match &document.base {
+        None => load::load_str(Path::new("fleet.toml"), &text, None, None, &NoFiles),
+        Some(base) => {
+            let overlay = load::environment_path(&base.fleet_path, &base.environment);
+            let files = load::DirectoryFiles {
+                base_dir: base
+                    .fleet_path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+            };
+            load::load_str(
+                &base.fleet_path,
+                &base.fleet_text,
+                Some((&overlay, &text)),
+                Some(&base.environment),
+                &files,
+            )
+        }
+    };
     let errors = loaded.errors();
     let Some(fleet) = loaded.fleet.filter(|_| errors == 0) else {
         let problems: Vec<String> = loaded
@@ -86,7 +106,13 @@ pub fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTable, St
         compared(&alone(document, candidate)).is_ok_and(|r| r == reference)
     };
     let mut best = shrink(agent.clone(), &same);
-    for profile in PROFILES {
+    // An environment keeps the profile fleet.toml gives.
+    let profiles = if document.base.is_some() {
+        &[][..]
+    } else {
+        PROFILES
+    };
+    for profile in profiles {
         let mut candidate = agent.clone();
         candidate.keys = with_profile(&agent.keys, profile);
         if !same(&candidate) {

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::live::jetstream::LiveJetStream;
 use crate::live::kube::Cluster;
-use crate::load::decode::PATCHABLE_KINDS;
+use crate::load::decode::{AGENT_KEYS, PATCHABLE_KINDS};
 use crate::render::ObjectRef;
 use derive::LiveAgent;
 use write::{AgentTable, Document, Table};
@@ -47,6 +47,8 @@ pub struct Imported {
 
 pub struct Request<'a> {
     pub namespace: &'a str,
+    /// Import as this environment's file over an existing fleet.toml.
+    pub base: Option<write::Base>,
     /// The JetStream server's streams and their consumers, when import was
     /// given a NATS server to read.
     pub jetstream: Option<&'a LiveJetStream>,
@@ -54,6 +56,10 @@ pub struct Request<'a> {
     pub name: &'a str,
     /// Said in the file's first comment.
     pub source: String,
+    /// The kube context and NATS server given, which an environment file
+    /// records.
+    pub kube_context: Option<String>,
+    pub nats_url: Option<String>,
 }
 
 /// How many times the residual is rendered and checked again.
@@ -76,12 +82,45 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
     );
     let mut document = skeleton(request, &domain, &live, &agents);
     let mut streams = BTreeSet::new();
+    let mut only_in_base = Vec::new();
+    let base_fleet = match &request.base {
+        Some(base) => Some(base_fleet(base)?),
+        None => None,
+    };
     for agent in &agents {
+        if let Some(base) = &base_fleet
+            && !base.agents.iter().any(|a| a.role == agent.role)
+        {
+            continue;
+        }
         let table = agent_table(agent, &domain, request.jetstream, &mut streams);
         document.agents.push(table);
     }
+    if let Some(base) = &base_fleet {
+        for role in base.agents.iter().map(|a| &a.role) {
+            if !agents.iter().any(|a| &a.role == role) {
+                only_in_base.push(role.clone());
+                let mut keys = Table::default();
+                keys.set("enabled", Value::from(false));
+                document.agents.push(AgentTable {
+                    role: role.clone(),
+                    notes: vec![format!(
+                        "Not in namespace {}: switched off in this environment",
+                        request.namespace
+                    )],
+                    keys,
+                    patches: Vec::new(),
+                });
+            }
+        }
+    }
     if let Some(jetstream) = request.jetstream {
         for name in &streams {
+            if let Some(base) = &base_fleet
+                && !base.streams.iter().any(|s| &s.name == name)
+            {
+                continue;
+            }
             let keys = jetstream::stream_keys(&jetstream[name].config);
             document.streams.push((name.clone(), keys));
         }
@@ -91,7 +130,9 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
             )
         })?;
     }
-    hoist_shared(&mut document);
+    if request.base.is_none() {
+        hoist_shared(&mut document);
+    }
     let mut minimal_agents = Vec::new();
     for agent in &document.agents {
         let minimal = minimal::minimal(&document, agent).map_err(|problems| {
@@ -195,12 +236,84 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
     unexpressed.dedup();
     let claimed = claimed(&document, &agents, &live);
     unplaced.extend(self::unplaced(&live, &claimed));
+    if let Some(base) = &base_fleet {
+        for agent in &agents {
+            if !base.agents.iter().any(|a| a.role == agent.role) {
+                unplaced.push(format!(
+                    "agent {}: not in {}; add it there (`fleet import` without --env writes its table)",
+                    agent.role,
+                    request.base.as_ref().map_or(String::new(), |b| b.fleet_path.display().to_string())
+                ));
+            }
+        }
+    }
     Ok(Imported {
         text: document.to_toml(),
         agents: agents.iter().map(|a| a.role.clone()).collect(),
         unplaced,
         unexpressed,
     })
+}
+
+/// The fleet.toml an environment is imported for, loaded without it.
+fn base_fleet(base: &write::Base) -> anyhow::Result<crate::model::Fleet> {
+    let files = crate::load::DirectoryFiles {
+        base_dir: base
+            .fleet_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf(),
+    };
+    let loaded = crate::load::load_str(&base.fleet_path, &base.fleet_text, None, None, &files);
+    match loaded.fleet {
+        Some(fleet) if loaded.errors() == 0 => Ok(fleet),
+        _ => anyhow::bail!(
+            "{} does not load; `fleet validate` says why. Nothing was written.",
+            base.fleet_path.display()
+        ),
+    }
+}
+
+/// `[environment]` for an environment file: where it lives.
+fn environment_skeleton(request: &Request<'_>, base: &write::Base) -> Document {
+    let mut environment = Table::default();
+    environment.set("namespace", Value::from(request.namespace));
+    if let Some(context) = &request.kube_context {
+        environment.set("kube_context", Value::from(context.as_str()));
+    }
+    // Without its userinfo: credentials are given to fleet, never written.
+    if let Some(url) = &request.nats_url {
+        environment.set("nats_url", Value::from(without_userinfo(url)));
+    }
+    Document {
+        header: vec![format!(
+            "Environment `{}`, imported by `fleet import --env` from {}. Check it with\n`fleet plan --env {0} --adopt`: it should change nothing but fleet's ownership marks.",
+            base.environment, request.source
+        )],
+        base: Some(base.clone()),
+        environment,
+        ..Document::default()
+    }
+}
+
+/// `nats://user:pass@host:4222` -> `nats://host:4222` (each of a list).
+fn without_userinfo(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let host = match rest[..authority_end].rfind('@') {
+                Some(at) => &rest[at + 1..],
+                None => rest,
+            };
+            if scheme.is_empty() {
+                host.to_string()
+            } else {
+                format!("{scheme}://{host}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `[fleet]` and `[fleet.service_monitor]`, before the agents.
@@ -210,6 +323,9 @@ fn skeleton(
     live: &read::LiveNamespace,
     agents: &[LiveAgent<'_>],
 ) -> Document {
+    if let Some(base) = &request.base {
+        return environment_skeleton(request, base);
+    }
     let mut fleet = Table::default();
     fleet.set("name", Value::from(request.name));
     fleet.set("namespace", Value::from(request.namespace));
@@ -288,19 +404,7 @@ fn agent_table(
     });
     if let Some((stream, config)) = consumer {
         keys.set("consumer", jetstream::consumer_keys(config, &stream));
-        // After the autoscaling, as the reference has it.
-        let at = keys
-            .keys
-            .iter()
-            .position(|k| k.name == "consumer")
-            .unwrap_or(0);
-        let consumer = keys.keys.remove(at);
-        let after = keys
-            .keys
-            .iter()
-            .position(|k| k.name == "autoscaling")
-            .map_or(keys.keys.len(), |i| i + 1);
-        keys.keys.insert(after.min(keys.keys.len()), consumer);
+        order_keys(&mut keys);
         streams.insert(stream);
     } else if keys.get("consumer").is_some() {
         // Without its stream (no NATS server read) fleet cannot render it.
@@ -320,6 +424,17 @@ fn agent_table(
         keys,
         patches: Vec::new(),
     }
+}
+
+/// An agent's keys in the order of the definition reference (`fleet
+/// schema`), so an imported file reads like a hand-written one.
+fn order_keys(keys: &mut Table) {
+    keys.keys.sort_by_key(|k| {
+        AGENT_KEYS
+            .iter()
+            .position(|name| *name == k.name)
+            .unwrap_or(AGENT_KEYS.len())
+    });
 }
 
 /// Keys every agent gives the same value move to `[defaults]` (with two
@@ -793,4 +908,17 @@ fn unplaced(live: &read::LiveNamespace, claimed: &BTreeSet<ObjectRef>) -> Vec<St
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_nats_url_keeps_no_credentials() {
+        assert_eq!(
+            without_userinfo("nats://fleet:s3cret@a:4222,tls://token@b:4222/x,c:4222"),
+            "nats://a:4222,tls://b:4222/x,c:4222"
+        );
+    }
 }

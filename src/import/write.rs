@@ -55,11 +55,24 @@ pub struct AgentTable {
     pub patches: Vec<(String, Value)>,
 }
 
+/// The fleet.toml an environment file is written for (`fleet import
+/// --env`): the document is then that environment's file, laid over it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Base {
+    pub fleet_path: std::path::PathBuf,
+    pub fleet_text: String,
+    pub environment: String,
+}
+
 /// The whole definition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Document {
     /// Comment lines at the top.
     pub header: Vec<String>,
+    /// Set when this is an environment file over an existing fleet.toml.
+    pub base: Option<Base>,
+    /// `[environment]` (an environment file's).
+    pub environment: Table,
     pub fleet: Table,
     pub service_monitor: Option<Table>,
     pub defaults: Table,
@@ -78,7 +91,12 @@ impl Document {
         if !self.header.is_empty() {
             out.push('\n');
         }
-        table(&mut out, "fleet", &self.fleet);
+        if !self.environment.keys.is_empty() {
+            table(&mut out, "environment", &self.environment);
+        }
+        if !self.fleet.keys.is_empty() {
+            table(&mut out, "fleet", &self.fleet);
+        }
         if let Some(monitor) = &self.service_monitor {
             table(&mut out, "fleet.service_monitor", monitor);
         }
@@ -90,10 +108,15 @@ impl Document {
             dotted(&mut out, "", patch);
             out.push('\n');
         }
-        for (name, stream) in &self.streams {
+        // An environment's file says only what differs: a table with
+        // nothing in it is left out.
+        for (name, stream) in self.streams.iter().filter(|(_, s)| !s.keys.is_empty()) {
             table(&mut out, &format!("streams.{}", key(name)), stream);
         }
         for agent in &self.agents {
+            if self.base.is_some() && agent.keys.keys.is_empty() && agent.patches.is_empty() {
+                continue;
+            }
             for line in &agent.notes {
                 comment_line(&mut out, line);
             }

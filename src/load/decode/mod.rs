@@ -54,7 +54,8 @@ pub(super) const ENVIRONMENT_KEYS: &[&str] = &[
 
 pub(super) const SERVICE_MONITOR_KEYS: &[&str] = &["enabled", "name", "interval", "path"];
 
-pub(super) const AGENT_KEYS: &[&str] = &[
+/// An agent's keys, in the order of the definition reference.
+pub const AGENT_KEYS: &[&str] = &[
     "enabled",
     "tier",
     "profile",
