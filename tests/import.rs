@@ -643,3 +643,60 @@ async fn a_fleet_of_twenty_varied_agents_imports_exactly() {
     }
     println!("{text}");
 }
+
+/// Import needs to read the kinds fleet renders and to dry-run their
+/// creation, nothing else: an identity with no right on Secrets (a LIST of
+/// them returns their values) imports the seed all the same.
+#[tokio::test]
+async fn import_reads_no_secret() {
+    let env = TestEnv::new("import no secret").await;
+    let stream = format!("{}agent-tasks", env.stream_prefix);
+    let prefix = &env.stream_prefix;
+    seed(
+        &env.namespace,
+        &stream,
+        &env.jetstream,
+        prefix,
+        |m| m.to_string(),
+        5,
+    )
+    .await;
+    let user = support::X509User::new(&format!("importer-{}", env.namespace));
+    let namespace = &env.namespace;
+    let name = &user.name;
+    support::kubectl_apply(&format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{ name: importer, namespace: {namespace} }}
+rules:
+- apiGroups: ["", "apps", "autoscaling", "policy", "networking.k8s.io", "rbac.authorization.k8s.io", "keda.sh", "monitoring.coreos.com"]
+  resources: [serviceaccounts, configmaps, services, deployments, horizontalpodautoscalers, poddisruptionbudgets, networkpolicies, roles, rolebindings, scaledobjects, servicemonitors]
+  verbs: [get, list, create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: importer, namespace: {namespace} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: importer }}
+subjects: [{{ kind: User, name: {name}, apiGroup: rbac.authorization.k8s.io }}]
+"#
+    ));
+    assert!(!user.can("list", "secrets", namespace));
+    assert!(!user.can("get", "secrets", namespace));
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["import", "--namespace", namespace, "--context", name])
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &user.kubeconfig)
+        .env("FLEET_NATS_URL", &control_plane().nats_url)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(dir.path().join("fleet.toml")).unwrap();
+    assert!(text.contains("[agents.devops]"), "{text}");
+    assert!(
+        !stderr.contains("Differences no key or patch can say"),
+        "{stderr}"
+    );
+}

@@ -69,21 +69,28 @@ pub async fn namespace(cluster: &Cluster, namespace: &str) -> anyhow::Result<Liv
     }
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
         kube::Api::all(cluster.client.clone());
-    let live_namespace = retry::kube(|| namespaces.get_opt(namespace))
-        .await
-        .with_context(|| format!("reading namespace {namespace} on {}", cluster.describe()))?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "namespace {namespace} does not exist on {}: nothing to import",
+    // Its Pod Security level, when this identity may read it (a namespaced
+    // identity may not: the level is then left `privileged`, which checks
+    // nothing the cluster does not).
+    let enforced = match retry::kube(|| namespaces.get_opt(namespace)).await {
+        Ok(Some(live)) => live
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("pod-security.kubernetes.io/enforce")
+            .cloned(),
+        Ok(None) => anyhow::bail!(
+            "namespace {namespace} does not exist on {}: nothing to import",
+            cluster.describe()
+        ),
+        Err(kube::Error::Api(status)) if status.code == 403 => None,
+        Err(err) => {
+            return Err(anyhow::Error::new(err).context(format!(
+                "reading namespace {namespace} on {}",
                 cluster.describe()
-            )
-        })?;
-    let enforced = live_namespace
-        .metadata
-        .labels
-        .unwrap_or_default()
-        .get("pod-security.kubernetes.io/enforce")
-        .cloned();
+            )));
+        }
+    };
     let pod_security = PodSecurityLevel::ALL
         .into_iter()
         .find(|level| Some(level.as_str()) == enforced.as_deref())
