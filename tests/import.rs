@@ -48,7 +48,8 @@ fn changed_lines(diff: &str) -> Vec<&str> {
 
 /// Whether a changed line is one of fleet's marks: its ownership labels,
 /// the role label by which it knows an agent's objects, the maps that hold
-/// them, and the owner in a stream's or consumer's metadata.
+/// them, the annotation that keeps the ownership labels off KEDA's HPA, and
+/// the owner in a stream's or consumer's metadata.
 fn is_mark(line: &str, domain: &str) -> bool {
     let line = line[1..].trim();
     [
@@ -58,6 +59,7 @@ fn is_mark(line: &str, domain: &str) -> bool {
         "labels:",
         "metadata:",
         "fleet.owner: ",
+        "scaledobject.keda.sh/hpa-excluded-labels: ",
     ]
     .iter()
     .any(|mark| line.starts_with(mark))
@@ -66,14 +68,14 @@ fn is_mark(line: &str, domain: &str) -> bool {
 /// Imports `namespace` into a new directory, then checks the round trip:
 /// the adopt plan changes only marks (the ApplySet parent is new), apply
 /// adopts, and the next plan is empty. Returns the imported text.
-fn round_trip(namespace: &str, name: &str, domain: &str) -> String {
+fn round_trip(namespace: &str, name: &str, domain: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let nats = &control_plane().nats_url;
     round_trip_in(dir.path(), namespace, name, domain, None, nats)
 }
 
 /// [`round_trip`] in `dir`; with `env`, as that environment's file over the
-/// fleet.toml in `dir`.
+/// fleet.toml in `dir`. Returns the file and what import said.
 fn round_trip_in(
     dir: &Path,
     namespace: &str,
@@ -81,7 +83,7 @@ fn round_trip_in(
     domain: &str,
     env: Option<&str>,
     nats_url: &str,
-) -> String {
+) -> (String, String) {
     let fleet = |args: &[&str]| {
         let mut args = args.to_vec();
         if let Some(env) = env {
@@ -139,7 +141,7 @@ fn round_trip_in(
         "the plan after the adopting apply is not empty:\n{}{}\n{text}",
         again.stdout, again.stderr
     );
-    text
+    (text, imported.stderr)
 }
 
 async fn work_queue(env: &TestEnv, name: &str, subjects: &str) {
@@ -192,7 +194,7 @@ async fn the_seeds_manifests_import_exactly() {
     )
     .await;
 
-    let text = round_trip(&env.namespace, "seed", "agent.ceo");
+    let (text, _) = round_trip(&env.namespace, "seed", "agent.ceo");
     for line in [
         "[agents.devops]",
         "tier = \"operations\"",
@@ -294,7 +296,7 @@ async fn an_environment_imports_as_what_differs_from_fleet_toml() {
         None,
         nats,
     );
-    let text = round_trip_in(
+    let (text, _) = round_trip_in(
         dir.path(),
         &staging.namespace,
         "seed",
@@ -468,7 +470,22 @@ fn hand_made_agent(i: usize, role: &str, stream: &str) -> Vec<Value> {
                 "data": { "config.yaml": format!("role: {role}\nmodel: {}\n", if i.is_multiple_of(2) { "large" } else { "small" }) } }),
         deployment,
     ];
-    if i.is_multiple_of(3) {
+    if i == 15 {
+        // Scaled by KEDA, as a ScaledObject is usually written by hand:
+        // KEDA names its HPA itself, and the target's kind is implied.
+        objects.push(json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": { "name": name },
+            "spec": {
+                "scaleTargetRef": { "name": name },
+                "minReplicaCount": 0, "maxReplicaCount": 6, "pollingInterval": 10, "cooldownPeriod": 120,
+                "triggers": [{ "type": "nats-jetstream", "metadata": {
+                    "natsServerMonitoringEndpoint": support::nats_monitoring(), "account": "$G",
+                    "stream": stream, "consumer": format!("{role}-agent"),
+                    "lagThreshold": "5", "useHttps": "false",
+                } }],
+            },
+        }));
+    } else if i.is_multiple_of(3) {
         objects.push(json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": { "name": format!("{name}-hpa") },
@@ -625,9 +642,24 @@ async fn a_fleet_of_twenty_varied_agents_imports_exactly() {
     )
     .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let text = round_trip(&env.namespace, "twenty", "agent.ceo");
-    let _ = dir;
+    let (text, said) = round_trip(&env.namespace, "twenty", "agent.ceo");
+    let namespace = &env.namespace;
+    for unplaced in [
+        format!("Deployment {namespace}/redis: its name is not agent-<role>"),
+        format!("ConfigMap {namespace}/models: no agent has it"),
+        format!(
+            "HorizontalPodAutoscaler {namespace}/keda-hpa-agent-crawler: made by ScaledObject agent-crawler"
+        ),
+        format!(
+            "jetstream consumer {}/debugging: fleet names an agent's consumer",
+            streams[1]
+        ),
+    ] {
+        assert!(
+            said.contains(&unplaced),
+            "import did not say `{unplaced}`:\n{said}"
+        );
+    }
     for role in ROLES {
         assert!(
             text.contains(&format!("[agents.{role}]")),

@@ -63,12 +63,21 @@ pub fn agents(objects: &Objects) -> Vec<LiveAgent<'_>> {
         .filter(|role| is_role(role))
         .map(|role| LiveAgent {
             role: role.to_string(),
+            // What a controller made (KEDA's HPA) is the controller's.
             objects: agent_object_names(role)
                 .into_iter()
                 .filter_map(|(kind, name)| Some((kind, find(objects, kind, &name)?.1)))
+                .filter(|(_, object)| !made_by_controller(object))
                 .collect(),
         })
         .collect()
+}
+
+/// Whether a controller made the object (it names an owner).
+pub fn made_by_controller(object: &Value) -> bool {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|owners| !owners.is_empty())
 }
 
 /// A role fleet accepts: a DNS label short enough for `agent-<role>-network`.
@@ -204,6 +213,7 @@ pub fn keys(agent: &LiveAgent<'_>, domain: &str) -> Keys {
             .map(Value::from),
     );
     if agent.get("HorizontalPodAutoscaler").is_none() && agent.get("ScaledObject").is_none() {
+        // An autoscaler's replica count is its own, never a key.
         push(
             &mut keys,
             "replicas",
@@ -225,7 +235,11 @@ pub fn keys(agent: &LiveAgent<'_>, domain: &str) -> Keys {
     }
     push(&mut keys, "resources", resources(&container["resources"]));
     push(&mut keys, "placement", placement(pod, domain));
-    if let Some(hpa) = agent.get("HorizontalPodAutoscaler") {
+    if let Some(scaled) = agent.get("ScaledObject") {
+        let (autoscaling, consumer) = scaled_object_keys(scaled, &agent.role);
+        push(&mut keys, "autoscaling", autoscaling);
+        push(&mut keys, "consumer", consumer);
+    } else if let Some(hpa) = agent.get("HorizontalPodAutoscaler") {
         let (autoscaling, consumer) = hpa_keys(hpa, &agent.role);
         push(&mut keys, "autoscaling", autoscaling);
         push(&mut keys, "consumer", consumer);
@@ -517,6 +531,96 @@ fn hpa_keys(hpa: &Value, role: &str) -> (Option<Value>, Option<Value>) {
         }
     }
     (Some(Value::Object(table)), consumer)
+}
+
+/// A KEDA ScaledObject: its replica bounds, the pending tasks per replica
+/// of the agent's own consumer's `nats-jetstream` trigger, memory and CPU
+/// triggers, KEDA's own settings and the HPA behaviour it passes on.
+fn scaled_object_keys(scaled: &Value, role: &str) -> (Option<Value>, Option<Value>) {
+    let spec = &scaled["spec"];
+    let mut table = Map::new();
+    table.insert("engine".into(), Value::from("keda"));
+    for (key, field) in [("min", "minReplicaCount"), ("max", "maxReplicaCount")] {
+        if let Some(count) = spec[field].as_i64() {
+            table.insert(key.into(), Value::from(count));
+        }
+    }
+    let mut consumer = None;
+    for trigger in spec["triggers"].as_array().into_iter().flatten() {
+        let metadata = &trigger["metadata"];
+        let number = |key: &str| metadata[key].as_str().and_then(|v| v.parse::<u64>().ok());
+        match trigger["type"].as_str() {
+            Some("nats-jetstream") if metadata["consumer"] == format!("{role}-agent").as_str() => {
+                if let Some(pending) = number("lagThreshold") {
+                    table.insert("pending_per_replica".into(), Value::from(pending));
+                }
+                if let Some(activation) = number("activationLagThreshold") {
+                    table.insert("activation_pending".into(), Value::from(activation));
+                }
+                if let Some(stream) = metadata["stream"].as_str() {
+                    consumer = Some(json!({ "stream": stream }));
+                }
+            }
+            Some(resource @ ("memory" | "cpu")) => {
+                if let Some(value) = number("value") {
+                    table.insert(format!("{resource}_utilization"), Value::from(value));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, field) in [
+        ("polling_interval", "pollingInterval"),
+        ("cooldown", "cooldownPeriod"),
+    ] {
+        if let Some(value) = seconds(&spec[field]) {
+            table.insert(key.into(), value);
+        }
+    }
+    if let Some(replicas) = spec["fallback"]["replicas"].as_i64() {
+        table.insert("fallback".into(), Value::from(replicas));
+    }
+    let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+    for (key, field) in [("scale_up", "scaleUp"), ("scale_down", "scaleDown")] {
+        if let Some(rules) = scaling_rules(&behavior[field]) {
+            table.insert(key.into(), rules);
+        }
+    }
+    (Some(Value::Object(table)), consumer)
+}
+
+/// Where KEDA reads NATS, from the agents' ScaledObjects: the
+/// `[environment]` keys `nats_monitoring` and `nats_account` (when not
+/// the default account), as the first trigger gives them.
+pub fn keda_environment(agents: &[LiveAgent<'_>]) -> Vec<(&'static str, Value)> {
+    let trigger = agents
+        .iter()
+        .filter_map(|a| a.get("ScaledObject"))
+        .flat_map(|s| {
+            s["spec"]["triggers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|t| t["type"] == "nats-jetstream");
+    let Some(trigger) = trigger else {
+        return Vec::new();
+    };
+    let metadata = &trigger["metadata"];
+    let mut keys = Vec::new();
+    if let Some(endpoint) = metadata["natsServerMonitoringEndpoint"].as_str() {
+        let https = metadata["useHttps"] == "true";
+        let endpoint = if https {
+            format!("https://{endpoint}")
+        } else {
+            endpoint.to_string()
+        };
+        keys.push(("nats_monitoring", Value::from(endpoint)));
+    }
+    if let Some(account) = metadata["account"].as_str().filter(|a| *a != "$G") {
+        keys.push(("nats_account", Value::from(account)));
+    }
+    keys
 }
 
 fn scaling_rules(rules: &Value) -> Option<Value> {

@@ -234,7 +234,7 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
     }
     unexpressed.sort();
     unexpressed.dedup();
-    let claimed = claimed(&document, &agents, &live);
+    let claimed = claimed(&document, &live);
     unplaced.extend(self::unplaced(&live, &claimed));
     if let Some(base) = &base_fleet {
         for agent in &agents {
@@ -370,11 +370,17 @@ fn skeleton(
         }
         None => None,
     };
+    // Where KEDA reads NATS, for the agents it scales.
+    let mut environment = Table::default();
+    for (key, value) in derive::keda_environment(agents) {
+        environment.set(key, value);
+    }
     Document {
         header: vec![format!(
             "Imported by `fleet import` from {}. Check it with `fleet plan --adopt`:\nit should change nothing but fleet's ownership marks.",
             request.source
         )],
+        environment,
         fleet,
         service_monitor,
         ..Document::default()
@@ -695,8 +701,9 @@ async fn differences(
         let Some(server) = read::as_created(cluster, live, object).await? else {
             continue;
         };
-        let live_form = read::importable(&object.id.kind, live_object, &role_label);
-        let server_form = read::importable(&object.id.kind, &server, &role_label);
+        let kind = &object.id.kind;
+        let live_form = read::importable(kind, live_object, &role_label, &object.body);
+        let server_form = read::importable(kind, &server, &role_label, &object.body);
         if let Some(patch) = residual::residual(&live_form, &server_form) {
             let role = object.body["metadata"]["labels"][&role_label]
                 .as_str()
@@ -743,8 +750,8 @@ async fn prune(
                     continue;
                 };
                 let same = residual::residual(
-                    &read::importable(&kind, live_object, &role_label),
-                    &read::importable(&kind, &server, &role_label),
+                    &read::importable(&kind, live_object, &role_label, &object.body),
+                    &read::importable(&kind, &server, &role_label, &object.body),
                 )
                 .is_none();
                 if same {
@@ -846,29 +853,17 @@ fn role_label(document: &Document) -> String {
 }
 
 /// The live objects the definition renders.
-fn claimed(
-    document: &Document,
-    agents: &[LiveAgent<'_>],
-    live: &read::LiveNamespace,
-) -> BTreeSet<ObjectRef> {
-    let mut claimed = BTreeSet::new();
-    for agent in agents {
-        for (kind, name) in derive::agent_object_names(&agent.role) {
-            if let Some((id, _)) = derive::find(&live.objects, kind, &name) {
-                claimed.insert(id.clone());
-            }
-        }
-    }
-    if let Some(name) = document
-        .service_monitor
-        .as_ref()
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        && let Some((id, _)) = derive::find(&live.objects, "ServiceMonitor", name)
-    {
-        claimed.insert(id.clone());
-    }
-    claimed
+fn claimed(document: &Document, live: &read::LiveNamespace) -> BTreeSet<ObjectRef> {
+    let Ok(rendered) = minimal::rendered(document) else {
+        return BTreeSet::new();
+    };
+    rendered
+        .kubernetes
+        .iter()
+        .filter_map(|object| {
+            derive::find(&live.objects, &object.id.kind, &object.id.name).map(|(id, _)| id.clone())
+        })
+        .collect()
 }
 
 /// The objects no agent claims, each with why.
@@ -887,6 +882,12 @@ fn unplaced(live: &read::LiveNamespace, claimed: &BTreeSet<ObjectRef>) -> Vec<St
                     owner["kind"].as_str().unwrap_or("?"),
                     owner["name"].as_str().unwrap_or("?")
                 )
+            } else if derive::agents(&live.objects).iter().any(|agent| {
+                derive::agent_object_names(&agent.role)
+                    .iter()
+                    .any(|(k, n)| *k == kind && *n == id.name)
+            }) {
+                "an agent's name, but nothing in the agent's keys renders it (its Deployment's definition does not use it)".into()
             } else if kind == "Deployment" {
                 "its name is not agent-<role>: fleet names an agent's Deployment so; rename it (a new Deployment) or leave it outside fleet".into()
             } else {

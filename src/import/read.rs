@@ -147,7 +147,9 @@ pub async fn as_created(
 /// (data, rules...), without what the server, a controller or fleet's
 /// ownership writes. `role_label` is fleet's too: it is how fleet knows an
 /// agent's objects (patches, targeting, attribution), so no patch removes it.
-pub fn importable(kind: &str, object: &Value, role_label: &str) -> Value {
+/// `rendered` is fleet's body: a Deployment it renders without replicas is
+/// scaled by its autoscaler, whose count is none of the definition's.
+pub fn importable(kind: &str, object: &Value, role_label: &str, rendered: &Value) -> Value {
     let mut object = object.clone();
     let Some(map) = object.as_object_mut() else {
         return object;
@@ -188,6 +190,12 @@ pub fn importable(kind: &str, object: &Value, role_label: &str) -> Value {
         kept.insert(key.into(), Value::Object(values));
     }
     map.insert("metadata".into(), Value::Object(kept));
+    if kind == "Deployment"
+        && rendered["spec"]["replicas"].is_null()
+        && let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.shift_remove("replicas");
+    }
     // Allocated by the server, never the user's.
     if kind == "Service"
         && let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut)

@@ -20,6 +20,7 @@ pub const PATCHABLE_KINDS: &[&str] = &[
     "Deployment",
     "Service",
     "HorizontalPodAutoscaler",
+    "ScaledObject",
     "PodDisruptionBudget",
     "NetworkPolicy",
 ];
