@@ -182,17 +182,7 @@ async fn pull_consumer(env: &TestEnv, stream: &str, config: consumer::pull::Conf
 #[tokio::test]
 async fn the_seeds_manifests_import_exactly() {
     let env = TestEnv::new("import seed").await;
-    let stream = format!("{}agent-tasks", env.stream_prefix);
-    let prefix = &env.stream_prefix;
-    seed(
-        &env.namespace,
-        &stream,
-        &env.jetstream,
-        prefix,
-        |m| m.to_string(),
-        5,
-    )
-    .await;
+    let stream = seed_as_printed(&env).await;
 
     let (text, _) = round_trip(&env.namespace, "seed", "agent.ceo");
     for line in [
@@ -206,6 +196,23 @@ async fn the_seeds_manifests_import_exactly() {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
     println!("{text}");
+}
+
+/// The seed as the article prints it, in the test's namespace and with a
+/// stream of its own, whose name it returns.
+async fn seed_as_printed(env: &TestEnv) -> String {
+    let stream = format!("{}agent-tasks", env.stream_prefix);
+    let (namespace, prefix) = (&env.namespace, &env.stream_prefix);
+    seed(
+        namespace,
+        &stream,
+        &env.jetstream,
+        prefix,
+        |m| m.to_string(),
+        5,
+    )
+    .await;
+    stream
 }
 
 /// The seed's manifests in `namespace` (`edit`ed first), with its stream and
@@ -682,17 +689,7 @@ async fn a_fleet_of_twenty_varied_agents_imports_exactly() {
 #[tokio::test]
 async fn import_reads_no_secret() {
     let env = TestEnv::new("import no secret").await;
-    let stream = format!("{}agent-tasks", env.stream_prefix);
-    let prefix = &env.stream_prefix;
-    seed(
-        &env.namespace,
-        &stream,
-        &env.jetstream,
-        prefix,
-        |m| m.to_string(),
-        5,
-    )
-    .await;
+    seed_as_printed(&env).await;
     let user = support::X509User::new(&format!("importer-{}", env.namespace));
     let namespace = &env.namespace;
     let name = &user.name;
