@@ -264,6 +264,11 @@ pub struct NatsArgs {
     /// JetStream API prefix (instead of a domain).
     #[arg(long, env = "FLEET_NATS_API_PREFIX")]
     pub nats_api_prefix: Option<String>,
+    /// Seed of the NATS account signing key (SA...) that apply mints the
+    /// agents' users with, when the definition has [nats_credentials]. A CI
+    /// secret: give it in the environment, never printed.
+    #[arg(long, env = "FLEET_NATS_ACCOUNT_SIGNING_KEY", hide_env_values = true)]
+    pub nats_account_signing_key: Option<Sensitive>,
 }
 
 #[derive(Debug, Args)]

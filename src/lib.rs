@@ -9,6 +9,7 @@ pub mod access;
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod credentials;
 pub mod deploy;
 pub mod explain;
 pub mod import;

@@ -52,6 +52,20 @@ pub struct Fleet {
     pub streams: Vec<Stream>,
     /// `[rollout]`: apply's waves; `None` rolls every agent out at once.
     pub rollout: Option<Rollout>,
+    /// `[nats_credentials]`: fleet mints each agent's NATS credentials;
+    /// `None` leaves NATS authentication to others.
+    pub nats_credentials: Option<NatsCredentials>,
+}
+
+/// How fleet mints agents' NATS users (decentralised JWT authentication).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsCredentials {
+    /// The public key of the account the users belong to.
+    pub account: String,
+    /// How long a minted user is valid.
+    pub validity: Duration,
+    /// A plan this close to a user's expiry mints it again.
+    pub renew_before: Duration,
 }
 
 /// The order apply rolls the agents out in, and its health gate.
@@ -125,11 +139,25 @@ pub struct Agent {
     pub consumers: Vec<Consumer>,
     pub network: Option<NetworkPolicy>,
     pub rbac: Vec<RbacRule>,
+    /// What it may say on NATS beyond reading its consumers.
+    pub messaging: Messaging,
     pub metrics: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// Fields set on the agent's rendered objects after rendering.
     pub patches: Vec<Patch>,
+}
+
+/// An agent's own NATS subjects, from which (with its consumers) its
+/// least-privilege NATS permissions are derived: everything else is denied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Messaging {
+    /// Subjects it publishes to (each captured by a stream of the fleet).
+    pub publishes: Vec<String>,
+    /// Subjects it sends requests to (core NATS request/reply).
+    pub requests: Vec<String>,
+    /// Subjects it answers requests on.
+    pub serves: Vec<String>,
 }
 
 /// `[agents.<role>.patch.<Kind>]`: merged into the agent's object of that

@@ -20,6 +20,10 @@ use support::{FleetDir, TestEnv, finish_reading, spawn_reading};
 /// takes long enough to be interrupted in the middle of its writes.
 const EXTRA_AGENTS: usize = 40;
 
+/// The applies these tests interrupt write one object at a time
+/// (`--concurrency 1`): the signal, sent once the first object is created,
+/// then always comes with most of the plan to do, however fast the API
+/// server (it once came after all 226 writes of a parallel apply).
 fn large_fleet(env: &TestEnv) -> FleetDir {
     let fleet = FleetDir::for_test(env);
     let mut definition = std::fs::read_to_string(support::repo_root().join("fleet.toml")).unwrap();
@@ -84,7 +88,13 @@ async fn sigint_mid_apply_stops_after_the_writes_in_flight_and_releases_the_lock
     let env = TestEnv::new("interrupt-sigint").await;
     let fleet = large_fleet(&env);
 
-    let (child, lines) = spawn_reading(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
+    let (child, lines) = spawn_reading(fleet.command(&[
+        "apply",
+        "--auto-approve",
+        "--no-wait",
+        "--concurrency",
+        "1",
+    ]));
     // The namespace is the first change; everything else is still to come.
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
@@ -120,7 +130,13 @@ async fn a_second_signal_exits_at_once() {
     let env = TestEnv::new("interrupt-twice").await;
     let fleet = large_fleet(&env);
 
-    let (child, lines) = spawn_reading(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
+    let (child, lines) = spawn_reading(fleet.command(&[
+        "apply",
+        "--auto-approve",
+        "--no-wait",
+        "--concurrency",
+        "1",
+    ]));
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
     send(&child, "TERM");
@@ -184,7 +200,7 @@ async fn the_actions_apply_step_passes_a_cancel_on_to_fleet() {
         .env("FLEET_DIR", fleet_binary.parent().unwrap())
         .env("COMMAND", "apply")
         .env("ENVIRONMENT", "test")
-        .env("ARGS", "--no-wait")
+        .env("ARGS", "--no-wait --concurrency 1")
         .env("MAX_BYTES", "60000")
         .env("GITHUB_OUTPUT", outputs.path().join("output"))
         .env("GITHUB_PATH", outputs.path().join("path"))

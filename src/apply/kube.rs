@@ -53,6 +53,9 @@ pub async fn apply_change(
         {
             existing.extend(extra.clone());
         }
+        if super::mints(change) {
+            mint_into(&mut body, id, options)?;
+        }
         anyhow::Ok(body)
     };
     match change.action {
@@ -118,6 +121,45 @@ pub async fn apply_change(
             })
         }
     }
+}
+
+/// Mints the agent's NATS user into its credentials Secret: the creds file
+/// as its data, and the user's public key and expiry beside the
+/// permissions the plan showed.
+fn mint_into(
+    body: &mut serde_json::Value,
+    id: &ObjectRef,
+    options: &Options,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let minting = options.minting.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{id}: minting needs the account signing key (FLEET_NATS_ACCOUNT_SIGNING_KEY)"
+        )
+    })?;
+    let key = crate::credentials::account_key(minting.signing_key.expose())?;
+    let annotations = &body["metadata"]["annotations"];
+    let permissions: crate::credentials::Permissions = serde_json::from_str(
+        annotations[crate::credentials::PERMISSIONS_ANNOTATION]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let expires = now + minting.validity.as_secs();
+    let user = id.name.trim_end_matches("-nats");
+    let minted =
+        crate::credentials::mint_user(&key, &minting.account, user, &permissions, now, expires);
+    body["metadata"]["annotations"][crate::credentials::USER_ANNOTATION] =
+        serde_json::Value::from(minted.public_key.clone());
+    body["metadata"]["annotations"][crate::credentials::EXPIRES_ANNOTATION] =
+        serde_json::Value::from(expires.to_string());
+    body["data"] = serde_json::json!({
+        crate::render::kube::CREDS_FILE:
+            base64::engine::general_purpose::STANDARD.encode(minted.creds.expose()),
+    });
+    Ok(())
 }
 
 /// A server-side apply whose answer is not read: only its status matters,

@@ -43,6 +43,26 @@ pub struct Options {
     pub record: Option<provenance::Record>,
     /// Asks apply to stop where it stands.
     pub interrupt: Interrupt,
+    /// How the agents' NATS users are minted, when the plan mints any.
+    pub minting: Option<Minting>,
+}
+
+/// What minting an agent's NATS user takes: the account signing key's seed
+/// (never printed), the account, and how long a user is valid.
+#[derive(Debug, Clone)]
+pub struct Minting {
+    pub signing_key: crate::redact::Sensitive,
+    pub account: String,
+    pub validity: Duration,
+}
+
+/// Whether a change writes an agent's NATS credentials, which apply mints.
+pub fn mints(change: &Change) -> bool {
+    change.action.writes()
+        && change.desired.as_ref().is_some_and(|body| {
+            body.sent()["metadata"]["annotations"][crate::credentials::PERMISSIONS_ANNOTATION]
+                .is_string()
+        })
 }
 
 /// One change carried out, as it is reported.
@@ -111,6 +131,24 @@ pub struct Systems<'a> {
 /// Refuses, before any write, a plan that needs a flag it was not given,
 /// or holds a change the servers would refuse (see [`Change::blocked`]).
 pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
+    let minted: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| mints(c))
+        .map(|c| c.target.to_string())
+        .collect();
+    if !minted.is_empty() {
+        match &options.minting {
+            None => anyhow::bail!(
+                "the plan mints NATS users ({}), and no account signing key was given: set FLEET_NATS_ACCOUNT_SIGNING_KEY to the seed of a signing key of the [nats_credentials] account (a CI secret). Nothing was changed.",
+                minted.join(", "),
+            ),
+            Some(minting) => {
+                crate::credentials::account_key(minting.signing_key.expose())
+                    .map_err(|err| err.context("Nothing was changed"))?;
+            }
+        }
+    }
     for change in &plan.changes {
         let reason = change.reason.as_deref().unwrap_or_default();
         match change.action {

@@ -67,6 +67,7 @@ pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
         tls_key: args.nats_tls_key.clone(),
         domain: args.nats_domain.clone(),
         api_prefix: args.nats_api_prefix.clone(),
+        account_signing_key: args.nats_account_signing_key.clone(),
     }
 }
 

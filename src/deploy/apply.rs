@@ -109,6 +109,17 @@ async fn carry_out(
         rollout_timeout: apply_options.rollout_timeout,
         record: Some(provenance::Record::of(plan)),
         interrupt: apply_options.interrupt.clone(),
+        minting: match (
+            &planned.nats_credentials,
+            &plan_options.nats.account_signing_key,
+        ) {
+            (Some(settings), Some(key)) => Some(apply::Minting {
+                signing_key: key.clone(),
+                account: settings.account.clone(),
+                validity: settings.validity,
+            }),
+            _ => None,
+        },
     };
     // Refuse what needs a flag before asking anyone to confirm it.
     if let Err(err) = apply::check_allowed(plan, &options) {

@@ -50,6 +50,8 @@ pub struct Nats {
     pub tls_key: Option<PathBuf>,
     pub domain: Option<String>,
     pub api_prefix: Option<String>,
+    /// Seed of the account signing key apply mints agents' users with.
+    pub account_signing_key: Option<Sensitive>,
 }
 
 /// How to plan (and, with apply, how to write).

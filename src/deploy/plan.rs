@@ -31,6 +31,8 @@ pub struct Planned {
     pub rendered: Arc<render::Rendered>,
     /// `[rollout]`: the waves apply goes in, if any.
     pub rollout: Option<crate::model::Rollout>,
+    /// `[nats_credentials]`: how apply mints the agents' users, if it does.
+    pub nats_credentials: Option<crate::model::NatsCredentials>,
 }
 
 /// The pipeline up to the plan, for `fleet plan`: who holds the deploy lock
@@ -303,6 +305,18 @@ pub(super) async fn make_plan(
         };
         changes.extend(plan::jetstream::plan(desired, live_js, &options));
     }
+    changes.extend(
+        credentials_changes(
+            &cluster,
+            &fleet,
+            &rendered,
+            &live,
+            &applyset_id,
+            plan_options.adopt,
+            destroy,
+        )
+        .await?,
+    );
     workflow::end_group();
     if destroy {
         plan::destroy::sort(&mut changes);
@@ -397,6 +411,48 @@ pub(super) async fn make_plan(
         lock,
         rendered,
         rollout: fleet.rollout.clone(),
+        nats_credentials: fleet.nats_credentials.clone(),
+    }))
+}
+
+/// The agents' NATS credentials Secrets: minted, renewed, or deleted with
+/// their agent ([`plan::credentials`]), by their metadata read by name.
+async fn credentials_changes(
+    cluster: &Cluster,
+    fleet: &crate::model::Fleet,
+    rendered: &render::Rendered,
+    live: &crate::live::kube::LiveState,
+    applyset_id: &str,
+    adopt: bool,
+    destroy: bool,
+) -> anyhow::Result<Vec<plan::Change>> {
+    let live_parent = rendered
+        .kubernetes
+        .iter()
+        .find(|o| o.is_applyset_parent())
+        .and_then(|parent| live.owned.get(&parent.id));
+    let recorded = plan::credentials::recorded(live_parent);
+    let desired: &[render::DesiredObject] = if destroy { &[] } else { &rendered.credentials };
+    if desired.is_empty() && recorded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = desired
+        .iter()
+        .map(|d| d.id.name.clone())
+        .chain(recorded.iter().cloned());
+    let live_secrets = plan::credentials::read(cluster, &fleet.namespace, names).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(plan::credentials::plan(&plan::credentials::Inputs {
+        desired,
+        live: &live_secrets,
+        recorded: &recorded,
+        settings: fleet.nats_credentials.as_ref(),
+        applyset_id,
+        adopt,
+        now,
+        label_domain: &fleet.label_domain,
     }))
 }
 

@@ -1111,6 +1111,7 @@ mod tests {
                 streams: Vec::new(),
                 consumers: Vec::new(),
             },
+            credentials: Vec::new(),
         });
         let kind = Kind {
             resource: ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),

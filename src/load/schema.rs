@@ -250,6 +250,9 @@ pub fn schema() -> Value {
                 "ingress": rules("from"),
                 "egress": rules("to"),
             })),
+            "publishes": strings("NATS subjects the agent publishes to, each captured by a stream of the fleet (its NATS credentials allow these and its consumers, nothing else)"),
+            "requests": strings("NATS subjects the agent sends requests to (core request/reply)"),
+            "serves": strings("NATS subjects the agent answers requests on"),
             "rbac": { "type": "array", "description": "Role rules for the agent's ServiceAccount", "items": table("a rule", json!({
                 "api_groups": strings("API groups (\"\" is core)"),
                 "resources": strings("resources"),
@@ -350,6 +353,12 @@ pub fn schema() -> Value {
                 "one_at_a_time": boolean("each agent a wave of its own, in the order of the waves"),
                 "soak": duration("how long a rolled-out wave's pods must stay ready without a restart before the next starts (default 0s)"),
                 "on_failure": { "enum": ["halt", "rollback"], "description": "halt (default): stop at the failed wave; rollback: also put its Deployments back on their previous pod templates" },
+            })),
+            "nats_credentials": table("fleet mints each agent's NATS user (operator mode), allowed only its own subjects", json!({
+                "enabled": boolean("false: fleet mints no credentials"),
+                "account": string("public key of the account the agents' users belong to (A...)"),
+                "validity": duration("how long a minted user is valid (default 30d)"),
+                "renew_before": duration("a plan this close to a user's expiry mints it again (default a third of validity)"),
             })),
         }
     })

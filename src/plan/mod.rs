@@ -4,6 +4,7 @@
 //! a change anywhere else.
 
 pub mod compare;
+pub mod credentials;
 pub mod destroy;
 pub mod handover;
 pub mod jetstream;
@@ -316,7 +317,10 @@ pub fn attribute_agents(
     agents: &std::collections::BTreeMap<Target, String>,
 ) {
     for change in changes {
-        change.agent = agents.get(&change.target).cloned();
+        // Some changes know their agent already (a credentials Secret's).
+        if let Some(role) = agents.get(&change.target) {
+            change.agent = Some(role.clone());
+        }
     }
 }
 

@@ -83,6 +83,45 @@ pub fn objects(fleet: &Fleet) -> Vec<DesiredObject> {
     objects
 }
 
+/// Each agent's NATS credentials Secret `agent-<role>-nats`, without its
+/// data: the permissions it holds are an annotation a plan compares and a
+/// reviewer reads; apply mints the user and writes the creds file. Not
+/// among [`objects`]: a dry run of it without the creds would remove them.
+pub fn credential_secrets(fleet: &Fleet) -> Vec<DesiredObject> {
+    if fleet.nats_credentials.is_none() {
+        return Vec::new();
+    }
+    let r = Renderer::new(fleet);
+    fleet
+        .agents
+        .iter()
+        .map(|agent| {
+            let permissions = super::permissions::of_agent(agent);
+            let mut annotations = agent.annotations.clone();
+            annotations.insert(
+                crate::credentials::PERMISSIONS_ANNOTATION.into(),
+                serde_json::to_string(&permissions).expect("permissions serialise"),
+            );
+            let mut meta = r.agent_meta(agent, credentials_secret_name(&agent.role));
+            meta.annotations = Some(annotations);
+            DesiredObject::from_json(json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta,
+                "type": "Opaque",
+            }))
+        })
+        .collect()
+}
+
+/// Where an agent's pods find their NATS creds file.
+pub const CREDS_DIR: &str = "/etc/nats";
+pub const CREDS_FILE: &str = "agent.creds";
+
+pub fn credentials_secret_name(role: &str) -> String {
+    format!("{}-nats", deployment_name(role))
+}
+
 fn runs_more_than_one(agent: &Agent) -> bool {
     match &agent.autoscaling {
         Some(autoscaling) => autoscaling.min_replicas > 1,
@@ -214,6 +253,19 @@ impl<'a> Renderer<'a> {
             },
             "type": "Opaque",
         });
+        // The credentials Secrets it made, so that a removed agent's are found
+        // (and deleted) without listing Secrets.
+        let mut body = body;
+        if self.fleet.nats_credentials.is_some() {
+            let names: Vec<String> = self
+                .fleet
+                .agents
+                .iter()
+                .map(|agent| credentials_secret_name(&agent.role))
+                .collect();
+            body["metadata"]["annotations"][crate::credentials::RECORDED_ANNOTATION] =
+                Value::from(names.join(","));
+        }
         DesiredObject::from_json(body)
     }
 
@@ -366,6 +418,24 @@ impl<'a> Renderer<'a> {
             });
         }
 
+        // The NATS user fleet mints for the agent, when it mints them.
+        if self.fleet.nats_credentials.is_some() {
+            volumes.push(Volume {
+                name: "nats-credentials".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(credentials_secret_name(&agent.role)),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "nats-credentials".into(),
+                mount_path: CREDS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
+
         for volume in &agent.volumes {
             let items = (!volume.items.is_empty()).then(|| {
                 volume
@@ -489,6 +559,20 @@ impl<'a> Renderer<'a> {
                 ..field("metadata.namespace")
             },
         ];
+        if self.fleet.nats_credentials.is_some() {
+            env.push(EnvVar {
+                name: "NATS_CREDS".into(),
+                value: Some(format!("{CREDS_DIR}/{CREDS_FILE}")),
+                ..EnvVar::default()
+            });
+            // Replies to the agent come under its own prefix, which its
+            // credentials alone may subscribe to.
+            env.push(EnvVar {
+                name: "NATS_INBOX_PREFIX".into(),
+                value: Some(super::permissions::inbox_prefix(&agent.role)),
+                ..EnvVar::default()
+            });
+        }
         for var in &agent.env {
             env.push(match &var.value {
                 model::EnvValue::Literal(value) => EnvVar {

@@ -6,6 +6,7 @@
 pub mod jetstream;
 pub mod kube;
 pub mod patch;
+pub mod permissions;
 mod rendering;
 
 pub use rendering::Rendering;
@@ -21,6 +22,10 @@ use crate::ownership;
 pub struct Rendered {
     pub kubernetes: Vec<DesiredObject>,
     pub jetstream: jetstream::DesiredJetStream,
+    /// The agents' NATS credentials Secrets, without their data (see
+    /// [`kube::credential_secrets`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<DesiredObject>,
 }
 
 pub fn render(fleet: &Fleet) -> Rendered {
@@ -29,6 +34,7 @@ pub fn render(fleet: &Fleet) -> Rendered {
     Rendered {
         kubernetes,
         jetstream: jetstream::desired(fleet),
+        credentials: kube::credential_secrets(fleet),
     }
 }
 

@@ -19,6 +19,13 @@ pub fn rendered_yaml(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result
         writeln!(out, "---")?;
         write!(out, "{}", serde_saphyr::to_string(&object.body)?)?;
     }
+    for secret in &rendered.credentials {
+        writeln!(
+            out,
+            "---\n# The agent's NATS credentials: apply mints its user with these permissions and writes the creds file"
+        )?;
+        write!(out, "{}", serde_saphyr::to_string(&secret.body)?)?;
+    }
     for stream in &rendered.jetstream.streams {
         writeln!(
             out,

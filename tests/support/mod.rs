@@ -979,3 +979,127 @@ pub fn finish_reading(
         stderr,
     }
 }
+
+/// A nats-server in operator mode (NATS's decentralised JWT
+/// authentication): an operator, its system account, and an account
+/// `agents` with a signing key, preloaded into a full resolver. Every JWT
+/// is made by fleet's own `credentials::encode`, and every user by
+/// `credentials::mint_user`.
+pub struct OperatorNats {
+    pub server: NatsServer,
+    pub operator: nkeys::KeyPair,
+    pub system: nkeys::KeyPair,
+    pub account: nkeys::KeyPair,
+    pub signing_key: nkeys::KeyPair,
+    /// A user of `agents` with every right (what fleet's deploy job uses
+    /// in these tests), and one of the system account.
+    pub admin_creds: PathBuf,
+    pub system_creds: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl OperatorNats {
+    pub async fn start() -> OperatorNats {
+        use fleet::credentials::{Permissions, encode, mint_user};
+        use serde_json::json;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let operator = nkeys::KeyPair::new_operator();
+        let system = nkeys::KeyPair::new_account();
+        let account = nkeys::KeyPair::new_account();
+        let signing_key = nkeys::KeyPair::new_account();
+        let operator_jwt = encode(
+            &operator,
+            json!({ "name": "fleet-test", "sub": operator.public_key(),
+                    "nats": { "type": "operator", "version": 2, "system_account": system.public_key() } }),
+            now,
+        );
+        let unlimited = json!({ "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                                "wildcards": true, "conn": -1, "leaf": -1 });
+        let system_jwt = encode(
+            &operator,
+            json!({ "name": "SYS", "sub": system.public_key(),
+                    "nats": { "limits": unlimited, "type": "account", "version": 2 } }),
+            now,
+        );
+        let mut limits = unlimited.clone();
+        for key in ["mem_storage", "disk_storage", "streams", "consumer"] {
+            limits[key] = json!(-1);
+        }
+        let account_jwt = encode(
+            &operator,
+            json!({ "name": "agents", "sub": account.public_key(),
+                    "nats": { "limits": limits, "signing_keys": [signing_key.public_key()],
+                              "type": "account", "version": 2 } }),
+            now,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "operator: \"{operator_jwt}\"\nsystem_account: \"{}\"\nresolver: {{ type: full, dir: \"{}\", allow_delete: false, interval: \"2m\" }}\nresolver_preload: {{\n  {}: \"{system_jwt}\"\n  {}: \"{account_jwt}\"\n}}\n",
+                system.public_key(),
+                dir.path().join("jwt").display(),
+                system.public_key(),
+                account.public_key(),
+            ),
+        )
+        .unwrap();
+        let everything = Permissions {
+            publish: vec![">".into()],
+            subscribe: vec![">".into()],
+            respond: false,
+        };
+        let admin = mint_user(
+            &signing_key,
+            &account.public_key(),
+            "fleet",
+            &everything,
+            now,
+            now + 86_400,
+        );
+        let admin_creds = dir.path().join("admin.creds");
+        std::fs::write(&admin_creds, admin.creds.expose()).unwrap();
+        let sys = mint_user(
+            &system,
+            &system.public_key(),
+            "sys",
+            &everything,
+            now,
+            now + 86_400,
+        );
+        let system_creds = dir.path().join("system.creds");
+        std::fs::write(&system_creds, sys.creds.expose()).unwrap();
+        let server = NatsServer::start(&["-c", config.to_str().unwrap()]).await;
+        OperatorNats {
+            server,
+            operator,
+            system,
+            account,
+            signing_key,
+            admin_creds,
+            system_creds,
+            dir,
+        }
+    }
+
+    /// A client of `agents` with every right.
+    pub async fn admin(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::with_credentials_file(&self.admin_creds)
+            .await
+            .unwrap()
+            .connect(&self.server.url)
+            .await
+            .unwrap()
+    }
+
+    /// Writes `creds` (a creds file's text) beside the server's files.
+    pub fn creds_file(&self, name: &str, creds: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.creds"));
+        std::fs::write(&path, creds).unwrap();
+        path
+    }
+}

@@ -199,6 +199,7 @@ pub(super) fn decode_agent(
     };
     let network = decode_network(r, t, cx.running, fleet_ns);
     let rbac = decode_rbac(r, t);
+    let messaging = decode_messaging(r, t, cx.streams);
     let labels = r.string_map(t, "labels").unwrap_or_default();
     let annotations = r.string_map(t, "annotations").unwrap_or_default();
     let patches = super::patch::decode_patches(r, t, &what);
@@ -237,6 +238,7 @@ pub(super) fn decode_agent(
         consumers,
         network,
         rbac,
+        messaging,
         metrics: r.boolean(t, "metrics").unwrap_or(true),
         labels,
         annotations,
@@ -1742,6 +1744,63 @@ pub(super) fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `publishes`, `requests` and `serves`: valid subjects; what an agent
+/// publishes must be captured by a stream of the fleet (else the message is
+/// lost, and the subject is surely a typo or a request, which `requests` says).
+pub(super) fn decode_messaging(r: &mut Reader, t: &Table, streams: &[StreamEntry]) -> Messaging {
+    let subjects = |r: &mut Reader, key: &str| -> Vec<At<String>> {
+        let list = r.strings(t, key).unwrap_or_default();
+        list.into_iter()
+            .filter(|subject| {
+                let valid = crate::subject::valid_subject(&subject.value);
+                if !valid {
+                    r.report(
+                        Diagnostic::error(&subject.origin, format!("`{}` is not a NATS subject", subject.value))
+                            .with_label("invalid subject")
+                            .with_help("tokens separated by `.`, without spaces; `*` matches one token, `>` the rest"),
+                    );
+                }
+                valid
+            })
+            .collect()
+    };
+    let publishes = subjects(r, "publishes");
+    let requests = subjects(r, "requests");
+    let serves = subjects(r, "serves");
+    let captured: Vec<&str> = streams
+        .iter()
+        .filter_map(|entry| entry.stream.as_ref())
+        .flat_map(|stream| stream.subjects.iter().map(String::as_str))
+        .collect();
+    for subject in &publishes {
+        if !captured
+            .iter()
+            .any(|stream| crate::subject::subject_covers(stream, &subject.value))
+        {
+            let d = Diagnostic::error(
+                &subject.origin,
+                format!("no stream of the fleet captures `{}`", subject.value),
+            )
+            .with_label("a message published here would be lost")
+            .with_help(format!(
+                "the streams capture {}; a request/reply subject goes in `requests`",
+                if captured.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    captured.join(", ")
+                }
+            ));
+            r.report(d);
+        }
+    }
+    let values = |list: Vec<At<String>>| list.into_iter().map(|s| s.value).collect();
+    Messaging {
+        publishes: values(publishes),
+        requests: values(requests),
+        serves: values(serves),
+    }
 }
 
 pub(super) fn decode_rbac(r: &mut Reader, t: &Table) -> Vec<RbacRule> {

@@ -29,7 +29,11 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "agents",
     "streams",
     "rollout",
+    "nats_credentials",
 ];
+
+pub(super) const NATS_CREDENTIALS_KEYS: &[&str] =
+    &["enabled", "account", "validity", "renew_before"];
 
 pub(super) const FLEET_KEYS: &[&str] = &[
     "name",
@@ -83,6 +87,9 @@ pub const AGENT_KEYS: &[&str] = &[
     "consumer",
     "consumers",
     "network",
+    "publishes",
+    "requests",
+    "serves",
     "patch",
     "rbac",
     "metrics",
@@ -447,6 +454,7 @@ fn decode_fleet(
         .map(|(entry, _, _)| entry.key.as_str())
         .collect();
     let rollout = rollout::decode_rollout(r, root_table, &declared, &agents);
+    let nats_credentials = decode_nats_credentials(r, root_table);
 
     let mut streams: Vec<Stream> = streams.into_iter().filter_map(|s| s.stream).collect();
     streams.sort_by(|a, b| a.name.cmp(&b.name));
@@ -463,6 +471,7 @@ fn decode_fleet(
         namespace_annotations,
         target,
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
+        nats_credentials,
         agents,
         streams,
         rollout,
@@ -729,6 +738,56 @@ fn dns_subdomain(r: &mut Reader, name: &At<String>, what: &str) -> Option<String
         .with_label("not a valid Kubernetes name"),
     );
     None
+}
+
+/// `[nats_credentials]`: fleet mints each agent's NATS user in this
+/// account (by its public key), valid this long, renewed this long before
+/// it expires.
+fn decode_nats_credentials(r: &mut Reader, root: &Table) -> Option<NatsCredentials> {
+    let table = r.get_table(root, "nats_credentials")?;
+    let t = table.value;
+    r.check_keys(t, "[nats_credentials]", NATS_CREDENTIALS_KEYS);
+    if r.boolean(t, "enabled") == Some(false) {
+        return None;
+    }
+    let account = required_string(r, t, "account", "[nats_credentials]", &table.origin)?;
+    let is_account_key = account.value.len() == 56
+        && account.value.starts_with('A')
+        && account
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+    if !is_account_key {
+        r.report(
+            Diagnostic::error(&account.origin, format!("`{}` is not a NATS account's public key", account.value))
+                .with_label("expected 56 characters starting with A")
+                .with_help("give the public key of the account the agents' users belong to (`nsc describe account`, the `sub` of its JWT); never its seed"),
+        );
+        return None;
+    }
+    const DAY: u64 = 86_400;
+    let validity = r
+        .duration_ns(t, "validity")
+        .map_or(std::time::Duration::from_secs(30 * DAY), |d| d.value);
+    let renew_before = r.duration_ns(t, "renew_before");
+    if let Some(renew) = &renew_before
+        && renew.value >= validity
+    {
+        r.report(
+            Diagnostic::error(
+                &renew.origin,
+                "`renew_before` must be shorter than `validity`",
+            )
+            .with_label("every plan would renew the credentials")
+            .with_help("e.g. validity = \"30d\", renew_before = \"10d\""),
+        );
+        return None;
+    }
+    Some(NatsCredentials {
+        account: account.value,
+        validity,
+        renew_before: renew_before.map_or(validity / 3, |r| r.value),
+    })
 }
 
 #[cfg(test)]
