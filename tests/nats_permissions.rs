@@ -198,15 +198,20 @@ async fn each_agent_may_read_its_own_consumer_and_say_only_what_it_declares() {
             client.flush().await.unwrap();
         }
     });
-    let reply = tokio::time::timeout(
-        Duration::from_secs(5),
-        devops
+    // Asked again until the server has the reviewer's subscription: the
+    // flush above sends it, but the server may read devops's request first.
+    let reply = support::eventually("the reviewer's answer", Duration::from_secs(5), || async {
+        match devops
             .client
-            .request("agents.reviewer.query", "status?".into()),
-    )
-    .await
-    .expect("a reply in time")
-    .expect("devops may ask the reviewer");
+            .request("agents.reviewer.query", "status?".into())
+            .await
+        {
+            Ok(reply) => Some(reply),
+            Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders => None,
+            Err(err) => panic!("devops may ask the reviewer: {err}"),
+        }
+    })
+    .await;
     assert_eq!(&reply.payload[..], b"lgtm");
     answering.await.unwrap();
 
@@ -397,7 +402,11 @@ publishes = [{devops_publishes}]
     // In every format, and in a saved plan, permissions only.
     for format in ["json", "markdown"] {
         let shown = run(&["plan", "--format", format]);
-        assert!(shown.stdout.contains("work.reviewer.new"), "{}", shown.stdout);
+        assert!(
+            shown.stdout.contains("work.reviewer.new"),
+            "{}",
+            shown.stdout
+        );
     }
     run(&["plan", "--out", "narrowed.json"]).assert_ok("saving the plan");
     let saved = std::fs::read_to_string(fleet.dir.path().join("narrowed.json")).unwrap();
