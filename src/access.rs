@@ -434,6 +434,47 @@ fn cluster_comment(namespace: &str, purpose: Purpose) -> String {
     lines.join("\n")
 }
 
+/// The NATS permissions of the user that runs fleet for `purpose` (the
+/// deploy job's, not the agents'): the JetStream API calls fleet makes, for
+/// this fleet's streams and consumers only, and its reply inbox. Reading
+/// lists every stream (to find subjects another stream holds) and the
+/// account's limits; writing creates, updates and deletes only the
+/// fleet's own.
+pub fn nats_rights(
+    fleet: &crate::model::Fleet,
+    purpose: Purpose,
+) -> crate::credentials::Permissions {
+    let api = |call: String| format!("$JS.API.{call}");
+    let mut publish = vec![api("INFO".into()), api("STREAM.LIST".into())];
+    let streams: Vec<&str> = fleet.streams.iter().map(|s| s.name.as_str()).collect();
+    for stream in &streams {
+        publish.push(api(format!("CONSUMER.LIST.{stream}")));
+        publish.push(api(format!("CONSUMER.INFO.{stream}.*")));
+    }
+    if purpose == Purpose::Apply {
+        for stream in &streams {
+            for call in ["STREAM.CREATE", "STREAM.UPDATE", "STREAM.DELETE"] {
+                publish.push(api(format!("{call}.{stream}")));
+            }
+            // Consumers the definition no longer names are deleted too.
+            publish.push(api(format!("CONSUMER.DELETE.{stream}.*")));
+        }
+        for consumer in fleet.agents.iter().flat_map(|a| a.all_consumers()) {
+            publish.push(api(format!(
+                "CONSUMER.CREATE.{}.{}",
+                consumer.stream, consumer.name
+            )));
+        }
+    }
+    publish.sort();
+    publish.dedup();
+    crate::credentials::Permissions {
+        publish,
+        subscribe: vec!["_INBOX.>".into()],
+        respond: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -647,5 +688,43 @@ rbac = [
         // fleet's own Role carries no ownership label: fleet would plan to
         // destroy it otherwise.
         assert!(documents[0].body["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn the_deploy_jobs_nats_user_may_change_only_the_fleets_streams_and_consumers() {
+        let loaded = crate::load::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet.toml"),
+            None,
+        )
+        .unwrap();
+        let fleet = loaded.fleet.unwrap();
+        let plan = nats_rights(&fleet, Purpose::Plan);
+        assert_eq!(
+            plan.publish,
+            [
+                "$JS.API.CONSUMER.INFO.agent-tasks.*",
+                "$JS.API.CONSUMER.LIST.agent-tasks",
+                "$JS.API.INFO",
+                "$JS.API.STREAM.LIST",
+            ]
+        );
+        let apply = nats_rights(&fleet, Purpose::Apply);
+        assert!(
+            apply
+                .publish
+                .contains(&"$JS.API.STREAM.UPDATE.agent-tasks".to_string())
+        );
+        assert!(
+            apply
+                .publish
+                .contains(&"$JS.API.CONSUMER.CREATE.agent-tasks.devops-agent".to_string())
+        );
+        assert!(
+            !apply
+                .publish
+                .iter()
+                .any(|s| s.ends_with('>') || s == "$JS.API.STREAM.DELETE.*")
+        );
+        assert_eq!(apply.subscribe, ["_INBOX.>"]);
     }
 }

@@ -269,6 +269,15 @@ pub struct NatsArgs {
     /// secret: give it in the environment, never printed.
     #[arg(long, env = "FLEET_NATS_ACCOUNT_SIGNING_KEY", hide_env_values = true)]
     pub nats_account_signing_key: Option<Sensitive>,
+    /// Seed of the operator's signing key (SO...) that apply re-signs the
+    /// account JWT with to revoke agents' users ([nats_credentials] revoke
+    /// = true). A CI secret: give it in the environment, never printed.
+    #[arg(long, env = "FLEET_NATS_OPERATOR_SIGNING_KEY", hide_env_values = true)]
+    pub nats_operator_signing_key: Option<Sensitive>,
+    /// Creds of a system account user, to read and update the account JWT
+    /// when revoking.
+    #[arg(long, env = "FLEET_NATS_SYSTEM_CREDS")]
+    pub nats_system_creds: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -388,13 +397,17 @@ pub struct RbacArgs {
     /// runs, at lower fidelity; no write verb at all).
     #[arg(long = "for", value_enum)]
     pub purpose: RbacPurpose,
+    /// Print the NATS permissions of the user that runs fleet (for its
+    /// user JWT, or `nsc edit user`) instead of Kubernetes RBAC.
+    #[arg(long)]
+    pub nats: bool,
     #[command(flatten)]
     pub grantee: GranteeArgs,
 }
 
-/// Who the bindings grant the rights to: exactly one.
+/// Who the bindings grant the rights to: exactly one (none with --nats).
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct GranteeArgs {
     /// A user (for x509 client certificates, the certificate's CN).
     #[arg(long)]

@@ -69,6 +69,46 @@ pub fn account_key(seed: &str) -> anyhow::Result<KeyPair> {
     Ok(key)
 }
 
+/// The operator's (signing) key, which re-signs the account JWT to revoke
+/// users: an NKey seed of an operator.
+pub fn operator_key(seed: &str) -> anyhow::Result<KeyPair> {
+    let key = KeyPair::from_seed(seed.trim()).map_err(|_| {
+        anyhow::anyhow!("the NATS operator signing key is not an NKey seed (it starts with SO)")
+    })?;
+    if !key.public_key().starts_with('O') {
+        anyhow::bail!(
+            "the NATS operator signing key is a seed of another kind: give an operator seed (SO…)"
+        );
+    }
+    Ok(key)
+}
+
+/// `account_jwt` with each of `users` revoked as of `at` (every JWT of that
+/// user key issued until then is refused), re-signed by `operator`.
+pub fn revoked(
+    account_jwt: &str,
+    users: &[String],
+    at: u64,
+    operator: &KeyPair,
+) -> anyhow::Result<String> {
+    let mut claims = claims(account_jwt)
+        .filter(|c| c["nats"]["type"] == "account")
+        .ok_or_else(|| anyhow::anyhow!("the server's answer is not an account JWT"))?;
+    if let Some(map) = claims.as_object_mut() {
+        for key in ["iat", "iss", "jti"] {
+            map.remove(key);
+        }
+    }
+    let revocations = &mut claims["nats"]["revocations"];
+    if !revocations.is_object() {
+        *revocations = json!({});
+    }
+    for user in users {
+        revocations[user.as_str()] = json!(at);
+    }
+    Ok(encode(operator, claims, at))
+}
+
 /// Signs `claims` (a JSON object without `jti`, `iat` or `iss`) as
 /// `issuer`, issued at `now` (Unix seconds).
 pub fn encode(issuer: &KeyPair, mut claims: Value, now: u64) -> String {
@@ -244,5 +284,30 @@ mod tests {
             !junk.to_string().contains("not a seed"),
             "the input is never echoed"
         );
+    }
+
+    #[test]
+    fn a_revocation_keeps_the_account_and_adds_the_users_re_signed_by_the_operator() {
+        let operator = KeyPair::new_operator();
+        let account = KeyPair::new_account();
+        let original = encode(
+            &operator,
+            json!({ "name": "agents", "sub": account.public_key(),
+                    "nats": { "type": "account", "version": 2, "signing_keys": ["AS"], "revocations": { "UOLD": 5 } } }),
+            10,
+        );
+        let updated = revoked(&original, &["UNEW".to_string()], 20, &operator).unwrap();
+        assert!(verify(&updated));
+        let claims = claims(&updated).unwrap();
+        assert_eq!(claims["sub"], account.public_key());
+        assert_eq!(claims["nats"]["signing_keys"], json!(["AS"]));
+        assert_eq!(
+            claims["nats"]["revocations"],
+            json!({ "UOLD": 5, "UNEW": 20 })
+        );
+        assert_eq!(claims["iat"], 20);
+        let not_account = encode(&operator, json!({ "nats": { "type": "user" } }), 1);
+        assert!(revoked(&not_account, &[], 1, &operator).is_err());
+        assert!(operator_key(&account.seed().unwrap()).is_err());
     }
 }

@@ -66,6 +66,10 @@ pub struct NatsCredentials {
     pub validity: Duration,
     /// A plan this close to a user's expiry mints it again.
     pub renew_before: Duration,
+    /// Users superseded (by a change of permissions) or removed (with their
+    /// agent) are revoked in the account JWT, which apply re-signs with the
+    /// operator's key; without it they stay valid until they expire.
+    pub revoke: bool,
 }
 
 /// The order apply rolls the agents out in, and its health gate.

@@ -20,10 +20,6 @@ use support::{FleetDir, TestEnv, finish_reading, spawn_reading};
 /// takes long enough to be interrupted in the middle of its writes.
 const EXTRA_AGENTS: usize = 40;
 
-/// The applies these tests interrupt write one object at a time
-/// (`--concurrency 1`): the signal, sent once the first object is created,
-/// then always comes with most of the plan to do, however fast the API
-/// server (it once came after all 226 writes of a parallel apply).
 fn large_fleet(env: &TestEnv) -> FleetDir {
     let fleet = FleetDir::for_test(env);
     let mut definition = std::fs::read_to_string(support::repo_root().join("fleet.toml")).unwrap();
@@ -88,13 +84,7 @@ async fn sigint_mid_apply_stops_after_the_writes_in_flight_and_releases_the_lock
     let env = TestEnv::new("interrupt-sigint").await;
     let fleet = large_fleet(&env);
 
-    let (child, lines) = spawn_reading(fleet.command(&[
-        "apply",
-        "--auto-approve",
-        "--no-wait",
-        "--concurrency",
-        "1",
-    ]));
+    let (child, lines) = spawn_reading(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
     // The namespace is the first change; everything else is still to come.
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
@@ -130,13 +120,7 @@ async fn a_second_signal_exits_at_once() {
     let env = TestEnv::new("interrupt-twice").await;
     let fleet = large_fleet(&env);
 
-    let (child, lines) = spawn_reading(fleet.command(&[
-        "apply",
-        "--auto-approve",
-        "--no-wait",
-        "--concurrency",
-        "1",
-    ]));
+    let (child, lines) = spawn_reading(fleet.command(&["apply", "--auto-approve", "--no-wait"]));
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");
     send(&child, "TERM");
@@ -200,7 +184,7 @@ async fn the_actions_apply_step_passes_a_cancel_on_to_fleet() {
         .env("FLEET_DIR", fleet_binary.parent().unwrap())
         .env("COMMAND", "apply")
         .env("ENVIRONMENT", "test")
-        .env("ARGS", "--no-wait --concurrency 1")
+        .env("ARGS", "--no-wait")
         .env("MAX_BYTES", "60000")
         .env("GITHUB_OUTPUT", outputs.path().join("output"))
         .env("GITHUB_PATH", outputs.path().join("path"))
@@ -208,6 +192,19 @@ async fn the_actions_apply_step_passes_a_cancel_on_to_fleet() {
         .env_remove("FLEET_NATS_URL")
         .env_remove("GITHUB_ACTIONS")
         .stdin(Stdio::null());
+    // A runner's step shell starts with SIGINT handled as usual; a test run
+    // in the background of a non-interactive shell inherits it ignored, and
+    // bash cannot trap a signal ignored on entry. Start the step as the
+    // runner would.
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt as _;
+        step.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let (child, lines) = spawn_reading(step);
     let stdout = read_until(&lines, ": created");
     send(&child, "INT");

@@ -310,10 +310,36 @@ publishes = [{devops_publishes}]
         support::FleetDir::with_definition(&namespace, &definition("\"work.reviewer.new\"", true));
     fleet.set_environment_with_nats(&nats.server.url, "");
     let signing_seed = nats.signing_key.seed().unwrap();
+    // The deploy job's own NATS user holds exactly what `fleet rbac --for
+    // apply --nats` prints for the first definition (it covers the later).
+    let loaded = load_str(
+        Path::new("fleet.toml"),
+        &definition("\"work.reviewer.new\"", true),
+        None,
+        None,
+        &DirectoryFiles {
+            base_dir: ".".into(),
+        },
+    );
+    let deploy_rights =
+        fleet::access::nats_rights(&loaded.fleet.unwrap(), fleet::access::Purpose::Apply);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let deployer = mint_user(
+        &nats.signing_key,
+        &nats.account.public_key(),
+        "fleet-deploy",
+        &deploy_rights,
+        now,
+        now + 3_600,
+    );
+    let deployer_creds = nats.creds_file("deployer", deployer.creds.expose());
     let run = |args: &[&str]| {
         let output = fleet
             .command(args)
-            .args(["--nats-creds", nats.admin_creds.to_str().unwrap()])
+            .args(["--nats-creds", deployer_creds.to_str().unwrap()])
             .env("FLEET_NATS_ACCOUNT_SIGNING_KEY", &signing_seed)
             .output()
             .unwrap();
@@ -451,4 +477,169 @@ publishes = [{devops_publishes}]
     );
     let empty = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(empty.code, 0, "{}{}", empty.stdout, empty.stderr);
+}
+
+/// With `revoke = true`, apply revokes a user its agent no longer holds:
+/// superseded by a change of permissions, or removed with the agent. A
+/// renewal does not: the agent's connection with the old creds carries on
+/// while its pods pick the new ones up.
+#[tokio::test]
+async fn revoked_users_are_refused_and_a_renewal_keeps_the_agent_connected() {
+    use k8s_openapi::api::core::v1::Secret;
+
+    let nats = OperatorNats::start().await;
+    let env = support::TestEnv::new("nats revocation").await;
+    let namespace = format!("{}-f", env.namespace);
+    let definition = |devops_publishes: &str, with_reviewer: bool| {
+        let mut text = format!(
+            r#"[fleet]
+name = "revoking"
+namespace = "{namespace}"
+[nats_credentials]
+account = "{account}"
+revoke = true
+# Every plan more than a second after the last mint renews.
+validity = "1h"
+renew_before = "59m59s"
+[defaults]
+image = "a:1"
+nats_url = "nats://nats:4222"
+[streams.work]
+subjects = ["work.>"]
+[agents.devops]
+consumer = {{ stream = "work" }}
+publishes = [{devops_publishes}]
+"#,
+            account = nats.account.public_key(),
+        );
+        if with_reviewer {
+            text.push_str("[agents.reviewer]\nconsumer = { stream = \"work\" }\n");
+        }
+        text
+    };
+    let fleet =
+        support::FleetDir::with_definition(&namespace, &definition("\"work.reviewer.new\"", true));
+    fleet.set_environment_with_nats(&nats.server.url, "");
+    let run = |args: &[&str]| {
+        let output = fleet
+            .command(args)
+            .args(["--nats-creds", nats.admin_creds.to_str().unwrap()])
+            .env(
+                "FLEET_NATS_ACCOUNT_SIGNING_KEY",
+                nats.signing_key.seed().unwrap(),
+            )
+            .env(
+                "FLEET_NATS_OPERATOR_SIGNING_KEY",
+                nats.operator.seed().unwrap(),
+            )
+            .env("FLEET_NATS_SYSTEM_CREDS", &nats.system_creds)
+            .output()
+            .unwrap();
+        let run = support::Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        let operator_seed = nats.operator.seed().unwrap();
+        assert!(
+            !run.stdout.contains(&operator_seed) && !run.stderr.contains(&operator_seed),
+            "the operator's key was printed"
+        );
+        run
+    };
+    let apply = |what: &str| {
+        run(&["apply", "--auto-approve", "--allow-destroy", "--no-wait"]).assert_ok(what);
+    };
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.kube.clone(), &namespace);
+    let creds = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get(name).await.unwrap();
+            String::from_utf8(secret.data.unwrap()["agent.creds"].0.clone()).unwrap()
+        }
+    };
+    // As the devops agent connects: its own inbox prefix.
+    let connect = |creds: String| {
+        let url = nats.server.url.clone();
+        async move {
+            async_nats::ConnectOptions::with_credentials(&creds)
+                .unwrap()
+                .custom_inbox_prefix(permissions::inbox_prefix("devops"))
+                .connect(url)
+                .await
+        }
+    };
+
+    apply("the first apply");
+    let first = creds("agent-devops-nats").await;
+    let agent = connect(first.clone())
+        .await
+        .expect("the first creds connect");
+    let looks_up = |client: &async_nats::Client| {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build(client.clone());
+        async move {
+            js.get_consumer_from_stream::<consumer::pull::Config, _, _>("devops-agent", "work")
+                .await
+                .is_ok()
+        }
+    };
+    assert!(looks_up(&agent).await);
+
+    // Renewed: not revoked, and the agent's connection carries on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let renewing = run(&["plan"]);
+    assert!(
+        renewing
+            .stdout
+            .contains("re-mints the agent's NATS user: it expires in"),
+        "{}",
+        renewing.stdout
+    );
+    assert!(!renewing.stdout.contains("revokes"), "{}", renewing.stdout);
+    apply("the renewing apply");
+    let renewed = creds("agent-devops-nats").await;
+    assert_ne!(renewed, first);
+    assert!(looks_up(&agent).await, "the renewal cut the agent off");
+    connect(first.clone())
+        .await
+        .expect("renewed creds stay valid until they expire");
+
+    // Narrowed: the superseded user is revoked.
+    fleet.set_definition(&definition("", true));
+    let narrowing = run(&["plan"]);
+    assert!(
+        narrowing.stdout.contains(
+            "it may no longer publish to work.reviewer.new, and revokes the previous user"
+        ),
+        "{}",
+        narrowing.stdout
+    );
+    apply("the narrowing apply");
+    let refused = connect(renewed).await;
+    assert!(refused.is_err(), "the superseded user still connects");
+    connect(creds("agent-devops-nats").await)
+        .await
+        .expect("the new creds connect");
+
+    // Removed: the reviewer's user (its latest, renewed since) is revoked
+    // with its Secret.
+    let reviewer = creds("agent-reviewer-nats").await;
+    connect(reviewer.clone())
+        .await
+        .expect("the reviewer's creds connect");
+    fleet.set_definition(&definition("", false));
+    apply("the removing apply");
+    assert!(
+        secrets
+            .get_opt("agent-reviewer-nats")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        connect(reviewer).await.is_err(),
+        "the removed agent's user still connects"
+    );
 }

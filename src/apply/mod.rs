@@ -11,6 +11,7 @@
 pub mod autoscalers;
 mod jetstream;
 mod kube;
+pub mod revocation;
 pub mod rollback;
 pub mod rollout;
 pub mod soak;
@@ -45,6 +46,8 @@ pub struct Options {
     pub interrupt: Interrupt,
     /// How the agents' NATS users are minted, when the plan mints any.
     pub minting: Option<Minting>,
+    /// How superseded and removed users are revoked, when the plan revokes any.
+    pub revoking: Option<revocation::Revoking>,
 }
 
 /// What minting an agent's NATS user takes: the account signing key's seed
@@ -137,6 +140,24 @@ pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
         .filter(|c| mints(c))
         .map(|c| c.target.to_string())
         .collect();
+    let revoked: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.revokes.is_some())
+        .map(|c| c.target.to_string())
+        .collect();
+    if !revoked.is_empty() {
+        match &options.revoking {
+            None => anyhow::bail!(
+                "the plan revokes NATS users ({}; [nats_credentials] revoke = true), and no operator signing key or system account creds were given: set FLEET_NATS_OPERATOR_SIGNING_KEY and FLEET_NATS_SYSTEM_CREDS. Nothing was changed.",
+                revoked.join(", ")
+            ),
+            Some(revoking) => {
+                crate::credentials::operator_key(revoking.operator_key.expose())
+                    .map_err(|err| err.context("Nothing was changed"))?;
+            }
+        }
+    }
     if !minted.is_empty() {
         match &options.minting {
             None => anyhow::bail!(
@@ -572,7 +593,7 @@ async fn apply_change(
     match &change.target {
         Target::Kubernetes(id) => {
             let annotations = parent_annotations(systems.live, change, id, step, options);
-            kube::apply_change(
+            let done = kube::apply_change(
                 systems.cluster,
                 systems.live,
                 change,
@@ -580,7 +601,24 @@ async fn apply_change(
                 options,
                 annotations.as_ref(),
             )
-            .await
+            .await?;
+            // The agent's new creds are written (or it is gone): now the
+            // user they supersede is revoked.
+            if let (Some(user), Some(revoking)) = (&change.revokes, &options.revoking) {
+                revocation::revoke(revoking, std::slice::from_ref(user))
+                    .await
+                    .map_err(|err| {
+                        err.context(format!(
+                            "{} was written, but its previous NATS user {user} is not revoked: apply again to revoke it",
+                            change.target
+                        ))
+                    })?;
+                return Ok(match done {
+                    "destroyed" => "destroyed, its NATS user revoked",
+                    _ => "updated, its previous NATS user revoked",
+                });
+            }
+            Ok(done)
         }
         Target::Stream { .. } | Target::Consumer { .. } => {
             let js = systems.jetstream.ok_or_else(|| {

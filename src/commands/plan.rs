@@ -68,6 +68,8 @@ pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
         domain: args.nats_domain.clone(),
         api_prefix: args.nats_api_prefix.clone(),
         account_signing_key: args.nats_account_signing_key.clone(),
+        operator_signing_key: args.nats_operator_signing_key.clone(),
+        system_creds: args.nats_system_creds.clone(),
     }
 }
 

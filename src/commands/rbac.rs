@@ -7,14 +7,23 @@ use crate::cli::{GranteeArgs, RbacArgs, RbacPurpose};
 use crate::{render, report};
 
 pub fn run(args: &RbacArgs) -> anyhow::Result<ExitStatus> {
-    let grantee = grantee(&args.grantee)?;
-    let Some(fleet) = load_definition(&args.definition)? else {
-        return Ok(ExitStatus::Failure);
-    };
     let purpose = match args.purpose {
         RbacPurpose::Plan => Purpose::Plan,
         RbacPurpose::Apply => Purpose::Apply,
         RbacPurpose::ReadOnly => Purpose::ReadOnly,
+    };
+    if args.nats {
+        let Some(fleet) = load_definition(&args.definition)? else {
+            return Ok(ExitStatus::Failure);
+        };
+        let rights = access::nats_rights(&fleet, purpose);
+        let mut stdout = std::io::stdout().lock();
+        report::nats_rights_yaml(&rights, &fleet.name, purpose, &mut stdout)?;
+        return Ok(ExitStatus::Success);
+    }
+    let grantee = grantee(&args.grantee)?;
+    let Some(fleet) = load_definition(&args.definition)? else {
+        return Ok(ExitStatus::Failure);
     };
     let rendered = render::render(&fleet);
     let rights = access::rights(&rendered.kubernetes, &fleet.namespace, purpose);
@@ -25,6 +34,11 @@ pub fn run(args: &RbacArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn grantee(args: &GranteeArgs) -> anyhow::Result<Grantee> {
+    if args.user.is_none() && args.group.is_none() && args.service_account.is_none() {
+        anyhow::bail!(
+            "say who the rights are for: --user NAME, --group NAME or --service-account NAMESPACE/NAME (or --nats for the NATS side)"
+        );
+    }
     if let Some(user) = &args.user {
         return Ok(Grantee::User(user.clone()));
     }

@@ -120,6 +120,22 @@ async fn carry_out(
             }),
             _ => None,
         },
+        revoking: match (
+            &planned.nats_credentials,
+            &plan_options.nats.operator_signing_key,
+            &plan_options.nats.system_creds,
+            &planned.jetstream,
+        ) {
+            (Some(settings), Some(key), Some(creds), Some(js)) if settings.revoke => {
+                Some(apply::revocation::Revoking {
+                    operator_key: key.clone(),
+                    system_creds: creds.clone(),
+                    url: js.url.clone(),
+                    account: settings.account.clone(),
+                })
+            }
+            _ => None,
+        },
     };
     // Refuse what needs a flag before asking anyone to confirm it.
     if let Err(err) = apply::check_allowed(plan, &options) {

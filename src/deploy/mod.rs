@@ -52,6 +52,10 @@ pub struct Nats {
     pub api_prefix: Option<String>,
     /// Seed of the account signing key apply mints agents' users with.
     pub account_signing_key: Option<Sensitive>,
+    /// Seed of the operator signing key and the system account's creds,
+    /// with which apply revokes agents' users.
+    pub operator_signing_key: Option<Sensitive>,
+    pub system_creds: Option<PathBuf>,
 }
 
 /// How to plan (and, with apply, how to write).

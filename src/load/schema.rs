@@ -359,6 +359,7 @@ pub fn schema() -> Value {
                 "account": string("public key of the account the agents' users belong to (A...)"),
                 "validity": duration("how long a minted user is valid (default 30d)"),
                 "renew_before": duration("a plan this close to a user's expiry mints it again (default a third of validity)"),
+                "revoke": boolean("revoke superseded and removed users in the account JWT (apply then needs the operator signing key and system account creds; default false: they stay valid until they expire)"),
             })),
         }
     })

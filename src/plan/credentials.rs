@@ -118,7 +118,23 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Change> {
             } else {
                 Action::Create
             };
-            change.reason = Some(why);
+            // A user whose permissions change is superseded at once; one
+            // renewed before its expiry only expires (its pods keep it
+            // until they read the new creds).
+            let superseded = live
+                .as_ref()
+                .filter(|live| permissions_of(live).as_ref() != Some(&permissions))
+                .and_then(user_of);
+            change.reason = Some(match (&superseded, inputs.settings) {
+                (Some(_), Some(settings)) if settings.revoke => {
+                    format!("{why}, and revokes the previous user")
+                }
+                (Some(_), _) => format!(
+                    "{why}; the previous user stays valid until it expires ([nats_credentials] revoke = false)"
+                ),
+                (None, _) => why,
+            });
+            change.revokes = superseded.filter(|_| inputs.settings.is_some_and(|s| s.revoke));
             change.diff = Some(unified_diff("Secret", live.as_ref(), Some(&desired.body)));
             change.desired = Some(Body::new(desired.body.clone()));
         }
@@ -148,13 +164,16 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Change> {
         let expires = live["metadata"]["annotations"][EXPIRES_ANNOTATION]
             .as_str()
             .and_then(|e| e.parse::<u64>().ok());
-        change.reason = Some(match expires {
-            Some(expires) => format!(
-                "its agent is gone; a copy of its creds stays valid until it expires, in {} (fleet does not revoke users)",
+        let revoke = inputs.settings.is_some_and(|s| s.revoke);
+        change.reason = Some(match (revoke, expires) {
+            (true, _) => "its agent is gone, and its user is revoked".into(),
+            (false, Some(expires)) => format!(
+                "its agent is gone; a copy of its creds stays valid until it expires, in {} ([nats_credentials] revoke = false)",
                 days(expires.saturating_sub(inputs.now))
             ),
-            None => "its agent is gone".into(),
+            (false, None) => "its agent is gone".into(),
         });
+        change.revokes = user_of(live).filter(|_| revoke);
         change.diff = Some(unified_diff("Secret", Some(live), None));
         changes.push(change);
     }
@@ -209,6 +228,13 @@ fn why_mint(
     };
     (marks(live) != marks(&desired.body))
         .then(|| "re-mints the agent's NATS user: its labels or annotations change".into())
+}
+
+/// The public key of the user a live Secret holds.
+fn user_of(live: &Value) -> Option<String> {
+    live["metadata"]["annotations"][USER_ANNOTATION]
+        .as_str()
+        .map(str::to_string)
 }
 
 fn ownership_matches(live: &Value, applyset_id: &str) -> bool {
@@ -268,6 +294,7 @@ mod tests {
             account: "A".into(),
             validity: Duration::from_secs(30 * 86_400),
             renew_before: Duration::from_secs(10 * 86_400),
+            revoke: false,
         }
     }
 
@@ -338,7 +365,9 @@ mod tests {
         assert_eq!(widened[0].action, Action::Update);
         assert_eq!(
             widened[0].reason.as_deref(),
-            Some("re-mints the agent's NATS user: it may now publish to tasks.tester.new")
+            Some(
+                "re-mints the agent's NATS user: it may now publish to tasks.tester.new; the previous user stays valid until it expires ([nats_credentials] revoke = false)"
+            )
         );
 
         let expiring = minted(&before, NOW + 5 * 86_400);
@@ -388,5 +417,63 @@ mod tests {
             &[],
         );
         assert_eq!(changes[0].action, Action::Unowned);
+    }
+
+    #[test]
+    fn with_revoke_a_superseded_or_removed_user_is_revoked_and_a_renewed_one_is_not() {
+        let mut settings = settings();
+        settings.revoke = true;
+        let before = desired(&["tasks.reviewer.new"]);
+        let after = desired(&[]);
+        let live = BTreeMap::from([
+            (
+                "agent-devops-nats".into(),
+                Some(minted(&before, NOW + 20 * 86_400)),
+            ),
+            (
+                "agent-gone-nats".into(),
+                Some(minted(&before, NOW + 20 * 86_400)),
+            ),
+        ]);
+        let plan_with = |desired: &[DesiredObject], recorded: &[String]| {
+            plan(&Inputs {
+                desired,
+                live: &live,
+                recorded,
+                settings: Some(&settings),
+                applyset_id: ID,
+                adopt: false,
+                now: NOW,
+                label_domain: "agent.ceo",
+            })
+        };
+        let narrowed = plan_with(std::slice::from_ref(&after), &["agent-gone-nats".into()]);
+        assert_eq!(narrowed[0].revokes.as_deref(), Some("UABC"));
+        assert!(
+            narrowed[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .ends_with(", and revokes the previous user")
+        );
+        assert_eq!(narrowed[1].action, Action::Delete);
+        assert_eq!(narrowed[1].revokes.as_deref(), Some("UABC"));
+
+        let expiring = BTreeMap::from([(
+            "agent-devops-nats".into(),
+            Some(minted(&before, NOW + 86_400)),
+        )]);
+        let renewed = plan(&Inputs {
+            desired: std::slice::from_ref(&before),
+            live: &expiring,
+            recorded: &[],
+            settings: Some(&settings),
+            applyset_id: ID,
+            adopt: false,
+            now: NOW,
+            label_domain: "agent.ceo",
+        });
+        assert_eq!(renewed[0].action, Action::Update);
+        assert_eq!(renewed[0].revokes, None);
     }
 }

@@ -102,6 +102,10 @@ pub struct Change {
     /// ([`handover`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover: Option<Handover>,
+    /// The public key of the agent's NATS user this change supersedes or
+    /// removes, which apply revokes when it may (see [`credentials`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revokes: Option<String>,
 }
 
 /// A change's part in switching an agent's autoscaling engine.
@@ -148,6 +152,7 @@ impl Change {
             drift: None,
             agent: None,
             handover: None,
+            revokes: None,
         }
     }
 

@@ -45,6 +45,32 @@ pub fn rendered_yaml(rendered: &Rendered, out: &mut dyn Write) -> anyhow::Result
     Ok(())
 }
 
+/// `fleet rbac --nats`: the permissions as a user JWT's `nats` claim
+/// holds them, with the `nsc` command that sets them.
+pub fn nats_rights_yaml(
+    rights: &crate::credentials::Permissions,
+    fleet: &str,
+    purpose: crate::access::Purpose,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "# The NATS permissions of the user that runs `fleet {}` for fleet {fleet}:\n# nothing else is needed. With nsc:\n#   nsc edit user --name <user> --allow-pub '{}' --allow-sub '{}'",
+        match purpose {
+            crate::access::Purpose::Apply => "apply",
+            _ => "plan",
+        },
+        rights.publish.join(","),
+        rights.subscribe.join(",")
+    )?;
+    let document = serde_json::json!({
+        "pub": { "allow": rights.publish },
+        "sub": { "allow": rights.subscribe },
+    });
+    write!(out, "{}", serde_saphyr::to_string(&document)?)?;
+    Ok(())
+}
+
 /// Multi-document YAML, each document after its comment (`fleet rbac`).
 pub fn documents_yaml(
     documents: &[crate::access::Document],

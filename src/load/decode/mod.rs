@@ -33,7 +33,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
 ];
 
 pub(super) const NATS_CREDENTIALS_KEYS: &[&str] =
-    &["enabled", "account", "validity", "renew_before"];
+    &["enabled", "account", "validity", "renew_before", "revoke"];
 
 pub(super) const FLEET_KEYS: &[&str] = &[
     "name",
@@ -787,6 +787,7 @@ fn decode_nats_credentials(r: &mut Reader, root: &Table) -> Option<NatsCredentia
         account: account.value,
         validity,
         renew_before: renew_before.map_or(validity / 3, |r| r.value),
+        revoke: r.boolean(t, "revoke").unwrap_or(false),
     })
 }
 
