@@ -643,3 +643,96 @@ publishes = [{devops_publishes}]
         "the removed agent's user still connects"
     );
 }
+
+/// The example fleet in operator mode: each of its agents gets a user that
+/// reads its own consumer and says what fleet.toml declares (devops asks
+/// the reviewer for reviews and answers, the reviewer hands fixes back and
+/// answers), and nothing else.
+#[tokio::test]
+async fn the_example_fleet_runs_in_operator_mode_each_agent_on_its_own_subjects() {
+    use k8s_openapi::api::core::v1::Secret;
+
+    let nats = OperatorNats::start().await;
+    let env = support::TestEnv::new("nats example").await;
+    let fleet = support::FleetDir::for_test(&env);
+    fleet.set_environment_with_nats(
+        &nats.server.url,
+        &format!(
+            "[nats_credentials]\naccount = \"{}\"\n",
+            nats.account.public_key()
+        ),
+    );
+    let output = fleet
+        .command(&["apply", "--auto-approve", "--timeout", "120s"])
+        .args(["--nats-creds", nats.admin_creds.to_str().unwrap()])
+        .env(
+            "FLEET_NATS_ACCOUNT_SIGNING_KEY",
+            nats.signing_key.seed().unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(env.kube.clone(), &fleet.namespace);
+    let stream = fleet.stream();
+    let mut agents = std::collections::BTreeMap::new();
+    for role in ["devops", "observer", "reviewer"] {
+        let secret = secrets.get(&format!("agent-{role}-nats")).await.unwrap();
+        let creds = String::from_utf8(secret.data.unwrap()["agent.creds"].0.clone()).unwrap();
+        agents.insert(role, Connected::with_creds(&nats, &creds, role).await);
+    }
+    for (role, agent) in &agents {
+        agent
+            .jetstream
+            .get_consumer_from_stream::<consumer::pull::Config, _, _>(
+                format!("{role}-agent"),
+                stream.clone(),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{role} may not look up its own consumer: {err}"));
+        for other in agents.keys().filter(|other| *other != role) {
+            let theirs = agent
+                .jetstream
+                .get_consumer_from_stream::<consumer::pull::Config, _, _>(
+                    format!("{other}-agent"),
+                    stream.clone(),
+                )
+                .await;
+            assert!(theirs.is_err(), "{role} looked up {other}'s consumer");
+            agent
+                .refused(&format!("$JS.API.CONSUMER.INFO.{stream}.{other}-agent"))
+                .await;
+        }
+    }
+    // What fleet.toml declares, and only that.
+    agents["devops"]
+        .jetstream
+        .publish(fleet.task_subject("reviewer"), "review this".into())
+        .await
+        .unwrap()
+        .await
+        .expect("devops may ask the reviewer for a review");
+    agents["reviewer"]
+        .jetstream
+        .publish(fleet.task_subject("devops"), "fixed".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the reviewer may hand a fix back to devops");
+    for (role, subject) in [
+        ("observer", fleet.task_subject("devops")),
+        ("devops", fleet.task_subject("observer")),
+        ("reviewer", fleet.task_subject("reviewer")),
+    ] {
+        agents[role]
+            .client
+            .publish(subject.clone(), "x".into())
+            .await
+            .unwrap();
+        agents[role].refused(&subject).await;
+    }
+}

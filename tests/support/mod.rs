@@ -359,7 +359,8 @@ impl FleetDir {
     fn private_streams(namespace: &str, fleet_toml: &str) -> String {
         fleet_toml
             .replace("agent-tasks", &format!("{namespace}-agent-tasks"))
-            .replace("\"tasks.>\"", &format!("\"{namespace}.tasks.>\""))
+            // The stream's subjects, and those agents publish to in it.
+            .replace("\"tasks.", &format!("\"{namespace}.tasks."))
     }
 
     /// The name the example's `agent-tasks` stream has in this fleet.
