@@ -1,7 +1,8 @@
 //! Secrets never reach any output channel. One test plants a distinct value
 //! for every kind of secret fleet can be given or can meet (NATS password,
 //! also inside the URL, token, NKey seed, creds file, the kubeconfig's client
-//! key, a Secret an agent references, a Secret's last-applied copy) and looks
+//! key, a Secret an agent references, a Secret's last-applied copy, NATS
+//! account signing keys that apply refuses) and looks
 //! for each in everything plan and apply print or write, on success and on
 //! failure.
 
@@ -187,6 +188,33 @@ async fn no_secret_reaches_any_output_channel() {
         assert_eq!(run.code, 1, "{args:?}: {}{}", run.stdout, run.stderr);
         outputs.push(shown(&run, &[]));
     }
+    // An account signing key that is none, and one of another kind: apply
+    // refuses them before writing, without showing them.
+    let garbage_key = "SA-not-a-seed-Zx91";
+    let user_seed_as_key = nkeys::KeyPair::new_user().seed().unwrap();
+    fleet.set_environment_with_nats(
+        &server.url,
+        &format!(
+            "[nats_credentials]\naccount = \"{}\"\n",
+            nkeys::KeyPair::new_account().public_key()
+        ),
+    );
+    for key in [garbage_key, user_seed_as_key.as_str()] {
+        let output = fleet
+            .command(&["apply", "--auto-approve"])
+            .args(user)
+            .env("FLEET_NATS_ACCOUNT_SIGNING_KEY", key)
+            .output()
+            .unwrap();
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("account signing key"), "{}", run.stderr);
+        outputs.push(shown(&run, &[]));
+    }
     fleet.set_environment_with_nats(
         &format!("nats://fleet:{wrong_password}@127.0.0.1:{}", server.port),
         "",
@@ -228,6 +256,8 @@ async fn no_secret_reaches_any_output_channel() {
         encoded(referenced_value),
         last_applied_value.to_string(),
         encoded(last_applied_value),
+        garbage_key.to_string(),
+        user_seed_as_key.clone(),
     ];
     planted.extend(client_keys);
     for (i, output) in outputs.iter().enumerate() {

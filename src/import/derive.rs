@@ -234,7 +234,7 @@ pub fn keys(agent: &LiveAgent<'_>, domain: &str) -> Keys {
         push(&mut keys, key, probe(&container[probe_key]));
     }
     push(&mut keys, "resources", resources(&container["resources"]));
-    push(&mut keys, "placement", placement(pod, domain));
+    push(&mut keys, "placement", placement(pod));
     if let Some(scaled) = agent.get("ScaledObject") {
         let (autoscaling, consumer) = scaled_object_keys(scaled, &agent.role);
         push(&mut keys, "autoscaling", autoscaling);
@@ -409,7 +409,7 @@ fn resources(resources: &Value) -> Option<Value> {
 
 /// Node selector, tolerations, the seed's zone spread and required node
 /// affinity; what else the pod's affinity says stays in the patch.
-fn placement(pod: &Value, domain: &str) -> Option<Value> {
+fn placement(pod: &Value) -> Option<Value> {
     let mut table = Map::new();
     if let Some(selector) = pod["nodeSelector"].as_object().filter(|s| !s.is_empty()) {
         table.insert("node_selector".into(), Value::Object(selector.clone()));
@@ -475,7 +475,6 @@ fn placement(pod: &Value, domain: &str) -> Option<Value> {
     } else if anti["preferredDuringSchedulingIgnoredDuringExecution"].is_array() {
         table.insert("node_spread".into(), Value::from("preferred"));
     }
-    let _ = domain;
     (!table.is_empty()).then_some(Value::Object(table))
 }
 

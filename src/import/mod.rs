@@ -68,115 +68,20 @@ const ROUNDS: usize = 3;
 pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<Imported> {
     let live = read::namespace(cluster, request.namespace).await?;
     let agents = derive::agents(&live.objects);
-    let domain = derive::label_domain(&agents).unwrap_or_else(|| "agent.ceo".into());
+    let roles: Vec<String> = agents.iter().map(|a| a.role.clone()).collect();
     eprintln!(
         "import: {} objects in namespace {}; {} agents ({})",
         live.objects.len(),
         request.namespace,
         agents.len(),
-        agents
-            .iter()
-            .map(|a| a.role.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        roles.join(", ")
     );
-    let mut document = skeleton(request, &domain, &live, &agents);
-    let mut streams = BTreeSet::new();
-    let mut only_in_base = Vec::new();
     let base_fleet = match &request.base {
         Some(base) => Some(base_fleet(base)?),
         None => None,
     };
-    for agent in &agents {
-        if let Some(base) = &base_fleet
-            && !base.agents.iter().any(|a| a.role == agent.role)
-        {
-            continue;
-        }
-        let table = agent_table(agent, &domain, request.jetstream, &mut streams);
-        document.agents.push(table);
-    }
-    if let Some(base) = &base_fleet {
-        for role in base.agents.iter().map(|a| &a.role) {
-            if !agents.iter().any(|a| &a.role == role) {
-                only_in_base.push(role.clone());
-                let mut keys = Table::default();
-                keys.set("enabled", Value::from(false));
-                document.agents.push(AgentTable {
-                    role: role.clone(),
-                    notes: vec![format!(
-                        "Not in namespace {}: switched off in this environment",
-                        request.namespace
-                    )],
-                    keys,
-                    patches: Vec::new(),
-                });
-            }
-        }
-    }
-    if let Some(jetstream) = request.jetstream {
-        for name in &streams {
-            if let Some(base) = &base_fleet
-                && !base.streams.iter().any(|s| &s.name == name)
-            {
-                continue;
-            }
-            let keys = jetstream::stream_keys(&jetstream[name].config);
-            document.streams.push((name.clone(), keys));
-        }
-        document = minimal::minimal_streams(document).map_err(|problems| {
-            anyhow::anyhow!(
-                "the streams import derived do not load ({problems}); this is a bug in fleet import"
-            )
-        })?;
-    }
-    if request.base.is_none() {
-        hoist_shared(&mut document);
-    }
-    let mut minimal_agents = Vec::new();
-    for agent in &document.agents {
-        let minimal = minimal::minimal(&document, agent).map_err(|problems| {
-            anyhow::anyhow!(
-                "agent {}: the keys import derived do not load ({problems}); this is a bug in fleet import",
-                agent.role
-            )
-        })?;
-        minimal_agents.push(explain_profile(agent, minimal));
-    }
-    document.agents = minimal_agents;
-
-    let mut unexpressed = Vec::new();
-    for round in 1..=ROUNDS {
-        let differences = differences(cluster, &live, &document).await?;
-        eprintln!(
-            "import: round {round}: {} object{} differ{} from fleet's rendering",
-            differences.len(),
-            if differences.len() == 1 { "" } else { "s" },
-            if differences.len() == 1 { "s" } else { "" }
-        );
-        if differences.is_empty() {
-            break;
-        }
-        let mut patched_any = false;
-        for (role, id, patch) in differences {
-            let agent = role
-                .as_ref()
-                .and_then(|role| document.agents.iter_mut().find(|a| &a.role == role));
-            match agent {
-                Some(agent) if PATCHABLE_KINDS.contains(&id.kind.as_str()) && round < ROUNDS => {
-                    add_patch(agent, &id.kind, &patch);
-                    patched_any = true;
-                }
-                _ if round == ROUNDS || !PATCHABLE_KINDS.contains(&id.kind.as_str()) => {
-                    unexpressed.push(format!("{id}: {}", write::inline(&patch)));
-                }
-                _ => {}
-            }
-        }
-        if !patched_any {
-            break;
-        }
-    }
+    let (mut document, streams) = derived(request, &live, &agents, base_fleet.as_ref())?;
+    let mut unexpressed = patch_until_exact(cluster, &live, &mut document).await?;
     if unexpressed.is_empty() {
         prune(cluster, &live, &mut document).await?;
         // Checked like the rest: kept only if nothing differs with it.
@@ -189,70 +94,193 @@ pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<
     note_unhardened(&mut document);
     let mut unplaced = Vec::new();
     if let Some(live_jetstream) = request.jetstream {
-        let rendered = minimal::rendered(&document).map_err(|problems| {
-            anyhow::anyhow!(
-                "the imported definition does not load ({problems}); this is a bug in fleet import"
-            )
-        })?;
-        for stream in &rendered.jetstream.streams {
-            for difference in
-                jetstream::differences(&stream.config, &live_jetstream[&stream.name].config)
-            {
-                unexpressed.push(format!("jetstream stream {}: {difference}", stream.name));
-            }
-        }
-        for consumer in &rendered.jetstream.consumers {
-            let live_config = &live_jetstream[&consumer.stream].consumers[&consumer.name].config;
-            for difference in jetstream::differences(&consumer.config, live_config) {
-                unexpressed.push(format!(
-                    "jetstream consumer {}/{}: {difference}",
-                    consumer.stream, consumer.name
-                ));
-            }
-        }
-        let imported: BTreeSet<(String, String)> = rendered
-            .jetstream
-            .consumers
-            .iter()
-            .map(|c| (c.stream.clone(), c.name.clone()))
-            .collect();
-        for (name, stream) in live_jetstream {
-            if !streams.contains(name) {
-                unplaced.push(format!(
-                    "jetstream stream {name}: no imported agent has a consumer on it"
-                ));
-                continue;
-            }
-            for consumer in stream.consumers.keys() {
-                if !imported.contains(&(name.clone(), consumer.clone())) {
-                    unplaced.push(format!(
-                        "jetstream consumer {name}/{consumer}: fleet names an agent's consumer <role>-agent, and no imported agent has this one"
-                    ));
-                }
-            }
-        }
+        let (differing, unused) = jetstream_left(&document, live_jetstream, &streams)?;
+        unexpressed.extend(differing);
+        unplaced.extend(unused);
     }
     unexpressed.sort();
     unexpressed.dedup();
-    let claimed = claimed(&document, &live);
-    unplaced.extend(self::unplaced(&live, &claimed));
-    if let Some(base) = &base_fleet {
-        for agent in &agents {
-            if !base.agents.iter().any(|a| a.role == agent.role) {
-                unplaced.push(format!(
-                    "agent {}: not in {}; add it there (`fleet import` without --env writes its table)",
-                    agent.role,
-                    request.base.as_ref().map_or(String::new(), |b| b.fleet_path.display().to_string())
-                ));
-            }
+    unplaced.extend(self::unplaced(&live, &claimed(&document, &live)));
+    if let (Some(base), Some(fleet)) = (&request.base, &base_fleet) {
+        for role in roles
+            .iter()
+            .filter(|r| !fleet.agents.iter().any(|a| &a.role == *r))
+        {
+            unplaced.push(format!(
+                "agent {role}: not in {}; add it there (`fleet import` without --env writes its table)",
+                base.fleet_path.display()
+            ));
         }
     }
     Ok(Imported {
         text: document.to_toml(),
-        agents: agents.iter().map(|a| a.role.clone()).collect(),
+        agents: roles,
         unplaced,
         unexpressed,
     })
+}
+
+/// The definition the live objects say, with the fewest keys: `[fleet]`
+/// (or an environment's `[environment]`), the agents (those of `base` only,
+/// when it is given; its others switched off), the streams their consumers
+/// read. Returns it with the names of those streams.
+fn derived(
+    request: &Request<'_>,
+    live: &read::LiveNamespace,
+    agents: &[LiveAgent<'_>],
+    base: Option<&crate::model::Fleet>,
+) -> anyhow::Result<(Document, BTreeSet<String>)> {
+    let domain = derive::label_domain(agents).unwrap_or_else(|| "agent.ceo".into());
+    let mut document = skeleton(request, &domain, live, agents);
+    let mut streams = BTreeSet::new();
+    for agent in agents {
+        if base.is_some_and(|base| !base.agents.iter().any(|a| a.role == agent.role)) {
+            continue;
+        }
+        let table = agent_table(agent, &domain, request.jetstream, &mut streams);
+        document.agents.push(table);
+    }
+    for role in base
+        .iter()
+        .flat_map(|base| base.agents.iter().map(|a| &a.role))
+    {
+        if !agents.iter().any(|a| &a.role == role) {
+            let mut keys = Table::default();
+            keys.set("enabled", Value::from(false));
+            document.agents.push(AgentTable {
+                role: role.clone(),
+                notes: vec![format!(
+                    "Not in namespace {}: switched off in this environment",
+                    request.namespace
+                )],
+                keys,
+                patches: Vec::new(),
+            });
+        }
+    }
+    if let Some(jetstream) = request.jetstream {
+        for name in &streams {
+            if base.is_some_and(|base| !base.streams.iter().any(|s| &s.name == name)) {
+                continue;
+            }
+            let keys = jetstream::stream_keys(&jetstream[name].config);
+            document.streams.push((name.clone(), keys));
+        }
+        document = minimal::minimal_streams(document).map_err(|problems| {
+            anyhow::anyhow!(
+                "the streams import derived do not load ({problems}); this is a bug in fleet import"
+            )
+        })?;
+    }
+    if base.is_none() {
+        hoist_shared(&mut document);
+    }
+    let mut minimal_agents = Vec::new();
+    for agent in &document.agents {
+        let minimal = minimal::minimal(&document, agent).map_err(|problems| {
+            anyhow::anyhow!(
+                "agent {}: the keys import derived do not load ({problems}); this is a bug in fleet import",
+                agent.role
+            )
+        })?;
+        minimal_agents.push(explain_profile(minimal));
+    }
+    document.agents = minimal_agents;
+    Ok((document, streams))
+}
+
+/// Renders the document, compares each object as the API server makes it
+/// with the live one, and puts the difference in the agent's patch; again,
+/// up to [`ROUNDS`] times. Returns what no patch could say.
+async fn patch_until_exact(
+    cluster: &Cluster,
+    live: &read::LiveNamespace,
+    document: &mut Document,
+) -> anyhow::Result<Vec<String>> {
+    let mut unexpressed = Vec::new();
+    for round in 1..=ROUNDS {
+        let differences = differences(cluster, live, document).await?;
+        eprintln!(
+            "import: round {round}: {} object{} differ{} from fleet's rendering",
+            differences.len(),
+            if differences.len() == 1 { "" } else { "s" },
+            if differences.len() == 1 { "s" } else { "" }
+        );
+        let mut patched_any = false;
+        for (role, id, patch) in differences {
+            let patchable = PATCHABLE_KINDS.contains(&id.kind.as_str());
+            let agent = role
+                .as_ref()
+                .and_then(|role| document.agents.iter_mut().find(|a| &a.role == role));
+            match agent {
+                Some(agent) if patchable && round < ROUNDS => {
+                    add_patch(agent, &id.kind, &patch);
+                    patched_any = true;
+                }
+                _ if round == ROUNDS || !patchable => {
+                    unexpressed.push(format!("{id}: {}", write::inline(&patch)));
+                }
+                _ => {}
+            }
+        }
+        if !patched_any {
+            break;
+        }
+    }
+    Ok(unexpressed)
+}
+
+/// What of JetStream the definition does not say: stream and consumer
+/// fields that differ from the live ones, and the streams and consumers no
+/// imported agent has.
+fn jetstream_left(
+    document: &Document,
+    live: &LiveJetStream,
+    streams: &BTreeSet<String>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let rendered = minimal::rendered(document).map_err(|problems| {
+        anyhow::anyhow!(
+            "the imported definition does not load ({problems}); this is a bug in fleet import"
+        )
+    })?;
+    let mut differing = Vec::new();
+    for stream in &rendered.jetstream.streams {
+        for difference in jetstream::differences(&stream.config, &live[&stream.name].config) {
+            differing.push(format!("jetstream stream {}: {difference}", stream.name));
+        }
+    }
+    for consumer in &rendered.jetstream.consumers {
+        let live_config = &live[&consumer.stream].consumers[&consumer.name].config;
+        for difference in jetstream::differences(&consumer.config, live_config) {
+            differing.push(format!(
+                "jetstream consumer {}/{}: {difference}",
+                consumer.stream, consumer.name
+            ));
+        }
+    }
+    let imported: BTreeSet<(&str, &str)> = rendered
+        .jetstream
+        .consumers
+        .iter()
+        .map(|c| (c.stream.as_str(), c.name.as_str()))
+        .collect();
+    let mut unused = Vec::new();
+    for (name, stream) in live {
+        if !streams.contains(name) {
+            unused.push(format!(
+                "jetstream stream {name}: no imported agent has a consumer on it"
+            ));
+            continue;
+        }
+        for consumer in stream.consumers.keys() {
+            if !imported.contains(&(name.as_str(), consumer.as_str())) {
+                unused.push(format!(
+                    "jetstream consumer {name}/{consumer}: fleet names an agent's consumer <role>-agent, and no imported agent has this one"
+                ));
+            }
+        }
+    }
+    Ok((differing, unused))
 }
 
 /// The fleet.toml an environment is imported for, loaded without it.
@@ -651,7 +679,7 @@ fn note_unhardened(document: &mut Document) {
 }
 
 /// Says how the profile was picked: nothing in the live objects names one.
-fn explain_profile(derived: &AgentTable, mut minimal: AgentTable) -> AgentTable {
+fn explain_profile(mut minimal: AgentTable) -> AgentTable {
     let Some(profile) = minimal.keys.get("profile").and_then(Value::as_str) else {
         return minimal;
     };
@@ -662,7 +690,6 @@ fn explain_profile(derived: &AgentTable, mut minimal: AgentTable) -> AgentTable 
     } else {
         format!("Guessed from its requests and limits, which are the {profile} profile's")
     };
-    let _ = derived;
     minimal.keys.comment("profile", comment);
     minimal
 }
