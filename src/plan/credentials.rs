@@ -135,7 +135,11 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Change> {
                 (None, _) => why,
             });
             change.revokes = superseded.filter(|_| inputs.settings.is_some_and(|s| s.revoke));
-            change.diff = Some(unified_diff("Secret", live.as_ref(), Some(&desired.body)));
+            change.diff = Some(unified_diff(
+                "Secret",
+                live.as_ref().map(reviewed).as_ref(),
+                Some(&reviewed(&desired.body)),
+            ));
             change.desired = Some(Body::new(desired.body.clone()));
         }
         changes.push(change);
@@ -174,7 +178,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Vec<Change> {
             (false, None) => "its agent is gone".into(),
         });
         change.revokes = user_of(live).filter(|_| revoke);
-        change.diff = Some(unified_diff("Secret", Some(live), None));
+        change.diff = Some(unified_diff("Secret", Some(&reviewed(live)), None));
         changes.push(change);
     }
     changes
@@ -228,6 +232,38 @@ fn why_mint(
     };
     (marks(live) != marks(&desired.body))
         .then(|| "re-mints the agent's NATS user: its labels or annotations change".into())
+}
+
+/// A credentials Secret as its diff shows it: its name, labels and
+/// annotations, and the permissions its user holds as lists a reviewer
+/// reads line by line (not the one-line JSON of the annotation); without
+/// what apply records of the user it mints, which changes with every mint.
+fn reviewed(object: &Value) -> Value {
+    let metadata = &object["metadata"];
+    let mut annotations = metadata["annotations"].clone();
+    if let Some(map) = annotations.as_object_mut() {
+        for key in [
+            NATS_PERMISSIONS_ANNOTATION,
+            USER_ANNOTATION,
+            EXPIRES_ANNOTATION,
+        ] {
+            map.remove(key);
+        }
+    }
+    let mut shown = serde_json::json!({
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "labels": metadata["labels"],
+        },
+    });
+    if annotations.as_object().is_some_and(|a| !a.is_empty()) {
+        shown["metadata"]["annotations"] = annotations;
+    }
+    if let Some(permissions) = permissions_of(object) {
+        shown["nats permissions"] = serde_json::to_value(permissions).unwrap_or_default();
+    }
+    shown
 }
 
 /// The public key of the user a live Secret holds.
@@ -475,5 +511,27 @@ mod tests {
         });
         assert_eq!(renewed[0].action, Action::Update);
         assert_eq!(renewed[0].revokes, None);
+    }
+
+    #[test]
+    fn the_diff_lists_the_permissions_a_reviewer_reads_and_no_mint_records() {
+        let before = desired(&["tasks.reviewer.new", "tasks.tester.new"]);
+        let live = minted(&before, NOW + 20 * 86_400);
+        let after = desired(&["tasks.tester.new"]);
+        let changes = planned(
+            &[after],
+            BTreeMap::from([("agent-devops-nats".into(), Some(live))]),
+            &[],
+        );
+        let diff = changes[0].diff.as_deref().unwrap();
+        let changed: Vec<&str> = diff
+            .lines()
+            .filter(|l| {
+                (l.starts_with('+') || l.starts_with('-'))
+                    && !l.starts_with("+++")
+                    && !l.starts_with("---")
+            })
+            .collect();
+        assert_eq!(changed, ["-  - tasks.reviewer.new"], "{diff}");
     }
 }
