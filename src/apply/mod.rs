@@ -592,6 +592,24 @@ async fn apply_change(
 ) -> anyhow::Result<&'static str> {
     match &change.target {
         Target::Kubernetes(id) => {
+            // The user a change supersedes (or removes) is revoked first:
+            // if that fails nothing is written and the next apply, which
+            // still finds it in the Secret, tries again; if the write then
+            // fails, the next plan mints again and revoking twice is no harm.
+            let revoked = match (&change.revokes, &options.revoking) {
+                (Some(user), Some(revoking)) => {
+                    revocation::revoke(revoking, std::slice::from_ref(user))
+                        .await
+                        .map_err(|err| {
+                            err.context(format!(
+                                "{}: its NATS user {user} could not be revoked, so nothing was written to it; apply again",
+                                change.target
+                            ))
+                        })?;
+                    true
+                }
+                _ => false,
+            };
             let annotations = parent_annotations(systems.live, change, id, step, options);
             let done = kube::apply_change(
                 systems.cluster,
@@ -602,23 +620,11 @@ async fn apply_change(
                 annotations.as_ref(),
             )
             .await?;
-            // The agent's new creds are written (or it is gone): now the
-            // user they supersede is revoked.
-            if let (Some(user), Some(revoking)) = (&change.revokes, &options.revoking) {
-                revocation::revoke(revoking, std::slice::from_ref(user))
-                    .await
-                    .map_err(|err| {
-                        err.context(format!(
-                            "{} was written, but its previous NATS user {user} is not revoked: apply again to revoke it",
-                            change.target
-                        ))
-                    })?;
-                return Ok(match done {
-                    "destroyed" => "destroyed, its NATS user revoked",
-                    _ => "updated, its previous NATS user revoked",
-                });
-            }
-            Ok(done)
+            Ok(match (revoked, done) {
+                (true, "destroyed") => "destroyed, its NATS user revoked",
+                (true, _) => "updated, its previous NATS user revoked",
+                (false, done) => done,
+            })
         }
         Target::Stream { .. } | Target::Consumer { .. } => {
             let js = systems.jetstream.ok_or_else(|| {

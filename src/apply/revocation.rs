@@ -1,8 +1,8 @@
 //! Revoking agents' NATS users ([nats_credentials] revoke = true): the
 //! account JWT, read from the resolver through the system account, gets the
 //! users' keys among its revocations, is re-signed with the operator's
-//! signing key and pushed back. Every server then refuses those users and
-//! drops their connections.
+//! signing key and pushed back, before apply writes the agent's new creds.
+//! Every server then refuses those users and drops their connections.
 
 use std::path::PathBuf;
 use std::time::Duration;
