@@ -28,11 +28,7 @@ fn fleet(dir: &Path, args: &[&str], nats_url: &str) -> support::Run {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("running fleet");
-    support::Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    support::Run::from(output)
 }
 
 /// The lines a diff adds or removes.

@@ -343,11 +343,7 @@ publishes = [{devops_publishes}]
             .env("FLEET_NATS_ACCOUNT_SIGNING_KEY", &signing_seed)
             .output()
             .unwrap();
-        let run = support::Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let run = support::Run::from(output);
         for secret in ["-----BEGIN", "SUA", &signing_seed, "eyJ0eXAi"] {
             assert!(
                 !run.stdout.contains(secret) && !run.stderr.contains(secret),
@@ -535,11 +531,7 @@ publishes = [{devops_publishes}]
             .env("FLEET_NATS_SYSTEM_CREDS", &nats.system_creds)
             .output()
             .unwrap();
-        let run = support::Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let run = support::Run::from(output);
         let operator_seed = nats.operator.seed().unwrap();
         assert!(
             !run.stdout.contains(&operator_seed) && !run.stderr.contains(&operator_seed),

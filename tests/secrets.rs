@@ -206,11 +206,7 @@ async fn no_secret_reaches_any_output_channel() {
             .env("FLEET_NATS_ACCOUNT_SIGNING_KEY", key)
             .output()
             .unwrap();
-        let run = Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let run = Run::from(output);
         assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
         assert!(run.stderr.contains("account signing key"), "{}", run.stderr);
         outputs.push(shown(&run, &[]));

@@ -339,12 +339,20 @@ mod tests {
         live: BTreeMap<String, Option<Value>>,
         recorded: &[String],
     ) -> Vec<Change> {
-        let settings = settings();
+        planned_with(&settings(), desired, live, recorded)
+    }
+
+    fn planned_with(
+        settings: &NatsCredentials,
+        desired: &[DesiredObject],
+        live: BTreeMap<String, Option<Value>>,
+        recorded: &[String],
+    ) -> Vec<Change> {
         plan(&Inputs {
             desired,
             live: &live,
             recorded,
-            settings: Some(&settings),
+            settings: Some(settings),
             applyset_id: ID,
             adopt: false,
             now: NOW,
@@ -471,19 +479,12 @@ mod tests {
                 Some(minted(&before, NOW + 20 * 86_400)),
             ),
         ]);
-        let plan_with = |desired: &[DesiredObject], recorded: &[String]| {
-            plan(&Inputs {
-                desired,
-                live: &live,
-                recorded,
-                settings: Some(&settings),
-                applyset_id: ID,
-                adopt: false,
-                now: NOW,
-                label_domain: "agent.ceo",
-            })
-        };
-        let narrowed = plan_with(std::slice::from_ref(&after), &["agent-gone-nats".into()]);
+        let narrowed = planned_with(
+            &settings,
+            std::slice::from_ref(&after),
+            live,
+            &["agent-gone-nats".into()],
+        );
         assert_eq!(narrowed[0].revokes.as_deref(), Some("UABC"));
         assert!(
             narrowed[0]
@@ -499,16 +500,7 @@ mod tests {
             "agent-devops-nats".into(),
             Some(minted(&before, NOW + 86_400)),
         )]);
-        let renewed = plan(&Inputs {
-            desired: std::slice::from_ref(&before),
-            live: &expiring,
-            recorded: &[],
-            settings: Some(&settings),
-            applyset_id: ID,
-            adopt: false,
-            now: NOW,
-            label_domain: "agent.ceo",
-        });
+        let renewed = planned_with(&settings, std::slice::from_ref(&before), expiring, &[]);
         assert_eq!(renewed[0].action, Action::Update);
         assert_eq!(renewed[0].revokes, None);
     }
