@@ -6,6 +6,9 @@
 //! namespace, the pid, and the process's start time in clock ticks since
 //! boot (a pid used again starts later). Linux only: elsewhere there is
 //! none, and no holder is ever known to have ended.
+//!
+//! Also who runs it where, for people: `user@host` ([`user_at_host`]), as
+//! the deploy lock's holder and the apply record name a run outside CI.
 
 use std::fs;
 
@@ -41,6 +44,36 @@ pub fn has_ended(recorded: &str) -> bool {
     }
 }
 
+/// Who runs this process where, for people: `user@host`.
+pub fn user_at_host() -> String {
+    user_at(&|name| std::env::var(name).ok(), &hostname())
+}
+
+/// `user@host` for the environment `var` reads: the user is `USER`, else
+/// `LOGNAME`, else `USERNAME` (Windows), else `unknown`.
+pub fn user_at(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .filter_map(var)
+        .map(|user| user.trim().to_string())
+        .find(|user| !user.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{host}")
+}
+
+/// This machine's name: the kernel's, else `HOSTNAME` or (Windows)
+/// `COMPUTERNAME`, else `unknown-host`.
+pub fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| fs::read_to_string(path).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 /// The boot id and the PID namespace of this process.
 fn machine() -> Option<(String, String)> {
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
@@ -66,10 +99,33 @@ fn stat(pid: u32) -> Option<(u64, char)> {
     Some((start, state))
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn user_at_host_names_the_first_user_variable_set() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(user_at(&env(&[("USER", "ana")]), "laptop"), "ana@laptop");
+        assert_eq!(
+            user_at(
+                &env(&[("USER", " "), ("LOGNAME", "bo"), ("USERNAME", "cy")]),
+                "h"
+            ),
+            "bo@h"
+        );
+        assert_eq!(user_at(&env(&[("USERNAME", "cy")]), "pc"), "cy@pc");
+        assert_eq!(user_at(&env(&[]), "h"), "unknown@h");
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn this_process_has_not_ended() {
         let me = current().expect("an identity on Linux");
@@ -77,6 +133,7 @@ mod tests {
         assert!(!has_ended(&me));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_process_that_was_killed_has_ended() {
         let mut child = std::process::Command::new("sleep")
@@ -92,6 +149,7 @@ mod tests {
         assert!(has_ended(&recorded), "{recorded}");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_pid_used_again_is_another_process() {
         let me = current().unwrap();
@@ -100,6 +158,7 @@ mod tests {
         assert!(has_ended(&earlier));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn another_machine_or_namespace_cannot_be_told() {
         let me = current().unwrap();

@@ -539,32 +539,19 @@ impl Record {
 
 /// Who applies: the GitHub Actions actor, else `user@host`.
 pub fn applier() -> String {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let host = var("HOSTNAME").or_else(|| {
-        ["/proc/sys/kernel/hostname", "/etc/hostname"]
-            .iter()
-            .find_map(|file| std::fs::read_to_string(file).ok())
-            .map(|name| name.trim().to_string())
-            .filter(|name| !name.is_empty())
-    });
     applier_from(
-        var("GITHUB_ACTOR").as_deref(),
-        var("USER")
-            .or_else(|| var("LOGNAME"))
-            .or_else(|| var("USERNAME"))
-            .as_deref(),
-        host.as_deref(),
+        std::env::var("GITHUB_ACTOR").ok().as_deref(),
+        crate::process::user_at_host,
     )
 }
 
-fn applier_from(github_actor: Option<&str>, user: Option<&str>, host: Option<&str>) -> String {
-    match github_actor {
-        Some(actor) => actor.trim().to_string(),
-        None => format!(
-            "{}@{}",
-            user.map(str::trim).unwrap_or("unknown"),
-            host.unwrap_or("unknown-host")
-        ),
+fn applier_from(github_actor: Option<&str>, user_at_host: impl FnOnce() -> String) -> String {
+    match github_actor
+        .map(str::trim)
+        .filter(|actor| !actor.is_empty())
+    {
+        Some(actor) => actor.to_string(),
+        None => user_at_host(),
     }
 }
 
@@ -740,15 +727,10 @@ mod tests {
 
     #[test]
     fn applier_is_the_actions_actor_else_user_at_host() {
-        assert_eq!(
-            applier_from(Some("octocat"), Some("root"), Some("h")),
-            "octocat"
-        );
-        assert_eq!(
-            applier_from(None, Some("ana"), Some("laptop")),
-            "ana@laptop"
-        );
-        assert_eq!(applier_from(None, None, None), "unknown@unknown-host");
+        let user_at_host = || "ana@laptop".to_string();
+        assert_eq!(applier_from(Some("octocat"), user_at_host), "octocat");
+        assert_eq!(applier_from(Some(" "), user_at_host), "ana@laptop");
+        assert_eq!(applier_from(None, user_at_host), "ana@laptop");
     }
 
     #[test]

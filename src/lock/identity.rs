@@ -20,7 +20,7 @@ impl Claimant {
     /// This process, from its environment.
     pub fn from_environment() -> Claimant {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let host = hostname();
+        let host = crate::process::hostname();
         let pid = std::process::id();
         let who = who(&var, &host);
         let host = match var("GITHUB_JOB") {
@@ -57,22 +57,7 @@ fn who(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
         }
         return url;
     }
-    let user = var("USER")
-        .or_else(|| var("USERNAME"))
-        .or_else(|| var("LOGNAME"))
-        .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{host}")
-}
-
-fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
+    crate::process::user_at(var, host)
 }
 
 #[cfg(test)]
