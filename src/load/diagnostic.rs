@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 use super::source::{Origin, Sources};
+use crate::report::github;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -112,36 +113,20 @@ pub fn github_annotations(diagnostics: &[Diagnostic], sources: &Sources) -> Stri
             message.push_str(". help: ");
             message.push_str(help);
         }
-        let message = escape_workflow_data(&message);
-        match &diagnostic.origin {
+        out.push_str(&match &diagnostic.origin {
             Some(origin) => {
                 let (line, col) = sources.line_col(origin);
-                let path = sources.file(origin.file).path.display().to_string();
-                let _ = writeln!(
-                    out,
-                    "::{command} file={},line={line},col={col}::{message}",
-                    escape_workflow_property(&path)
-                );
+                let file = sources.file(origin.file).path.display();
+                github::command(
+                    command,
+                    &[("file", &file), ("line", &line), ("col", &col)],
+                    &message,
+                )
             }
-            None => {
-                let _ = writeln!(out, "::{command}::{message}");
-            }
-        }
+            None => github::command(command, &[], &message),
+        });
     }
     out
-}
-
-// https://github.com/actions/toolkit/blob/main/packages/core/src/command.ts
-fn escape_workflow_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-fn escape_workflow_property(s: &str) -> String {
-    escape_workflow_data(s)
-        .replace(':', "%3A")
-        .replace(',', "%2C")
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! Workflow commands go to stderr: the runner reads them there too, and
 //! stdout stays the plan (JSON for `--format json`).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::plan::{Action, Change, Plan, Target};
@@ -69,13 +70,13 @@ pub fn masks<'a>(secrets: impl IntoIterator<Item = &'a str>) -> String {
         .flat_map(str::lines)
         .map(str::trim)
         .filter(|line| line.len() >= 4)
-        .map(|line| format!("::add-mask::{}\n", escape_data(line)))
+        .map(|line| command("add-mask", &[], line))
         .collect()
 }
 
 /// Opens a folded group in the log.
 pub fn group(title: &str) -> String {
-    format!("::group::{}\n", escape_data(title))
+    command("group", &[], title)
 }
 
 pub const END_GROUP: &str = "::endgroup::\n";
@@ -125,28 +126,26 @@ pub fn annotations(plan: &Plan, locate: &dyn Fn(&Change) -> Option<Location>) ->
             }
             _ => continue,
         };
-        let mut properties = format!(
-            "title={}",
-            escape_property(&format!("{} {}", change.target, change.action.verb()))
-        );
-        if let Some(location) = locate(change) {
-            properties = format!(
-                "file={},line={},{properties}",
-                escape_property(&location.file.display().to_string()),
-                location.line
-            );
-        }
+        let title = format!("{} {}", change.target, change.action.verb());
         let mut message = match &change.reason {
-            Some(reason) => format!("{} {}: {reason}", change.target, change.action.verb()),
-            None => format!("{} {}", change.target, change.action.verb()),
+            Some(reason) => format!("{title}: {reason}"),
+            None => title.clone(),
         };
         if let Some(blocked) = &change.blocked {
             message.push_str(&format!("; blocked: {}", blocked.reason));
         }
-        out.push_str(&format!(
-            "::{level} {properties}::{}\n",
-            escape_data(&message)
-        ));
+        out.push_str(&match locate(change) {
+            Some(location) => command(
+                level,
+                &[
+                    ("file", &location.file.display()),
+                    ("line", &location.line),
+                    ("title", &title),
+                ],
+                &message,
+            ),
+            None => command(level, &[("title", &title)], &message),
+        });
     }
     out
 }
@@ -159,6 +158,20 @@ pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
         .append(true)
         .open(path)?
         .write_all(text.as_bytes())
+}
+
+/// One workflow command, a line of its own:
+/// `::name key=value,key=value::message`, escaped as the runner unescapes
+/// it (`%`, CR and LF everywhere; also `:` and `,` in values), after
+/// <https://github.com/actions/toolkit/blob/main/packages/core/src/command.ts>.
+pub fn command(name: &str, properties: &[(&str, &dyn fmt::Display)], message: &str) -> String {
+    let properties = properties
+        .iter()
+        .map(|(key, value)| format!("{key}={}", escape_property(&value.to_string())))
+        .collect::<Vec<_>>()
+        .join(",");
+    let space = if properties.is_empty() { "" } else { " " };
+    format!("::{name}{space}{properties}::{}\n", escape_data(message))
 }
 
 /// A workflow command's message: `%`, CR and LF escaped.
@@ -261,6 +274,19 @@ mod tests {
         assert_eq!(declaration_line(toml, "agents", "x"), Some(3));
         assert_eq!(declaration_line(toml, "streams", "tasks"), Some(4));
         assert_eq!(declaration_line(toml, "agents", "dev"), None);
+    }
+
+    #[test]
+    fn workflow_commands_escape_their_message_and_properties() {
+        assert_eq!(
+            command(
+                "error",
+                &[("file", &"a:b,c.toml"), ("line", &3)],
+                "100%\r\nsure: yes, really"
+            ),
+            "::error file=a%3Ab%2Cc.toml,line=3::100%25%0D%0Asure: yes, really\n"
+        );
+        assert_eq!(command("group", &[], "x"), "::group::x\n");
     }
 
     #[test]
