@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use super::ExitStatus;
-use super::plan::{plan_options, refuse_targeted_destroy, target};
+use super::plan::{definition, plan_options, refuse_targeted_destroy};
 use crate::cli::ApplyArgs;
 use crate::deploy::{self, Applied};
 use crate::interrupt::Interrupt;
@@ -50,13 +50,13 @@ pub async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> 
     };
     // A saved plan says where it goes, and was reviewed already: applying
     // it needs neither --env nor a confirmation (as `terraform apply PLAN`).
-    let target = match &args.plan_file {
-        Some(path) => deploy::Target {
+    let definition = match &args.plan_file {
+        Some(path) => deploy::Definition {
             env: deploy::saved_plan_environment(path, args.cluster.definition.env.as_deref())?,
             file: args.cluster.definition.file.clone(),
             context: args.cluster.context.clone(),
         },
-        None => target(&args.cluster)?,
+        None => definition(&args.cluster)?,
     };
     let approved = args.auto_approve || args.plan_file.is_some();
     let mut plan_options = deploy::PlanOptions {
@@ -86,7 +86,7 @@ pub async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> 
         plan_options.selection = made_with;
     }
     refuse_targeted_destroy(&plan_options)?;
-    let applied = deploy::apply(&target, &plan_options, &options, |context| {
+    let applied = deploy::apply(&definition, &plan_options, &options, |context| {
         // The prompt blocks: off the runtime's workers, which keep
         // renewing the lock and listening for signals meanwhile.
         Ok(approved || tokio::task::block_in_place(|| confirm(context, verb, &interrupt))?)

@@ -7,10 +7,10 @@ use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat, TargetingArgs};
 use crate::plan::selection::Selection;
 use crate::{deploy, report};
 
-/// What to deploy and where, from the flags plan and apply share; the
+/// The definition to deploy, from the flags plan and apply share; the
 /// environment must be named when there are some.
-pub(super) fn target(args: &ClusterArgs) -> anyhow::Result<deploy::Target> {
-    Ok(deploy::Target {
+pub(super) fn definition(args: &ClusterArgs) -> anyhow::Result<deploy::Definition> {
+    Ok(deploy::Definition {
         file: args.definition.file.clone(),
         env: crate::load::cluster_environment(
             &args.definition.file,
@@ -79,7 +79,7 @@ pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
         ..plan_options(&args.cluster)
     };
     refuse_targeted_destroy(&options)?;
-    let Some(mut planned) = deploy::plan(&target(&args.cluster)?, &options).await? else {
+    let Some(mut planned) = deploy::plan(&definition(&args.cluster)?, &options).await? else {
         return Ok(ExitStatus::Failure);
     };
     if args.drift {

@@ -12,18 +12,14 @@ use super::ExitStatus;
 use crate::cli::{PlanFormat, StatusArgs};
 use crate::live::jetstream::JetStream;
 use crate::live::kube::Cluster;
+use crate::ownership;
 use crate::plan::selection;
 use crate::report::status::{self, Header, Read};
-use crate::{load, ownership};
 
 pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
-    let target = super::plan::target(&args.cluster)?;
-    let Some(mut fleet) = load::load_reported(&target.file, target.env.as_deref())? else {
+    let Some(mut fleet) = super::plan::definition(&args.cluster)?.load()? else {
         return Ok(ExitStatus::Failure);
     };
-    if let Some(context) = &target.context {
-        fleet.target.kube_context = Some(context.clone());
-    }
     let selection = super::plan::selection(&args.cluster.targeting);
     let mut targeted = None;
     if !selection.is_everything() {

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context as _;
 
 use super::plan::{Planned, make_plan};
-use super::{ApplyOptions, PlanOptions, Target, workflow};
+use super::{ApplyOptions, Definition, PlanOptions, workflow};
 use crate::apply::{self, Event, Stopped};
 use crate::interrupt::Interrupted;
 use crate::lock::DeployLock;
@@ -28,7 +28,7 @@ pub enum Applied {
 /// asked, with the kube context, before the first write; it answers whether
 /// to go on.
 pub async fn apply(
-    target: &Target,
+    definition: &Definition,
     plan_options: &PlanOptions,
     options: &ApplyOptions,
     confirm: impl FnOnce(&str) -> anyhow::Result<bool>,
@@ -37,7 +37,7 @@ pub async fn apply(
         // Planning writes nothing but the deploy lock, which is released
         // when the dropped plan drops it.
         signal = options.interrupt.wait() => return Err(Interrupted(signal).into()),
-        planned = make_plan(target, plan_options, Some(options.lock)) => planned?,
+        planned = make_plan(definition, plan_options, Some(options.lock)) => planned?,
     };
     let Some(mut planned) = planned else {
         return Ok(Applied::Invalid);
@@ -50,7 +50,15 @@ pub async fn apply(
         .lock
         .take()
         .expect("apply plans with the deploy lock");
-    let result = carry_out(target, plan_options, options, &planned, &mut lock, confirm).await;
+    let result = carry_out(
+        definition,
+        plan_options,
+        options,
+        &planned,
+        &mut lock,
+        confirm,
+    )
+    .await;
     // A destroy that made the Lease only to hold the lock takes it away
     // again, whatever else it did (when it destroyed, the Lease went already).
     let released = if planned.plan.destroy && !lock.lease_existed() {
@@ -70,7 +78,7 @@ pub async fn apply(
 /// Everything after planning, with the deploy lock held (or, on a first
 /// apply, taken before the first write).
 async fn carry_out(
-    target: &Target,
+    definition: &Definition,
     plan_options: &PlanOptions,
     apply_options: &ApplyOptions,
     planned: &Planned,
@@ -90,7 +98,7 @@ async fn carry_out(
     report::plan_text(plan, &mut text)?;
     report::to_stdout(&text)?;
     let mut stdout = anstream::stdout();
-    let definition = &target.file;
+    let file = &definition.file;
     let verb = if plan.destroy { "destroy" } else { "apply" };
     if !plan.has_changes() {
         let heading = if plan.destroy {
@@ -98,7 +106,7 @@ async fn carry_out(
         } else {
             "### fleet apply: nothing to do\n\n"
         };
-        workflow::report(plan, definition, None, heading, "applied=0\n")?;
+        workflow::report(plan, file, None, heading, "applied=0\n")?;
         return Ok(Applied::Done);
     }
     let options = apply::Options {
@@ -141,7 +149,7 @@ async fn carry_out(
     if let Err(err) = apply::check_allowed(plan, &options) {
         workflow::report(
             plan,
-            definition,
+            file,
             None,
             &format!("### fleet {verb} refused: nothing was changed\n\n"),
             "applied=0\nfailed=0\n",
@@ -237,7 +245,7 @@ async fn carry_out(
                 .unwrap_or_default();
             workflow::report(
                 plan,
-                definition,
+                file,
                 None,
                 &format!("### fleet {verb}: {complete}\n\n{table}"),
                 &format!("applied={done}\nfailed=0\n"),
@@ -269,7 +277,7 @@ async fn carry_out(
             };
             workflow::report(
                 plan,
-                definition,
+                file,
                 None,
                 &heading,
                 &format!("applied={done}\nfailed={failed}\n"),

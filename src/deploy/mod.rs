@@ -23,15 +23,33 @@ use crate::interrupt::Interrupt;
 use crate::lock;
 use crate::redact::Sensitive;
 
-/// What to deploy, and where.
+/// The definition to deploy, as the command line names it: the file, the
+/// environment loaded over it, and a kube context to use instead of the
+/// environment's. (Not [`crate::model::Target`], the environment's cluster
+/// and NATS server once loaded, nor [`crate::plan::Target`], what a change
+/// acts on.)
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Definition {
     /// The fleet definition (fleet.toml).
     pub file: PathBuf,
     /// Environment to load from `environments/<ENV>.toml`.
     pub env: Option<String>,
     /// Kube context to use instead of the environment's.
     pub context: Option<String>,
+}
+
+impl Definition {
+    /// Loads and validates it, the kube context given taking the place of
+    /// the environment's; `None` when it has errors (they are printed).
+    pub fn load(&self) -> anyhow::Result<Option<crate::model::Fleet>> {
+        let Some(mut fleet) = crate::load::load_reported(&self.file, self.env.as_deref())? else {
+            return Ok(None);
+        };
+        if let Some(context) = &self.context {
+            fleet.target.kube_context = Some(context.clone());
+        }
+        Ok(Some(fleet))
+    }
 }
 
 /// How fleet reaches the NATS server (not the URL agents are given).

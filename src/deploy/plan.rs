@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::{Nats, PlanOptions, Target, workflow};
+use super::{Definition, Nats, PlanOptions, workflow};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
 use crate::lock::{self, DeployLock};
 use crate::plan::{self, FORMAT_VERSION, Plan};
 use crate::redact::Sensitive;
 use crate::render::ObjectRef;
-use crate::{load, ownership, provenance, render};
+use crate::{ownership, provenance, render};
 
 /// A plan with what it was made from, for `apply` to carry out.
 pub struct Planned {
@@ -38,26 +38,26 @@ pub struct Planned {
 /// The pipeline up to the plan, for `fleet plan`: who holds the deploy lock
 /// is only reported. `None` when the definition has errors (they are
 /// printed).
-pub async fn plan(target: &Target, options: &PlanOptions) -> anyhow::Result<Option<Planned>> {
-    make_plan(target, options, None).await
+pub async fn plan(
+    definition: &Definition,
+    options: &PlanOptions,
+) -> anyhow::Result<Option<Planned>> {
+    make_plan(definition, options, None).await
 }
 
 /// The pipeline up to the plan. `None` when the definition has errors (they
 /// are printed). With `lock` (apply), the deploy lock is taken before the
 /// live state is read; without (plan), who holds it is only reported.
 pub(super) async fn make_plan(
-    target: &Target,
+    definition: &Definition,
     plan_options: &PlanOptions,
     lock: Option<lock::Options>,
 ) -> anyhow::Result<Option<Planned>> {
     workflow::announce_secrets(&plan_options.nats, None);
-    let Some(mut fleet) = load::load_reported(&target.file, target.env.as_deref())? else {
+    let Some(fleet) = definition.load()? else {
         return Ok(None);
     };
     workflow::announce_secrets(&Nats::default(), fleet.target.nats_url.as_deref());
-    if let Some(context) = &target.context {
-        fleet.target.kube_context = Some(context.clone());
-    }
     // Rendering runs beside connecting and reading: the reads need the
     // desired objects only once the first LIST pages are in.
     let fleet = Arc::new(fleet);
@@ -377,7 +377,7 @@ pub(super) async fn make_plan(
         .iter()
         .find(|o| o.is_applyset_parent())
         .and_then(|parent| live.owned.get(&parent.id));
-    let provenance = provenance::of_plan(&target.file, live_parent, identity)?;
+    let provenance = provenance::of_plan(&definition.file, live_parent, identity)?;
     let held_lock = match standing {
         None => None,
         Some(Ok(standing)) => standing.holder,
