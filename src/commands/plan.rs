@@ -4,6 +4,7 @@ use anyhow::Context as _;
 
 use super::ExitStatus;
 use crate::cli::{ClusterArgs, NatsArgs, PlanArgs, PlanFormat, TargetingArgs};
+use crate::live::jetstream::Options as JetStreamOptions;
 use crate::plan::selection::Selection;
 use crate::{deploy, report};
 
@@ -57,16 +58,18 @@ pub(super) fn refuse_targeted_destroy(options: &deploy::PlanOptions) -> anyhow::
 pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
     deploy::Nats {
         url: args.nats_url.clone(),
-        creds: args.nats_creds.clone(),
-        nkey: args.nats_nkey.clone(),
-        token: args.nats_token.clone(),
-        user: args.nats_user.clone(),
-        password: args.nats_password.clone(),
-        tls_ca: args.nats_tls_ca.clone(),
-        tls_cert: args.nats_tls_cert.clone(),
-        tls_key: args.nats_tls_key.clone(),
-        domain: args.nats_domain.clone(),
-        api_prefix: args.nats_api_prefix.clone(),
+        options: JetStreamOptions {
+            creds_file: args.nats_creds.clone(),
+            nkey_file: args.nats_nkey.clone(),
+            token: args.nats_token.clone(),
+            user: args.nats_user.clone(),
+            password: args.nats_password.clone(),
+            tls_ca: args.nats_tls_ca.clone(),
+            tls_cert: args.nats_tls_cert.clone(),
+            tls_key: args.nats_tls_key.clone(),
+            domain: args.nats_domain.clone(),
+            api_prefix: args.nats_api_prefix.clone(),
+        },
         account_signing_key: args.nats_account_signing_key.clone(),
         operator_signing_key: args.nats_operator_signing_key.clone(),
         system_creds: args.nats_system_creds.clone(),

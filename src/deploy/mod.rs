@@ -20,6 +20,7 @@ pub(crate) use plan::nats_connection;
 pub use plan::{Planned, plan};
 
 use crate::interrupt::Interrupt;
+use crate::live::jetstream;
 use crate::lock;
 use crate::redact::Sensitive;
 
@@ -57,17 +58,8 @@ impl Definition {
 pub struct Nats {
     /// Overrides the environment's `nats_url`.
     pub url: Option<String>,
-    pub creds: Option<PathBuf>,
-    /// A file holding an NKey seed.
-    pub nkey: Option<PathBuf>,
-    pub token: Option<Sensitive>,
-    pub user: Option<String>,
-    pub password: Option<Sensitive>,
-    pub tls_ca: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub domain: Option<String>,
-    pub api_prefix: Option<String>,
+    /// Credentials, TLS and which JetStream, whichever URL is used.
+    pub options: jetstream::Options,
     /// Seed of the account signing key apply mints agents' users with.
     pub account_signing_key: Option<Sensitive>,
     /// Seed of the operator signing key and the system account's creds,

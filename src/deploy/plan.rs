@@ -4,14 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use super::{Definition, Nats, PlanOptions, workflow};
 use crate::live::jetstream::{Connection, JetStream};
 use crate::live::kube::{Cluster, LiveState};
 use crate::lock::{self, DeployLock};
 use crate::plan::{self, FORMAT_VERSION, Plan};
-use crate::redact::Sensitive;
 use crate::render::ObjectRef;
 use crate::{ownership, provenance, render};
 
@@ -515,19 +512,20 @@ fn agents_by_target(
 }
 
 pub(crate) fn nats_connection(nats: &Nats, url: &str) -> anyhow::Result<Connection> {
+    let given = &nats.options;
     // Half a pair would be silently ignored by the client: refuse it.
     let pairs = [
         (
             "--nats-user (FLEET_NATS_USER)",
-            nats.user.is_some(),
+            given.user.is_some(),
             "--nats-password (FLEET_NATS_PASSWORD)",
-            nats.password.is_some(),
+            given.password.is_some(),
         ),
         (
             "--nats-tls-cert (FLEET_NATS_TLS_CERT)",
-            nats.tls_cert.is_some(),
+            given.tls_cert.is_some(),
             "--nats-tls-key (FLEET_NATS_TLS_KEY)",
-            nats.tls_key.is_some(),
+            given.tls_key.is_some(),
         ),
     ];
     for (one, has_one, other, has_other) in pairs {
@@ -538,25 +536,8 @@ pub(crate) fn nats_connection(nats: &Nats, url: &str) -> anyhow::Result<Connecti
             );
         }
     }
-    let nkey_seed = match &nats.nkey {
-        Some(path) => Some(Sensitive::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the NKey seed {}", path.display()))?
-                .trim(),
-        )),
-        None => None,
-    };
     Ok(Connection {
         url: url.to_string(),
-        creds_file: nats.creds.clone(),
-        nkey_seed,
-        token: nats.token.clone(),
-        user: nats.user.clone(),
-        password: nats.password.clone(),
-        tls_ca: nats.tls_ca.clone(),
-        tls_cert: nats.tls_cert.clone(),
-        tls_key: nats.tls_key.clone(),
-        domain: nats.domain.clone(),
-        api_prefix: nats.api_prefix.clone(),
+        options: given.clone(),
     })
 }

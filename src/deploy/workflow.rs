@@ -18,13 +18,16 @@ pub fn announce_secrets(nats: &Nats, url: Option<&str>) {
     if github::Workflow::from_env().is_none() {
         return;
     }
-    let mut secrets: Vec<String> = [&nats.password, &nats.token]
+    let mut secrets: Vec<String> = [&nats.options.password, &nats.options.token]
         .into_iter()
         .flatten()
         .map(|s| s.expose().to_string())
         .collect();
     // A seed file holds the seed; a creds file a JWT and a seed.
-    for path in [&nats.nkey, &nats.creds].into_iter().flatten() {
+    for path in [&nats.options.nkey_file, &nats.options.creds_file]
+        .into_iter()
+        .flatten()
+    {
         if let Ok(text) = std::fs::read_to_string(path) {
             secrets.extend(
                 text.lines()

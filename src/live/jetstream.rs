@@ -13,13 +13,24 @@ use serde_json::{Value, json};
 use crate::ownership;
 use crate::redact::{self, Sensitive};
 
-/// How to reach and authenticate to the NATS server. `Debug` shows no
-/// secret: the URL's userinfo, the seed, token and password are masked.
+/// How to reach and authenticate to the NATS server: its URL and the
+/// [`Options`]. `Debug` shows no secret: the URL's userinfo, the token and
+/// password are masked.
 #[derive(Clone, Default)]
 pub struct Connection {
     pub url: String,
+    pub options: Options,
+}
+
+/// Everything of a connection but the URL, as fleet is given it (the
+/// flags and their environment variables): credentials, TLS, and which
+/// JetStream.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Credentials file (JWT and NKey seed), as `nats --creds`.
     pub creds_file: Option<PathBuf>,
-    pub nkey_seed: Option<Sensitive>,
+    /// A file holding an NKey seed.
+    pub nkey_file: Option<PathBuf>,
     pub token: Option<Sensitive>,
     pub user: Option<String>,
     pub password: Option<Sensitive>,
@@ -35,28 +46,23 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("url", &redact::url(&self.url))
-            .field("creds_file", &self.creds_file)
-            .field("nkey_seed", &self.nkey_seed)
-            .field("token", &self.token)
-            .field("user", &self.user)
-            .field("password", &self.password)
-            .field("tls_ca", &self.tls_ca)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
-            .field("domain", &self.domain)
-            .field("api_prefix", &self.api_prefix)
+            .field("options", &self.options)
             .finish()
     }
 }
 
 impl Connection {
     /// A message from the NATS client with anything secret of this
-    /// connection taken out.
-    fn scrub(&self, text: &str) -> String {
+    /// connection (and the NKey `seed` read for it) taken out.
+    fn scrub(&self, seed: Option<&Sensitive>, text: &str) -> String {
         let mut text = text.replace(&self.url, &redact::url(&self.url));
-        for secret in [&self.password, &self.token, &self.nkey_seed]
-            .into_iter()
-            .flatten()
+        for secret in [
+            self.options.password.as_ref(),
+            self.options.token.as_ref(),
+            seed,
+        ]
+        .into_iter()
+        .flatten()
         {
             if !secret.expose().is_empty() {
                 text = text.replace(secret.expose(), redact::MASK);
@@ -84,13 +90,22 @@ pub const MIN_SERVER: (u64, u64, u64) = (2, 10, 0);
 
 impl JetStream {
     pub async fn connect(connection: &Connection) -> anyhow::Result<JetStream> {
+        let given = &connection.options;
+        let nkey_seed = match &given.nkey_file {
+            Some(path) => Some(Sensitive::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the NKey seed {}", path.display()))?
+                    .trim(),
+            )),
+            None => None,
+        };
         // Only the request itself gets the URL with its userinfo; every
         // message gets the redacted one.
         let url = &redact::url(&connection.url);
         let mut options = async_nats::ConnectOptions::new()
             .name("fleet")
             .connection_timeout(Duration::from_secs(5));
-        if let Some(path) = &connection.creds_file {
+        if let Some(path) = &given.creds_file {
             options = options
                 .credentials_file(path)
                 .await
@@ -98,7 +113,7 @@ impl JetStream {
         }
         // async-nats ignores userinfo in the URL; `nats` and the other
         // clients take it as user and password (or a token), so fleet does.
-        if connection.user.is_none() && connection.token.is_none() {
+        if given.user.is_none() && given.token.is_none() {
             match url_credentials(&connection.url) {
                 Some((user, Some(password))) => {
                     options = options.user_and_password(user, password.expose().to_string());
@@ -107,19 +122,19 @@ impl JetStream {
                 None => {}
             }
         }
-        if let Some(seed) = &connection.nkey_seed {
+        if let Some(seed) = &nkey_seed {
             options = options.nkey(seed.expose().to_string());
         }
-        if let Some(token) = &connection.token {
+        if let Some(token) = &given.token {
             options = options.token(token.expose().to_string());
         }
-        if let (Some(user), Some(password)) = (&connection.user, &connection.password) {
+        if let (Some(user), Some(password)) = (&given.user, &given.password) {
             options = options.user_and_password(user.clone(), password.expose().to_string());
         }
-        if let Some(ca) = &connection.tls_ca {
+        if let Some(ca) = &given.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
-        if let (Some(cert), Some(key)) = (&connection.tls_cert, &connection.tls_key) {
+        if let (Some(cert), Some(key)) = (&given.tls_cert, &given.tls_key) {
             options = options
                 .add_client_certificate(cert.clone(), key.clone())
                 .require_tls(true);
@@ -127,7 +142,7 @@ impl JetStream {
         let client = options.connect(connection.url.as_str()).await.map_err(|err| {
             anyhow::anyhow!(
                 "cannot connect to NATS at {url}: {}\n  Check the URL (--nats-url, FLEET_NATS_URL or the environment's nats_url), the credentials, and that the server is up. Nothing was changed.",
-                connection.scrub(&err.to_string())
+                connection.scrub(nkey_seed.as_ref(), &err.to_string())
             )
         })?;
         let info = client.server_info();
@@ -148,10 +163,9 @@ impl JetStream {
                 "NATS at {url} does not have JetStream enabled; start nats-server with -js. Nothing was changed."
             );
         }
-        let clustered = info.cluster.is_some()
-            || connection.domain.is_some()
-            || connection.api_prefix.is_some();
-        let context = match (&connection.domain, &connection.api_prefix) {
+        let clustered =
+            info.cluster.is_some() || given.domain.is_some() || given.api_prefix.is_some();
+        let context = match (&given.domain, &given.api_prefix) {
             (Some(domain), _) => async_nats::jetstream::with_domain(client, domain),
             (None, Some(prefix)) => async_nats::jetstream::with_prefix(client, prefix),
             (None, None) => async_nats::jetstream::new(client),
