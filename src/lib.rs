@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod live;
 pub mod load;
 pub mod lock;
+pub mod managed_fields;
 pub mod model;
 pub mod ownership;
 pub mod plan;

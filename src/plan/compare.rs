@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::managed_fields::ItemKey;
 use crate::ownership;
 use crate::quantity::Place;
 
@@ -153,12 +154,10 @@ fn merge_key(items: &[Value]) -> Option<&'static str> {
 /// The part of fleet's fieldset for one list item: `k:{"name":"agent"}`
 /// names an item by its key fields.
 fn owned_item<'v>(owned: Option<&'v Value>, item: &Value) -> Option<&'v Value> {
-    owned?.as_object()?.iter().find_map(|(key, fields)| {
-        let keys: Map<String, Value> = serde_json::from_str(key.strip_prefix("k:")?).ok()?;
-        keys.iter()
-            .all(|(k, v)| item.get(k) == Some(v))
-            .then_some(fields)
-    })
+    owned?
+        .as_object()?
+        .iter()
+        .find_map(|(key, fields)| ItemKey::parse(key)?.names(item).then_some(fields))
 }
 
 /// Equal, or the same quantity spelt differently, or the same number.

@@ -15,6 +15,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::managed_fields::ItemKey;
 use crate::ownership;
 
 /// Field paths never taken over (see the module's doc).
@@ -238,11 +239,8 @@ fn remove(object: &mut Value, fields: &Value) {
 /// The list item a field set path names: `k:{"name":"a"}` by its key
 /// fields, `v:"x"` by its value, `i:2` by its place.
 fn item_index(items: &[Value], path: &str) -> Option<usize> {
-    if let Some(keys) = path.strip_prefix("k:") {
-        let keys: Map<String, Value> = serde_json::from_str(keys).ok()?;
-        return items
-            .iter()
-            .position(|item| keys.iter().all(|(k, v)| item.get(k) == Some(v)));
+    if let Some(key) = ItemKey::parse(path) {
+        return items.iter().position(|item| key.names(item));
     }
     if let Some(value) = path.strip_prefix("v:") {
         let value: Value = serde_json::from_str(value).ok()?;

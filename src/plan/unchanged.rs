@@ -48,6 +48,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use crate::managed_fields::ItemKey;
 use crate::ownership;
 use crate::quantity::Place;
 
@@ -218,27 +219,21 @@ fn list_holds(
     };
     // The keyed entries, each key read once (an unreadable one matches no
     // item, and is left over below).
-    let keyed: Vec<(Map<String, Value>, &Value)> = node
+    let keyed: Vec<(ItemKey, &Value)> = node
         .iter()
-        .filter_map(|(path, child)| {
-            let key = serde_json::from_str(path.strip_prefix("k:")?).ok()?;
-            Some((key, child))
-        })
+        .filter_map(|(path, child)| Some((ItemKey::parse(path)?, child)))
         .collect();
     let mut matched = 0;
     for item in desired {
         let holds = match item {
             Value::Object(fields) => keyed.iter().any(|(key, child)| {
-                if !key_matches(key, fields) {
+                if !key.names(item) {
                     return false;
                 }
                 let Some(child) = child.as_object() else {
                     return false;
                 };
-                let live_item = live.iter().find(|l| {
-                    l.as_object()
-                        .is_some_and(|l| key.iter().all(|(k, v)| l.get(k) == Some(v)))
-                });
+                let live_item = live.iter().find(|l| key.names(l));
                 // The item itself (".") and each of its fields.
                 child.contains_key(".")
                     && live_item.is_some_and(|live_item| {
@@ -255,17 +250,6 @@ fn list_holds(
     // As many entries as desired items (the ones above are distinct: keys
     // are unique within a list), so none is left over.
     matched == node.keys().filter(|k| *k != ".").count()
-}
-
-/// Whether a list item's key (`k:{"containerPort":8080,"protocol":"TCP"}`)
-/// is this desired item's. A key field the item leaves out is matched only
-/// by the API's default for it (`protocol: TCP` of container and Service
-/// ports).
-fn key_matches(key: &Map<String, Value>, item: &Map<String, Value>) -> bool {
-    key.iter().all(|(field, value)| match item.get(field) {
-        Some(given) => given == value,
-        None => field == "protocol" && value == "TCP",
-    })
 }
 
 /// Whether the live value is what the server stores for the desired one:
