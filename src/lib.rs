@@ -8,10 +8,11 @@
 pub mod access;
 pub mod apply;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod credentials;
+pub mod definition;
 pub mod deploy;
-pub mod explain;
 pub mod import;
 pub mod interrupt;
 pub mod live;
@@ -26,5 +27,4 @@ pub mod quantity;
 pub mod redact;
 pub mod render;
 pub mod report;
-pub mod retry;
 pub mod subject;

@@ -46,9 +46,10 @@ use kube::api::{Api, PostParams};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::live::kube::Cluster;
+use crate::client::kube::Cluster;
+use crate::client::{explain, retry};
+use crate::ownership;
 use crate::render::ObjectRef;
-use crate::{explain, ownership, retry};
 
 /// How long a lock outlives a holder that stopped renewing it.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);

@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 
+use crate::client::jetstream::JetStream;
+use crate::client::kube::Cluster;
 use crate::interrupt::{Interrupt, Signal};
-use crate::live::jetstream::JetStream;
-use crate::live::kube::{Cluster, LiveState};
+use crate::live::kube::LiveState;
 use crate::plan::{Action, Change, Handover, Plan, Target};
 use crate::render::{ObjectRef, Wave};
 use crate::{ownership, provenance};

@@ -17,7 +17,6 @@ mod validate;
 use std::process::ExitCode;
 
 use crate::cli::{Command, DefinitionArgs};
-use crate::load;
 use crate::model::Fleet;
 
 /// How a verb ended, when it did not fail. One place decides exit codes.
@@ -106,7 +105,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
     // `--env ''`: fleet.toml alone, said explicitly.
     let env = args.env.as_deref().filter(|env| !env.is_empty());
-    load::load_reported(&args.file, env)
+    crate::definition::load_reported(&args.file, env)
 }
 
 #[cfg(test)]

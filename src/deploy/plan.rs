@@ -7,13 +7,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::{Nats, PlanOptions, Target, workflow};
-use crate::live::jetstream::{Connection, JetStream};
-use crate::live::kube::{Cluster, LiveState};
+use crate::client::jetstream::{Connection, JetStream};
+use crate::client::kube::Cluster;
+use crate::live::kube::{LiveState, MetadataSuffices};
 use crate::lock::{self, DeployLock};
 use crate::plan::{self, FORMAT_VERSION, Plan};
 use crate::redact::Sensitive;
 use crate::render::ObjectRef;
-use crate::{load, ownership, provenance, render};
+use crate::{ownership, provenance, render};
 
 /// A plan with what it was made from, for `apply` to carry out.
 pub struct Planned {
@@ -51,7 +52,8 @@ pub(super) async fn make_plan(
     lock: Option<lock::Options>,
 ) -> anyhow::Result<Option<Planned>> {
     workflow::announce_secrets(&plan_options.nats, None);
-    let Some(mut fleet) = load::load_reported(&target.file, target.env.as_deref())? else {
+    let Some(mut fleet) = crate::definition::load_reported(&target.file, target.env.as_deref())?
+    else {
         return Ok(None);
     };
     workflow::announce_secrets(&Nats::default(), fleet.target.nats_url.as_deref());
@@ -129,7 +131,10 @@ pub(super) async fn make_plan(
         concurrency,
         // Nothing is desired: nothing to prove unchanged, and what is
         // destroyed is shown whole.
-        prove_unchanged: !plan_options.dry_run_all && !destroy,
+        // The proof of no change: what it proves unchanged is planned
+        // without a dry run, so only its metadata is needed.
+        metadata_suffices: (!plan_options.dry_run_all && !destroy)
+            .then_some(&crate::plan::unchanged::proven_unchanged as &MetadataSuffices),
     };
     let read_kube = crate::live::kube::read(&cluster, &rendering, &read_options);
     let read_jetstream = async {
@@ -191,7 +196,7 @@ pub(super) async fn make_plan(
     });
     let desired = targeted_desired.as_deref().unwrap_or(&rendered.kubernetes);
     if destroy {
-        let kind = crate::live::kube::lease_kind();
+        let kind = crate::client::kube::lease_kind();
         live.kinds.insert(
             (
                 kind.resource.api_version.clone(),

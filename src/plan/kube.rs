@@ -11,10 +11,12 @@ use kube::api::Patch;
 use serde_json::Value;
 
 use super::{Action, Blocked, Change, Drift, Handover, Target, compare, handover, takeover};
-use crate::live::kube::{Access, Cluster, LiveState, NamespaceState, may, patch_text};
+use crate::client::kube::{Cluster, patch_text};
+use crate::client::{explain, retry};
+use crate::live::kube::{Access, LiveState, NamespaceState, may};
+use crate::ownership;
 use crate::redact::{self, Body};
 use crate::render::{DesiredObject, ObjectRef, Wave};
-use crate::{explain, ownership, retry};
 
 /// Field managers of hand edits: kubectl's imperative commands, and
 /// `before-first-apply`, which a client-side-applied object carries after
@@ -171,7 +173,7 @@ pub async fn plan(
             };
             changes.push(classify(object, &context, DryRun::NamespaceMissing));
             before_namespace += 1;
-        } else if live.unchanged.contains(&object.id) {
+        } else if live.metadata_only.contains(&object.id) {
             // Proven while reading (plan::unchanged): a dry run would answer
             // the object as it is, so there is nothing to send. (The
             // parent's body records the inventory even when unchanged.)

@@ -288,7 +288,7 @@ fn same_stored(desired: &Value, live: &Value, place: Place<'_>) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use serde_json::json;
 
     use super::*;
@@ -358,20 +358,6 @@ pub(crate) mod tests {
               "apiVersion": "apps/v1", "fieldsType": "FieldsV1" }
         ]);
         live
-    }
-
-    /// A desired Deployment and the live object that proves it unchanged,
-    /// for the tests of what reads live objects.
-    pub(crate) struct Fixtures {
-        pub desired: Value,
-        pub live: Value,
-    }
-
-    pub(crate) fn fixtures() -> Fixtures {
-        Fixtures {
-            desired: desired(),
-            live: live(),
-        }
     }
 
     #[test]
