@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::kube::unified_diff;
+use super::diff::unified_diff;
 use super::{Action, Change, Target};
 use crate::client::kube::Cluster;
 use crate::credentials::{

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::kube::{Planned, block_writes_not_allowed, unified_diff};
+use super::diff::unified_diff;
+use super::kube::{Planned, block_writes_not_allowed};
 use super::{Action, Change, Target};
 use crate::client::kube::Cluster;
 use crate::live::kube::{LiveState, NamespaceState, Resident};

@@ -81,7 +81,7 @@ pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
 /// Fleet's field set without the provenance annotations apply records on
 /// the ApplySet parent besides the rendered body. A dry run of the body
 /// would drop them, but plans compare without them
-/// ([`super::kube::comparable`]), so they are no change either way. Only the
+/// ([`super::diff::comparable`]), so they are no change either way. Only the
 /// parent has them, so only the parent's set is copied.
 fn without_provenance(fields: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
     let provenance = |path: &str| {
