@@ -13,11 +13,13 @@ pub struct Amount {
 }
 
 /// Why a text is no [`Amount`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotAmount {
     /// Not a quantity at all.
+    #[error("not a quantity (a number with an optional suffix, such as 500m, 2 or 1Gi)")]
     Syntax,
     /// A quantity, but with more significant digits than 128 bits hold.
+    #[error("a quantity with more significant digits than can be held exactly")]
     TooManyDigits,
 }
 
@@ -136,10 +138,13 @@ impl Amount {
 }
 
 /// Why an [`Amount`] is no whole number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotWhole {
+    #[error("negative")]
     Negative,
+    #[error("a fraction")]
     Fraction,
+    #[error("larger than 128 bits hold")]
     TooLarge,
 }
 

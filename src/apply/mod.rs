@@ -92,7 +92,7 @@ pub enum Event<'a> {
 /// Why apply stopped: every error of the step that failed (or of every
 /// rollout that failed), or the signal that stopped it, and the changes not
 /// started.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct Stopped {
     pub errors: Vec<anyhow::Error>,
     pub not_started: Vec<Target>,
@@ -122,8 +122,6 @@ impl fmt::Display for Stopped {
         }
     }
 }
-
-impl std::error::Error for Stopped {}
 
 /// What apply writes to.
 pub struct Systems<'a> {
