@@ -225,7 +225,7 @@ fn fleet_toml() -> String {
         "the JSON Schema in `src/load/schema.rs` (what `fleet schema` prints) and the built-in defaults in `src/load/builtin.toml`",
     );
     out.push_str(
-        "Every key of `fleet.toml`. An environment file (`environments/<env>.toml`) takes the same keys and is laid over it: tables merge key by key, arrays replace ([Environments and patches](../environments.md)). A default in the third column is a built-in one (`src/load/builtin.toml`); other defaults are given in the descriptions. `<role>`, `<name>` and the like stand for a key of your choice. The guides explain how the keys work together: [The fleet definition](../definition.md).\n\n",
+        "Every key of `fleet.toml`. An environment file (`environments/<env>.toml`) takes the same keys and is laid over it: tables merge key by key, arrays replace ([Environments and patches](../environments.md)). A default in the third column is a built-in one (`src/load/builtin.toml`); other defaults are given in the descriptions, or in the guide that explains the key. `<role>`, `<name>` and the like stand for a key of your choice. The guides explain how the keys work together: [The fleet definition](../definition.md).\n\n",
     );
     let properties = schema["properties"].as_object().expect("the schema's root");
     let agent = &schema["properties"]["agents"]["additionalProperties"];
