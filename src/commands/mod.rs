@@ -7,6 +7,8 @@ mod import;
 mod init;
 mod plan;
 mod rbac;
+#[cfg(test)]
+mod reference;
 mod render;
 mod schema;
 mod show;
