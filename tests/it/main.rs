@@ -3,9 +3,10 @@
 //! (`scripts/controlplane up`): a real kube-apiserver with etcd, kwok
 //! nodes, KEDA, and nats-servers on loopback.
 //!
-//! Run one subject with `cargo test --test it plan_apply::`. The fault
-//! tests stop the shared servers, so they are ignored here and run alone by
-//! scripts/test.
+//! Run one subject with `cargo test --test it plan_apply::`. Tests that
+//! disturb what the others share (the fault tests stop the servers; one
+//! removes the ServiceMonitor CRD) are `#[ignore]`d here and run alone,
+//! one at a time, by scripts/test.
 
 mod support;
 
@@ -31,6 +32,7 @@ mod patch;
 mod plan_apply;
 mod pod_security;
 mod provenance;
+mod quantity;
 mod render_accepted_by_apiserver;
 mod render_seed;
 mod rollout;

@@ -50,6 +50,19 @@ pub(super) fn decode_resource_list(
     r.check_keys(list.value, key, RESOURCE_KEYS);
     let cpu = r.quantity(list.value, "cpu");
     let memory = r.quantity(list.value, "memory");
+    // What the API server would store otherwise (rounded, clamped) would
+    // be a change in every plan: refused here, where it was written.
+    for quantity in [&cpu, &memory].into_iter().flatten() {
+        if let Err(why) = crate::quantity::resource_list_value(&quantity.value.text) {
+            r.report(
+                Diagnostic::error(&quantity.origin, format!("`{}` {why}", quantity.value.text))
+                    .with_label("not stored as written")
+                    .with_help(
+                        "write e.g. \"500m\" or \"2\" for CPU, \"512Mi\" or \"4Gi\" for memory",
+                    ),
+            );
+        }
+    }
     let origins = (
         cpu.as_ref().map(|c| c.origin.clone()),
         memory.as_ref().map(|m| m.origin.clone()),
