@@ -52,7 +52,7 @@ async fn replicas(deployments: &Api<Deployment>, name: &str) -> i32 {
 }
 
 /// Waits until `name` has `want` replicas, printing each count it sees and
-/// how long it took (the figures the README quotes).
+/// how long it took.
 async fn until_replicas(deployments: &Api<Deployment>, name: &str, want: i32, timeout: Duration) {
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
