@@ -2,8 +2,11 @@
 //!
 //! The pipeline, one module per stage:
 //! `load` (files -> [`model::Fleet`]) -> `render` (desired objects and
-//! JetStream configuration). `deploy` is the sequence `plan` and `apply`
-//! share; `commands` wires flags to it and the stages, per verb.
+//! JetStream configuration) -> `live` (what the servers hold, read through
+//! `client`) -> `plan` (the changes) -> `apply` (made through `client`) ->
+//! `report`. `deploy` is the sequence `plan` and `apply` share; `commands`
+//! wires flags to it and the stages, per verb. Each module uses only those
+//! before it in `src/layers.rs`, which a test checks.
 
 pub mod access;
 pub mod apply;
@@ -28,3 +31,6 @@ pub mod redact;
 pub mod render;
 pub mod report;
 pub mod subject;
+
+#[cfg(test)]
+mod layers;

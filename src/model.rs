@@ -18,6 +18,13 @@ pub struct Origin {
     pub span: Range<usize>,
 }
 
+/// A patch's directive key and its one value: `{ "$patch" = "delete" }`
+/// removes a field fleet renders, or a named list item (strategic merge
+/// patch's words). Part of the definition: the loader checks it, the
+/// renderer applies it.
+pub const PATCH_DIRECTIVE: &str = "$patch";
+pub const PATCH_DELETE: &str = "delete";
+
 /// A Kubernetes resource quantity, kept as written (the seed's `2000m` stays
 /// `2000m` in rendered objects) with its exact value.
 #[derive(Debug, Clone, PartialEq)]

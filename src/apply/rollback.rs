@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 
 use super::rollout::{REVISION_ANNOTATION, Waited};
 
-/// The field manager a rollback writes as.
-pub const MANAGER: &str = "fleet-rollback";
+use crate::ownership::ROLLBACK_MANAGER as MANAGER;
 
 /// Puts each Deployment back on its previous ReplicaSet's pod template:
 /// for each, the revision it went back to, or why it could not (a new

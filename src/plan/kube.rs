@@ -36,7 +36,7 @@ pub const IMPERATIVE_MANAGERS: &[&str] = &[
     "kubectl-rollout",
     "before-first-apply",
     // A wave rolled back by apply (`[rollout] on_failure = "rollback"`).
-    crate::apply::rollback::MANAGER,
+    ownership::ROLLBACK_MANAGER,
 ];
 
 pub struct Options {

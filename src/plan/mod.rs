@@ -7,6 +7,7 @@ pub mod compare;
 pub mod credentials;
 pub mod destroy;
 pub mod diff;
+pub mod fit;
 pub mod handover;
 pub mod jetstream;
 pub mod kube;
