@@ -692,7 +692,7 @@ rbac = [
 
     #[test]
     fn the_deploy_jobs_nats_user_may_change_only_the_fleets_streams_and_consumers() {
-        let loaded = crate::load::load(
+        let loaded = crate::definition::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet.toml"),
             None,
         )

@@ -8,14 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::redact::Sensitive;
 
 /// Requests to the API server in flight at once, by default. A large apply
-/// is bound by the API server's CPU, yet more requests in flight still made
-/// it faster (etcd commits more writes per sync): from empty, 500 agents on
-/// the 2-core local control plane took a median 4.56 s at 8, 4.36 s at 16
-/// and 4.17 s at 32 (seven alternating runs each), and 4.22 s at 48 (four).
-/// Against a
-/// remote cluster, where each request waits a round trip, it matters more.
-/// The API server queues what exceeds a client's share (priority and
-/// fairness) rather than failing it, and a 429 is retried.
+/// is bound by the API server's CPU, yet more requests in flight still make
+/// it faster (etcd commits more writes per sync); against a remote cluster,
+/// where each request waits a round trip, it matters more. The API server
+/// queues what exceeds a client's share (priority and fairness) rather than
+/// failing it, and a 429 is retried. BENCHMARKS.md has the measurements.
 pub const DEFAULT_CONCURRENCY: u16 = 32;
 #[derive(Debug, Parser)]
 #[command(

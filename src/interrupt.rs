@@ -123,7 +123,7 @@ impl Interrupt {
 }
 
 /// The run stopped for a signal before it changed anything.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct Interrupted(pub Signal);
 
 impl fmt::Display for Interrupted {
@@ -135,8 +135,6 @@ impl fmt::Display for Interrupted {
         )
     }
 }
-
-impl std::error::Error for Interrupted {}
 
 #[cfg(test)]
 mod tests {

@@ -2,16 +2,20 @@
 //!
 //! The pipeline, one module per stage:
 //! `load` (files -> [`model::Fleet`]) -> `render` (desired objects and
-//! JetStream configuration). `deploy` is the sequence `plan` and `apply`
-//! share; `commands` wires flags to it and the stages, per verb.
+//! JetStream configuration) -> `live` (what the servers hold, read through
+//! `client`) -> `plan` (the changes) -> `apply` (made through `client`) ->
+//! `report`. `deploy` is the sequence `plan` and `apply` share; `commands`
+//! wires flags to it and the stages, per verb. Each module uses only those
+//! before it in `src/layers.rs`, which a test checks.
 
 pub mod access;
 pub mod apply;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod credentials;
+pub mod definition;
 pub mod deploy;
-pub mod explain;
 pub mod import;
 pub mod interrupt;
 pub mod live;
@@ -27,5 +31,8 @@ pub mod quantity;
 pub mod redact;
 pub mod render;
 pub mod report;
-pub mod retry;
 pub mod subject;
+pub mod workflow_command;
+
+#[cfg(test)]
+mod layers;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use fleet::{cli, commands};
 
-// Planning a large fleet is mostly building and dropping small JSON values
-// (about a third of a no-op plan's CPU went to glibc's malloc and free);
-// mimalloc does that work in a fraction of the time.
+// Planning a large fleet is mostly building and dropping small JSON values,
+// where glibc's malloc and free cost much of a no-op plan's CPU; mimalloc
+// does that work faster (BENCHMARKS.md has the measurements).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -29,9 +29,7 @@ fn main() -> ExitCode {
 /// mimalloc asks the kernel for transparent huge pages for its arenas. For
 /// a process that lives well under a second they cost more than they save:
 /// each one is zeroed whole (2 MiB) on first touch, however little of it is
-/// used. Measured on a no-op plan of 1,000 agents, after the machine had
-/// been idle a while: 0.2 s of kernel time zeroing pages and 112 MB
-/// resident, against 0.08 s and 99 MB without them.
+/// used, which adds kernel time and resident memory (BENCHMARKS.md).
 fn without_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag

@@ -3,7 +3,27 @@
 //! references), so later stages never re-check strings.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Duration;
+
+/// Index of a file in `load::source::Sources`.
+pub type FileId = usize;
+
+/// Where in the definition's files a value or key was written, for
+/// messages that point at it (the loader makes these; later stages only
+/// carry them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: FileId,
+    pub span: Range<usize>,
+}
+
+/// A patch's directive key and its one value: `{ "$patch" = "delete" }`
+/// removes a field fleet renders, or a named list item (strategic merge
+/// patch's words). Part of the definition: the loader checks it, the
+/// renderer applies it.
+pub const PATCH_DIRECTIVE: &str = "$patch";
+pub const PATCH_DELETE: &str = "delete";
 
 /// A Kubernetes resource quantity, kept as written (the seed's `2000m` stays
 /// `2000m` in rendered objects) with its exact value.
@@ -170,7 +190,7 @@ pub struct Messaging {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Patch {
     pub kind: String,
-    pub kind_origin: crate::load::source::Origin,
+    pub kind_origin: Origin,
     pub body: serde_json::Value,
     pub fields: Vec<PatchedField>,
 }
@@ -180,7 +200,7 @@ pub struct Patch {
 pub struct PatchedField {
     /// `spec.template.spec.dnsPolicy`
     pub path: String,
-    pub origin: crate::load::source::Origin,
+    pub origin: Origin,
     /// `fleet.toml:41:1`, filled in once the sources are known.
     pub at: String,
 }

@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 /// Field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "fleet";
 
+/// The field manager a rollback writes as (apply::rollback): an imperative
+/// manager to the next plan, which takes its fields back.
+pub const ROLLBACK_MANAGER: &str = "fleet-rollback";
+
 /// The parameters of every server-side apply fleet sends (and of its dry
 /// runs): fleet's field manager, and no field validation beyond the schema.
 ///

@@ -516,16 +516,6 @@ pub struct Record {
 }
 
 impl Record {
-    /// This apply's record: the plan's definition and targeting, applied by
-    /// [`applier`].
-    pub fn of(plan: &crate::plan::Plan) -> Record {
-        Record {
-            definition: plan.provenance.definition.clone(),
-            applied_by: applier(),
-            targeted: plan.targeting.as_ref().map(|t| t.selection.flags()),
-        }
-    }
-
     /// The annotations, applied now.
     pub fn annotations(&self) -> Map<String, Value> {
         annotations(

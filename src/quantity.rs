@@ -13,11 +13,13 @@ pub struct Amount {
 }
 
 /// Why a text is no [`Amount`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotAmount {
     /// Not a quantity at all.
+    #[error("not a quantity (a number with an optional suffix, such as 500m, 2 or 1Gi)")]
     Syntax,
     /// A quantity, but with more significant digits than 128 bits hold.
+    #[error("a quantity with more significant digits than can be held exactly")]
     TooManyDigits,
 }
 
@@ -135,11 +137,93 @@ impl Amount {
     }
 }
 
-/// Why an [`Amount`] is no whole number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotWhole {
+/// The finest a ResourceList value (requests, limits, a quota) is kept:
+/// the API server rounds each up to a thousandth when it stores it (core
+/// v1's defaulting of every ResourceList).
+pub const RESOURCE_LIST_EXPONENT: i32 = -3;
+
+impl Amount {
+    /// The value rounded away from zero to a multiple of 10^`exponent`, as
+    /// the API server rounds a ResourceList value ([`RESOURCE_LIST_EXPONENT`]).
+    pub fn round_up(self, exponent: i32) -> Amount {
+        if self.exponent >= exponent {
+            return self;
+        }
+        let shift = u32::try_from(exponent - self.exponent).unwrap_or(u32::MAX);
+        let magnitude = match 10i128.checked_pow(shift) {
+            // Finer than the mantissa can be: less than one unit, so one.
+            None => 1,
+            Some(unit) => self.mantissa.unsigned_abs().div_ceil(unit.unsigned_abs()) as i128,
+        };
+        Amount::normalized(self.mantissa.signum() * magnitude, exponent)
+    }
+}
+
+/// Why a text is no ResourceList value (a request, a limit) that the API
+/// server stores exactly as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotKept {
+    #[error(transparent)]
+    NotAmount(#[from] NotAmount),
+    #[error("is negative")]
     Negative,
+    /// The server would round it up to a thousandth.
+    #[error(
+        "is finer than the API server keeps: it rounds requests and limits up to a thousandth (1m)"
+    )]
+    TooFine,
+    /// The server would clamp it to `i64::MAX` (a binary suffix) or keep
+    /// a value no node or quota comes near.
+    #[error("is larger than the API server keeps ({})", i64::MAX)]
+    TooLarge,
+}
+
+/// A ResourceList value (a request, a limit), refused unless the API
+/// server stores it exactly as written: it rounds values up to a
+/// thousandth ([`RESOURCE_LIST_EXPONENT`]) and clamps binary-suffixed ones
+/// at `i64::MAX`.
+pub fn resource_list_value(text: &str) -> Result<Amount, NotKept> {
+    let amount = Amount::parse(text)?;
+    if amount.is_negative() {
+        return Err(NotKept::Negative);
+    }
+    if amount.round_up(RESOURCE_LIST_EXPONENT) != amount {
+        return Err(NotKept::TooFine);
+    }
+    if amount.above_i64_max() {
+        return Err(NotKept::TooLarge);
+    }
+    Ok(amount)
+}
+
+impl Amount {
+    /// Whether the value is more than `i64::MAX`.
+    fn above_i64_max(self) -> bool {
+        let max = i128::from(i64::MAX);
+        match u32::try_from(self.exponent) {
+            Ok(exponent) => 10i128
+                .checked_pow(exponent)
+                .and_then(|power| power.checked_mul(self.mantissa))
+                .is_none_or(|value| value > max),
+            Err(_) => {
+                let Some(unit) = 10i128.checked_pow(self.exponent.unsigned_abs()) else {
+                    return false; // less than one
+                };
+                let (whole, fraction) = (self.mantissa / unit, self.mantissa % unit);
+                whole > max || whole == max && fraction > 0
+            }
+        }
+    }
+}
+
+/// Why an [`Amount`] is no whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotWhole {
+    #[error("negative")]
+    Negative,
+    #[error("a fraction")]
     Fraction,
+    #[error("larger than 128 bits hold")]
     TooLarge,
 }
 
@@ -215,6 +299,63 @@ mod tests {
             assert!(!same(a, b), "{a} != {b}");
         }
         assert!(same("lots", "lots") && !same("lots", "many"));
+    }
+
+    #[test]
+    fn rounding_up_to_a_thousandth_as_the_api_server_stores_resource_lists() {
+        let rounded = |text: &str| {
+            Amount::parse(text)
+                .unwrap()
+                .round_up(RESOURCE_LIST_EXPONENT)
+        };
+        let amount = |text: &str| Amount::parse(text).unwrap();
+        for (text, stored) in [
+            ("0.1n", "1m"),
+            ("1.0000000001", "1001m"),
+            ("1e-9", "1e-3"),
+            ("12e-3", "12m"),
+            ("1500u", "2m"),
+            ("2", "2"),
+            ("1Gi", "1Gi"),
+            ("0", "0"),
+            ("-0.5m", "-1m"),
+        ] {
+            assert_eq!(
+                rounded(text),
+                amount(stored),
+                "{text} is stored as {stored}"
+            );
+        }
+        let tiny = Amount::parse(&format!("0.{}1", "0".repeat(60))).unwrap();
+        assert_eq!(tiny.round_up(RESOURCE_LIST_EXPONENT), amount("1m"));
+    }
+
+    #[test]
+    fn a_resource_list_value_is_what_the_api_server_keeps_exactly() {
+        // 1E is 10^18, below i64::MAX; 8Ei is 2^63, above.
+        for text in [
+            "500m",
+            "2",
+            "1Gi",
+            "7Ei",
+            "1E",
+            "9223372036854775807",
+            "1.5k",
+            "0",
+        ] {
+            assert!(resource_list_value(text).is_ok(), "{text}");
+        }
+        for (text, why) in [
+            ("0.5m", NotKept::TooFine),
+            ("1e-9", NotKept::TooFine),
+            ("8Ei", NotKept::TooLarge),
+            ("9223372036854775808", NotKept::TooLarge),
+            ("9223372036854775807.5", NotKept::TooLarge),
+            ("-1", NotKept::Negative),
+            ("lots", NotKept::NotAmount(NotAmount::Syntax)),
+        ] {
+            assert_eq!(resource_list_value(text), Err(why), "{text}");
+        }
     }
 
     #[test]

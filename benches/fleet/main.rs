@@ -830,7 +830,7 @@ impl Bench {
     /// the rendering, stamped, less the kinds the cluster does not serve
     /// (fleet skips those too).
     fn render_objects(&mut self, file: &Path) -> anyhow::Result<Rendered> {
-        let loaded = fleet::load::load(file, Some(synthetic::ENV))?;
+        let loaded = fleet::definition::load(file, Some(synthetic::ENV))?;
         anyhow::ensure!(
             loaded.errors() == 0,
             "the synthetic fleet has {} errors",

@@ -56,9 +56,10 @@ pub async fn read(client: &Client, autoscalers: &[ObjectRef]) -> anyhow::Result<
         );
         let namespace = id.namespace.as_deref().unwrap_or_default();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        let object = crate::retry::kube(|| crate::live::kube::get_json(client, &api, &id.name))
-            .await
-            .map_err(|err| anyhow::anyhow!("reading {id} to judge its wave: {err}"))?;
+        let object =
+            crate::client::retry::kube(|| crate::client::kube::get_json(client, &api, &id.name))
+                .await
+                .map_err(|err| anyhow::anyhow!("reading {id} to judge its wave: {err}"))?;
         healths.push(object.map_or(Health::Unknown, |object| health(&id.kind, &object)));
     }
     Ok(healths)

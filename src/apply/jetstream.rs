@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::live::jetstream::{JetStream, api_error};
+use crate::client::jetstream::{JetStream, api_error};
 use crate::plan::{Action, Change, Target};
 
 /// Carries out one change to one stream or consumer.

@@ -6,11 +6,13 @@ use std::time::Duration;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 
 use super::Options;
-use crate::live::kube::{Cluster, LiveState, patch_text};
+use crate::client::kube::{Cluster, patch_text};
+use crate::client::{explain, retry};
+use crate::live::kube::LiveState;
+use crate::ownership;
 use crate::plan::{Action, Change, Handover, takeover};
 use crate::redact::Body;
 use crate::render::ObjectRef;
-use crate::{explain, ownership, retry};
 
 /// Carries out one change to one Kubernetes object.
 pub async fn apply_change(

@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 
+use crate::client::jetstream::JetStream;
+use crate::client::kube::Cluster;
 use crate::interrupt::{Interrupt, Signal};
-use crate::live::jetstream::JetStream;
-use crate::live::kube::{Cluster, LiveState};
+use crate::live::kube::LiveState;
 use crate::plan::{Action, Change, Handover, Plan, Target};
 use crate::render::{ObjectRef, Wave};
 use crate::{ownership, provenance};
@@ -91,7 +92,7 @@ pub enum Event<'a> {
 /// Why apply stopped: every error of the step that failed (or of every
 /// rollout that failed), or the signal that stopped it, and the changes not
 /// started.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct Stopped {
     pub errors: Vec<anyhow::Error>,
     pub not_started: Vec<Target>,
@@ -121,8 +122,6 @@ impl fmt::Display for Stopped {
         }
     }
 }
-
-impl std::error::Error for Stopped {}
 
 /// What apply writes to.
 pub struct Systems<'a> {

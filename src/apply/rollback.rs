@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 
 use super::rollout::{REVISION_ANNOTATION, Waited};
 
-/// The field manager a rollback writes as.
-pub const MANAGER: &str = "fleet-rollback";
+use crate::ownership::ROLLBACK_MANAGER as MANAGER;
 
 /// Puts each Deployment back on its previous ReplicaSet's pod template:
 /// for each, the revision it went back to, or why it could not (a new
@@ -38,12 +37,12 @@ async fn roll_back_one(client: &Client, waited: &Waited) -> Result<String, Strin
     let namespace = waited.deployment.namespace.as_deref().unwrap_or_default();
     let name = &waited.deployment.name;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let deployment = crate::retry::kube(|| deployments.get(name))
+    let deployment = crate::client::retry::kube(|| deployments.get(name))
         .await
         .map_err(|err| format!("reading it: {err}"))?;
     let params = ListParams::default().labels(&waited.label_selector());
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let replica_sets = crate::retry::kube(|| replica_sets.list(&params))
+    let replica_sets = crate::client::retry::kube(|| replica_sets.list(&params))
         .await
         .map_err(|err| format!("reading its ReplicaSets: {err}"))?;
     let revision = |meta: &kube::api::ObjectMeta| -> Option<u64> {
@@ -78,7 +77,7 @@ async fn roll_back_one(client: &Client, waited: &Waited) -> Result<String, Strin
         ..PatchParams::default()
     };
     let patch = Patch::Merge(&patch);
-    crate::retry::kube(|| deployments.patch(name, &params, &patch))
+    crate::client::retry::kube(|| deployments.patch(name, &params, &patch))
         .await
         .map_err(|err| format!("writing its previous template: {err}"))?;
     Ok(format!("back on revision {}", previous.0))

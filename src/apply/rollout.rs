@@ -12,7 +12,6 @@
 //! [`status::classify`]. Nothing outlives `--timeout`: the watches are asked
 //! to end by then, and are dropped when it passes.
 
-pub mod fit;
 mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

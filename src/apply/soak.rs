@@ -165,7 +165,7 @@ async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
         }
     };
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let deployment = crate::retry::kube(|| deployments.get(&waited.deployment.name))
+    let deployment = crate::client::retry::kube(|| deployments.get(&waited.deployment.name))
         .await
         .map_err(reading("the Deployment"))?;
     // The live selector: what its ReplicaSets and pods carry (a plan's
@@ -189,7 +189,7 @@ async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
     }
     let params = ListParams::default().labels(&selector);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let replica_sets = crate::retry::kube(|| replica_sets.list(&params))
+    let replica_sets = crate::client::retry::kube(|| replica_sets.list(&params))
         .await
         .map_err(reading("the ReplicaSets"))?;
     let revision = |meta: &kube::api::ObjectMeta| {
@@ -207,7 +207,7 @@ async fn pods(client: &Client, waited: &Waited) -> anyhow::Result<Vec<Pod>> {
         })
         .and_then(|rs| rs.metadata.labels.as_ref()?.get(POD_TEMPLATE_HASH).cloned());
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let listed = crate::retry::kube(|| api.list(&params))
+    let listed = crate::client::retry::kube(|| api.list(&params))
         .await
         .map_err(reading("the pods"))?;
     Ok(listed

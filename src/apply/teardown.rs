@@ -12,11 +12,12 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{DeleteParams, Preconditions};
 
+use crate::client::kube::Cluster;
+use crate::client::{explain, retry};
 use crate::interrupt::{Interrupt, Interrupted};
-use crate::live::kube::{Cluster, LiveState};
+use crate::live::kube::LiveState;
 use crate::plan::{Action, Change, Plan, Target};
 use crate::render::ObjectRef;
-use crate::{explain, retry};
 
 /// How often the namespace is read while it terminates, and at least how
 /// often its progress is printed.

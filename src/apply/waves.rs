@@ -42,7 +42,7 @@ pub struct WaveState {
 
 /// An apply in waves that a wave stopped (its writes, its rollout or its
 /// gate failed).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub struct Halted {
     pub waves: Vec<WaveState>,
     /// What apply reported when the wave's writes or rollouts failed (with
@@ -96,8 +96,6 @@ impl fmt::Display for Halted {
         )
     }
 }
-
-impl std::error::Error for Halted {}
 
 fn describe(wave: &WaveState) -> &'static str {
     match (&wave.outcome, wave.new) {

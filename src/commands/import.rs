@@ -4,9 +4,9 @@ use std::io::Write as _;
 
 use super::ExitStatus;
 use crate::cli::ImportArgs;
+use crate::client::jetstream::JetStream;
+use crate::client::kube::Cluster;
 use crate::import::{self, Request};
-use crate::live::jetstream::JetStream;
-use crate::live::kube::Cluster;
 use crate::model;
 
 pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {

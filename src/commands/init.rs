@@ -127,7 +127,6 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load;
 
     #[test]
     fn what_init_writes_validates_in_every_environment_without_a_warning() {
@@ -137,7 +136,7 @@ mod tests {
         }
         let fleet_file = dir.path().join("fleet.toml");
         for env in [None, Some("local"), Some("production")] {
-            let loaded = load::load(&fleet_file, env).unwrap();
+            let loaded = crate::definition::load(&fleet_file, env).unwrap();
             assert!(
                 loaded.diagnostics.is_empty(),
                 "{env:?}: {:#?}",

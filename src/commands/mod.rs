@@ -7,6 +7,8 @@ mod import;
 mod init;
 mod plan;
 mod rbac;
+#[cfg(test)]
+mod reference;
 mod render;
 mod schema;
 mod show;
@@ -17,7 +19,6 @@ mod validate;
 use std::process::ExitCode;
 
 use crate::cli::{Command, DefinitionArgs};
-use crate::load;
 use crate::model::Fleet;
 
 /// How a verb ended, when it did not fail. One place decides exit codes.
@@ -106,7 +107,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn load_definition(args: &DefinitionArgs) -> anyhow::Result<Option<Fleet>> {
     // `--env ''`: fleet.toml alone, said explicitly.
     let env = args.env.as_deref().filter(|env| !env.is_empty());
-    load::load_reported(&args.file, env)
+    crate::definition::load_reported(&args.file, env)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::ExitStatus;
 use crate::cli::{PlanFormat, StatusArgs};
-use crate::live::jetstream::JetStream;
-use crate::live::kube::Cluster;
+use crate::client::jetstream::JetStream;
+use crate::client::kube::Cluster;
 use crate::ownership;
 use crate::plan::selection;
 use crate::report::status::{self, Header, Read};
@@ -182,7 +182,7 @@ async fn get_parent(
     let resource =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Secret"), "secrets");
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    crate::live::kube::get_json(client, &api, name)
+    crate::client::kube::get_json(client, &api, name)
         .await
         .map_err(|e| format!("reading Secret {namespace}/{name}: {}", reason(&e)))
 }

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 
 use super::{ExitStatus, load_definition};
 use crate::cli::UnlockArgs;
-use crate::live::kube::Cluster;
+use crate::client::kube::Cluster;
 use crate::lock;
 
 pub async fn run(args: &UnlockArgs) -> anyhow::Result<ExitStatus> {

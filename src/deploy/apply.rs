@@ -115,7 +115,12 @@ async fn carry_out(
         adopt: plan_options.adopt,
         allow_destroy: plan_options.allow_destroy,
         rollout_timeout: apply_options.rollout_timeout,
-        record: Some(provenance::Record::of(plan)),
+        // This apply's record: the plan's definition and targeting.
+        record: Some(provenance::Record {
+            definition: plan.provenance.definition.clone(),
+            applied_by: provenance::applier(),
+            targeted: plan.targeting.as_ref().map(|t| t.selection.flags()),
+        }),
         interrupt: apply_options.interrupt.clone(),
         minting: match (
             &planned.nats_credentials,

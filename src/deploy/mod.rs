@@ -19,8 +19,8 @@ pub use apply::{Applied, apply, read_saved_plan, saved_plan_environment};
 pub(crate) use plan::nats_connection;
 pub use plan::{Planned, plan};
 
+use crate::client::jetstream;
 use crate::interrupt::Interrupt;
-use crate::live::jetstream;
 use crate::lock;
 use crate::redact::Sensitive;
 
@@ -43,7 +43,8 @@ impl Definition {
     /// Loads and validates it, the kube context given taking the place of
     /// the environment's; `None` when it has errors (they are printed).
     pub fn load(&self) -> anyhow::Result<Option<crate::model::Fleet>> {
-        let Some(mut fleet) = crate::load::load_reported(&self.file, self.env.as_deref())? else {
+        let Some(mut fleet) = crate::definition::load_reported(&self.file, self.env.as_deref())?
+        else {
             return Ok(None);
         };
         if let Some(context) = &self.context {

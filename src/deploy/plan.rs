@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Definition, Nats, PlanOptions, workflow};
-use crate::live::jetstream::{Connection, JetStream};
-use crate::live::kube::{Cluster, LiveState};
+use crate::client::jetstream::{Connection, JetStream};
+use crate::client::kube::Cluster;
+use crate::live::kube::{LiveState, MetadataSuffices};
 use crate::lock::{self, DeployLock};
 use crate::plan::{self, FORMAT_VERSION, Plan};
 use crate::render::ObjectRef;
@@ -126,7 +127,10 @@ pub(super) async fn make_plan(
         concurrency,
         // Nothing is desired: nothing to prove unchanged, and what is
         // destroyed is shown whole.
-        prove_unchanged: !plan_options.dry_run_all && !destroy,
+        // The proof of no change: what it proves unchanged is planned
+        // without a dry run, so only its metadata is needed.
+        metadata_suffices: (!plan_options.dry_run_all && !destroy)
+            .then_some(&crate::plan::unchanged::proven_unchanged as &MetadataSuffices),
     };
     let read_kube = crate::live::kube::read(&cluster, &rendering, &read_options);
     let read_jetstream = async {
@@ -188,7 +192,7 @@ pub(super) async fn make_plan(
     });
     let desired = targeted_desired.as_deref().unwrap_or(&rendered.kubernetes);
     if destroy {
-        let kind = crate::live::kube::lease_kind();
+        let kind = crate::client::kube::lease_kind();
         live.kinds.insert(
             (
                 kind.resource.api_version.clone(),

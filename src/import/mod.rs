@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::client::kube::Cluster;
 use crate::live::jetstream::LiveJetStream;
-use crate::live::kube::Cluster;
 use crate::load::decode::{AGENT_KEYS, PATCHABLE_KINDS};
 use crate::render::ObjectRef;
 use derive::LiveAgent;

@@ -9,10 +9,12 @@ use kube::api::{DynamicObject, ListParams, PostParams};
 use serde_json::Value;
 
 use super::derive::Objects;
-use crate::live::kube::{Cluster, Kind, installed_kinds};
+use crate::client::kube::{Cluster, Kind};
+use crate::client::retry;
+use crate::live::kube::installed_kinds;
 use crate::model::PodSecurityLevel;
+use crate::ownership;
 use crate::render::{DesiredObject, ObjectRef};
-use crate::{ownership, retry};
 
 /// What import reads of the namespace.
 pub struct LiveNamespace {

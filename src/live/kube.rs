@@ -7,16 +7,17 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, Discovery, Scope};
-use kube::{Api, Client, Config};
 use serde_json::Value;
 
+use crate::client::kube::{Cluster, Kind, KindKey, get_json, list_text};
+use crate::client::retry;
+use crate::ownership;
 use crate::provenance::ClusterIdentity;
 use crate::render::{DesiredObject, ObjectRef, Rendered, Rendering};
-use crate::{model, ownership, redact, retry};
 
 /// How fleet finds the live objects of a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +106,26 @@ pub fn managed_kind(api_version: &str, kind: &str) -> Option<&'static ManagedKin
         .find(|k| k.api_version == api_version && k.kind == kind)
 }
 
-/// An owned object, and whether it proves `desired` unchanged: then only
-/// what anything after planning reads of it is kept (its name, labels,
-/// annotations and uid).
-fn kept_if_unchanged(desired: Option<&DesiredObject>, object: Value) -> (Value, bool) {
-    if !desired.is_some_and(|d| crate::plan::unchanged::proven_unchanged(&d.body, &object)) {
+/// Whether the reader's caller needs only the metadata of an owned object,
+/// given the desired body (first) and the live object (second). The plan
+/// passes its proof of no change: an object proven unchanged is planned
+/// without a dry run and need not be held whole, so a large fleet's no-op
+/// plan holds little more than its desired objects.
+pub type MetadataSuffices = dyn Fn(&Value, &Value) -> bool + Sync;
+
+/// An owned object, whole, or only what anything after reading needs of it
+/// (its name, labels, annotations and uid) when `suffices` says so; and
+/// which of the two.
+fn kept(
+    suffices: Option<&MetadataSuffices>,
+    desired: Option<&DesiredObject>,
+    object: Value,
+) -> (Value, bool) {
+    let metadata_only = match (suffices, desired) {
+        (Some(suffices), Some(desired)) => suffices(&desired.body, &object),
+        _ => false,
+    };
+    if !metadata_only {
         return (object, false);
     }
     let metadata = &object["metadata"];
@@ -131,117 +147,6 @@ pub enum NamespaceState {
     /// Fleet may not read it (a 403 on a GET of the namespace: an identity
     /// confined to the namespace); the dry runs tell, by a 404.
     Unknown,
-}
-
-/// A cluster connection and where it points, for messages.
-#[derive(Clone)]
-pub struct Cluster {
-    pub client: Client,
-    /// The kube context name (or "in-cluster").
-    pub context: String,
-    pub server: String,
-}
-
-impl Cluster {
-    /// Connects as kubectl would: the named context of the kubeconfig
-    /// (KUBECONFIG or ~/.kube/config), else the current context, else the
-    /// in-cluster service account.
-    pub async fn connect(target: &model::Target) -> anyhow::Result<Cluster> {
-        let (config, context) = match &target.kube_context {
-            Some(context) => {
-                let kubeconfig = Kubeconfig::read()
-                    .context("reading the kubeconfig (KUBECONFIG or ~/.kube/config)")?;
-                let options = KubeConfigOptions {
-                    context: Some(context.clone()),
-                    ..KubeConfigOptions::default()
-                };
-                let config = Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .with_context(|| format!("loading kube context `{context}`"))?;
-                (config, context.clone())
-            }
-            None => {
-                let context = Kubeconfig::read()
-                    .ok()
-                    .and_then(|k| k.current_context)
-                    .unwrap_or_else(|| "in-cluster".into());
-                let config = Config::infer()
-                    .await
-                    .context("finding a kubeconfig or in-cluster configuration")?;
-                (config, context)
-            }
-        };
-        let mut config = config;
-        // Every request has a deadline: a server that stops answering
-        // (stopped, partitioned) fails the request, which is retried where
-        // that is safe, instead of hanging the run.
-        config.connect_timeout = Some(std::time::Duration::from_secs(10));
-        config.read_timeout = Some(std::time::Duration::from_secs(30));
-        config.write_timeout = Some(std::time::Duration::from_secs(30));
-        let server = redact::url(&config.cluster_url.to_string());
-        let client = Client::try_from(config)
-            .with_context(|| format!("building a client for kube context `{context}`"))?;
-        Ok(Cluster {
-            client,
-            context,
-            server,
-        })
-    }
-
-    /// Says which server and context a failed request was for.
-    pub fn describe(&self) -> String {
-        format!("kube context `{}` ({})", self.context, self.server)
-    }
-}
-
-/// A GET whose answer is read as the server wrote it. Plain JSON, not a
-/// typed object: the server's key order is kept, so a diff between a read
-/// object and a dry run's answer shows only what changed, and no typed round
-/// trip is paid. `None` when there is no such object.
-pub async fn get_json(
-    client: &Client,
-    api: &Api<DynamicObject>,
-    name: &str,
-) -> Result<Option<Value>, kube::Error> {
-    let request = kube::core::Request::new(api.resource_url())
-        .get(name, &kube::api::GetParams::default())
-        .map_err(kube::Error::BuildRequest)?;
-    match client.request_text(request).await {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(kube::Error::SerdeError),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(err) => Err(err),
-    }
-}
-
-/// A page of a LIST, as the text the server wrote: [`super::page`] reads
-/// it item by item.
-async fn list_text(
-    client: &Client,
-    api: &Api<DynamicObject>,
-    params: &ListParams,
-) -> Result<String, kube::Error> {
-    let request = kube::core::Request::new(api.resource_url())
-        .list(params)
-        .map_err(kube::Error::BuildRequest)?;
-    client.request_text(request).await
-}
-
-/// A PATCH (a server-side apply, or its dry run), its answer as the text the
-/// server wrote: parse it as JSON for the reason [`get_json`] gives, or
-/// leave it unread when only the status matters.
-pub async fn patch_text<P: serde::Serialize>(
-    client: &Client,
-    api: &Api<DynamicObject>,
-    name: &str,
-    params: &kube::api::PatchParams,
-    patch: &kube::api::Patch<P>,
-) -> Result<String, kube::Error> {
-    let request = kube::core::Request::new(api.resource_url())
-        .patch(name, params, patch)
-        .map_err(kube::Error::BuildRequest)?;
-    client.request_text(request).await
 }
 
 /// What the plan's autoscaling wiring checks read ([`crate::plan::wiring`]).
@@ -414,22 +319,6 @@ pub async fn may(cluster: &Cluster, access: &Access<'_>) -> Option<bool> {
     Some(answer.status?.allowed)
 }
 
-/// A kind's API as the cluster serves it.
-#[derive(Clone, Debug)]
-pub struct Kind {
-    pub resource: ApiResource,
-    pub namespaced: bool,
-}
-
-impl Kind {
-    pub fn api(&self, client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
-        match (self.namespaced, namespace) {
-            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &self.resource),
-            _ => Api::all_with(client.clone(), &self.resource),
-        }
-    }
-}
-
 /// What the cluster holds for the fleet.
 #[derive(Debug, Default)]
 pub struct LiveState {
@@ -445,14 +334,12 @@ pub struct LiveState {
     /// Every API group the cluster serves (for the metrics APIs an
     /// autoscaler reads, which fleet does not manage but depends on).
     pub served_groups: BTreeSet<String>,
-    /// Objects fleet owns. Of those in `unchanged`, only the metadata
+    /// Objects fleet owns. Of those in `metadata_only`, only the metadata
     /// (without managedFields).
     pub owned: BTreeMap<ObjectRef, Value>,
-    /// Owned objects whose live state proves that applying the desired body
-    /// would change nothing ([`crate::plan::unchanged`]): planned without a
-    /// dry run, and not kept whole, so a large fleet's no-op plan holds
-    /// little more than its desired objects.
-    pub unchanged: BTreeSet<ObjectRef>,
+    /// Owned objects kept as metadata only, because the reader's
+    /// [`MetadataSuffices`] said so of them.
+    pub metadata_only: BTreeSet<ObjectRef>,
     /// Same-named objects of desired ones that fleet does not own.
     pub unowned: BTreeMap<ObjectRef, Value>,
     /// The fleet's namespace.
@@ -478,8 +365,8 @@ pub struct ReadOptions<'a> {
     pub namespace: &'a str,
     pub applyset_id: &'a str,
     pub concurrency: usize,
-    /// Try to prove owned objects unchanged (off for `--dry-run-all`).
-    pub prove_unchanged: bool,
+    /// Which owned objects are kept as metadata only (none when `None`).
+    pub metadata_suffices: Option<&'a MetadataSuffices>,
 }
 
 /// The APIs of the kinds fleet renders, and the names of every API group
@@ -514,9 +401,6 @@ async fn discover(cluster: &Cluster) -> anyhow::Result<(Discovery, BTreeSet<Stri
     };
     Ok((discovery, served_groups))
 }
-
-/// A kind by (apiVersion, kind).
-pub type KindKey = (String, String);
 
 /// The kinds fleet renders that the cluster serves, and those it does not.
 fn resolve_kinds(discovery: &Discovery) -> (BTreeMap<KindKey, Kind>, BTreeSet<KindKey>) {
@@ -568,7 +452,7 @@ pub async fn read(
         namespace,
         applyset_id,
         concurrency,
-        prove_unchanged,
+        metadata_suffices,
     } = options;
     let mut state = LiveState::default();
     let (discovery, served_groups) = discover(cluster).await?;
@@ -588,7 +472,7 @@ pub async fn read(
                 kind,
                 namespace,
                 selector: &selector,
-                prove_unchanged,
+                metadata_suffices,
             };
             async move { list.owned(rendering).await }
         })
@@ -613,9 +497,9 @@ pub async fn read(
     }) {
         return Err(forbidden.swap_remove(at).1);
     }
-    for (id, value, unchanged) in objects {
-        if unchanged {
-            state.unchanged.insert(id.clone());
+    for (id, value, metadata_only) in objects {
+        if metadata_only {
+            state.metadata_only.insert(id.clone());
         }
         state.owned.insert(id, value);
     }
@@ -673,25 +557,28 @@ struct Listing<'a> {
     kind: Kind,
     namespace: &'a str,
     selector: &'a str,
-    prove_unchanged: bool,
+    metadata_suffices: Option<&'a MetadataSuffices>,
 }
 
 impl Listing<'_> {
-    /// The objects, each kept as planning needs it, and whether it is proven
-    /// unchanged against its desired object (then only its metadata is
-    /// kept). In pages, as kubectl does, so that a large fleet's objects are
+    /// The objects, each kept as planning needs it, and whether only its
+    /// metadata is kept. In pages, as kubectl does, so that a large fleet's objects are
     /// never all held at once.
     async fn owned(&self, rendering: &Rendering) -> anyhow::Result<Listed> {
         let api = self.kind.api(&self.cluster.client, Some(self.namespace));
         let mut params = ListParams::default().labels(self.selector).limit(LIST_PAGE);
-        let mut pages = Pages::new(&self.kind, self.prove_unchanged);
+        let mut pages = Pages::new(&self.kind, self.metadata_suffices);
         loop {
             let text = match retry::kube(|| list_text(&self.cluster.client, &api, &params)).await {
                 Ok(text) => text,
                 Err(err) => {
                     let forbidden = matches!(&err, kube::Error::Api(s) if s.code == 403);
-                    let err =
-                        crate::explain::client_error(err, "listing", &self.what(), self.cluster);
+                    let err = crate::client::explain::client_error(
+                        err,
+                        "listing",
+                        &self.what(),
+                        self.cluster,
+                    );
                     if forbidden {
                         return Ok(Listed::Forbidden(self.kind.clone(), err));
                     }
@@ -735,17 +622,17 @@ impl Listing<'_> {
 /// is held as text, only its continue token read, until they are.
 struct Pages<'a> {
     kind: &'a Kind,
-    prove_unchanged: bool,
+    metadata_suffices: Option<&'a MetadataSuffices>,
     desired: Option<DesiredOfKind>,
     held: Vec<String>,
     owned: Vec<(ObjectRef, Value, bool)>,
 }
 
 impl<'a> Pages<'a> {
-    fn new(kind: &'a Kind, prove_unchanged: bool) -> Pages<'a> {
+    fn new(kind: &'a Kind, metadata_suffices: Option<&'a MetadataSuffices>) -> Pages<'a> {
         Pages {
             kind,
-            prove_unchanged,
+            metadata_suffices,
             desired: None,
             held: Vec::new(),
             owned: Vec::new(),
@@ -795,13 +682,12 @@ impl<'a> Pages<'a> {
             .desired
             .as_ref()
             .expect("read once the rendering is done");
-        let (kind, prove_unchanged) = (self.kind, self.prove_unchanged);
+        let (kind, suffices) = (self.kind, self.metadata_suffices);
         let keep = |item: Value| {
             let value = kept_for_planning(item);
             let id = object_ref(kind, &value);
-            let desired = desired.get(&id).filter(|_| prove_unchanged);
-            let (value, unchanged) = kept_if_unchanged(desired, value);
-            (id, value, unchanged)
+            let (value, metadata_only) = kept(suffices, desired.get(&id), value);
+            (id, value, metadata_only)
         };
         let page = super::page::read(text, keep)?;
         self.owned.extend(page.items);
@@ -857,7 +743,7 @@ async fn get_each(
                     .await
                     .map_err(|err| {
                         let forbidden = matches!(&err, kube::Error::Api(s) if s.code == 403);
-                        let err = crate::explain::client_error(err, "reading", &object.id, cluster);
+                        let err = crate::client::explain::client_error(err, "reading", &object.id, cluster);
                         if forbidden && object.id.kind == "Namespace" {
                             anyhow::anyhow!(
                                 "{err:#}\n  fleet manages the namespace ([fleet] manage_namespace = true, the default), which needs rights on it (`fleet rbac --for plan` prints them). For an identity confined to the namespace, set `manage_namespace = false` under [fleet] and have an administrator create {}.",
@@ -878,10 +764,9 @@ async fn get_each(
         if let Some(live) = live {
             let value = kept_for_planning(live);
             if is_owned(&value, options.applyset_id) {
-                let desired = options.prove_unchanged.then_some(object);
-                let (value, unchanged) = kept_if_unchanged(desired, value);
-                if unchanged {
-                    state.unchanged.insert(id.clone());
+                let (value, metadata_only) = kept(options.metadata_suffices, Some(object), value);
+                if metadata_only {
+                    state.metadata_only.insert(id.clone());
                 }
                 state.owned.insert(id, value);
             } else {
@@ -954,18 +839,21 @@ async fn namespace_state(
                 namespace: None,
                 name: namespace.to_string(),
             };
-            Err(crate::explain::client_error(err, "reading", &id, cluster))
+            Err(crate::client::explain::client_error(
+                err, "reading", &id, cluster,
+            ))
         }
     }
 }
 
-/// The deploy lock's kind, which fleet does not render: a tear-down
-/// deletes its Lease, and asks whether it may as for the rest.
-pub fn lease_kind() -> Kind {
-    Kind {
-        resource: ApiResource::erase::<k8s_openapi::api::coordination::v1::Lease>(&()),
-        namespaced: true,
-    }
+/// An object found in the fleet's namespace, of any kind (by its metadata).
+#[derive(Debug, Clone)]
+pub struct Resident {
+    pub id: ObjectRef,
+    pub uid: String,
+    pub labels: serde_json::Map<String, Value>,
+    /// The uids its ownerReferences name: it goes when they go.
+    pub owners: Vec<String>,
 }
 
 /// Everything `namespace` holds, of every kind the cluster serves that can
@@ -977,7 +865,7 @@ pub async fn residents(
     cluster: &Cluster,
     namespace: &str,
     concurrency: usize,
-) -> Result<Vec<crate::plan::destroy::Resident>, String> {
+) -> Result<Vec<Resident>, String> {
     let client = &cluster.client;
     let groups = retry::kube(|| client.list_api_groups())
         .await
@@ -1028,7 +916,7 @@ pub async fn residents(
         .buffer_unordered(concurrency.max(1))
         .try_collect()
         .await?;
-    let lists: Vec<Vec<crate::plan::destroy::Resident>> = stream::iter(kinds.into_iter().flatten())
+    let lists: Vec<Vec<Resident>> = stream::iter(kinds.into_iter().flatten())
         .map(|resource| async move {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), namespace, &resource);
@@ -1054,7 +942,7 @@ pub async fn residents(
                 .into_iter()
                 .map(|item| {
                     let metadata = item.metadata;
-                    crate::plan::destroy::Resident {
+                    Resident {
                         id: ObjectRef {
                             api_version: resource.api_version.clone(),
                             kind: resource.kind.clone(),
@@ -1104,9 +992,17 @@ mod tests {
 
     #[test]
     fn pages_held_until_the_rendering_is_done_read_as_pages_read_at_once() {
-        let fixtures = crate::plan::unchanged::tests::fixtures();
+        let desired = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "agent-a", "namespace": "agents" },
+        });
+        let live = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "agent-a", "namespace": "agents", "uid": "1" },
+            "spec": { "replicas": 1 },
+        });
         let rendered = Arc::new(Rendered {
-            kubernetes: vec![DesiredObject::from_json(fixtures.desired)],
+            kubernetes: vec![DesiredObject::from_json(desired)],
             jetstream: crate::render::jetstream::DesiredJetStream {
                 streams: Vec::new(),
                 consumers: Vec::new(),
@@ -1117,13 +1013,14 @@ mod tests {
             resource: ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
             namespaced: true,
         };
-        let mut other = fixtures.live.clone();
+        let mut other = live.clone();
         other["metadata"]["name"] = json!("agent-b");
-        let first = json!({ "metadata": { "continue": "next" }, "items": [fixtures.live] });
+        let first = json!({ "metadata": { "continue": "next" }, "items": [live] });
         let last = json!({ "metadata": { "continue": "" }, "items": [other] });
         let (first, last) = (first.to_string(), last.to_string());
 
-        let mut pages = Pages::new(&kind, true);
+        let suffices = |_: &Value, _: &Value| true;
+        let mut pages = Pages::new(&kind, Some(&suffices));
         let token = pages.take(first.clone(), Some(rendered.clone())).unwrap();
         assert_eq!(token.as_deref(), Some("next"));
         assert_eq!(
@@ -1133,23 +1030,23 @@ mod tests {
         let at_once = pages.finish(rendered.clone()).unwrap();
         let read: Vec<(&str, bool)> = at_once
             .iter()
-            .map(|(id, _, unchanged)| (id.name.as_str(), *unchanged))
+            .map(|(id, _, metadata_only)| (id.name.as_str(), *metadata_only))
             .collect();
         assert_eq!(read, [("agent-a", true), ("agent-b", false)]);
         // The rendering done by the second page, or only after the last.
         for done_by_the_second in [true, false] {
-            let mut pages = Pages::new(&kind, true);
+            let mut pages = Pages::new(&kind, Some(&suffices));
             let token = pages.take(first.clone(), None).unwrap();
             assert_eq!(token.as_deref(), Some("next"));
             let rendered_now = done_by_the_second.then(|| rendered.clone());
             assert_eq!(pages.take(last.clone(), rendered_now).unwrap(), None);
             assert_eq!(pages.finish(rendered.clone()).unwrap(), at_once);
         }
-        // Without the proof (--dry-run-all), nothing is proven.
-        let mut pages = Pages::new(&kind, false);
+        // Without a `MetadataSuffices` (plan --dry-run-all), all is kept whole.
+        let mut pages = Pages::new(&kind, None);
         pages.take(first, Some(rendered.clone())).unwrap();
-        let unproven = pages.finish(rendered).unwrap();
-        assert!(unproven.iter().all(|(_, _, unchanged)| !unchanged));
+        let whole = pages.finish(rendered).unwrap();
+        assert!(whole.iter().all(|(_, _, metadata_only)| !metadata_only));
     }
 
     #[test]

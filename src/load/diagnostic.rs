@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 use super::source::{Origin, Sources};
-use crate::report::github;
+use crate::workflow_command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -117,13 +117,13 @@ pub fn github_annotations(diagnostics: &[Diagnostic], sources: &Sources) -> Stri
             Some(origin) => {
                 let (line, col) = sources.line_col(origin);
                 let file = sources.file(origin.file).path.display();
-                github::command(
+                workflow_command::command(
                     command,
                     &[("file", &file), ("line", &line), ("col", &col)],
                     &message,
                 )
             }
-            None => github::command(command, &[], &message),
+            None => workflow_command::command(command, &[], &message),
         });
     }
     out

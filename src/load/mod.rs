@@ -48,36 +48,6 @@ pub fn environment_path(fleet_file: &Path, env: &str) -> PathBuf {
         .join(format!("{env}.toml"))
 }
 
-/// Loads the definition, the first step of every verb: prints every
-/// diagnostic to stderr (and, inside Actions, as GitHub annotations, also on
-/// stderr: the runner reads workflow commands from both streams, and stdout
-/// is the plan or the rendering a program may be parsing), and returns the
-/// fleet only when there were no errors.
-pub fn load_reported(file: &Path, env: Option<&str>) -> anyhow::Result<Option<Fleet>> {
-    use std::io::Write as _;
-    let loaded = load(file, env)?;
-    if !loaded.diagnostics.is_empty() {
-        let mut stderr = anstream::stderr();
-        write!(
-            stderr,
-            "{}",
-            diagnostic::render(&loaded.diagnostics, &loaded.sources, true)
-        )?;
-        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
-            write!(
-                stderr,
-                "{}",
-                diagnostic::github_annotations(&loaded.diagnostics, &loaded.sources)
-            )?;
-        }
-    }
-    if let Some(summary) = problems(&loaded, file) {
-        writeln!(anstream::stderr(), "error: {summary}")?;
-        return Ok(None);
-    }
-    Ok(loaded.fleet)
-}
-
 /// `environments/local.toml has 3 problems`, or `4 problems: 3 in
 /// environments/local.toml, 1 in fleet.toml`, naming the files the errors
 /// are in (a problem in no file counts for `fleet_file`); `None` without
@@ -316,7 +286,7 @@ pub fn load_bytes(
     let mut decoded = decode::decode(&root, env, files);
     diagnostics.extend(decoded.diagnostics);
     if let Some(fleet) = &mut decoded.fleet {
-        diagnostics.extend(check_patches(fleet, &sources));
+        locate_patch_fields(fleet, &sources);
     }
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     Loaded {
@@ -326,11 +296,11 @@ pub fn load_bytes(
     }
 }
 
-/// Each patch names where its fields were written (for the API server's
-/// complaints about them, which come long after loading), and patches an
-/// object the agent has. Which objects an agent has is the renderer's
-/// decision, so it is asked rather than repeated here.
-fn check_patches(fleet: &mut crate::model::Fleet, sources: &Sources) -> Vec<Diagnostic> {
+/// Each patch names where its fields were written, for the API server's
+/// complaints about them, which come long after loading. (Whether the agent
+/// has the object a patch names is the renderer's to say: see
+/// [`crate::definition`].)
+fn locate_patch_fields(fleet: &mut Fleet, sources: &Sources) {
     for agent in &mut fleet.agents {
         for patch in &mut agent.patches {
             for field in &mut patch.fields {
@@ -338,40 +308,6 @@ fn check_patches(fleet: &mut crate::model::Fleet, sources: &Sources) -> Vec<Diag
             }
         }
     }
-    if fleet.agents.iter().all(|a| a.patches.is_empty()) {
-        return Vec::new();
-    }
-    let rendered = crate::render::kube::objects(fleet);
-    let role_label = format!("{}/role", fleet.label_domain);
-    let mut diagnostics = Vec::new();
-    for agent in &fleet.agents {
-        for patch in &agent.patches {
-            let has = rendered.iter().any(|o| {
-                o.id.kind == patch.kind && o.body["metadata"]["labels"][&role_label] == agent.role
-            });
-            if !has {
-                diagnostics.push(
-                    Diagnostic::error(
-                        &patch.kind_origin,
-                        format!("agent `{}` has no {} to patch", agent.role, patch.kind),
-                    )
-                    .with_label("not rendered for this agent")
-                    .with_help(match patch.kind.as_str() {
-                        "HorizontalPodAutoscaler" => "an agent has one with `autoscaling`",
-                        "Role" | "RoleBinding" => "an agent has these with `rbac`",
-                        "ConfigMap" => "an agent has one with `config`",
-                        "PodDisruptionBudget" => {
-                            "an agent has one when it runs more than one replica"
-                        }
-                        "NetworkPolicy" => "an agent has one with `network`",
-                        "Service" => "an agent has one unless `metrics = false`",
-                        _ => "remove the patch",
-                    }),
-                );
-            }
-        }
-    }
-    diagnostics
 }
 
 /// A file that is not UTF-8 (TOML must be), pointing at its first bad byte.

@@ -314,11 +314,13 @@ pub fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
 pub const JETSTREAM_MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
 /// Why a duration was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BadDuration {
     /// Not a number with a unit.
+    #[error("not a duration (a number with a unit: 30s, 5m, 1h30m, 7d)")]
     Syntax,
     /// Longer than a [`Duration`] holds.
+    #[error("longer than any duration can be")]
     TooLong,
 }
 
@@ -366,13 +368,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
 }
 
 /// Why a byte size was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BadSize {
     /// Not a quantity (or negative).
+    #[error("not a size (a whole number of bytes, such as 512Mi or 1G)")]
     Syntax,
     /// A fraction of a byte, such as `500m` or `1.3`.
+    #[error("a fraction of a byte")]
     NotWhole,
     /// More than 128 bits hold.
+    #[error("larger than any size can be")]
     TooLarge,
 }
 

@@ -6,15 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 
-/// Index of a file in [`Sources`].
-pub type FileId = usize;
-
-/// Where a value or key was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub file: FileId,
-    pub span: Range<usize>,
-}
+pub use crate::model::{FileId, Origin};
 
 #[derive(Debug)]
 pub struct SourceFile {
@@ -270,7 +262,7 @@ mod tests {
 
     #[test]
     fn the_end_of_the_file_is_on_its_last_line() {
-        // Found by tests/load_fuzz.rs: an unclosed inline table is reported
+        // Found by tests/it/load_fuzz.rs: an unclosed inline table is reported
         // at the end of the file, which the report showed as 2:6 and the
         // GitHub annotation as 3:1, a line the file does not have.
         let mut sources = Sources::default();

@@ -14,9 +14,10 @@ use super::identity::Claimant;
 use super::lease::{Place, status_code, write_params};
 use super::renewal::Held;
 use super::take::{Busy, Event, Taken, take};
-use crate::live::kube::Cluster;
+use crate::client::kube::Cluster;
+use crate::client::{explain, retry};
+use crate::ownership;
 use crate::render::ObjectRef;
-use crate::{explain, ownership, retry};
 
 /// The deploy lock of one fleet in one namespace, as `apply` uses it.
 pub struct DeployLock {

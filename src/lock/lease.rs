@@ -11,9 +11,10 @@ use super::clock::ServerClock;
 use super::decision::Observed;
 use super::record::emptied;
 use super::{MAX_CONFLICTS, lease_name};
-use crate::live::kube::Cluster;
+use crate::client::kube::Cluster;
+use crate::client::{explain, retry};
+use crate::ownership;
 use crate::render::ObjectRef;
-use crate::{explain, ownership, retry};
 
 /// Where the lock lives.
 #[derive(Clone)]

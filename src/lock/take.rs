@@ -16,7 +16,7 @@ use super::lease::{Place, status_code, write_params};
 use super::record::claimed;
 use super::renewal::Held;
 use super::{MAX_CONFLICTS, Options};
-use crate::retry;
+use crate::client::retry;
 
 /// How often a waiting apply reads the Lease again.
 const POLL: Duration = Duration::from_secs(1);

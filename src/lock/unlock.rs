@@ -7,7 +7,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use super::holder::{Holder, holder_of};
 use super::lease::{Place, status_code, write_params};
 use super::record::emptied;
-use crate::live::kube::Cluster;
+use crate::client::kube::Cluster;
 
 /// The lock as it stands, for `plan` and `unlock`.
 pub struct Standing {

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::kube::unified_diff;
+use super::diff::unified_diff;
 use super::{Action, Change, Target};
+use crate::client::kube::Cluster;
 use crate::credentials::{
     EXPIRES_ANNOTATION, PERMISSIONS_ANNOTATION as NATS_PERMISSIONS_ANNOTATION, Permissions,
     RECORDED_ANNOTATION, USER_ANNOTATION,
 };
-use crate::live::kube::Cluster;
 use crate::model::NatsCredentials;
 use crate::redact::Body;
 use crate::render::{DesiredObject, ObjectRef, Wave};
@@ -61,7 +61,7 @@ pub async fn read(
         kube::Api::namespaced(cluster.client.clone(), namespace);
     let mut out = BTreeMap::new();
     for name in names {
-        let metadata = crate::retry::kube(|| api.get_metadata_opt(&name))
+        let metadata = crate::client::retry::kube(|| api.get_metadata_opt(&name))
             .await
             .map_err(|err| {
                 anyhow::anyhow!(

@@ -11,24 +11,16 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::kube::{Planned, block_writes_not_allowed, unified_diff};
+use super::diff::unified_diff;
+use super::kube::{Planned, block_writes_not_allowed};
 use super::{Action, Change, Target};
-use crate::live::kube::{Cluster, LiveState, NamespaceState};
+use crate::client::kube::Cluster;
+use crate::live::kube::{LiveState, NamespaceState, Resident};
 use crate::ownership;
 use crate::render::{ObjectRef, Wave};
 
 /// Objects listed in a namespace left standing, at most: the rest are counted.
 const NAMED_AT_MOST: usize = 5;
-
-/// An object found in the fleet's namespace, of any kind (by its metadata).
-#[derive(Debug, Clone)]
-pub struct Resident {
-    pub id: ObjectRef,
-    pub uid: String,
-    pub labels: serde_json::Map<String, Value>,
-    /// The uids its ownerReferences name: it goes when they go.
-    pub owners: Vec<String>,
-}
 
 /// What a tear-down plan needs besides the live state.
 pub struct Teardown<'a> {

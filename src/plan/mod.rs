@@ -6,9 +6,12 @@
 pub mod compare;
 pub mod credentials;
 pub mod destroy;
+pub mod diff;
+pub mod fit;
 pub mod handover;
 pub mod jetstream;
 pub mod kube;
+pub mod refusal;
 pub mod selection;
 pub mod takeover;
 pub mod unchanged;

@@ -82,7 +82,7 @@ pub fn proven_unchanged(desired: &Value, live: &Value) -> bool {
 /// Fleet's field set without the provenance annotations apply records on
 /// the ApplySet parent besides the rendered body. A dry run of the body
 /// would drop them, but plans compare without them
-/// ([`super::kube::comparable`]), so they are no change either way. Only the
+/// ([`super::diff::comparable`]), so they are no change either way. Only the
 /// parent has them, so only the parent's set is copied.
 fn without_provenance(fields: &Map<String, Value>) -> Cow<'_, Map<String, Value>> {
     let provenance = |path: &str| {
@@ -272,7 +272,7 @@ fn same_stored(desired: &Value, live: &Value, place: Place<'_>) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use serde_json::json;
 
     use super::*;
@@ -342,20 +342,6 @@ pub(crate) mod tests {
               "apiVersion": "apps/v1", "fieldsType": "FieldsV1" }
         ]);
         live
-    }
-
-    /// A desired Deployment and the live object that proves it unchanged,
-    /// for the tests of what reads live objects.
-    pub(crate) struct Fixtures {
-        pub desired: Value,
-        pub live: Value,
-    }
-
-    pub(crate) fn fixtures() -> Fixtures {
-        Fixtures {
-            desired: desired(),
-            live: live(),
-        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{Node, PodSpec};
 use serde_json::Value;
 
-use crate::apply::rollout::fit;
+use super::fit;
 use crate::live::jetstream::LiveJetStream;
 use crate::live::kube::{EXTERNAL_METRICS_GROUP, WiringState};
 use crate::plan::{Change, Target};

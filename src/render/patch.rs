@@ -26,9 +26,7 @@ pub fn apply(fleet: &Fleet, objects: &mut [DesiredObject]) {
     }
 }
 
-/// The directive's key and its one value.
-pub const DIRECTIVE: &str = "$patch";
-pub const DELETE: &str = "delete";
+pub use crate::model::{PATCH_DELETE as DELETE, PATCH_DIRECTIVE as DIRECTIVE};
 
 /// Whether a patch value says "remove this" (`{ "$patch" = "delete" }`, or
 /// a named item with it).

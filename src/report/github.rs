@@ -6,10 +6,10 @@
 //! Workflow commands go to stderr: the runner reads them there too, and
 //! stdout stays the plan (JSON for `--format json`).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::plan::{Action, Change, Plan, Target};
+use crate::workflow_command::command;
 
 /// GitHub cuts a step summary above 1 MiB; keep well under it.
 pub const STEP_SUMMARY_MAX_BYTES: usize = 1_000_000;
@@ -160,32 +160,6 @@ pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
-/// One workflow command, a line of its own:
-/// `::name key=value,key=value::message`, escaped as the runner unescapes
-/// it (`%`, CR and LF everywhere; also `:` and `,` in values), after
-/// <https://github.com/actions/toolkit/blob/main/packages/core/src/command.ts>.
-pub fn command(name: &str, properties: &[(&str, &dyn fmt::Display)], message: &str) -> String {
-    let properties = properties
-        .iter()
-        .map(|(key, value)| format!("{key}={}", escape_property(&value.to_string())))
-        .collect::<Vec<_>>()
-        .join(",");
-    let space = if properties.is_empty() { "" } else { " " };
-    format!("::{name}{space}{properties}::{}\n", escape_data(message))
-}
-
-/// A workflow command's message: `%`, CR and LF escaped.
-fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// A workflow command's property: also `:` and `,`.
-fn escape_property(text: &str) -> String {
-    escape_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,19 +248,6 @@ mod tests {
         assert_eq!(declaration_line(toml, "agents", "x"), Some(3));
         assert_eq!(declaration_line(toml, "streams", "tasks"), Some(4));
         assert_eq!(declaration_line(toml, "agents", "dev"), None);
-    }
-
-    #[test]
-    fn workflow_commands_escape_their_message_and_properties() {
-        assert_eq!(
-            command(
-                "error",
-                &[("file", &"a:b,c.toml"), ("line", &3)],
-                "100%\r\nsure: yes, really"
-            ),
-            "::error file=a%3Ab%2Cc.toml,line=3::100%25%0D%0Asure: yes, really\n"
-        );
-        assert_eq!(command("group", &[], "x"), "::group::x\n");
     }
 
     #[test]

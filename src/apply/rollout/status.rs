@@ -11,7 +11,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
 
-use super::fit;
+use crate::plan::fit;
 
 /// The annotation the deployment controller puts on a Deployment and on its
 /// ReplicaSet of the same revision: it names the newest ReplicaSet.

@@ -8,8 +8,8 @@ use serde_json::{Map, Value as Json};
 use crate::load::diagnostic::Diagnostic;
 use crate::load::read::{Reader, suggest};
 use crate::load::source::{Node, Table, Value};
+use crate::model::{PATCH_DELETE as DELETE, PATCH_DIRECTIVE as DIRECTIVE};
 use crate::model::{Patch, PatchedField};
-use crate::render::patch::{DELETE, DIRECTIVE};
 
 /// The kinds an agent's objects have.
 pub const PATCHABLE_KINDS: &[&str] = &[

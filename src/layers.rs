@@ -1,0 +1,152 @@
+//! The direction of the pipeline, checked: each top-level module may use
+//! only the modules before it in [`ORDER`], so no stage reaches forward
+//! (live into plan, load into render) and no two modules need each other.
+//! A new module takes its place in the list; a `use` that breaks the order
+//! fails `cargo test` with the file that has it.
+
+use std::path::{Path, PathBuf};
+
+/// Every top-level module, each after everything it uses.
+const ORDER: &[&str] = &[
+    // Leaves: no fleet module below them but each other.
+    "redact",
+    "quantity",
+    "subject",
+    "process",
+    "workflow_command",
+    "managed_fields",
+    "interrupt",
+    "ownership",
+    "credentials",
+    // The pure pipeline: files -> model -> desired state.
+    "model",
+    "load",
+    "render",
+    "definition",
+    "provenance",
+    // The servers: one client module, then what reads through it.
+    "client",
+    "live",
+    "lock",
+    // Deciding, then doing, then telling.
+    "plan",
+    "access",
+    "apply",
+    "report",
+    "import",
+    "deploy",
+    // The command line, outermost.
+    "cli",
+    "commands",
+];
+
+/// The source files of `module` (a file, or a directory of them).
+fn files_of(src: &Path, module: &str) -> Vec<PathBuf> {
+    let file = src.join(format!("{module}.rs"));
+    let mut files = Vec::new();
+    if file.exists() {
+        files.push(file);
+    }
+    let mut dirs = vec![src.join(module)];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// The fleet modules a file's code names (`crate::x`, `use crate::{x, ..}`),
+/// leaving out comments and its tests.
+fn modules_named(text: &str) -> Vec<&'static str> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let code: String = code
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut named = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let words: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group
+                .split('}')
+                .next()
+                .unwrap_or_default()
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .map(|path| path.split("::").next().unwrap_or_default())
+                .collect(),
+            None => vec![
+                rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or_default(),
+            ],
+        };
+        named.extend(
+            words
+                .into_iter()
+                .filter_map(|word| ORDER.iter().find(|m| **m == word).copied()),
+        );
+    }
+    named
+}
+
+#[test]
+fn every_module_uses_only_those_before_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    for (at, module) in ORDER.iter().enumerate() {
+        let files = files_of(&src, module);
+        assert!(!files.is_empty(), "src/{module}: no such module");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for named in modules_named(&text) {
+                let named_at = ORDER.iter().position(|m| *m == named).unwrap();
+                if named_at > at {
+                    wrong.push(format!(
+                        "{} uses crate::{named}, which comes after {module} (src/layers.rs ORDER)",
+                        file.strip_prefix(&src).unwrap().display()
+                    ));
+                }
+            }
+        }
+    }
+    wrong.sort();
+    wrong.dedup();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_module_has_its_place() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    for line in lib.lines() {
+        let declared = line
+            .trim()
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .strip_prefix("mod ")
+            .and_then(|rest| rest.strip_suffix(';'));
+        if let Some(module) = declared.filter(|m| *m != "layers") {
+            assert!(
+                ORDER.contains(&module),
+                "src/layers.rs ORDER lacks `{module}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_forward_use_is_found() {
+    let text = "//! crate::plan in a comment\nuse crate::{model, plan::Plan};\nfn f() { crate::apply::x(); }\n#[cfg(test)]\nuse crate::deploy;";
+    assert_eq!(modules_named(text), ["model", "plan", "apply"]);
+}
