@@ -413,6 +413,16 @@ pub(super) mod testing {
         }
     }
 
+    /// [`agent`], with a consumer (from [defaults]) of stream `tasks`.
+    pub(in crate::load::decode::agent) fn consuming(lines: &str) -> Result<Agent, Vec<String>> {
+        Definition {
+            agent: lines,
+            defaults: &format!("consumer = {{ stream = \"tasks\" }}\n{TASKS}"),
+            ..Definition::default()
+        }
+        .result()
+    }
+
     /// Agent `a` with `lines` under `[agents.a]` (from line 2), or every
     /// diagnostic when there is any (a warning too).
     pub(in crate::load::decode::agent) fn agent(lines: &str) -> Result<Agent, Vec<String>> {
