@@ -423,6 +423,37 @@ mod tests {
     }
 
     #[test]
+    fn keda_reads_the_first_nats_servers_host_on_port_8222() {
+        let endpoint = |url: &str| {
+            let a = consuming(&format!(
+                "nats_url = \"{url}\"\nautoscaling = {{ engine = \"keda\", max = 3, pending_per_replica = 2 }}"
+            ))
+            .unwrap();
+            match a.autoscaling.unwrap().engine {
+                Engine::Keda(keda) => keda.monitoring_endpoint,
+                Engine::Hpa => panic!("an HPA for {url}"),
+            }
+        };
+        assert_eq!(
+            endpoint("nats://agent:s3cret@nats.messaging.svc:4222,nats://backup:4222"),
+            "nats.messaging.svc:8222"
+        );
+        assert_eq!(endpoint("tls://[fd00::1]:4222"), "[fd00::1]:8222");
+        assert_eq!(
+            Definition {
+                agent: "autoscaling = { engine = \"keda\", max = 3, pending_per_replica = 2 }",
+                defaults: &format!(
+                    "consumer = {{ stream = \"tasks\" }}\n{TASKS}[environment]\nnats_monitoring = \"nats:8222/varz\""
+                ),
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            ["15:19: `nats:8222/varz` is not a NATS monitoring endpoint"]
+        );
+    }
+
+    #[test]
     fn the_agents_own_engine_wins_then_its_profiles_then_the_defaults() {
         let engine = |agent: &str| {
             let a = Definition {
