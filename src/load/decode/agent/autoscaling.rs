@@ -336,3 +336,254 @@ pub(super) fn decode_scaling(
             .map_or(defaults.period_seconds, |v| v.value),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Definition, TASKS, agent, consuming};
+    use crate::model::*;
+
+    const SCALE_UP: ScalingRules = ScalingRules {
+        stabilization_window_seconds: 60,
+        pods: Some(2),
+        percent: None,
+        period_seconds: 120,
+    };
+    const SCALE_DOWN: ScalingRules = ScalingRules {
+        stabilization_window_seconds: 300,
+        pods: Some(1),
+        percent: None,
+        period_seconds: 300,
+    };
+
+    #[test]
+    fn an_hpa_by_default_with_the_seeds_scaling_rules() {
+        let a = agent(
+            "resources = { requests = { cpu = \"1\" } }\nautoscaling = { max = 4, cpu_utilization = 80 }",
+        )
+        .unwrap();
+        assert_eq!(
+            a.autoscaling,
+            Some(Autoscaling {
+                engine: Engine::Hpa,
+                min_replicas: 1,
+                max_replicas: 4,
+                pending_per_replica: None,
+                memory_utilization: None,
+                cpu_utilization: Some(80),
+                scale_up: SCALE_UP,
+                scale_down: SCALE_DOWN,
+            })
+        );
+        let off = agent("autoscaling = { enabled = false, max = 4 }").unwrap();
+        assert_eq!(off.autoscaling, None);
+    }
+
+    #[test]
+    fn keda_reads_nats_beside_the_agents_server_unless_the_environment_says() {
+        let a = consuming(
+            "autoscaling = { engine = \"keda\", min = 0, max = 3, pending_per_replica = 2 }",
+        )
+        .unwrap()
+        .autoscaling
+        .unwrap();
+        assert_eq!((a.min_replicas, a.max_replicas), (0, 3));
+        assert_eq!(
+            a.engine,
+            Engine::Keda(Keda {
+                monitoring_endpoint: "nats:8222".into(),
+                monitoring_https: false,
+                account: "$G".into(),
+                activation_pending: 0,
+                polling_interval_seconds: 30,
+                cooldown_seconds: 300,
+                fallback_replicas: None,
+            })
+        );
+        let a = Definition {
+            agent: "autoscaling = { engine = \"keda\", max = 3, pending_per_replica = 2, activation_pending = 5, polling_interval = \"10s\", cooldown = \"1m\", fallback = 2 }",
+            defaults: &format!(
+                "consumer = {{ stream = \"tasks\" }}\n{TASKS}[environment]\nnats_monitoring = \"https://mon.nats:8222/\"\nnats_account = \"A\""
+            ),
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(
+            a.autoscaling.unwrap().engine,
+            Engine::Keda(Keda {
+                monitoring_endpoint: "mon.nats:8222".into(),
+                monitoring_https: true,
+                account: "A".into(),
+                activation_pending: 5,
+                polling_interval_seconds: 10,
+                cooldown_seconds: 60,
+                fallback_replicas: Some(2),
+            })
+        );
+    }
+
+    #[test]
+    fn keda_reads_the_first_nats_servers_host_on_port_8222() {
+        let endpoint = |url: &str| {
+            let a = consuming(&format!(
+                "nats_url = \"{url}\"\nautoscaling = {{ engine = \"keda\", max = 3, pending_per_replica = 2 }}"
+            ))
+            .unwrap();
+            match a.autoscaling.unwrap().engine {
+                Engine::Keda(keda) => keda.monitoring_endpoint,
+                Engine::Hpa => panic!("an HPA for {url}"),
+            }
+        };
+        assert_eq!(
+            endpoint("nats://agent:s3cret@nats.messaging.svc:4222,nats://backup:4222"),
+            "nats.messaging.svc:8222"
+        );
+        assert_eq!(endpoint("tls://[fd00::1]:4222"), "[fd00::1]:8222");
+        assert_eq!(
+            Definition {
+                agent: "autoscaling = { engine = \"keda\", max = 3, pending_per_replica = 2 }",
+                defaults: &format!(
+                    "consumer = {{ stream = \"tasks\" }}\n{TASKS}[environment]\nnats_monitoring = \"nats:8222/varz\""
+                ),
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            ["15:19: `nats:8222/varz` is not a NATS monitoring endpoint"]
+        );
+    }
+
+    #[test]
+    fn the_agents_own_engine_wins_then_its_profiles_then_the_defaults() {
+        let engine = |agent: &str| {
+            let a = Definition {
+                agent,
+                defaults: &format!(
+                    "consumer = {{ stream = \"tasks\" }}\nautoscaling = {{ engine = \"keda\" }}\n{TASKS}[profiles.steady]\nautoscaling = {{ engine = \"hpa\" }}"
+                ),
+                ..Definition::default()
+            }
+            .result()
+            .unwrap();
+            match a.autoscaling.unwrap().engine {
+                Engine::Hpa => "hpa",
+                Engine::Keda(_) => "keda",
+            }
+        };
+        let scaled = "autoscaling = { max = 3, pending_per_replica = 2";
+        assert_eq!(engine(&format!("{scaled} }}")), "keda");
+        assert_eq!(engine(&format!("profile = \"steady\"\n{scaled} }}")), "hpa");
+        assert_eq!(
+            engine(&format!(
+                "profile = \"steady\"\n{scaled}, engine = \"keda\" }}"
+            )),
+            "keda"
+        );
+    }
+
+    #[test]
+    fn min_zero_needs_the_keda_engine_and_pending_tasks_to_wake_on() {
+        assert_eq!(
+            consuming("autoscaling = { min = 0, max = 3, pending_per_replica = 2 }").unwrap_err(),
+            ["2:23: autoscaling min = 0 needs `engine = \"keda\"`"]
+        );
+        assert_eq!(
+            agent(
+                "resources = { requests = { cpu = \"1\" } }\nautoscaling = { engine = \"keda\", min = 0, max = 3, cpu_utilization = 80 }"
+            )
+            .unwrap_err(),
+            ["3:40: scaling to zero needs `pending_per_replica`"]
+        );
+    }
+
+    #[test]
+    fn autoscaling_needs_a_max_a_metric_and_min_at_most_max() {
+        assert_eq!(
+            agent("autoscaling = { min = 2 }").unwrap_err(),
+            [
+                "2:1: autoscaling has no `max`",
+                "2:1: autoscaling has no metric"
+            ]
+        );
+        assert_eq!(
+            consuming("autoscaling = { min = 5, max = 3, pending_per_replica = 2 }").unwrap_err(),
+            ["2:23: autoscaling min (5) is above max (3)"]
+        );
+    }
+
+    #[test]
+    fn utilization_needs_a_request_of_that_resource() {
+        assert_eq!(
+            agent("autoscaling = { max = 3, memory_utilization = 80, cpu_utilization = 70 }")
+                .unwrap_err(),
+            [
+                "2:47: autoscaling on memory utilization needs a memory request",
+                "2:69: autoscaling on CPU utilization needs a CPU request",
+            ]
+        );
+        let a = agent("profile = \"observer\"\nautoscaling = { max = 3, memory_utilization = 80, cpu_utilization = 70 }")
+            .unwrap();
+        let a = a.autoscaling.unwrap();
+        assert_eq!(
+            (a.memory_utilization, a.cpu_utilization),
+            (Some(80), Some(70))
+        );
+    }
+
+    #[test]
+    fn keda_settings_are_refused_with_the_hpa_and_checked_with_keda() {
+        assert_eq!(
+            agent("profile = \"observer\"\nautoscaling = { max = 3, cpu_utilization = 80, cooldown = \"1m\", fallback = 1 }")
+                .unwrap_err(),
+            [
+                "3:48: `cooldown` is a KEDA setting",
+                "3:65: `fallback` is a KEDA setting",
+            ]
+        );
+        assert_eq!(
+            agent("profile = \"observer\"\nautoscaling = { engine = \"Keda\", max = 3, cpu_utilization = 80 }")
+                .unwrap_err(),
+            ["3:26: `Keda` is not an autoscaling engine"]
+        );
+        assert_eq!(
+            agent("profile = \"observer\"\nautoscaling = { engine = \"keda\", max = 3, cpu_utilization = 80, polling_interval = \"0s\", fallback = 1 }")
+                .unwrap_err(),
+            [
+                "3:84: `polling_interval` must be at least 1s",
+                "3:101: `fallback` needs `pending_per_replica`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_scaling_policy_of_the_agents_replaces_the_default_one() {
+        let a = agent(
+            "profile = \"observer\"\nautoscaling = { max = 3, cpu_utilization = 80, scale_up = { percent = 100 }, scale_down = { stabilization = \"1m\", pods = 2, percent = 50, period = \"30s\" } }",
+        )
+        .unwrap()
+        .autoscaling
+        .unwrap();
+        assert_eq!(
+            a.scale_up,
+            ScalingRules {
+                percent: Some(100),
+                pods: None,
+                ..SCALE_UP
+            }
+        );
+        assert_eq!(
+            a.scale_down,
+            ScalingRules {
+                stabilization_window_seconds: 60,
+                pods: Some(2),
+                percent: Some(50),
+                period_seconds: 30,
+            }
+        );
+        assert_eq!(
+            agent("profile = \"observer\"\nautoscaling = { max = 3, cpu_utilization = 80, scale_down = { percent = 150 } }")
+                .unwrap_err(),
+            ["3:73: 150 is out of range"]
+        );
+    }
+}

@@ -116,3 +116,132 @@ pub(super) fn pod_count(r: &mut Reader, node: &Node) -> Option<At<PodCount>> {
         origin: node.origin.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Definition, agent};
+    use crate::model::{DisruptionBudget, PodCount};
+
+    fn budget(lines: &str) -> Option<DisruptionBudget> {
+        agent(lines).unwrap().disruption_budget
+    }
+
+    #[test]
+    fn the_default_budget_lets_one_pod_go_at_a_time() {
+        let one = Some(DisruptionBudget::MaxUnavailable(PodCount::Count(1)));
+        assert_eq!(budget(""), one);
+        assert_eq!(budget("disruption_budget = {}"), one);
+        assert_eq!(budget("disruption_budget = { enabled = false }"), None);
+    }
+
+    #[test]
+    fn a_budget_is_a_count_or_a_percentage_of_pods() {
+        assert_eq!(
+            budget("disruption_budget = { max_unavailable = \"25%\" }"),
+            Some(DisruptionBudget::MaxUnavailable(PodCount::Percent(25)))
+        );
+        assert_eq!(
+            budget("disruption_budget = { min_available = 2 }"),
+            Some(DisruptionBudget::MinAvailable(PodCount::Count(2)))
+        );
+    }
+
+    #[test]
+    fn the_overlays_min_or_max_replaces_the_one_beneath() {
+        // The agent's own over [defaults].
+        let a = Definition {
+            agent: "disruption_budget = { min_available = 1 }",
+            defaults: "disruption_budget = { max_unavailable = 2 }",
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(
+            a.disruption_budget,
+            Some(DisruptionBudget::MinAvailable(PodCount::Count(1)))
+        );
+        // The environment's over fleet.toml.
+        let a = Definition {
+            agent: "disruption_budget = { min_available = 1 }",
+            environment: Some("[agents.a]\ndisruption_budget = { max_unavailable = \"50%\" }\n"),
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(
+            a.disruption_budget,
+            Some(DisruptionBudget::MaxUnavailable(PodCount::Percent(50)))
+        );
+    }
+
+    #[test]
+    fn min_and_max_in_one_place_are_refused() {
+        assert_eq!(
+            agent("disruption_budget = { min_available = 1, max_unavailable = 1 }").unwrap_err(),
+            ["2:42: a disruption budget takes `min_available` or `max_unavailable`, not both"]
+        );
+    }
+
+    #[test]
+    fn a_budget_that_lets_no_pod_go_is_a_warning() {
+        for (lines, col, kept) in [
+            (
+                "disruption_budget = { max_unavailable = 0 }",
+                41,
+                DisruptionBudget::MaxUnavailable(PodCount::Count(0)),
+            ),
+            (
+                "disruption_budget = { max_unavailable = \"0%\" }",
+                41,
+                DisruptionBudget::MaxUnavailable(PodCount::Percent(0)),
+            ),
+            (
+                "disruption_budget = { min_available = \"100%\" }",
+                39,
+                DisruptionBudget::MinAvailable(PodCount::Percent(100)),
+            ),
+        ] {
+            let (a, diagnostics) = Definition {
+                agent: lines,
+                ..Definition::default()
+            }
+            .load();
+            assert_eq!(
+                diagnostics,
+                [format!(
+                    "2:{col}: warning: this disruption budget lets no pod be evicted"
+                )],
+                "{lines}"
+            );
+            assert_eq!(a.unwrap().disruption_budget, Some(kept), "{lines}");
+        }
+    }
+
+    #[test]
+    fn a_pod_count_is_a_whole_number_or_a_percentage_up_to_100() {
+        assert_eq!(
+            agent("disruption_budget = { max_unavailable = \"150%\" }").unwrap_err(),
+            ["2:41: `150%` is more than 100%"]
+        );
+        assert_eq!(
+            agent("disruption_budget = { min_available = \"two\" }").unwrap_err(),
+            ["2:39: `two` is not a pod count or percentage"]
+        );
+        assert_eq!(
+            agent("disruption_budget = { min_available = \"%\" }").unwrap_err(),
+            ["2:39: `%` is not a pod count or percentage"]
+        );
+        assert_eq!(
+            agent("disruption_budget = { max_unavailable = 1.5 }").unwrap_err(),
+            ["2:41: expected a number of pods or a percentage, found a float"]
+        );
+        assert_eq!(
+            agent("disruption_budget = { max_unavailable = -1 }").unwrap_err(),
+            ["2:41: -1 is out of range"]
+        );
+        assert_eq!(
+            agent("disruption_budget = { max_unavailabe = 1 }").unwrap_err(),
+            ["2:23: unknown key `max_unavailabe` in disruption_budget"]
+        );
+    }
+}

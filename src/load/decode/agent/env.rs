@@ -191,3 +191,138 @@ pub(super) fn valid_env_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Definition, agent};
+    use crate::model::*;
+
+    fn var(name: &str, value: EnvValue) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn env_takes_literals_and_keys_of_secrets_and_config_maps_in_order() {
+        let a = agent(
+            "env = { LOG = \"debug\", TOKEN = { secret = \"api\", key = \"token\" }, DB_HOST = { config_map = \"db\", key = \"host\" } }",
+        )
+        .unwrap();
+        assert_eq!(
+            a.env,
+            [
+                var("LOG", EnvValue::Literal("debug".into())),
+                var(
+                    "TOKEN",
+                    EnvValue::Secret {
+                        name: "api".into(),
+                        key: "token".into()
+                    }
+                ),
+                var(
+                    "DB_HOST",
+                    EnvValue::ConfigMap {
+                        name: "db".into(),
+                        key: "host".into()
+                    }
+                ),
+            ]
+        );
+        assert_eq!(agent("").unwrap().env, []);
+    }
+
+    #[test]
+    fn an_env_secret_reference_needs_a_key_and_a_source() {
+        assert_eq!(
+            agent("env = { API_TOKEN = { secret = \"api\" } }").unwrap_err(),
+            ["2:21: env `API_TOKEN` has no `key`"]
+        );
+        assert_eq!(
+            agent("env = { API_TOKEN = { key = \"token\" } }").unwrap_err(),
+            ["2:21: env `API_TOKEN` names no Secret or ConfigMap"]
+        );
+        assert_eq!(
+            agent("env = { API_TOKEN = { secret = \"Api_Secret\", key = \"token\" } }")
+                .unwrap_err(),
+            ["2:32: `Api_Secret` is not a valid Secret name"]
+        );
+    }
+
+    #[test]
+    fn names_fleet_sets_and_invalid_names_and_values_are_refused() {
+        assert_eq!(
+            agent("env = { NATS_URL = \"nats://other:4222\", 1PASSWORD = \"x\", PORT = 8080 }")
+                .unwrap_err(),
+            [
+                "2:9: `NATS_URL` is set by fleet and cannot be set in `env`",
+                "2:41: `1PASSWORD` is not a valid environment variable name",
+                "2:65: expected a string, or { secret = \"name\", key = \"key\" } (or config_map)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_secret_and_a_config_map_meet_only_when_an_overlay_switches_source() {
+        assert_eq!(
+            agent("env = { DB = { secret = \"db\", config_map = \"db\", key = \"host\" } }")
+                .unwrap_err(),
+            ["2:31: env `DB` names both a Secret and a ConfigMap"]
+        );
+        let config_map = Some(var(
+            "DB",
+            EnvValue::ConfigMap {
+                name: "db".into(),
+                key: "host".into(),
+            },
+        ));
+        // The environment's over fleet.toml.
+        let a = Definition {
+            agent: "env = { DB = { secret = \"db\", key = \"host\" } }",
+            environment: Some("[agents.a]\nenv = { DB = { config_map = \"db\" } }\n"),
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(a.env.into_iter().next(), config_map);
+        // The agent's own over [defaults].
+        let a = Definition {
+            agent: "env = { DB = { config_map = \"db\" } }",
+            defaults: "env = { DB = { secret = \"db\", key = \"host\" } }",
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(a.env.into_iter().next(), config_map);
+    }
+
+    #[test]
+    fn env_from_takes_whole_objects_with_an_optional_prefix() {
+        let a = agent(
+            "env_from = [{ config_map = \"settings\" }, { secret = \"db\", prefix = \"DB_\" }]",
+        )
+        .unwrap();
+        assert_eq!(
+            a.env_from,
+            [
+                EnvFrom {
+                    source: ObjectRef::ConfigMap("settings".into()),
+                    prefix: None,
+                },
+                EnvFrom {
+                    source: ObjectRef::Secret("db".into()),
+                    prefix: Some("DB_".into()),
+                },
+            ]
+        );
+        assert_eq!(
+            agent("env_from = [{ prefix = \"DB_\" }, { secret = \"db\", prefix = \"db-\" }]")
+                .unwrap_err(),
+            [
+                "2:13: an env_from source names no Secret or ConfigMap",
+                "2:59: `db-` is not a valid variable name prefix",
+            ]
+        );
+    }
+}

@@ -320,3 +320,202 @@ fn names_namespace(url: &str, namespace: &str) -> bool {
         host.split('.').nth(1) == Some(namespace)
     })
 }
+
+/// Loading one agent, `a`, through the real loader, for the sub-table
+/// modules' tests.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use crate::load::diagnostic::Severity;
+    use crate::load::{MapFiles, load_str};
+    use crate::model::Agent;
+
+    /// A fleet whose agent `a` starts on line 1 of fleet.toml: the agent's
+    /// lines are from line 2 on. Then `[fleet]` (`name`, `namespace`, then
+    /// `fleet`'s lines) and `[defaults]` (`image`, `nats_url`, then
+    /// `defaults`' lines): with a one-line agent and no `fleet`, `defaults`
+    /// starts on line 10.
+    #[derive(Default)]
+    pub(in crate::load::decode::agent) struct Definition<'a> {
+        /// Under `[agents.a]`, from line 2.
+        pub agent: &'a str,
+        /// More keys of `[fleet]` (which has `name` and `namespace`).
+        pub fleet: &'a str,
+        /// More keys of `[defaults]` (which has `image` and `nats_url`), then
+        /// any further tables (`[profiles.x]`, `[streams.x]`, ...).
+        pub defaults: &'a str,
+        /// environments/e.toml, loaded over fleet.toml as environment `e`.
+        pub environment: Option<&'a str>,
+        /// Config files by path.
+        pub files: &'a [(&'a str, &'a str)],
+    }
+
+    /// A stream `tasks` on `tasks.>` (a work queue), for `defaults`.
+    pub(in crate::load::decode::agent) const TASKS: &str =
+        "[streams.tasks]\nsubjects = [\"tasks.>\"]\nretention = \"workqueue\"\n";
+
+    impl Definition<'_> {
+        /// The agent (when the load had no error) and every diagnostic, as
+        /// `line:col: message`, `line:col: warning: message`, with the
+        /// file's path first when it is not fleet.toml.
+        pub(in crate::load::decode::agent) fn load(&self) -> (Option<Agent>, Vec<String>) {
+            let text = format!(
+                "[agents.a]\n{}\n[fleet]\nname = \"f\"\nnamespace = \"ns\"\n{}\n[defaults]\nimage = \"agent:1\"\nnats_url = \"nats://nats:4222\"\n{}\n",
+                self.agent, self.fleet, self.defaults
+            );
+            let files = self
+                .files
+                .iter()
+                .map(|(path, text)| (path.to_string(), text.to_string()))
+                .collect::<BTreeMap<_, _>>();
+            let loaded = load_str(
+                Path::new("fleet.toml"),
+                &text,
+                self.environment
+                    .map(|text| (Path::new("environments/e.toml"), text)),
+                self.environment.map(|_| "e"),
+                &MapFiles(files),
+            );
+            let diagnostics = loaded
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let mut at = String::new();
+                    if let Some(origin) = &d.origin {
+                        let path = &loaded.sources.file(origin.file).path;
+                        if path != Path::new("fleet.toml") {
+                            at = format!("{}:", path.display());
+                        }
+                        let (line, col) = loaded.sources.line_col(origin);
+                        at = format!("{at}{line}:{col}: ");
+                    }
+                    let severity = match d.severity {
+                        Severity::Error => "",
+                        Severity::Warning => "warning: ",
+                    };
+                    format!("{at}{severity}{}", d.message)
+                })
+                .collect();
+            let agent = loaded
+                .fleet
+                .and_then(|f| f.agents.into_iter().find(|a| a.role == "a"));
+            (agent, diagnostics)
+        }
+
+        /// [`Definition::load`]'s agent, or its diagnostics when there is any.
+        pub(in crate::load::decode::agent) fn result(&self) -> Result<Agent, Vec<String>> {
+            match self.load() {
+                (Some(agent), diagnostics) if diagnostics.is_empty() => Ok(agent),
+                (_, diagnostics) => Err(diagnostics),
+            }
+        }
+    }
+
+    /// [`agent`], with a consumer (from [defaults]) of stream `tasks`.
+    pub(in crate::load::decode::agent) fn consuming(lines: &str) -> Result<Agent, Vec<String>> {
+        Definition {
+            agent: lines,
+            defaults: &format!("consumer = {{ stream = \"tasks\" }}\n{TASKS}"),
+            ..Definition::default()
+        }
+        .result()
+    }
+
+    /// Agent `a` with `lines` under `[agents.a]` (from line 2), or every
+    /// diagnostic when there is any (a warning too).
+    pub(in crate::load::decode::agent) fn agent(lines: &str) -> Result<Agent, Vec<String>> {
+        Definition {
+            agent: lines,
+            ..Definition::default()
+        }
+        .result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Definition, TASKS, agent};
+    use crate::model::*;
+
+    #[test]
+    fn an_agent_of_its_own_takes_the_built_in_defaults() {
+        let a = agent("").unwrap();
+        assert_eq!(a.role, "a");
+        assert_eq!(a.image, "agent:1");
+        assert_eq!(a.nats_url, "nats://nats:4222");
+        assert_eq!(a.args, ["--role=a"]);
+        assert_eq!(a.config_dir, "/etc/agent");
+        assert_eq!(a.replicas, 1);
+        assert_eq!((a.metrics_port, a.health_port), (9090, 8080));
+        assert_eq!(
+            a.liveness,
+            Probe {
+                path: "/healthz".into(),
+                initial_delay_seconds: 30,
+                period_seconds: 60,
+                timeout_seconds: Some(10),
+            }
+        );
+        assert_eq!(
+            a.readiness,
+            Probe {
+                path: "/readyz".into(),
+                initial_delay_seconds: 10,
+                period_seconds: 30,
+                timeout_seconds: None,
+            }
+        );
+        assert_eq!(a.workspace_size.map(|q| q.text).as_deref(), Some("10Gi"));
+        assert_eq!(a.autoscaling, None);
+        assert!(a.metrics);
+    }
+
+    #[test]
+    fn config_files_add_the_config_argument_under_config_dir() {
+        let a = agent("config_dir = \"/etc/a\"\nconfig = { \"config.yaml\" = \"x: 1\" }").unwrap();
+        assert_eq!(a.args, ["--role=a", "--config=/etc/a/config.yaml"]);
+        assert_eq!(a.config_dir, "/etc/a");
+    }
+
+    #[test]
+    fn config_dir_cannot_be_where_fleet_mounts_the_temp_directory() {
+        assert_eq!(
+            agent("config_dir = \"/tmp\"\nconfig = { \"config.yaml\" = \"x: 1\" }").unwrap_err(),
+            ["2:14: `config_dir` /tmp is where fleet mounts the agent's temp directory"]
+        );
+    }
+
+    #[test]
+    fn replicas_of_an_autoscaled_agent_are_a_warning() {
+        let (a, diagnostics) = Definition {
+            agent: "replicas = 3\nresources = { requests = { cpu = \"1\" } }\nautoscaling = { max = 4, cpu_utilization = 80 }",
+            ..Definition::default()
+        }
+        .load();
+        assert_eq!(
+            diagnostics,
+            ["2:12: warning: agent `a` sets `replicas = 3` but is autoscaled"]
+        );
+        assert_eq!(a.unwrap().replicas, 3);
+    }
+
+    #[test]
+    fn scaling_on_pending_tasks_needs_a_consumer() {
+        let scaled = "autoscaling = { max = 4, pending_per_replica = 5 }";
+        assert_eq!(
+            agent(scaled).unwrap_err(),
+            ["1:9: agent `a` scales on pending tasks but has no consumer"]
+        );
+        let a = Definition {
+            agent: &format!("{scaled}\nconsumer = {{ stream = \"tasks\" }}"),
+            defaults: TASKS,
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(a.consumer.map(|c| c.name).as_deref(), Some("a-agent"));
+        assert_eq!(a.autoscaling.unwrap().pending_per_replica, Some(5));
+    }
+}

@@ -318,3 +318,190 @@ pub(super) fn decode_toleration(r: &mut Reader, node: &Node) -> Option<Toleratio
         toleration_seconds: seconds.map(|s| s.value),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::testing::agent;
+    use crate::model::*;
+
+    fn requirement(operator: NodeOperator, values: &[&str]) -> NodeRequirement {
+        NodeRequirement {
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_agent_without_placement_is_placed_anywhere() {
+        assert_eq!(agent("").unwrap().placement, Placement::default());
+    }
+
+    #[test]
+    fn the_agents_placement_is_laid_over_its_profiles_label_by_label() {
+        let cognitive = agent("profile = \"cognitive\"").unwrap().placement;
+        assert_eq!(
+            cognitive,
+            Placement {
+                node_affinity: BTreeMap::from([(
+                    "agent.ceo/workload-type".to_string(),
+                    requirement(NodeOperator::In, &["cognitive"]),
+                )]),
+                zone_spread: true,
+                ..Placement::default()
+            }
+        );
+        let own = agent(
+            "profile = \"cognitive\"\nplacement = { node_selector = { pool = \"agents\" }, node_affinity = { disktype = [\"ssd\", \"nvme\"] }, zone_spread = false, node_spread = \"required\" }",
+        )
+        .unwrap()
+        .placement;
+        assert_eq!(
+            own,
+            Placement {
+                node_selector: BTreeMap::from([("pool".to_string(), "agents".to_string())]),
+                node_affinity: BTreeMap::from([
+                    (
+                        "agent.ceo/workload-type".to_string(),
+                        requirement(NodeOperator::In, &["cognitive"]),
+                    ),
+                    (
+                        "disktype".to_string(),
+                        requirement(NodeOperator::In, &["ssd", "nvme"]),
+                    ),
+                ]),
+                zone_spread: false,
+                node_spread: Some(Spread::Required),
+                ..Placement::default()
+            }
+        );
+    }
+
+    #[test]
+    fn node_affinity_takes_each_operator_with_the_values_it_needs() {
+        let placement = agent(
+            "[agents.a.placement.node_affinity]\ngpu = { operator = \"Exists\" }\ncores = { operator = \"Gt\", values = [\"4\"] }\nzone = { operator = \"NotIn\", values = [\"z1\"] }\nspot = { operator = \"DoesNotExist\" }",
+        )
+        .unwrap()
+        .placement;
+        assert_eq!(
+            placement.node_affinity,
+            BTreeMap::from([
+                ("gpu".to_string(), requirement(NodeOperator::Exists, &[])),
+                ("cores".to_string(), requirement(NodeOperator::Gt, &["4"])),
+                (
+                    "zone".to_string(),
+                    requirement(NodeOperator::NotIn, &["z1"])
+                ),
+                (
+                    "spot".to_string(),
+                    requirement(NodeOperator::DoesNotExist, &[])
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn node_affinity_is_refused_as_the_api_server_would() {
+        assert_eq!(
+            agent(
+                "[agents.a.placement.node_affinity]\ngpu = { operator = \"Exists\", values = [\"a100\"] }\ndisktype = { operator = \"In\" }\ncores = { operator = \"Lt\", values = [\"four\"] }\nzone = { operator = \"NotEqual\", values = [\"z1\"] }\n\"disk type\" = [\"ssd\"]\npool = [\"-agents\"]\ntier = \"gold\""
+            )
+            .unwrap_err(),
+            [
+                "3:39: operator `Exists` takes no values",
+                "4:12: operator `In` needs at least one value",
+                "5:37: operator `Lt` takes exactly one integer value",
+                "6:21: `NotEqual` is not a node affinity operator",
+                "7:1: `disk type` is not a valid node label key",
+                "8:9: `-agents` is not a valid label value",
+                "9:8: expected an array of label values, or { operator, values }",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_preferred_term_needs_a_weight_and_something_to_match() {
+        let placement = agent(
+            "placement = { preferred_node_affinity = [{ weight = 50, match = { disktype = [\"ssd\"] } }] }",
+        )
+        .unwrap()
+        .placement;
+        assert_eq!(
+            placement.preferred_node_affinity,
+            [PreferredNodeTerm {
+                weight: 50,
+                requirements: BTreeMap::from([(
+                    "disktype".to_string(),
+                    requirement(NodeOperator::In, &["ssd"])
+                )]),
+            }]
+        );
+        assert_eq!(
+            agent(
+                "[[agents.a.placement.preferred_node_affinity]]\nmatch = { disktype = [\"ssd\"] }\n[[agents.a.placement.preferred_node_affinity]]\nweight = 0\nmatch = {}\n[[agents.a.placement.preferred_node_affinity]]\nweight = 1"
+            )
+            .unwrap_err(),
+            [
+                "2:1: a preferred node affinity term has no `weight`",
+                "5:10: 0 is out of range",
+                "6:1: a preferred node affinity term matches nothing",
+                "7:1: a preferred node affinity term has no `match`",
+            ]
+        );
+    }
+
+    #[test]
+    fn tolerations_default_to_equal_and_every_effect() {
+        let placement = agent(
+            "[[agents.a.placement.tolerations]]\nkey = \"dedicated\"\nvalue = \"agents\"\n[[agents.a.placement.tolerations]]\noperator = \"Exists\"\n[[agents.a.placement.tolerations]]\nkey = \"node.kubernetes.io/unreachable\"\noperator = \"Exists\"\neffect = \"NoExecute\"\ntoleration_seconds = 30",
+        )
+        .unwrap()
+        .placement;
+        assert_eq!(
+            placement.tolerations,
+            [
+                Toleration {
+                    key: Some("dedicated".into()),
+                    operator: "Equal".into(),
+                    value: Some("agents".into()),
+                    effect: None,
+                    toleration_seconds: None,
+                },
+                Toleration {
+                    key: None,
+                    operator: "Exists".into(),
+                    value: None,
+                    effect: None,
+                    toleration_seconds: None,
+                },
+                Toleration {
+                    key: Some("node.kubernetes.io/unreachable".into()),
+                    operator: "Exists".into(),
+                    value: None,
+                    effect: Some("NoExecute".into()),
+                    toleration_seconds: Some(30),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_toleration_is_refused_as_the_api_server_would() {
+        assert_eq!(
+            agent(
+                "[agents.a.placement]\ntolerations = [\n  { key = \"dedicated\", operator = \"Exists\", value = \"agents\" },\n  { value = \"agents\" },\n  { key = \"dedicated\", operator = \"exists\" },\n  { key = \"dedicated\", effect = \"NoScheduled\" },\n  { key = \"dedicated\", effect = \"NoSchedule\", toleration_seconds = 30 },\n]\nnode_spread = \"always\""
+            )
+            .unwrap_err(),
+            [
+                "4:53: a toleration with operator `Exists` takes no `value`",
+                "5:3: a toleration without `key` must use operator `Exists`",
+                "6:35: `exists` is not a toleration operator",
+                "7:33: `NoScheduled` is not a taint effect",
+                "8:68: `toleration_seconds` needs `effect = \"NoExecute\"`",
+                "10:15: `always` is not a node spread",
+            ]
+        );
+    }
+}

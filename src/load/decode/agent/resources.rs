@@ -157,3 +157,96 @@ pub(super) fn decode_resources(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Definition, agent};
+    use crate::model::ResourceList;
+
+    /// cpu and memory as written.
+    fn texts(list: &ResourceList) -> (Option<&str>, Option<&str>) {
+        (
+            list.cpu.as_ref().map(|q| q.text.as_str()),
+            list.memory.as_ref().map(|q| q.text.as_str()),
+        )
+    }
+
+    #[test]
+    fn an_agent_without_profile_or_resources_sets_none() {
+        let a = agent("").unwrap();
+        assert_eq!(texts(&a.resources.requests), (None, None));
+        assert_eq!(texts(&a.resources.limits), (None, None));
+    }
+
+    #[test]
+    fn a_profile_is_laid_under_the_agents_own_requests_field_by_field() {
+        let a = agent(
+            "profile = \"executor\"\nresources = { requests = { cpu = \"500m\" }, limits = { memory = \"3Gi\" } }",
+        )
+        .unwrap();
+        assert_eq!(texts(&a.resources.requests), (Some("500m"), Some("512Mi")));
+        assert_eq!(texts(&a.resources.limits), (Some("1000m"), Some("3Gi")));
+    }
+
+    #[test]
+    fn a_profile_of_the_fleets_own_is_read_like_a_built_in_one() {
+        let a = Definition {
+            agent: "profile = \"small\"",
+            defaults: "[profiles.small]\nrequests = { cpu = \"50m\" }",
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(texts(&a.resources.requests), (Some("50m"), None));
+        assert_eq!(texts(&a.resources.limits), (None, None));
+    }
+
+    #[test]
+    fn an_unknown_profile_is_refused_where_it_is_named() {
+        assert_eq!(
+            agent("profile = \"executer\"").unwrap_err(),
+            ["2:11: unknown profile `executer`"]
+        );
+    }
+
+    #[test]
+    fn a_request_above_its_limit_is_refused_at_the_agents_own_setting() {
+        // Both the agent's: at the request.
+        assert_eq!(
+            agent("resources = { requests = { cpu = \"2\" }, limits = { cpu = \"1\" } }")
+                .unwrap_err(),
+            ["2:34: agent `a` requests more cpu (2) than its limit (1)"]
+        );
+        // Only the limit is the agent's (the request is its profile's): at the limit.
+        assert_eq!(
+            agent("profile = \"observer\"\nresources = { limits = { memory = \"128Mi\" } }")
+                .unwrap_err(),
+            ["3:35: agent `a` requests more memory (256Mi) than its limit (128Mi)"]
+        );
+        // Both the profile's, the limit written over a built-in request: at
+        // the limit (line 11: after the agent's line, [fleet]'s and
+        // [defaults]' three and the profile's header).
+        assert_eq!(
+            Definition {
+                agent: "profile = \"executor\"",
+                defaults: "[profiles.executor]\nlimits = { cpu = \"100m\" }",
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            ["11:18: agent `a` requests more cpu (250m) than its limit (100m)"]
+        );
+    }
+
+    #[test]
+    fn resources_take_requests_and_limits_of_cpu_and_memory_only() {
+        assert_eq!(
+            agent("resources = { request = { cpu = \"1\" }, limits = { gpu = \"1\" } }")
+                .unwrap_err(),
+            [
+                "2:15: unknown key `request` in resources",
+                "2:51: unknown key `gpu` in limits",
+            ]
+        );
+    }
+}

@@ -96,3 +96,99 @@ pub(super) fn decode_rbac(r: &mut Reader, t: &Table) -> Vec<RbacRule> {
     }
     rules
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Definition, TASKS, agent};
+    use crate::model::*;
+
+    #[test]
+    fn rbac_rules_default_to_the_core_api_group() {
+        let a = agent(
+            "rbac = [{ resources = [\"pods\"], verbs = [\"get\", \"list\"] }, { api_groups = [\"apps\"], resources = [\"deployments\"], verbs = [\"patch\"], resource_names = [\"web\"] }]",
+        )
+        .unwrap();
+        assert_eq!(
+            a.rbac,
+            [
+                RbacRule {
+                    api_groups: vec![String::new()],
+                    resources: vec!["pods".into()],
+                    verbs: vec!["get".into(), "list".into()],
+                    resource_names: vec![],
+                },
+                RbacRule {
+                    api_groups: vec!["apps".into()],
+                    resources: vec!["deployments".into()],
+                    verbs: vec!["patch".into()],
+                    resource_names: vec!["web".into()],
+                },
+            ]
+        );
+        assert_eq!(agent("").unwrap().rbac, []);
+    }
+
+    #[test]
+    fn an_rbac_rule_needs_resources_and_verbs() {
+        assert_eq!(
+            agent("rbac = [{ resources = [\"pods\"] }, { resources = [], verbs = [\"get\"] }, { verb = [\"get\"] }]")
+                .unwrap_err(),
+            [
+                "2:9: an rbac rule needs `resources` and `verbs`",
+                "2:35: an rbac rule needs `resources` and `verbs`",
+                "2:74: unknown key `verb` in an rbac rule",
+                "2:72: an rbac rule needs `resources` and `verbs`",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_agents_subjects_are_kept_as_written() {
+        let a = Definition {
+            agent: "publishes = [\"tasks.review\"]\nrequests = [\"svc.lookup\"]\nserves = [\"a.ask.*\"]",
+            defaults: TASKS,
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(
+            a.messaging,
+            Messaging {
+                publishes: vec!["tasks.review".into()],
+                requests: vec!["svc.lookup".into()],
+                serves: vec!["a.ask.*".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn what_an_agent_publishes_must_be_captured_by_a_stream() {
+        assert_eq!(
+            agent("publishes = [\"events.done\"]").unwrap_err(),
+            ["2:14: no stream of the fleet captures `events.done`"]
+        );
+        assert_eq!(
+            Definition {
+                agent: "publishes = [\"tasks.review\", \"events.done\"]",
+                defaults: TASKS,
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            ["2:30: no stream of the fleet captures `events.done`"]
+        );
+    }
+
+    #[test]
+    fn an_invalid_subject_is_refused_once() {
+        assert_eq!(
+            agent("publishes = [\"tasks..x\"]\nrequests = [\"svc lookup\"]\nserves = [\"a.>.b\"]")
+                .unwrap_err(),
+            [
+                "2:14: `tasks..x` is not a NATS subject",
+                "3:13: `svc lookup` is not a NATS subject",
+                "4:11: `a.>.b` is not a NATS subject",
+            ]
+        );
+    }
+}

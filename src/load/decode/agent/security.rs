@@ -177,3 +177,129 @@ pub(super) fn decode_security(
     }
     security
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Definition, agent};
+    use crate::model::*;
+
+    #[test]
+    fn the_built_in_security_context_meets_restricted() {
+        assert_eq!(agent("").unwrap().security, SecurityContext::default());
+    }
+
+    #[test]
+    fn the_agents_settings_are_laid_over_the_built_in_ones() {
+        let security = agent(
+            "security = { run_as_user = 2000, fs_group = 3000, read_only_root_filesystem = false, add_capabilities = [\"NET_BIND_SERVICE\", \"NET_BIND_SERVICE\"], seccomp_profile = \"localhost/agent.json\" }",
+        )
+        .unwrap()
+        .security;
+        assert_eq!(
+            security,
+            SecurityContext {
+                run_as_non_root: true,
+                run_as_user: 2000,
+                fs_group: 3000,
+                read_only_root_filesystem: false,
+                allow_privilege_escalation: false,
+                add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                seccomp_profile: SeccompProfile::Localhost("agent.json".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn restricted_refuses_root_escalation_and_capabilities_but_net_bind_service() {
+        assert_eq!(
+            agent(
+                "[agents.a.security]\nrun_as_non_root = false\nrun_as_user = 0\nallow_privilege_escalation = true\nadd_capabilities = [\"NET_BIND_SERVICE\", \"CHOWN\"]"
+            )
+            .unwrap_err(),
+            [
+                "3:19: agent `a` sets `run_as_non_root = false`, which Pod Security level `restricted` forbids",
+                "4:15: agent `a` sets `run_as_user = 0` (root), which Pod Security level `restricted` forbids",
+                "5:30: agent `a` sets `allow_privilege_escalation = true`, which Pod Security level `restricted` forbids",
+                "6:41: agent `a` sets capability `CHOWN`, which Pod Security level `restricted` forbids",
+            ]
+        );
+    }
+
+    #[test]
+    fn baseline_allows_its_capabilities_and_root_but_not_unconfined_seccomp() {
+        let lines = "[agents.a.security]\nrun_as_non_root = false\nrun_as_user = 0\nadd_capabilities = [\"SYS_CHROOT\", \"SYS_ADMIN\"]\nseccomp_profile = \"Unconfined\"";
+        let at = |level: &str| {
+            Definition {
+                agent: lines,
+                fleet: &format!("pod_security = \"{level}\""),
+                ..Definition::default()
+            }
+            .result()
+        };
+        assert_eq!(
+            at("baseline").unwrap_err(),
+            [
+                "5:35: agent `a` sets capability `SYS_ADMIN`, which Pod Security level `baseline` forbids",
+                "6:19: agent `a` sets `seccomp_profile = \"Unconfined\"`, which Pod Security level `baseline` forbids",
+            ]
+        );
+        let security = at("privileged").unwrap().security;
+        assert_eq!(security.add_capabilities, ["SYS_CHROOT", "SYS_ADMIN"]);
+        assert_eq!(security.seccomp_profile, SeccompProfile::Unconfined);
+        assert_eq!((security.run_as_non_root, security.run_as_user), (false, 0));
+    }
+
+    #[test]
+    fn the_environments_level_and_settings_are_the_ones_checked() {
+        // The environment raises the level: the fleet file's setting is refused.
+        assert_eq!(
+            Definition {
+                agent: "security = { add_capabilities = [\"SYS_CHROOT\"] }",
+                fleet: "pod_security = \"baseline\"",
+                environment: Some("[fleet]\npod_security = \"restricted\"\n"),
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            [
+                "2:34: agent `a` sets capability `SYS_CHROOT`, which Pod Security level `restricted` forbids"
+            ]
+        );
+        // The environment opts out: its own setting is refused, in its file.
+        assert_eq!(
+            Definition {
+                environment: Some("[agents.a]\nsecurity = { run_as_user = 0 }\n"),
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            [
+                "environments/e.toml:2:28: agent `a` sets `run_as_user = 0` (root), which Pod Security level `restricted` forbids"
+            ]
+        );
+    }
+
+    #[test]
+    fn capabilities_and_seccomp_profiles_are_named_as_kubernetes_names_them() {
+        assert_eq!(
+            Definition {
+                agent: "[agents.a.security]\nadd_capabilities = [\"CAP_NET_ADMIN\", \"net_admin\", \"\"]\nseccomp_profile = \"runtime/default\"\nread_only_root_fs = true",
+                fleet: "pod_security = \"privileged\"",
+                ..Definition::default()
+            }
+            .result()
+            .unwrap_err(),
+            [
+                "5:1: unknown key `read_only_root_fs` in security",
+                "3:21: write capability `CAP_NET_ADMIN` as `NET_ADMIN`",
+                "3:38: `net_admin` is not a capability name",
+                "3:51: `` is not a capability name",
+                "4:19: `runtime/default` is not a seccomp profile",
+            ]
+        );
+        assert_eq!(
+            agent("security = { seccomp_profile = \"localhost/\" }").unwrap_err(),
+            ["2:32: `localhost/` is not a seccomp profile"]
+        );
+    }
+}

@@ -217,3 +217,138 @@ pub(super) fn decode_volumes(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::testing::{Definition, agent};
+    use crate::model::*;
+
+    #[test]
+    fn config_files_are_texts_or_files_read_by_path() {
+        let a = Definition {
+            agent: "config = { \"config.yaml\" = \"x: 1\", \"agents.yaml\" = { file = \"conf/agents.yaml\" } }",
+            files: &[("conf/agents.yaml", "agents: []\n")],
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(
+            a.config_files,
+            BTreeMap::from([
+                ("agents.yaml".to_string(), "agents: []\n".to_string()),
+                ("config.yaml".to_string(), "x: 1".to_string()),
+            ])
+        );
+        assert_eq!(agent("").unwrap().config_files, BTreeMap::new());
+    }
+
+    #[test]
+    fn a_config_file_needs_a_valid_name_and_a_readable_file() {
+        assert_eq!(
+            agent("[agents.a.config]\n\"con fig.yaml\" = \"x: 1\"\n\"a.yaml\" = { file = \"conf/a.yaml\" }\n\"b.yaml\" = 1")
+                .unwrap_err(),
+            [
+                "3:1: `con fig.yaml` is not a valid config file name",
+                "4:21: cannot read config file `conf/a.yaml`: No such file or directory (os error 2)",
+                "5:12: expected the file's text, or { file = \"path\" }",
+            ]
+        );
+    }
+
+    #[test]
+    fn volumes_mount_existing_objects_read_only_unless_said() {
+        let a = agent(
+            "[agents.a.volumes]\ntls = { secret = \"agent-tls\", mount_path = \"/etc/tls\" }\nprompts = { config_map = \"prompts\", mount_path = \"/prompts/\", read_only = false, items = { \"system.md\" = \"sys/system.md\" }, sub_path = \"sys\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            a.volumes,
+            [
+                MountedVolume {
+                    name: "tls".into(),
+                    source: ObjectRef::Secret("agent-tls".into()),
+                    mount_path: "/etc/tls".into(),
+                    read_only: true,
+                    items: BTreeMap::new(),
+                    sub_path: None,
+                },
+                MountedVolume {
+                    name: "prompts".into(),
+                    source: ObjectRef::ConfigMap("prompts".into()),
+                    mount_path: "/prompts/".into(),
+                    read_only: false,
+                    items: BTreeMap::from([("system.md".into(), "sys/system.md".into())]),
+                    sub_path: Some("sys".into()),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_volume_needs_a_name_of_its_own_a_source_and_a_mount_path() {
+        assert_eq!(
+            agent("[agents.a.volumes]\ntmp = { secret = \"s\", mount_path = \"/s\" }\nTLS = { secret = \"s\", mount_path = \"/s\" }\ntls = { read_only = true }\ncerts = { secret = \"s\", mountpath = \"/certs\" }")
+                .unwrap_err(),
+            [
+                "3:1: volume name `tmp` is fleet's own",
+                "4:1: `TLS` is not a valid volume name",
+                "5:7: volume `tls` names no Secret or ConfigMap",
+                "5:7: volume `tls` has no `mount_path`",
+                "6:25: unknown key `mountpath` in volume `certs`",
+                "6:9: volume `certs` has no `mount_path`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_volume_cannot_be_mounted_where_something_else_is() {
+        assert_eq!(
+            agent("config = { \"config.yaml\" = \"x: 1\" }\n[agents.a.volumes]\none = { secret = \"s\", mount_path = \"etc/one\" }\ntwo = { secret = \"s\", mount_path = \"/workspace/\" }\nthree = { secret = \"s\", mount_path = \"/tmp\" }\nfour = { secret = \"s\", mount_path = \"/etc/agent\" }\nfive = { secret = \"s\", mount_path = \"/x\" }\nsix = { secret = \"s\", mount_path = \"/x/\" }")
+                .unwrap_err(),
+            [
+                "4:36: `etc/one` is not an absolute path",
+                "5:36: `/workspace/` is where fleet mounts the agent's workspace",
+                "6:38: `/tmp` is where fleet mounts the agent's temp directory",
+                "7:37: `/etc/agent` is where fleet mounts the agent's config files",
+                "9:36: `/x/` is where fleet mounts volume `five`",
+            ]
+        );
+        // Without config files or a read-only root filesystem, fleet mounts
+        // nothing at the config directory or /tmp.
+        let a = agent("security = { read_only_root_filesystem = false }\n[agents.a.volumes]\ntmpfs = { secret = \"s\", mount_path = \"/tmp\" }\nconf = { secret = \"s\", mount_path = \"/etc/agent\" }")
+            .unwrap();
+        let paths: Vec<&str> = a.volumes.iter().map(|v| v.mount_path.as_str()).collect();
+        assert_eq!(paths, ["/tmp", "/etc/agent"]);
+    }
+
+    #[test]
+    fn items_and_sub_path_are_relative_paths_inside_the_volume() {
+        assert_eq!(
+            agent("[agents.a.volumes.tls]\nsecret = \"s\"\nmount_path = \"/tls\"\nitems = { \"tls.crt\" = \"../cert.pem\", \"tls key\" = \"key.pem\", \"ca.crt\" = \"/ca.pem\" }\nsub_path = \"\"")
+                .unwrap_err(),
+            [
+                "5:23: `../cert.pem` is not a relative path inside the volume",
+                "5:38: `tls key` is not a valid key",
+                "5:72: `/ca.pem` is not a relative path inside the volume",
+                "6:12: `` is not a relative path inside the volume",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_environment_may_switch_a_volumes_source() {
+        let a = Definition {
+            agent: "volumes = { tls = { secret = \"agent-tls\", mount_path = \"/tls\" } }",
+            environment: Some("[agents.a.volumes.tls]\nconfig_map = \"agent-tls\"\n"),
+            ..Definition::default()
+        }
+        .result()
+        .unwrap();
+        assert_eq!(
+            a.volumes.iter().map(|v| &v.source).collect::<Vec<_>>(),
+            [&ObjectRef::ConfigMap("agent-tls".into())]
+        );
+    }
+}
