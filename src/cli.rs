@@ -1,6 +1,7 @@
 //! Command-line interface: flags only. Each verb's flags become an options
 //! struct that its module under `commands/` carries out.
 
+use crate::env_vars::EnvVars;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -91,7 +92,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Kube context (default: the current one).
-    #[arg(long, env = "FLEET_KUBE_CONTEXT")]
+    #[arg(long, env = EnvVars::FLEET_KUBE_CONTEXT)]
     pub context: Option<String>,
     /// Where to write the definition (default: fleet.toml, or
     /// environments/<ENV>.toml with --env); `-` prints it. Never overwrites.
@@ -142,10 +143,10 @@ pub struct ManArgs {
 #[derive(Debug, Args)]
 pub struct DefinitionArgs {
     /// Environment to load from `environments/<ENV>.toml`.
-    #[arg(long, short, env = "FLEET_ENV")]
+    #[arg(long, short, env = EnvVars::FLEET_ENV)]
     pub env: Option<String>,
     /// The fleet definition.
-    #[arg(long, short = 'f', default_value = "fleet.toml", env = "FLEET_FILE")]
+    #[arg(long, short = 'f', default_value = "fleet.toml", env = EnvVars::FLEET_FILE)]
     pub file: PathBuf,
 }
 
@@ -170,7 +171,7 @@ pub struct ClusterArgs {
     #[command(flatten)]
     pub definition: DefinitionArgs,
     /// Kube context to use instead of the environment's.
-    #[arg(long, env = "FLEET_KUBE_CONTEXT")]
+    #[arg(long, env = EnvVars::FLEET_KUBE_CONTEXT)]
     pub context: Option<String>,
     /// Requests to the API server in flight at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -229,51 +230,51 @@ const LOCK: &str = "Deploy lock";
 #[command(next_help_heading = "NATS connection")]
 pub struct NatsArgs {
     /// NATS URL; overrides the environment's `nats_url`.
-    #[arg(long, env = "FLEET_NATS_URL")]
+    #[arg(long, env = EnvVars::FLEET_NATS_URL)]
     pub nats_url: Option<String>,
     /// Credentials file (JWT and NKey seed), as `nats --creds`.
-    #[arg(long, env = "FLEET_NATS_CREDS")]
+    #[arg(long, env = EnvVars::FLEET_NATS_CREDS)]
     pub nats_creds: Option<PathBuf>,
     /// File holding an NKey seed.
-    #[arg(long, env = "FLEET_NATS_NKEY")]
+    #[arg(long, env = EnvVars::FLEET_NATS_NKEY)]
     pub nats_nkey: Option<PathBuf>,
     /// Authentication token.
-    #[arg(long, env = "FLEET_NATS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = EnvVars::FLEET_NATS_TOKEN, hide_env_values = true)]
     pub nats_token: Option<Sensitive>,
     /// User name (with --nats-password).
-    #[arg(long, env = "FLEET_NATS_USER")]
+    #[arg(long, env = EnvVars::FLEET_NATS_USER)]
     pub nats_user: Option<String>,
     /// Password (with --nats-user).
-    #[arg(long, env = "FLEET_NATS_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = EnvVars::FLEET_NATS_PASSWORD, hide_env_values = true)]
     pub nats_password: Option<Sensitive>,
     /// CA certificate to verify the server with.
-    #[arg(long, env = "FLEET_NATS_TLS_CA")]
+    #[arg(long, env = EnvVars::FLEET_NATS_TLS_CA)]
     pub nats_tls_ca: Option<PathBuf>,
     /// Client certificate (with --nats-tls-key).
-    #[arg(long, env = "FLEET_NATS_TLS_CERT")]
+    #[arg(long, env = EnvVars::FLEET_NATS_TLS_CERT)]
     pub nats_tls_cert: Option<PathBuf>,
     /// Private key of the client certificate (with --nats-tls-cert).
-    #[arg(long, env = "FLEET_NATS_TLS_KEY")]
+    #[arg(long, env = EnvVars::FLEET_NATS_TLS_KEY)]
     pub nats_tls_key: Option<PathBuf>,
     /// JetStream domain.
-    #[arg(long, env = "FLEET_NATS_DOMAIN", conflicts_with = "nats_api_prefix")]
+    #[arg(long, env = EnvVars::FLEET_NATS_DOMAIN, conflicts_with = "nats_api_prefix")]
     pub nats_domain: Option<String>,
     /// JetStream API prefix (instead of a domain).
-    #[arg(long, env = "FLEET_NATS_API_PREFIX")]
+    #[arg(long, env = EnvVars::FLEET_NATS_API_PREFIX)]
     pub nats_api_prefix: Option<String>,
     /// Seed of the NATS account signing key (SA...) that apply mints the
     /// agents' users with, when the definition has [nats_credentials]. A CI
     /// secret: give it in the environment, never printed.
-    #[arg(long, env = "FLEET_NATS_ACCOUNT_SIGNING_KEY", hide_env_values = true)]
+    #[arg(long, env = EnvVars::FLEET_NATS_ACCOUNT_SIGNING_KEY, hide_env_values = true)]
     pub nats_account_signing_key: Option<Sensitive>,
     /// Seed of the operator's signing key (SO...) that apply re-signs the
     /// account JWT with to revoke agents' users ([nats_credentials] revoke
     /// = true). A CI secret: give it in the environment, never printed.
-    #[arg(long, env = "FLEET_NATS_OPERATOR_SIGNING_KEY", hide_env_values = true)]
+    #[arg(long, env = EnvVars::FLEET_NATS_OPERATOR_SIGNING_KEY, hide_env_values = true)]
     pub nats_operator_signing_key: Option<Sensitive>,
     /// Creds of a system account user, to read and update the account JWT
     /// when revoking.
-    #[arg(long, env = "FLEET_NATS_SYSTEM_CREDS")]
+    #[arg(long, env = EnvVars::FLEET_NATS_SYSTEM_CREDS)]
     pub nats_system_creds: Option<PathBuf>,
 }
 
@@ -366,7 +367,7 @@ pub struct UnlockArgs {
     #[command(flatten)]
     pub definition: DefinitionArgs,
     /// Kube context to use instead of the environment's.
-    #[arg(long, env = "FLEET_KUBE_CONTEXT")]
+    #[arg(long, env = EnvVars::FLEET_KUBE_CONTEXT)]
     pub context: Option<String>,
     /// Remove the lock without asking (required without a terminal).
     #[arg(long)]

@@ -4,6 +4,7 @@
 //! renderer's decision, so it is asked rather than repeated in the loader;
 //! this module sits above both so that neither depends on the other.
 
+use crate::env_vars::EnvVars;
 use std::path::Path;
 
 use crate::load::decode::ConfigFiles;
@@ -55,7 +56,7 @@ pub fn load_reported(file: &Path, env: Option<&str>) -> anyhow::Result<Option<Fl
             "{}",
             diagnostic::render(&loaded.diagnostics, &loaded.sources, true)
         )?;
-        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        if std::env::var(EnvVars::GITHUB_ACTIONS).is_ok_and(|v| v == "true") {
             write!(
                 stderr,
                 "{}",

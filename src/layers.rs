@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Every top-level module, each after everything it uses.
 const ORDER: &[&str] = &[
     // Leaves: no fleet module below them but each other.
+    "env_vars",
     "redact",
     "quantity",
     "subject",

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod credentials;
 pub mod definition;
 pub mod deploy;
+pub mod env_vars;
 pub mod import;
 pub mod interrupt;
 pub mod live;

@@ -10,6 +10,7 @@
 //! Also who runs it where, for people: `user@host` ([`user_at_host`]), as
 //! the deploy lock's holder and the apply record name a run outside CI.
 
+use crate::env_vars::EnvVars;
 use std::fs;
 
 /// This process's identity, where `/proc` tells it.
@@ -52,7 +53,7 @@ pub fn user_at_host() -> String {
 /// `user@host` for the environment `var` reads: the user is `USER`, else
 /// `LOGNAME`, else `USERNAME` (Windows), else `unknown`.
 pub fn user_at(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
-    let user = ["USER", "LOGNAME", "USERNAME"]
+    let user = [EnvVars::USER, EnvVars::LOGNAME, EnvVars::USERNAME]
         .into_iter()
         .filter_map(var)
         .map(|user| user.trim().to_string())
@@ -67,8 +68,8 @@ pub fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|path| fs::read_to_string(path).ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var(EnvVars::HOSTNAME).ok())
+        .or_else(|| std::env::var(EnvVars::COMPUTERNAME).ok())
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "unknown-host".into())

@@ -5,6 +5,7 @@
 //! and which cluster a plan was made for. [`of_plan`] is the only reading of
 //! git (through git2); everything else here is pure.
 
+use crate::env_vars::EnvVars;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -530,7 +531,7 @@ impl Record {
 /// Who applies: the GitHub Actions actor, else `user@host`.
 pub fn applier() -> String {
     applier_from(
-        std::env::var("GITHUB_ACTOR").ok().as_deref(),
+        std::env::var(EnvVars::GITHUB_ACTOR).ok().as_deref(),
         crate::process::user_at_host,
     )
 }

@@ -2,6 +2,8 @@
 //! machine and process for finding it, and an identity unique to this
 //! process for the Lease's `holderIdentity`. Reads the environment only.
 
+use crate::env_vars::EnvVars;
+
 /// Who takes the lock, as the Lease records it.
 #[derive(Debug, Clone)]
 pub struct Claimant {
@@ -23,7 +25,7 @@ impl Claimant {
         let host = crate::process::hostname();
         let pid = std::process::id();
         let who = who(&var, &host);
-        let host = match var("GITHUB_JOB") {
+        let host = match var(EnvVars::GITHUB_JOB) {
             Some(job) => format!("job {job} on {host} pid {pid}"),
             None => format!("{host} pid {pid}"),
         };
@@ -44,15 +46,15 @@ impl Claimant {
 /// (`https://github.com/o/r/actions/runs/123/attempts/2`), else `user@host`.
 fn who(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
     if let (Some(server), Some(repository), Some(run)) = (
-        var("GITHUB_SERVER_URL"),
-        var("GITHUB_REPOSITORY"),
-        var("GITHUB_RUN_ID"),
+        var(EnvVars::GITHUB_SERVER_URL),
+        var(EnvVars::GITHUB_REPOSITORY),
+        var(EnvVars::GITHUB_RUN_ID),
     ) {
         let mut url = format!(
             "{}/{repository}/actions/runs/{run}",
             server.trim_end_matches('/')
         );
-        if let Some(attempt) = var("GITHUB_RUN_ATTEMPT") {
+        if let Some(attempt) = var(EnvVars::GITHUB_RUN_ATTEMPT) {
             url.push_str(&format!("/attempts/{attempt}"));
         }
         return url;

@@ -6,6 +6,7 @@
 //! Workflow commands go to stderr: the runner reads them there too, and
 //! stdout stays the plan (JSON for `--format json`).
 
+use crate::env_vars::EnvVars;
 use std::path::{Path, PathBuf};
 
 use crate::plan::{Action, Change, Plan, Target};
@@ -27,13 +28,13 @@ impl Workflow {
     /// The workflow this process runs in, if it runs in one.
     pub fn from_env() -> Option<Workflow> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if var("GITHUB_ACTIONS").as_deref() != Some("true") {
+        if var(EnvVars::GITHUB_ACTIONS).as_deref() != Some("true") {
             return None;
         }
         let run_url = match (
-            var("GITHUB_SERVER_URL"),
-            var("GITHUB_REPOSITORY"),
-            var("GITHUB_RUN_ID"),
+            var(EnvVars::GITHUB_SERVER_URL),
+            var(EnvVars::GITHUB_REPOSITORY),
+            var(EnvVars::GITHUB_RUN_ID),
         ) {
             (Some(server), Some(repository), Some(run)) => {
                 Some(format!("{server}/{repository}/actions/runs/{run}"))
@@ -41,8 +42,8 @@ impl Workflow {
             _ => None,
         };
         Some(Workflow {
-            step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
-            output: var("GITHUB_OUTPUT").map(PathBuf::from),
+            step_summary: var(EnvVars::GITHUB_STEP_SUMMARY).map(PathBuf::from),
+            output: var(EnvVars::GITHUB_OUTPUT).map(PathBuf::from),
             run_url,
         })
     }
