@@ -63,7 +63,7 @@ pub struct Fleet {
     /// manages it); never fleet's own `name`, ownership or Pod Security labels.
     pub namespace_labels: BTreeMap<String, String>,
     pub namespace_annotations: BTreeMap<String, String>,
-    pub target: Target,
+    pub endpoints: Endpoints,
     /// The fleet-wide ServiceMonitor; `None` when no agent exports metrics.
     pub service_monitor: Option<ServiceMonitor>,
     /// Enabled agents, by role.
@@ -107,7 +107,7 @@ pub struct Rollout {
 
 /// Where the environment lives: the cluster and the NATS server fleet talks to.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Target {
+pub struct Endpoints {
     /// kubeconfig context; `None` means the current context (or in-cluster).
     pub kube_context: Option<String>,
     /// NATS URL fleet itself connects to (not the one given to agents).

@@ -24,8 +24,8 @@ impl Cluster {
     /// Connects as kubectl would: the named context of the kubeconfig
     /// (KUBECONFIG or ~/.kube/config), else the current context, else the
     /// in-cluster service account.
-    pub async fn connect(target: &model::Target) -> anyhow::Result<Cluster> {
-        let (config, context) = match &target.kube_context {
+    pub async fn connect(endpoints: &model::Endpoints) -> anyhow::Result<Cluster> {
+        let (config, context) = match &endpoints.kube_context {
             Some(context) => {
                 let kubeconfig = Kubeconfig::read()
                     .context("reading the kubeconfig (KUBECONFIG or ~/.kube/config)")?;

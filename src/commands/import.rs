@@ -35,7 +35,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
         }),
         None => None,
     };
-    let target = model::Target {
+    let target = model::Endpoints {
         kube_context: args.context.clone(),
         nats_url: None,
     };

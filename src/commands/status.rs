@@ -36,8 +36,11 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
         targeted = Some(targeting);
     }
     let nats = super::plan::nats(&args.cluster.nats);
-    let nats_url = nats.url.clone().or_else(|| fleet.target.nats_url.clone());
-    let cluster = Cluster::connect(&fleet.target).await?;
+    let nats_url = nats
+        .url
+        .clone()
+        .or_else(|| fleet.endpoints.nats_url.clone());
+    let cluster = Cluster::connect(&fleet.endpoints).await?;
     let namespace = fleet.namespace.as_str();
     let parent = ownership::applyset_parent_name(&fleet.name);
     let selector = format!(

@@ -16,9 +16,9 @@ pub async fn run(args: &UnlockArgs) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Failure);
     };
     if let Some(context) = &args.context {
-        fleet.target.kube_context = Some(context.clone());
+        fleet.endpoints.kube_context = Some(context.clone());
     }
-    let cluster = Cluster::connect(&fleet.target).await?;
+    let cluster = Cluster::connect(&fleet.endpoints).await?;
     let standing = lock::standing(&cluster, &fleet.name, &fleet.namespace).await?;
     let mut stdout = anstream::stdout();
     let Some(holder) = standing.holder.clone() else {

@@ -26,7 +26,7 @@ use crate::redact::Sensitive;
 
 /// The definition to deploy, as the command line names it: the file, the
 /// environment loaded over it, and a kube context to use instead of the
-/// environment's. (Not [`crate::model::Target`], the environment's cluster
+/// environment's. (Not [`crate::model::Endpoints`], the environment's cluster
 /// and NATS server once loaded, nor [`crate::plan::Target`], what a change
 /// acts on.)
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ impl Definition {
             return Ok(None);
         };
         if let Some(context) = &self.context {
-            fleet.target.kube_context = Some(context.clone());
+            fleet.endpoints.kube_context = Some(context.clone());
         }
         Ok(Some(fleet))
     }

@@ -55,7 +55,7 @@ pub(super) async fn make_plan(
     let Some(fleet) = definition.load()? else {
         return Ok(None);
     };
-    workflow::announce_secrets(&Nats::default(), fleet.target.nats_url.as_deref());
+    workflow::announce_secrets(&Nats::default(), fleet.endpoints.nats_url.as_deref());
     // Rendering runs beside connecting and reading: the reads need the
     // desired objects only once the first LIST pages are in.
     let fleet = Arc::new(fleet);
@@ -80,7 +80,7 @@ pub(super) async fn make_plan(
         .nats
         .url
         .clone()
-        .or_else(|| fleet.target.nats_url.clone());
+        .or_else(|| fleet.endpoints.nats_url.clone());
     let jetstream = match &nats_url {
         Some(url) => Some(JetStream::connect(&nats_connection(&plan_options.nats, url)?).await?),
         None if fleet.uses_jetstream() => anyhow::bail!(
@@ -88,7 +88,7 @@ pub(super) async fn make_plan(
         ),
         None => None,
     };
-    let cluster = Cluster::connect(&fleet.target).await?;
+    let cluster = Cluster::connect(&fleet.endpoints).await?;
     let lock = match lock {
         Some(options) if destroy => Some(
             DeployLock::before_destroy(

@@ -325,7 +325,7 @@ fn decode_fleet(
         (Some(from), Some(to)) if from != to => Some((from.as_str(), to.as_str())),
         _ => None,
     };
-    let target = Target {
+    let endpoints = Endpoints {
         kube_context: r.string(env_table, "kube_context").map(|c| c.value),
         nats_url: r.string(env_table, "nats_url").map(|u| u.value),
     };
@@ -469,7 +469,7 @@ fn decode_fleet(
         manage_namespace,
         namespace_labels,
         namespace_annotations,
-        target,
+        endpoints,
         service_monitor: service_monitor.filter(|_| agents.iter().any(|a| a.metrics)),
         nats_credentials,
         agents,
