@@ -18,7 +18,7 @@ use std::fmt;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// SIGINT: Ctrl-C, or the first signal of a cancelled CI job.
     Interrupt,
     /// SIGTERM.
@@ -27,7 +27,7 @@ pub enum Signal {
 
 impl Signal {
     /// 128 + the signal's number.
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             Signal::Interrupt => 130,
             Signal::Terminate => 143,
@@ -46,7 +46,7 @@ impl fmt::Display for Signal {
 
 /// Whether a signal has asked the run to stop. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     received: watch::Receiver<Option<Signal>>,
 }
 
@@ -55,7 +55,7 @@ impl Interrupt {
     /// runtime): the first is recorded for [`Interrupt::received`], the
     /// second exits the process.
     #[cfg(unix)]
-    pub fn listen() -> anyhow::Result<Interrupt> {
+    pub(crate) fn listen() -> anyhow::Result<Interrupt> {
         use tokio::signal::unix::{SignalKind, signal};
         let (sender, received) = watch::channel(None);
         let mut interrupts = signal(SignalKind::interrupt())?;
@@ -89,7 +89,8 @@ impl Interrupt {
     }
 
     /// Never interrupted: for callers that do not listen for signals.
-    pub fn never() -> Interrupt {
+    #[cfg(any(test, not(unix)))]
+    pub(crate) fn never() -> Interrupt {
         // With its sender gone, the value stays `None` for good.
         Interrupt {
             received: watch::channel(None).1,
@@ -97,12 +98,12 @@ impl Interrupt {
     }
 
     /// The signal received so far, if any.
-    pub fn received(&self) -> Option<Signal> {
+    pub(crate) fn received(&self) -> Option<Signal> {
         *self.received.borrow()
     }
 
     /// Resolves when a signal is received; never, when none will be.
-    pub async fn wait(&self) -> Signal {
+    pub(crate) async fn wait(&self) -> Signal {
         let mut received = self.received.clone();
         let signal = received
             .wait_for(Option::is_some)
@@ -116,7 +117,7 @@ impl Interrupt {
 
     /// A stand-in that a test sets by hand.
     #[cfg(test)]
-    pub fn manual() -> (watch::Sender<Option<Signal>>, Interrupt) {
+    pub(crate) fn manual() -> (watch::Sender<Option<Signal>>, Interrupt) {
         let (sender, received) = watch::channel(None);
         (sender, Interrupt { received })
     }
@@ -124,7 +125,7 @@ impl Interrupt {
 
 /// The run stopped for a signal before it changed anything.
 #[derive(Debug, thiserror::Error)]
-pub struct Interrupted(pub Signal);
+pub(crate) struct Interrupted(pub Signal);
 
 impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

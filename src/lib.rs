@@ -9,31 +9,31 @@
 //! before it in `src/layers.rs`, which a test checks.
 
 pub mod access;
-pub mod apply;
+pub(crate) mod apply;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod credentials;
 pub mod definition;
-pub mod deploy;
-pub mod env_vars;
-pub mod import;
-pub mod interrupt;
+pub(crate) mod deploy;
+pub(crate) mod env_vars;
+pub(crate) mod import;
+pub(crate) mod interrupt;
 pub mod live;
 pub mod load;
-pub mod lock;
-pub mod managed_fields;
+pub(crate) mod lock;
+pub(crate) mod managed_fields;
 pub mod model;
 pub mod ownership;
 pub mod plan;
-pub mod process;
+pub(crate) mod process;
 pub mod provenance;
 pub mod quantity;
-pub mod redact;
+pub(crate) mod redact;
 pub mod render;
 pub mod report;
-pub mod subject;
-pub mod workflow_command;
+pub(crate) mod subject;
+pub(crate) mod workflow_command;
 
 #[cfg(test)]
 mod layers;

@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 
 /// The key of a list item, from a `k:` path: `k:{"containerPort":8080,"protocol":"TCP"}`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ItemKey(Map<String, Value>);
+pub(crate) struct ItemKey(Map<String, Value>);
 
 impl ItemKey {
     /// The key a `k:` path names; `None` for any other path, or a key that
     /// is not a JSON object.
-    pub fn parse(path: &str) -> Option<ItemKey> {
+    pub(crate) fn parse(path: &str) -> Option<ItemKey> {
         serde_json::from_str(path.strip_prefix("k:")?)
             .ok()
             .map(ItemKey)
@@ -28,7 +28,7 @@ impl ItemKey {
     /// default for it (`protocol: TCP` of container and Service ports), so
     /// an item as fleet renders it, before the server defaults it, is named
     /// by the key the server wrote for it.
-    pub fn names(&self, item: &Value) -> bool {
+    pub(crate) fn names(&self, item: &Value) -> bool {
         let Some(item) = item.as_object() else {
             return false;
         };

@@ -99,7 +99,7 @@ pub struct Rollout {
     pub waves: Vec<Vec<String>>,
     /// How long a wave's pods must then stay ready, without a restart,
     /// before the next wave starts.
-    pub soak: std::time::Duration,
+    pub soak: Duration,
     /// `on_failure = "rollback"`: a wave that fails goes back to the pod
     /// templates it ran before.
     pub roll_back: bool,

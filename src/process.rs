@@ -14,7 +14,7 @@ use crate::env_vars::EnvVars;
 use std::fs;
 
 /// This process's identity, where `/proc` tells it.
-pub fn current() -> Option<String> {
+pub(crate) fn current() -> Option<String> {
     let (boot, namespace) = machine()?;
     let pid = std::process::id();
     let (start, _) = stat(pid)?;
@@ -25,7 +25,7 @@ pub fn current() -> Option<String> {
 /// this boot of this kernel, in this PID namespace, and no live process has
 /// its pid and start time. Another machine, container or boot cannot be
 /// told, and is never taken for ended.
-pub fn has_ended(recorded: &str) -> bool {
+pub(crate) fn has_ended(recorded: &str) -> bool {
     let parts: Vec<&str> = recorded.split('/').collect();
     let [boot, namespace, pid, start] = parts[..] else {
         return false;
@@ -46,13 +46,13 @@ pub fn has_ended(recorded: &str) -> bool {
 }
 
 /// Who runs this process where, for people: `user@host`.
-pub fn user_at_host() -> String {
+pub(crate) fn user_at_host() -> String {
     user_at(&|name| std::env::var(name).ok(), &hostname())
 }
 
 /// `user@host` for the environment `var` reads: the user is `USER`, else
 /// `LOGNAME`, else `USERNAME` (Windows), else `unknown`.
-pub fn user_at(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
+pub(crate) fn user_at(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
     let user = [EnvVars::USER, EnvVars::LOGNAME, EnvVars::USERNAME]
         .into_iter()
         .filter_map(var)
@@ -64,7 +64,7 @@ pub fn user_at(var: &dyn Fn(&str) -> Option<String>, host: &str) -> String {
 
 /// This machine's name: the kernel's, else `HOSTNAME` or (Windows)
 /// `COMPUTERNAME`, else `unknown-host`.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|path| fs::read_to_string(path).ok())

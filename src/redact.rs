@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What is printed instead of a secret value.
-pub const MASK: &str = "(sensitive value)";
+pub(crate) const MASK: &str = "(sensitive value)";
 
 /// Client-side `kubectl apply` copies the whole object, Secret values
 /// included, into this annotation.
@@ -16,7 +16,7 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 /// A Kubernetes object, or a JetStream config, with every Secret value
 /// masked: `data`, `stringData` and the last-applied annotation. Anything
 /// that is not a Secret is returned as it is.
-pub fn object(body: &Value) -> Value {
+pub(crate) fn object(body: &Value) -> Value {
     let mut body = body.clone();
     if body["kind"] != "Secret" {
         return body;
@@ -41,7 +41,7 @@ pub fn object(body: &Value) -> Value {
 /// A URL without its userinfo: `nats://user:secret@host:4222` ->
 /// `nats://***@host:4222`. Several comma-separated URLs (a NATS seed list)
 /// are each redacted.
-pub fn url(url: &str) -> String {
+pub(crate) fn url(url: &str) -> String {
     url.split(',')
         .map(|one| match one.split_once("://") {
             Some((scheme, rest)) => {
@@ -62,7 +62,7 @@ pub fn url(url: &str) -> String {
 
 /// The secret parts of the userinfo of each URL (a password, or a token
 /// given as the user), percent-encoded as written: what must be masked.
-pub fn url_secrets(urls: &str) -> Vec<String> {
+pub(crate) fn url_secrets(urls: &str) -> Vec<String> {
     urls.split(',')
         .filter_map(|url| {
             let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -5,7 +5,7 @@
 
 /// Whether `subject` is a subject or pattern the server accepts: tokens
 /// separated by dots, none empty, `*` and `>` only as whole tokens, `>` last.
-pub fn valid_subject(subject: &str) -> bool {
+pub(crate) fn valid_subject(subject: &str) -> bool {
     let tokens: Vec<&str> = subject.split('.').collect();
     !subject.is_empty()
         && tokens.iter().enumerate().all(|(i, token)| {
@@ -17,7 +17,7 @@ pub fn valid_subject(subject: &str) -> bool {
 }
 
 /// Whether every subject that matches `filter` also matches `subject`.
-pub fn subject_covers(subject: &str, filter: &str) -> bool {
+pub(crate) fn subject_covers(subject: &str, filter: &str) -> bool {
     let s: Vec<&str> = subject.split('.').collect();
     let f: Vec<&str> = filter.split('.').collect();
     for (i, token) in s.iter().enumerate() {
@@ -42,7 +42,7 @@ pub fn subject_covers(subject: &str, filter: &str) -> bool {
 /// Whether some subject matches both patterns: what JetStream refuses
 /// between the subjects of two streams (10065, "subjects overlap with an
 /// existing stream").
-pub fn subjects_overlap(a: &str, b: &str) -> bool {
+pub(crate) fn subjects_overlap(a: &str, b: &str) -> bool {
     let a: Vec<&str> = a.split('.').collect();
     let b: Vec<&str> = b.split('.').collect();
     for i in 0..a.len().max(b.len()) {

@@ -10,7 +10,11 @@ use std::fmt;
 /// `::name key=value,key=value::message`, escaped as the runner unescapes
 /// it (`%`, CR and LF everywhere; also `:` and `,` in values), after
 /// <https://github.com/actions/toolkit/blob/main/packages/core/src/command.ts>.
-pub fn command(name: &str, properties: &[(&str, &dyn fmt::Display)], message: &str) -> String {
+pub(crate) fn command(
+    name: &str,
+    properties: &[(&str, &dyn fmt::Display)],
+    message: &str,
+) -> String {
     let properties = properties
         .iter()
         .map(|(key, value)| format!("{key}={}", escape_property(&value.to_string())))

@@ -17,11 +17,11 @@ use kube::discovery::{Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
 
-pub const CONTEXT: &str = "fleet-local";
+pub(crate) const CONTEXT: &str = "fleet-local";
 
 /// A fresh client of the `fleet-local` context, as each fleet process
 /// makes its own.
-pub async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
+pub(crate) async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
     let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
     let options = KubeConfigOptions {
         context: Some(CONTEXT.into()),
@@ -32,10 +32,10 @@ pub async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
 }
 
 /// The kinds the cluster serves, by apiVersion and kind.
-pub struct Kinds(BTreeMap<(String, String), (ApiResource, bool)>);
+pub(crate) struct Kinds(BTreeMap<(String, String), (ApiResource, bool)>);
 
 impl Kinds {
-    pub async fn discover(client: &Client) -> anyhow::Result<Kinds> {
+    pub(crate) async fn discover(client: &Client) -> anyhow::Result<Kinds> {
         let discovery = Discovery::new(client.clone()).run().await?;
         let mut kinds = BTreeMap::new();
         for group in discovery.groups() {
@@ -58,14 +58,14 @@ impl Kinds {
         Ok(Kinds(kinds))
     }
 
-    pub fn of(&self, object: &Value) -> Option<&(ApiResource, bool)> {
+    pub(crate) fn of(&self, object: &Value) -> Option<&(ApiResource, bool)> {
         let api_version = object["apiVersion"].as_str()?;
         let kind = object["kind"].as_str()?;
         self.0.get(&(api_version.to_string(), kind.to_string()))
     }
 
     /// The API of an object's kind, in its namespace if it has one.
-    pub fn api(&self, client: &Client, object: &Value) -> Option<Api<DynamicObject>> {
+    pub(crate) fn api(&self, client: &Client, object: &Value) -> Option<Api<DynamicObject>> {
         let (resource, namespaced) = self.of(object)?;
         Some(match object["metadata"]["namespace"].as_str() {
             Some(namespace) if *namespaced => {
@@ -83,7 +83,7 @@ fn name(object: &Value) -> &str {
 /// The provenance annotations fleet apply put on the live ApplySet parent
 /// (they are not in the rendering): kubectl diff needs them, or it would
 /// show their removal.
-pub async fn live_annotations(
+pub(crate) async fn live_annotations(
     client: &Client,
     kinds: &Kinds,
     object: &Value,
@@ -104,7 +104,7 @@ pub async fn live_annotations(
 /// namespaced kind (by fleet's ownership label, `concurrency` at a time, as
 /// fleet reads), and, meanwhile, the stream's info and its consumers. Times
 /// `(total, lists, jetstream)`.
-pub async fn floor(
+pub(crate) async fn floor(
     kubeconfig: &Path,
     nats_url: &str,
     kinds: &[ApiResource],
@@ -158,7 +158,7 @@ impl DryRuns {
 /// Sends `count` server-side dry-run applies (field manager `fleet`) of
 /// `objects`, round robin, `concurrency` in flight: the most a plan that
 /// dry-runs objects could get from this API server.
-pub async fn dry_runs(
+pub(crate) async fn dry_runs(
     client: &Client,
     kinds: &Kinds,
     objects: &[Value],
@@ -198,7 +198,11 @@ pub async fn dry_runs(
 /// replica of every Deployment in `namespace`, so that their work after an
 /// apply does not overlap the next measurement. Pods may stay Pending (the
 /// kwok nodes hold 330): what matters is that the creating is done.
-pub async fn settle(client: &Client, namespace: &str, timeout: Duration) -> anyhow::Result<bool> {
+pub(crate) async fn settle(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), namespace);
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
@@ -227,7 +231,7 @@ pub async fn settle(client: &Client, namespace: &str, timeout: Duration) -> anyh
 }
 
 /// Deletes a namespace (not waiting); gone already is fine.
-pub async fn delete_namespace(client: &Client, namespace: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete_namespace(client: &Client, namespace: &str) -> anyhow::Result<()> {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     match api.delete(namespace, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
@@ -237,7 +241,7 @@ pub async fn delete_namespace(client: &Client, namespace: &str) -> anyhow::Resul
 }
 
 /// Waits until a namespace is gone; false when `timeout` passed first.
-pub async fn wait_gone(
+pub(crate) async fn wait_gone(
     client: &Client,
     namespace: &str,
     timeout: Duration,
@@ -254,7 +258,7 @@ pub async fn wait_gone(
 }
 
 /// Deletes a JetStream stream (and so its consumers); missing is fine.
-pub async fn delete_stream(nats_url: &str, stream: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete_stream(nats_url: &str, stream: &str) -> anyhow::Result<()> {
     let nats = async_nats::connect(nats_url).await?;
     let context = async_nats::jetstream::new(nats);
     match context.delete_stream(stream).await {
@@ -271,13 +275,13 @@ pub async fn delete_stream(nats_url: &str, stream: &str) -> anyhow::Result<()> {
 }
 
 /// The nats-server version, from the INFO it greets a client with.
-pub async fn nats_version(nats_url: &str) -> anyhow::Result<String> {
+pub(crate) async fn nats_version(nats_url: &str) -> anyhow::Result<String> {
     let nats = async_nats::connect(nats_url).await?;
     Ok(nats.server_info().version)
 }
 
 /// How many streams the NATS server holds.
-pub async fn stream_count(nats_url: &str) -> anyhow::Result<usize> {
+pub(crate) async fn stream_count(nats_url: &str) -> anyhow::Result<usize> {
     let nats = async_nats::connect(nats_url).await?;
     let names: Vec<String> = async_nats::jetstream::new(nats)
         .stream_names()

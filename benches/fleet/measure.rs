@@ -22,7 +22,7 @@ pub struct Sample {
 }
 
 /// The argument that makes the bench binary a runner (see [`run`]).
-pub const RUNNER: &str = "--run-child";
+pub(crate) const RUNNER: &str = "--run-child";
 
 /// Runs `command` with stdin from /dev/null and stdout and stderr to files,
 /// through a runner: this binary started afresh with [`RUNNER`], which
@@ -33,7 +33,7 @@ pub const RUNNER: &str = "--run-child";
 /// this process holds whole fleets by then. The runner is small when it
 /// forks, so the figure is the command's own (give or take the runner's
 /// few MB). Starting the runner is not timed: it times the command itself.
-pub fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sample> {
+pub(crate) fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sample> {
     let runner = std::env::current_exe().context("finding the bench binary")?;
     let mut wrapped = Command::new(runner);
     wrapped
@@ -74,7 +74,7 @@ pub fn run(command: &Command, stdout: &Path, stderr: &Path) -> anyhow::Result<Sa
 
 /// The runner: `ARGS` are stdout file, stderr file, program, its arguments.
 /// Prints "wall-nanoseconds peak-RSS-KiB exit-code CPU-microseconds".
-pub fn runner_main(args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn runner_main(args: &[String]) -> anyhow::Result<()> {
     let [stdout, stderr, program, args @ ..] = args else {
         anyhow::bail!("{RUNNER} needs: STDOUT STDERR PROGRAM [ARGS...]");
     };
@@ -126,7 +126,7 @@ pub fn runner_main(args: &[String]) -> anyhow::Result<()> {
 /// CPU time used so far by the local control plane's processes (every
 /// server `scripts/controlplane` started, whose pids it keeps in
 /// `<run>/pids`), read from `/proc/<pid>/stat`; `None` if unreadable.
-pub fn control_plane_cpu(run: &Path) -> Option<Duration> {
+pub(crate) fn control_plane_cpu(run: &Path) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks <= 0 {

@@ -7,7 +7,7 @@ use crate::measure::{CpuUse, Stats};
 use crate::{Machine, RenderResult, SizeResult};
 
 /// "850 ms" below 10 s, "12.3 s" above.
-pub fn duration(d: Duration) -> String {
+pub(crate) fn duration(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 10_000.0 {
         format!("{ms:.0} ms")
@@ -57,7 +57,7 @@ fn times(ratio: Option<f64>) -> String {
     ratio.map_or("-".into(), |r| format!("{r:.2}x"))
 }
 
-pub fn markdown(
+pub(crate) fn markdown(
     machine: &Machine,
     options: &str,
     renders: &[RenderResult],

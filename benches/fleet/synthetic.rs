@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 /// The environment every synthetic fleet is loaded with.
-pub const ENV: &str = "bench";
+pub(crate) const ENV: &str = "bench";
 
 /// The agent whose config the one-agent change edits.
-pub const CHANGED_AGENT: &str = "agent0001";
+pub(crate) const CHANGED_AGENT: &str = "agent0001";
 
 /// Writes a fleet of `agents` agents to `dir`: `fleet.toml` modelled on the
 /// repo's (its `[fleet]`, `[defaults]`, `[defaults.network]` and stream
@@ -19,7 +19,7 @@ pub const CHANGED_AGENT: &str = "agent0001";
 /// shared NATS server allows one stream per name and per subject, so runs
 /// would otherwise collide with each other, the demo and the tests.
 /// `changed` edits one value of [`CHANGED_AGENT`]'s config.
-pub fn write_fleet(
+pub(crate) fn write_fleet(
     dir: &Path,
     agents: usize,
     namespace: &str,
@@ -106,12 +106,12 @@ duplicate_window = "2m"
     toml
 }
 
-pub fn stream_name(namespace: &str) -> String {
+pub(crate) fn stream_name(namespace: &str) -> String {
     format!("{namespace}-agent-tasks")
 }
 
 /// Multi-document YAML for `kubectl -f`.
-pub fn write_manifests(path: &Path, objects: &[Value]) -> anyhow::Result<()> {
+pub(crate) fn write_manifests(path: &Path, objects: &[Value]) -> anyhow::Result<()> {
     let mut yaml = String::new();
     for object in objects {
         yaml.push_str("---\n");
@@ -123,7 +123,7 @@ pub fn write_manifests(path: &Path, objects: &[Value]) -> anyhow::Result<()> {
 /// The objects moved to `namespace`: the Namespace object renamed, every
 /// other object's `metadata.namespace` set. References inside the objects
 /// (labels, selectors) stay: they change no request kubectl makes.
-pub fn in_namespace(objects: &[Value], namespace: &str) -> Vec<Value> {
+pub(crate) fn in_namespace(objects: &[Value], namespace: &str) -> Vec<Value> {
     objects
         .iter()
         .map(|object| {

@@ -13,7 +13,7 @@ use crate::render::ObjectRef;
 
 /// How an autoscaler says it is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
+pub(crate) enum Health {
     /// It reads its metrics (an HPA's ScalingActive, a ScaledObject's
     /// Ready, are True).
     Working,
@@ -25,7 +25,7 @@ pub enum Health {
 
 /// The autoscalers of the agents in `plan` (a wave's part of the plan)
 /// that stay: fleet's HPAs and KEDA's ScaledObjects, written or unchanged.
-pub fn of_wave(plan: &Plan) -> Vec<ObjectRef> {
+pub(crate) fn of_wave(plan: &Plan) -> Vec<ObjectRef> {
     plan.changes
         .iter()
         .filter(|change| change.agent.is_some() && change.action != Action::Delete)
@@ -45,7 +45,10 @@ fn kind_of(id: &ObjectRef) -> Option<&'static str> {
 }
 
 /// Reads the health of each of `autoscalers`, in order.
-pub async fn read(client: &Client, autoscalers: &[ObjectRef]) -> anyhow::Result<Vec<Health>> {
+pub(crate) async fn read(
+    client: &Client,
+    autoscalers: &[ObjectRef],
+) -> anyhow::Result<Vec<Health>> {
     let mut healths = Vec::with_capacity(autoscalers.len());
     for id in autoscalers {
         let plural = kind_of(id).unwrap_or_default();
@@ -66,7 +69,7 @@ pub async fn read(client: &Client, autoscalers: &[ObjectRef]) -> anyhow::Result<
 }
 
 /// What an HPA's or a ScaledObject's conditions say. Pure.
-pub fn health(kind: &str, object: &Value) -> Health {
+pub(crate) fn health(kind: &str, object: &Value) -> Health {
     let conditions = object["status"]["conditions"]
         .as_array()
         .cloned()
@@ -109,7 +112,11 @@ pub fn health(kind: &str, object: &Value) -> Health {
 
 /// The first autoscaler that worked `before` and fails `after`: why, for
 /// the halt report.
-pub fn broken(autoscalers: &[ObjectRef], before: &[Health], after: &[Health]) -> Option<String> {
+pub(crate) fn broken(
+    autoscalers: &[ObjectRef],
+    before: &[Health],
+    after: &[Health],
+) -> Option<String> {
     autoscalers
         .iter()
         .zip(before.iter().zip(after))

@@ -8,7 +8,7 @@ use crate::client::jetstream::{JetStream, api_error};
 use crate::plan::{Action, Change, Target};
 
 /// Carries out one change to one stream or consumer.
-pub async fn apply_change(js: &JetStream, change: &Change) -> anyhow::Result<&'static str> {
+pub(super) async fn apply_change(js: &JetStream, change: &Change) -> anyhow::Result<&'static str> {
     let body = || {
         change
             .desired

@@ -15,7 +15,7 @@ use crate::redact::Body;
 use crate::render::ObjectRef;
 
 /// Carries out one change to one Kubernetes object.
-pub async fn apply_change(
+pub(super) async fn apply_change(
     cluster: &Cluster,
     live: &LiveState,
     change: &Change,

@@ -8,15 +8,15 @@
 //! to roll out ([`rollout`]). A signal ([`crate::interrupt`]) stops it the
 //! same way: no change starts after it, those in flight finish.
 
-pub mod autoscalers;
+pub(crate) mod autoscalers;
 mod jetstream;
 mod kube;
-pub mod revocation;
-pub mod rollback;
-pub mod rollout;
-pub mod soak;
-pub mod teardown;
-pub mod waves;
+pub(crate) mod revocation;
+pub(crate) mod rollback;
+pub(crate) mod rollout;
+pub(crate) mod soak;
+pub(crate) mod teardown;
+pub(crate) mod waves;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -32,7 +32,7 @@ use crate::plan::{Action, Change, Handover, Plan, Target};
 use crate::render::{ObjectRef, Wave};
 use crate::{ownership, provenance};
 
-pub struct Options {
+pub(crate) struct Options {
     pub concurrency: usize,
     pub force_conflicts: bool,
     pub adopt: bool,
@@ -54,14 +54,14 @@ pub struct Options {
 /// What minting an agent's NATS user takes: the account signing key's seed
 /// (never printed), the account, and how long a user is valid.
 #[derive(Debug, Clone)]
-pub struct Minting {
+pub(crate) struct Minting {
     pub signing_key: crate::redact::Sensitive,
     pub account: String,
     pub validity: Duration,
 }
 
 /// Whether a change writes an agent's NATS credentials, which apply mints.
-pub fn mints(change: &Change) -> bool {
+pub(crate) fn mints(change: &Change) -> bool {
     change.action.writes()
         && change.desired.as_ref().is_some_and(|body| {
             body.sent()["metadata"]["annotations"][crate::credentials::PERMISSIONS_ANNOTATION]
@@ -71,13 +71,13 @@ pub fn mints(change: &Change) -> bool {
 
 /// One change carried out, as it is reported.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub target: Target,
     pub done: &'static str,
 }
 
 /// What apply tells its caller as it goes.
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// A step with changes starts (`applying Workloads`, `waiting for 3
     /// rollouts`): a place to fold the log.
     Started(String),
@@ -93,7 +93,7 @@ pub enum Event<'a> {
 /// rollout that failed), or the signal that stopped it, and the changes not
 /// started.
 #[derive(Debug, thiserror::Error)]
-pub struct Stopped {
+pub(crate) struct Stopped {
     pub errors: Vec<anyhow::Error>,
     pub not_started: Vec<Target>,
     /// Every change was made; what failed (or was not waited for) is
@@ -124,7 +124,7 @@ impl fmt::Display for Stopped {
 }
 
 /// What apply writes to.
-pub struct Systems<'a> {
+pub(crate) struct Systems<'a> {
     pub cluster: &'a Cluster,
     pub live: &'a LiveState,
     pub jetstream: Option<&'a JetStream>,
@@ -132,7 +132,7 @@ pub struct Systems<'a> {
 
 /// Refuses, before any write, a plan that needs a flag it was not given,
 /// or holds a change the servers would refuse (see [`Change::blocked`]).
-pub fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
+pub(crate) fn check_allowed(plan: &Plan, options: &Options) -> anyhow::Result<()> {
     let minted: Vec<String> = plan
         .changes
         .iter()
@@ -355,7 +355,7 @@ fn parent_annotations(
 
 /// Carries out the plan. `report` hears of each change and rollout as it
 /// happens. When a step fails, the error is a [`Stopped`].
-pub async fn apply(
+pub(crate) async fn apply(
     systems: &Systems<'_>,
     plan: &Plan,
     options: &Options,
@@ -462,7 +462,7 @@ pub async fn apply(
 }
 
 /// The Deployments the plan writes, each with the pod selector it applies.
-pub fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
+pub(crate) fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
     plan.changes
         .iter()
         .filter(|change| change.action.writes())
@@ -472,7 +472,7 @@ pub fn rollout_targets(plan: &Plan) -> Vec<rollout::Waited> {
 
 /// The Deployment `change` is for, with the pod selector it applies; `None`
 /// for any other object.
-pub fn waited(change: &Change) -> Option<rollout::Waited> {
+pub(crate) fn waited(change: &Change) -> Option<rollout::Waited> {
     match &change.target {
         Target::Kubernetes(id) if id.kind == "Deployment" && id.group() == "apps" => {
             let labels = change.desired.as_ref().and_then(|d| {

@@ -15,7 +15,7 @@ use crate::redact::Sensitive;
 /// What revoking takes: the operator's signing key (never printed), a
 /// system account user's creds, and where and which account.
 #[derive(Debug, Clone)]
-pub struct Revoking {
+pub(crate) struct Revoking {
     pub operator_key: Sensitive,
     pub system_creds: PathBuf,
     pub url: String,
@@ -24,7 +24,7 @@ pub struct Revoking {
 
 const ANSWER: Duration = Duration::from_secs(10);
 
-pub async fn revoke(revoking: &Revoking, users: &[String]) -> anyhow::Result<()> {
+pub(crate) async fn revoke(revoking: &Revoking, users: &[String]) -> anyhow::Result<()> {
     let operator = crate::credentials::operator_key(revoking.operator_key.expose())?;
     let shown = crate::redact::url(&revoking.url);
     let client = async_nats::ConnectOptions::with_credentials_file(&revoking.system_creds)

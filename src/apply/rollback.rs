@@ -21,7 +21,7 @@ use crate::ownership::ROLLBACK_MANAGER as MANAGER;
 /// Puts each Deployment back on its previous ReplicaSet's pod template:
 /// for each, the revision it went back to, or why it could not (a new
 /// Deployment has none to go back to).
-pub async fn roll_back(
+pub(crate) async fn roll_back(
     client: &Client,
     deployments: &[Waited],
 ) -> Vec<(String, Result<String, String>)> {

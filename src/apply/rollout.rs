@@ -30,7 +30,7 @@ use kube::{Api, Client, Resource, ResourceExt as _};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-pub use self::status::{Counts, Failure, REVISION_ANNOTATION, Rollout};
+pub(crate) use self::status::{Failure, REVISION_ANNOTATION, Rollout};
 use crate::ownership;
 use crate::render::ObjectRef;
 
@@ -45,7 +45,7 @@ const WATCH_REQUEST_LIMIT: Duration = Duration::from_secs(290);
 
 /// A Deployment to wait for.
 #[derive(Debug, Clone)]
-pub struct Waited {
+pub(crate) struct Waited {
     pub deployment: ObjectRef,
     /// Its pod selector's `matchLabels`, as applied.
     pub selector: BTreeMap<String, String>,
@@ -54,7 +54,7 @@ pub struct Waited {
 impl Waited {
     /// Its selector as a label selector (`app=agent-a,tier=x`), to list its
     /// ReplicaSets and pods.
-    pub fn label_selector(&self) -> String {
+    pub(crate) fn label_selector(&self) -> String {
         self.selector
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -65,7 +65,7 @@ impl Waited {
 
 /// Where one Deployment's rollout stands, as reported while waiting.
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub deployment: ObjectRef,
     /// `None` until the cluster has answered.
     pub rollout: Option<Rollout>,
@@ -116,7 +116,7 @@ fn seconds(duration: Duration) -> String {
 /// failed (the others then get a moment to show how they end), or `timeout`
 /// has passed. `report` hears of each one's progress; the answer holds one
 /// error per Deployment that did not roll out, naming the cause and what to do.
-pub async fn wait(
+pub(crate) async fn wait(
     client: &Client,
     deployments: &[Waited],
     timeout: Duration,
@@ -592,6 +592,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::rollout::status::Counts;
 
     fn progressing(detail: &str) -> Option<Rollout> {
         Some(Rollout::Progressing {

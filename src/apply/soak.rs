@@ -27,7 +27,7 @@ const EVERY: Duration = Duration::from_secs(2);
 
 /// Why a pod failed the gate, for the halt report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unhealthy {
+pub(crate) struct Unhealthy {
     pub deployment: String,
     pub pod: String,
     /// What happened: restarted, turned unready, failed.
@@ -51,7 +51,7 @@ struct Start {
 /// Watches the pods of `deployments` for `period`: `Ok` when none restarted,
 /// turned unready or failed; the first that did, otherwise. `progress` is
 /// told how long is left, every few reads.
-pub async fn soak(
+pub(crate) async fn soak(
     client: &Client,
     deployments: &[Waited],
     period: Duration,
@@ -112,7 +112,7 @@ pub async fn soak(
 /// ready, and neither started nor restarted within the last `period` (as
 /// after a soak an earlier apply ran to its end). `Some(why)` when one has
 /// not, and the wave must be soaked again.
-pub async fn unproven(
+pub(crate) async fn unproven(
     client: &Client,
     deployments: &[Waited],
     period: Duration,

@@ -26,13 +26,13 @@ const SAY_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether `change` is made after the lock's last use, not in the waves:
 /// the deletion of the namespace or of the lock's Lease.
-pub fn is_last(change: &Change) -> bool {
+pub(crate) fn is_last(change: &Change) -> bool {
     change.action == Action::Delete
         && matches!(&change.target, Target::Kubernetes(id) if id.kind == "Namespace" || id.kind == "Lease")
 }
 
 /// The namespace the plan deletes, if it does.
-pub fn namespace(plan: &Plan) -> Option<&ObjectRef> {
+pub(crate) fn namespace(plan: &Plan) -> Option<&ObjectRef> {
     plan.changes.iter().find_map(|change| match &change.target {
         Target::Kubernetes(id) if is_last(change) && id.kind == "Namespace" => Some(id),
         _ => None,
@@ -40,7 +40,7 @@ pub fn namespace(plan: &Plan) -> Option<&ObjectRef> {
 }
 
 /// The deploy lock's Lease, if the plan deletes it.
-pub fn lease(plan: &Plan) -> Option<&ObjectRef> {
+pub(crate) fn lease(plan: &Plan) -> Option<&ObjectRef> {
     plan.changes.iter().find_map(|change| match &change.target {
         Target::Kubernetes(id) if is_last(change) && id.kind == "Lease" => Some(id),
         _ => None,
@@ -49,7 +49,7 @@ pub fn lease(plan: &Plan) -> Option<&ObjectRef> {
 
 /// Deletes the namespace that was planned (its uid as a precondition: one
 /// made again since is not this one).
-pub async fn delete_namespace(
+pub(crate) async fn delete_namespace(
     cluster: &Cluster,
     live: &LiveState,
     id: &ObjectRef,
@@ -76,7 +76,7 @@ pub async fn delete_namespace(
 
 /// How waiting for the namespace ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gone {
+pub(crate) enum Gone {
     Gone,
     /// Still there when the wait ran out, with what holds it.
     StillTerminating(String),
@@ -84,7 +84,7 @@ pub enum Gone {
 
 /// Follows the deleted namespace until it is gone or `deadline`, saying
 /// where it stands (`report`) when that changes and at least every 10 s.
-pub async fn wait_until_gone(
+pub(crate) async fn wait_until_gone(
     cluster: &Cluster,
     name: &str,
     deadline: Instant,
@@ -130,7 +130,7 @@ pub async fn wait_until_gone(
 /// What the namespace controller says it is waiting for: its conditions
 /// that hold (content remaining, finalizers remaining, an API group it
 /// could not discover), or that it is removing what the namespace holds.
-pub fn what_holds_it(namespace: &Namespace) -> String {
+pub(crate) fn what_holds_it(namespace: &Namespace) -> String {
     let conditions: Vec<String> = namespace
         .status
         .iter()

@@ -14,7 +14,7 @@ use crate::plan::{Action, Plan, Target};
 
 /// Where each wave stands when an apply in waves ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Rolled out and through its gate: it runs the new definition.
     Done,
     /// Its changes were written but its pods are not healthy: why.
@@ -30,7 +30,7 @@ pub enum Outcome {
 
 /// One wave and how it ended.
 #[derive(Debug, Clone)]
-pub struct WaveState {
+pub(crate) struct WaveState {
     pub roles: Vec<String>,
     pub outcome: Outcome,
     /// Every Deployment of it is new: not started, it never ran at all.
@@ -43,7 +43,7 @@ pub struct WaveState {
 /// An apply in waves that a wave stopped (its writes, its rollout or its
 /// gate failed).
 #[derive(Debug, thiserror::Error)]
-pub struct Halted {
+pub(crate) struct Halted {
     pub waves: Vec<WaveState>,
     /// What apply reported when the wave's writes or rollouts failed (with
     /// the later waves' changes as not started); none when its gate did.
@@ -62,7 +62,7 @@ impl Halted {
     }
 
     /// The per-wave table of the step summary.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         table_markdown(&self.waves)
     }
 }
@@ -111,7 +111,7 @@ fn describe(wave: &WaveState) -> &'static str {
 }
 
 /// A Markdown table of the waves, for the step summary.
-pub fn table_markdown(waves: &[WaveState]) -> String {
+pub(crate) fn table_markdown(waves: &[WaveState]) -> String {
     let mut text = String::from("| wave | agents | result |\n|---|---|---|\n");
     for (n, wave) in waves.iter().enumerate() {
         let mut result = match &wave.outcome {
@@ -135,7 +135,7 @@ pub fn table_markdown(waves: &[WaveState]) -> String {
 /// Carries `plan` out wave by wave (`waves` as `[rollout]` gives them);
 /// with a rollout wait, each wave's pods are soaked for `soak` before the
 /// next starts. The waves as they ended, or [`Halted`].
-pub async fn apply_in_waves(
+pub(crate) async fn apply_in_waves(
     systems: &Systems<'_>,
     plan: &Plan,
     rollout: &Rollout,

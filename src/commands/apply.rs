@@ -13,7 +13,7 @@ use crate::lock;
 
 /// `destroy`: `fleet destroy`, which plans the tear-down. A saved plan says
 /// itself whether it is one.
-pub async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> {
+pub(super) async fn run(args: &ApplyArgs, destroy: bool) -> anyhow::Result<ExitStatus> {
     let started = std::time::Instant::now();
     let interrupt = Interrupt::listen()?;
     let saved = match &args.plan_file {

@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use super::ExitStatus;
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
 
-pub fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
     let mut command = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "fleet", &mut script);
@@ -15,7 +15,7 @@ pub fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-pub fn man(args: &ManArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn man(args: &ManArgs) -> anyhow::Result<ExitStatus> {
     std::fs::create_dir_all(&args.out)
         .map_err(|err| anyhow::anyhow!("making {}: {err}", args.out.display()))?;
     clap_mangen::generate_to(Cli::command(), &args.out)

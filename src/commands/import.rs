@@ -9,7 +9,7 @@ use crate::client::kube::Cluster;
 use crate::import::{self, Request};
 use crate::model;
 
-pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
+pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
     let out = match (&args.out, &args.env) {
         (Some(out), _) => out.clone(),
         (None, Some(env)) => crate::load::environment_path(&args.file, env),
@@ -23,7 +23,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<ExitStatus> {
         );
     }
     let base = match &args.env {
-        Some(env) => Some(crate::import::write::Base {
+        Some(env) => Some(import::write::Base {
             fleet_path: args.file.clone(),
             fleet_text: std::fs::read_to_string(&args.file).map_err(|err| {
                 anyhow::anyhow!(

@@ -15,7 +15,7 @@ const PLAN_WORKFLOW: &str = include_str!("../../examples/github/plan.yml");
 const DEPLOY_WORKFLOW: &str = include_str!("../../examples/github/deploy.yml");
 
 /// The files `fleet init` writes, by path under its directory.
-pub fn files(name: &str, namespace: &str) -> Vec<(PathBuf, String)> {
+pub(super) fn files(name: &str, namespace: &str) -> Vec<(PathBuf, String)> {
     let fill = |template: &str| {
         template
             .replace("{name}", name)
@@ -75,7 +75,7 @@ fn dns_label(text: &str) -> String {
     }
 }
 
-pub fn run(args: &InitArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(args: &InitArgs) -> anyhow::Result<ExitStatus> {
     let dir = &args.dir;
     // `.` names no directory until resolved; a new one is not there to be.
     let directory_name = std::fs::canonicalize(dir)

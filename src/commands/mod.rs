@@ -86,7 +86,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitStatus> {
 /// says what it was doing when it gave up.
 async fn within(
     timeout: std::time::Duration,
-    run: impl std::future::Future<Output = anyhow::Result<ExitStatus>>,
+    run: impl Future<Output = anyhow::Result<ExitStatus>>,
 ) -> anyhow::Result<ExitStatus> {
     tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| {
         Err(anyhow::anyhow!(

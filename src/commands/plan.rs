@@ -76,7 +76,7 @@ pub(super) fn nats(args: &NatsArgs) -> deploy::Nats {
     }
 }
 
-pub async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
+pub(super) async fn run(args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     let options = deploy::PlanOptions {
         destroy: args.destroy,
         ..plan_options(&args.cluster)

@@ -6,7 +6,7 @@ use crate::access::{self, Grantee, Purpose};
 use crate::cli::{GranteeArgs, RbacArgs, RbacPurpose};
 use crate::{render, report};
 
-pub fn run(args: &RbacArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(args: &RbacArgs) -> anyhow::Result<ExitStatus> {
     let purpose = match args.purpose {
         RbacPurpose::Plan => Purpose::Plan,
         RbacPurpose::Apply => Purpose::Apply,

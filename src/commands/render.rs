@@ -4,7 +4,7 @@ use super::{ExitStatus, load_definition};
 use crate::cli::{RenderArgs, RenderFormat};
 use crate::{render, report};
 
-pub fn run(args: &RenderArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(args: &RenderArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = load_definition(&args.definition)? else {
         return Ok(ExitStatus::Failure);
     };

@@ -5,7 +5,7 @@ use super::ExitStatus;
 use crate::cli::ShowArgs;
 use crate::deploy;
 
-pub fn run(args: &ShowArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(args: &ShowArgs) -> anyhow::Result<ExitStatus> {
     let plan = deploy::read_saved_plan(&args.plan_file)?;
     let place = args.plan_file.display().to_string();
     super::plan::print(&plan, args.format, args.max_bytes, Some(&place))?;

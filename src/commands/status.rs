@@ -16,7 +16,7 @@ use crate::ownership;
 use crate::plan::selection;
 use crate::report::status::{self, Header, Read};
 
-pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
+pub(super) async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let Some(mut fleet) = super::plan::definition(&args.cluster)?.load()? else {
         return Ok(ExitStatus::Failure);
     };

@@ -9,7 +9,7 @@ use crate::cli::UnlockArgs;
 use crate::client::kube::Cluster;
 use crate::lock;
 
-pub async fn run(args: &UnlockArgs) -> anyhow::Result<ExitStatus> {
+pub(super) async fn run(args: &UnlockArgs) -> anyhow::Result<ExitStatus> {
     // Like plan and apply: the lock of which environment, said explicitly.
     crate::load::cluster_environment(&args.definition.file, args.definition.env.as_deref())?;
     let Some(mut fleet) = load_definition(&args.definition)? else {

@@ -5,7 +5,7 @@ use std::io::Write;
 use super::{ExitStatus, load_definition};
 use crate::cli::DefinitionArgs;
 
-pub fn run(args: &DefinitionArgs) -> anyhow::Result<ExitStatus> {
+pub(super) fn run(args: &DefinitionArgs) -> anyhow::Result<ExitStatus> {
     let Some(fleet) = load_definition(args)? else {
         return Ok(ExitStatus::Failure);
     };

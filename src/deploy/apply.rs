@@ -15,7 +15,7 @@ use crate::{provenance, report};
 
 /// How an apply ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     /// The plan was carried out, or there was nothing to do.
     Done,
     /// The confirmation was refused; nothing was changed.
@@ -27,7 +27,7 @@ pub enum Applied {
 /// Plans with the deploy lock held and carries the plan out. `confirm` is
 /// asked, with the kube context, before the first write; it answers whether
 /// to go on.
-pub async fn apply(
+pub(crate) async fn apply(
     definition: &Definition,
     plan_options: &PlanOptions,
     options: &ApplyOptions,
@@ -181,7 +181,7 @@ async fn carry_out(
     writeln!(stdout)?;
     let mut done = 0usize;
     let mut in_group = false;
-    let mut print = |event: apply::Event<'_>| {
+    let mut print = |event: Event<'_>| {
         let line = match event {
             Event::Started(title) => {
                 if std::mem::replace(&mut in_group, true) {
@@ -404,7 +404,7 @@ fn list_not_started(stopped: &Stopped, out: &mut impl Write) -> std::io::Result<
 }
 
 /// A plan `fleet plan --out` wrote, in a format this fleet reads.
-pub fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
+pub(crate) fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plan {}", path.display()))?;
     let saved: Plan = serde_json::from_str(&text).with_context(|| {
@@ -426,7 +426,7 @@ pub fn read_saved_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
 /// The environment to apply the saved plan at `path` in: the one it was
 /// made for, which `--env` (`given`) may only repeat. Read before planning,
 /// so a plan is never made for the wrong environment only to be refused.
-pub fn saved_plan_environment(
+pub(crate) fn saved_plan_environment(
     path: &std::path::Path,
     given: Option<&str>,
 ) -> anyhow::Result<Option<String>> {

@@ -10,14 +10,14 @@
 
 mod apply;
 mod plan;
-pub mod workflow;
+pub(crate) mod workflow;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use apply::{Applied, apply, read_saved_plan, saved_plan_environment};
+pub(crate) use apply::{Applied, apply, read_saved_plan, saved_plan_environment};
 pub(crate) use plan::nats_connection;
-pub use plan::{Planned, plan};
+pub(crate) use plan::plan;
 
 use crate::client::jetstream;
 use crate::interrupt::Interrupt;
@@ -30,7 +30,7 @@ use crate::redact::Sensitive;
 /// and NATS server once loaded, nor [`crate::plan::Target`], what a change
 /// acts on.)
 #[derive(Debug, Clone)]
-pub struct Definition {
+pub(crate) struct Definition {
     /// The fleet definition (fleet.toml).
     pub file: PathBuf,
     /// Environment to load from `environments/<ENV>.toml`.
@@ -42,7 +42,7 @@ pub struct Definition {
 impl Definition {
     /// Loads and validates it, the kube context given taking the place of
     /// the environment's; `None` when it has errors (they are printed).
-    pub fn load(&self) -> anyhow::Result<Option<crate::model::Fleet>> {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<crate::model::Fleet>> {
         let Some(mut fleet) = crate::definition::load_reported(&self.file, self.env.as_deref())?
         else {
             return Ok(None);
@@ -56,7 +56,7 @@ impl Definition {
 
 /// How fleet reaches the NATS server (not the URL agents are given).
 #[derive(Debug, Default, Clone)]
-pub struct Nats {
+pub(crate) struct Nats {
     /// Overrides the environment's `nats_url`.
     pub url: Option<String>,
     /// Credentials, TLS and which JetStream, whichever URL is used.
@@ -71,7 +71,7 @@ pub struct Nats {
 
 /// How to plan (and, with apply, how to write).
 #[derive(Debug, Clone)]
-pub struct PlanOptions {
+pub(crate) struct PlanOptions {
     /// Requests to the API server in flight at once.
     pub concurrency: usize,
     /// Take over fields that another field manager owns.
@@ -92,7 +92,7 @@ pub struct PlanOptions {
 
 /// How to carry a plan out.
 #[derive(Debug, Clone)]
-pub struct ApplyOptions {
+pub(crate) struct ApplyOptions {
     /// A plan saved by `fleet plan --out`, applied only while still the plan.
     pub plan_file: Option<PathBuf>,
     /// Apply although the definition has uncommitted changes.

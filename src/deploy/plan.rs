@@ -14,7 +14,7 @@ use crate::render::ObjectRef;
 use crate::{ownership, provenance, render};
 
 /// A plan with what it was made from, for `apply` to carry out.
-pub struct Planned {
+pub(crate) struct Planned {
     pub plan: Plan,
     pub cluster: Cluster,
     pub live: LiveState,
@@ -26,6 +26,7 @@ pub struct Planned {
     pub lock: Option<DeployLock>,
     /// The rendering the plan was made from: the largest thing a plan
     /// holds, handed back so that a command about to exit need not free it.
+    #[allow(dead_code, reason = "held, not read")]
     pub rendered: Arc<render::Rendered>,
     /// `[rollout]`: the waves apply goes in, if any.
     pub rollout: Option<crate::model::Rollout>,
@@ -36,7 +37,7 @@ pub struct Planned {
 /// The pipeline up to the plan, for `fleet plan`: who holds the deploy lock
 /// is only reported. `None` when the definition has errors (they are
 /// printed).
-pub async fn plan(
+pub(crate) async fn plan(
     definition: &Definition,
     options: &PlanOptions,
 ) -> anyhow::Result<Option<Planned>> {
@@ -130,7 +131,7 @@ pub(super) async fn make_plan(
         // The proof of no change: what it proves unchanged is planned
         // without a dry run, so only its metadata is needed.
         metadata_suffices: (!plan_options.dry_run_all && !destroy)
-            .then_some(&crate::plan::unchanged::proven_unchanged as &MetadataSuffices),
+            .then_some(&plan::unchanged::proven_unchanged as &MetadataSuffices),
     };
     let read_kube = crate::live::kube::read(&cluster, &rendering, &read_options);
     let read_jetstream = async {
@@ -422,7 +423,7 @@ async fn credentials_changes(
     cluster: &Cluster,
     fleet: &crate::model::Fleet,
     rendered: &render::Rendered,
-    live: &crate::live::kube::LiveState,
+    live: &LiveState,
     applyset_id: &str,
     adopt: bool,
     destroy: bool,

@@ -14,7 +14,7 @@ use crate::report::{self, github};
 /// `::add-mask::` for every credential fleet was given (flags, environment,
 /// the files they name, the URL's userinfo), so the runner hides each one in
 /// the rest of the job's log, whatever prints it.
-pub fn announce_secrets(nats: &Nats, url: Option<&str>) {
+pub(crate) fn announce_secrets(nats: &Nats, url: Option<&str>) {
     if github::Workflow::from_env().is_none() {
         return;
     }
@@ -47,7 +47,7 @@ pub fn announce_secrets(nats: &Nats, url: Option<&str>) {
 /// did), its counts (and `extra_outputs`) to the step outputs, and
 /// annotations for what is blocked to stderr. `definition` is fleet.toml,
 /// to point the annotations at an agent's or stream's declaration.
-pub fn report(
+pub(crate) fn report(
     plan: &Plan,
     definition: &Path,
     full_plan: Option<&Path>,
@@ -97,13 +97,13 @@ pub fn report(
 }
 
 /// Folds what follows in the log under `title`, when in a workflow.
-pub fn group(title: &str) {
+pub(crate) fn group(title: &str) {
     if github::Workflow::from_env().is_some() {
         let _ = std::io::stderr().write_all(github::group(title).as_bytes());
     }
 }
 
-pub fn end_group() {
+pub(crate) fn end_group() {
     if github::Workflow::from_env().is_some() {
         let _ = std::io::stderr().write_all(github::END_GROUP.as_bytes());
     }

@@ -11,10 +11,10 @@ use crate::render::ObjectRef;
 
 /// The live objects of the namespace, by identity (comparable: no status,
 /// no server bookkeeping).
-pub type Objects = BTreeMap<ObjectRef, Value>;
+pub(crate) type Objects = BTreeMap<ObjectRef, Value>;
 
 /// The objects an agent named `role` would have, as fleet names them.
-pub fn agent_object_names(role: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn agent_object_names(role: &str) -> Vec<(&'static str, String)> {
     let name = format!("agent-{role}");
     vec![
         ("ServiceAccount", name.clone()),
@@ -31,7 +31,7 @@ pub fn agent_object_names(role: &str) -> Vec<(&'static str, String)> {
 }
 
 /// One live agent: its Deployment and the objects named after it.
-pub struct LiveAgent<'a> {
+pub(crate) struct LiveAgent<'a> {
     pub role: String,
     pub objects: BTreeMap<&'static str, &'a Value>,
 }
@@ -43,7 +43,7 @@ impl LiveAgent<'_> {
 }
 
 /// Finds `kind`/`name` among the objects, whatever its apiVersion.
-pub fn find<'a>(
+pub(crate) fn find<'a>(
     objects: &'a Objects,
     kind: &str,
     name: &str,
@@ -55,7 +55,7 @@ pub fn find<'a>(
 
 /// The agents of the namespace: each Deployment named `agent-<role>`, with
 /// the objects fleet would name after it.
-pub fn agents(objects: &Objects) -> Vec<LiveAgent<'_>> {
+pub(crate) fn agents(objects: &Objects) -> Vec<LiveAgent<'_>> {
     objects
         .iter()
         .filter(|(id, _)| id.kind == "Deployment")
@@ -74,14 +74,14 @@ pub fn agents(objects: &Objects) -> Vec<LiveAgent<'_>> {
 }
 
 /// Whether a controller made the object (it names an owner).
-pub fn made_by_controller(object: &Value) -> bool {
+pub(crate) fn made_by_controller(object: &Value) -> bool {
     object["metadata"]["ownerReferences"]
         .as_array()
         .is_some_and(|owners| !owners.is_empty())
 }
 
 /// A role fleet accepts: a DNS label short enough for `agent-<role>-network`.
-pub fn is_role(role: &str) -> bool {
+pub(crate) fn is_role(role: &str) -> bool {
     !role.is_empty()
         && role.len() <= 63 - "agent-".len() - "-network".len()
         && role
@@ -92,7 +92,7 @@ pub fn is_role(role: &str) -> bool {
 }
 
 /// The label domain of the agents' `<domain>/role` labels.
-pub fn label_domain(agents: &[LiveAgent<'_>]) -> Option<String> {
+pub(crate) fn label_domain(agents: &[LiveAgent<'_>]) -> Option<String> {
     agents.iter().find_map(|agent| {
         let labels = agent.get("Deployment")?["metadata"]["labels"].as_object()?;
         labels.iter().find_map(|(key, value)| {
@@ -104,7 +104,7 @@ pub fn label_domain(agents: &[LiveAgent<'_>]) -> Option<String> {
 
 /// An agent's keys, in the order of the definition reference; each value
 /// as it is written in TOML.
-pub type Keys = Vec<(String, Value)>;
+pub(crate) type Keys = Vec<(String, Value)>;
 
 fn push(keys: &mut Keys, key: &str, value: Option<Value>) {
     if let Some(value) = value {
@@ -126,7 +126,7 @@ fn strings(value: &Value) -> Option<Value> {
 }
 
 /// Every key fleet has for what the agent's live objects say.
-pub fn keys(agent: &LiveAgent<'_>, domain: &str) -> Keys {
+pub(crate) fn keys(agent: &LiveAgent<'_>, domain: &str) -> Keys {
     let mut keys = Keys::new();
     let Some(deployment) = agent.get("Deployment") else {
         return keys;
@@ -591,7 +591,7 @@ fn scaled_object_keys(scaled: &Value, role: &str) -> (Option<Value>, Option<Valu
 /// Where KEDA reads NATS, from the agents' ScaledObjects: the
 /// `[environment]` keys `nats_monitoring` and `nats_account` (when not
 /// the default account), as the first trigger gives them.
-pub fn keda_environment(agents: &[LiveAgent<'_>]) -> Vec<(&'static str, Value)> {
+pub(crate) fn keda_environment(agents: &[LiveAgent<'_>]) -> Vec<(&'static str, Value)> {
     let trigger = agents
         .iter()
         .filter_map(|a| a.get("ScaledObject"))

@@ -10,7 +10,7 @@ use crate::live::jetstream::LiveJetStream;
 /// A JetStream duration (nanoseconds) as fleet writes one: the largest unit
 /// that divides it (`7d`, `2m`, `250ms`); `None` for zero or less than a
 /// millisecond's precision.
-pub fn duration(nanos: &Value) -> Option<Value> {
+pub(crate) fn duration(nanos: &Value) -> Option<Value> {
     let nanos = nanos.as_u64().filter(|n| *n > 0)?;
     if nanos % 1_000_000 != 0 {
         return None;
@@ -34,7 +34,7 @@ pub fn duration(nanos: &Value) -> Option<Value> {
 
 /// The stream that holds the agent's own consumer `<role>-agent`: the one
 /// its autoscaler names, else the only one.
-pub fn own_consumer_stream(
+pub(crate) fn own_consumer_stream(
     live: &LiveJetStream,
     role: &str,
     named: Option<&str>,
@@ -56,7 +56,7 @@ pub fn own_consumer_stream(
 
 /// The agent's `consumer` table: its stream and every setting fleet has
 /// a key for (the minimal pass drops the defaults).
-pub fn consumer_keys(config: &Value, stream: &str) -> Value {
+pub(crate) fn consumer_keys(config: &Value, stream: &str) -> Value {
     let mut table = Map::new();
     table.insert("stream".into(), Value::from(stream));
     let filters: Vec<Value> = match (&config["filter_subject"], &config["filter_subjects"]) {
@@ -98,7 +98,7 @@ pub fn consumer_keys(config: &Value, stream: &str) -> Value {
 
 /// A stream's keys: the settings fleet sends on every apply (those it
 /// leaves to the server when unset are not written, so they stay as they are).
-pub fn stream_keys(config: &Value) -> Table {
+pub(crate) fn stream_keys(config: &Value) -> Table {
     let mut table = Table::default();
     if let Some(subjects) = config["subjects"].as_array() {
         table.set("subjects", Value::Array(subjects.clone()));
@@ -129,7 +129,7 @@ pub fn stream_keys(config: &Value) -> Table {
 
 /// The fields of a rendered stream or consumer config that differ from the
 /// live one (fleet's ownership mark aside), as `field: live -> fleet`.
-pub fn differences(rendered: &Value, live: &Value) -> Vec<String> {
+pub(crate) fn differences(rendered: &Value, live: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for (key, value) in rendered.as_object().into_iter().flatten() {
         if key == "metadata" {

@@ -14,7 +14,7 @@ use crate::quantity::{Amount, Place};
 use crate::render;
 
 /// The built-in profiles, tried in turn.
-pub const PROFILES: &[&str] = &["cognitive", "executor", "observer"];
+pub(crate) const PROFILES: &[&str] = &["cognitive", "executor", "observer"];
 
 /// Config is written inline: no file is ever read (but those an existing
 /// fleet.toml names, beside it).
@@ -28,7 +28,7 @@ impl ConfigFiles for NoFiles {
 
 /// What `document` renders (Kubernetes objects and JetStream), or the
 /// loader's diagnostics when it does not load.
-pub fn rendered(document: &Document) -> Result<render::Rendered, String> {
+pub(crate) fn rendered(document: &Document) -> Result<render::Rendered, String> {
     let text = document.to_toml();
     let loaded = match &document.base {
         None => load::load_str(Path::new("fleet.toml"), &text, None, None, &NoFiles),
@@ -100,7 +100,7 @@ fn alone(document: &Document, agent: &AgentTable) -> Document {
 
 /// The agent with the fewest keys that render as its `keys` do, with the
 /// profile (if any) that allowed it. `Err` when its keys do not load.
-pub fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTable, String> {
+pub(crate) fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTable, String> {
     let reference = compared(&alone(document, agent))?;
     let same = |candidate: &AgentTable| {
         compared(&alone(document, candidate)).is_ok_and(|r| r == reference)
@@ -127,7 +127,7 @@ pub fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTable, St
 }
 
 /// The streams with the fewest keys that render the same.
-pub fn minimal_streams(mut document: Document) -> Result<Document, String> {
+pub(crate) fn minimal_streams(mut document: Document) -> Result<Document, String> {
     let reference = compared(&document)?;
     for at in 0..document.streams.len() {
         for leaf in leaves(&document.streams[at].1) {

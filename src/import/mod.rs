@@ -16,12 +16,12 @@
 //! namespace `fleet plan --adopt` changes no field but fleet's ownership
 //! marks, and what could not be said is listed with why.
 
-pub mod derive;
-pub mod jetstream;
-pub mod minimal;
-pub mod read;
-pub mod residual;
-pub mod write;
+pub(crate) mod derive;
+pub(crate) mod jetstream;
+pub(crate) mod minimal;
+pub(crate) mod read;
+pub(crate) mod residual;
+pub(crate) mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +36,7 @@ use write::{AgentTable, Document, Table};
 
 /// What import made: the definition's text, and what it could not say.
 #[derive(Debug, Default)]
-pub struct Imported {
+pub(crate) struct Imported {
     pub text: String,
     pub agents: Vec<String>,
     /// Objects of the namespace that belong to no agent, with why.
@@ -45,7 +45,7 @@ pub struct Imported {
     pub unexpressed: Vec<String>,
 }
 
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub namespace: &'a str,
     /// Import as this environment's file over an existing fleet.toml.
     pub base: Option<write::Base>,
@@ -65,7 +65,7 @@ pub struct Request<'a> {
 /// How many times the residual is rendered and checked again.
 const ROUNDS: usize = 3;
 
-pub async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<Imported> {
+pub(crate) async fn import(cluster: &Cluster, request: &Request<'_>) -> anyhow::Result<Imported> {
     let live = read::namespace(cluster, request.namespace).await?;
     let agents = derive::agents(&live.objects);
     let roles: Vec<String> = agents.iter().map(|a| a.role.clone()).collect();

@@ -17,7 +17,7 @@ use crate::ownership;
 use crate::render::{DesiredObject, ObjectRef};
 
 /// What import reads of the namespace.
-pub struct LiveNamespace {
+pub(crate) struct LiveNamespace {
     pub objects: Objects,
     /// Installed kinds fleet renders, by (apiVersion, kind).
     pub kinds: BTreeMap<(String, String), Kind>,
@@ -26,7 +26,7 @@ pub struct LiveNamespace {
 }
 
 impl LiveNamespace {
-    pub fn installed(&self, kind: &str) -> bool {
+    pub(crate) fn installed(&self, kind: &str) -> bool {
         self.kinds.keys().any(|(_, k)| k == kind)
     }
 }
@@ -37,7 +37,7 @@ const EVERY_NAMESPACE_HAS: &[(&str, &str)] = &[
     ("ServiceAccount", "default"),
 ];
 
-pub async fn namespace(cluster: &Cluster, namespace: &str) -> anyhow::Result<LiveNamespace> {
+pub(crate) async fn namespace(cluster: &Cluster, namespace: &str) -> anyhow::Result<LiveNamespace> {
     let kinds = installed_kinds(cluster).await?;
     let mut objects = Objects::new();
     for ((api_version, kind_name), kind) in &kinds {
@@ -107,7 +107,7 @@ pub async fn namespace(cluster: &Cluster, namespace: &str) -> anyhow::Result<Liv
 /// The object as the API server would make it (its defaults, its
 /// admission), by a dry-run create under a generated name. `None` for a
 /// kind the cluster does not serve.
-pub async fn as_created(
+pub(crate) async fn as_created(
     cluster: &Cluster,
     live: &LiveNamespace,
     object: &DesiredObject,
@@ -151,7 +151,7 @@ pub async fn as_created(
 /// agent's objects (patches, targeting, attribution), so no patch removes it.
 /// `rendered` is fleet's body: a Deployment it renders without replicas is
 /// scaled by its autoscaler, whose count is none of the definition's.
-pub fn importable(kind: &str, object: &Value, role_label: &str, rendered: &Value) -> Value {
+pub(crate) fn importable(kind: &str, object: &Value, role_label: &str, rendered: &Value) -> Value {
     let mut object = object.clone();
     let Some(map) = object.as_object_mut() else {
         return object;

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::render::patch::{DELETE, DIRECTIVE, named};
 
 /// The patch that turns `server` into `live`; `None` when they are equal.
-pub fn residual(live: &Value, server: &Value) -> Option<Value> {
+pub(crate) fn residual(live: &Value, server: &Value) -> Option<Value> {
     match (live, server) {
         (Value::Object(live), Value::Object(server)) => {
             let mut patch = Map::new();

@@ -11,19 +11,19 @@ use crate::render::patch::DIRECTIVE;
 
 /// One table's keys in order, each with an optional comment written above it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Table {
+pub(crate) struct Table {
     pub keys: Vec<Key>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Key {
+pub(crate) struct Key {
     pub name: String,
     pub value: Value,
     pub comment: Option<String>,
 }
 
 impl Table {
-    pub fn set(&mut self, name: &str, value: Value) {
+    pub(crate) fn set(&mut self, name: &str, value: Value) {
         match self.keys.iter_mut().find(|k| k.name == name) {
             Some(key) => key.value = value,
             None => self.keys.push(Key {
@@ -34,11 +34,11 @@ impl Table {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.keys.iter().find(|k| k.name == name).map(|k| &k.value)
     }
 
-    pub fn comment(&mut self, name: &str, comment: String) {
+    pub(crate) fn comment(&mut self, name: &str, comment: String) {
         if let Some(key) = self.keys.iter_mut().find(|k| k.name == name) {
             key.comment = Some(comment);
         }
@@ -47,7 +47,7 @@ impl Table {
 
 /// An agent: its keys and its patches by kind.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AgentTable {
+pub(crate) struct AgentTable {
     pub role: String,
     /// Comment lines written above the agent's table.
     pub notes: Vec<String>,
@@ -58,7 +58,7 @@ pub struct AgentTable {
 /// The fleet.toml an environment file is written for (`fleet import
 /// --env`): the document is then that environment's file, laid over it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Base {
+pub(crate) struct Base {
     pub fleet_path: std::path::PathBuf,
     pub fleet_text: String,
     pub environment: String,
@@ -66,7 +66,7 @@ pub struct Base {
 
 /// The whole definition.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Document {
+pub(crate) struct Document {
     /// Comment lines at the top.
     pub header: Vec<String>,
     /// Set when this is an environment file over an existing fleet.toml.
@@ -83,7 +83,7 @@ pub struct Document {
 }
 
 impl Document {
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let mut out = String::new();
         for line in &self.header {
             comment_line(&mut out, line);
@@ -175,7 +175,7 @@ fn dotted(out: &mut String, prefix: &str, value: &Value) {
 }
 
 /// A bare key when TOML allows one, else a quoted one.
-pub fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .bytes()
@@ -184,7 +184,7 @@ pub fn key(name: &str) -> String {
 }
 
 /// A value as TOML writes it on one line (multi-line strings aside).
-pub fn inline(value: &Value) -> String {
+pub(crate) fn inline(value: &Value) -> String {
     match value {
         Value::Null => "{}".into(),
         Value::Bool(b) => b.to_string(),

@@ -827,7 +827,7 @@ async fn namespace_state(
             NamespaceState::Missing
         });
     }
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
     match retry::kube(|| api.get_opt(namespace)).await {
         Ok(Some(_)) => Ok(NamespaceState::Exists),
         Ok(None) => Ok(NamespaceState::Missing),

@@ -10,13 +10,13 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::Value;
 
 /// What was kept of a page's items, and the token for the next page.
-pub struct Page<T> {
+pub(super) struct Page<T> {
     pub items: Vec<T>,
     pub continue_token: Option<String>,
 }
 
 /// Parses the text of a LIST response, calling `keep` on each item.
-pub fn read<T>(text: &str, keep: impl FnMut(Value) -> T) -> serde_json::Result<Page<T>> {
+pub(super) fn read<T>(text: &str, keep: impl FnMut(Value) -> T) -> serde_json::Result<Page<T>> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let page = PageSeed(keep).deserialize(&mut deserializer)?;
     deserializer.end()?;
@@ -25,7 +25,7 @@ pub fn read<T>(text: &str, keep: impl FnMut(Value) -> T) -> serde_json::Result<P
 
 /// The token for the next page, with the items skipped over unread: for a
 /// page held as text, to be read later.
-pub fn continue_token(text: &str) -> serde_json::Result<Option<String>> {
+pub(super) fn continue_token(text: &str) -> serde_json::Result<Option<String>> {
     #[derive(serde::Deserialize)]
     struct Skimmed {
         #[serde(default)]

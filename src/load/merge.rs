@@ -5,7 +5,7 @@ use super::source::{Node, Value};
 
 /// Lays `overlay` over `base`. Both must be tables for a key-by-key merge;
 /// otherwise the overlay replaces the base.
-pub fn overlay(base: &mut Node, overlay: &Node) {
+pub(super) fn overlay(base: &mut Node, overlay: &Node) {
     match (&mut base.value, &overlay.value) {
         (Value::Table(base_table), Value::Table(overlay_table)) => {
             for entry in &overlay_table.entries {

@@ -13,7 +13,7 @@ use super::{DEFAULT_TTL, SKEW_ALLOWANCE};
 
 /// What [`decide`] needs to know of a Lease.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// `holderIdentity`; `None` (or empty) when nobody holds it.
     pub identity: Option<String>,
     /// `renewTime`, else `acquireTime`.
@@ -24,7 +24,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn of(lease: &Lease) -> Observed {
+    pub(crate) fn of(lease: &Lease) -> Observed {
         let spec = lease.spec.as_ref();
         Observed {
             identity: spec
@@ -49,7 +49,7 @@ impl Observed {
     /// Its holder stopped renewing it: `renewTime + duration`, with the
     /// allowance for clocks, lies before `now` (server time). A Lease held
     /// without any time was not written by a fleet that is alive.
-    pub fn expired(&self, now: Timestamp) -> bool {
+    pub(crate) fn expired(&self, now: Timestamp) -> bool {
         match self.renewed {
             Some(renewed) => now > plus(plus(renewed, self.duration), SKEW_ALLOWANCE),
             None => true,
@@ -59,7 +59,7 @@ impl Observed {
 
 /// What to do about the Lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// There is none: create it.
     Create,
     /// Free (released), ours already, `expired`, or its holder's process
@@ -70,7 +70,7 @@ pub enum Decision {
 }
 
 /// May `me` take this Lease (as read at server time `now`)?
-pub fn decide(lease: Option<&Observed>, me: &str, now: Timestamp) -> Decision {
+pub(crate) fn decide(lease: Option<&Observed>, me: &str, now: Timestamp) -> Decision {
     let Some(lease) = lease else {
         return Decision::Create;
     };

@@ -20,7 +20,7 @@ use crate::ownership;
 use crate::render::ObjectRef;
 
 /// The deploy lock of one fleet in one namespace, as `apply` uses it.
-pub struct DeployLock {
+pub(crate) struct DeployLock {
     place: Place,
     claimant: Claimant,
     options: Options,
@@ -47,7 +47,7 @@ impl DeployLock {
     /// that ran meanwhile could have made it stale. When the namespace does
     /// not exist yet there is nowhere to put the Lease: taking it waits
     /// until just before the first write.
-    pub async fn before_plan(
+    pub(crate) async fn before_plan(
         cluster: &Cluster,
         fleet: &str,
         namespace: &str,
@@ -78,7 +78,7 @@ impl DeployLock {
     /// the namespace's deletion removes.
     ///
     /// [`before_plan`]: DeployLock::before_plan
-    pub async fn before_destroy(
+    pub(crate) async fn before_destroy(
         cluster: &Cluster,
         fleet: &str,
         namespace: &str,
@@ -115,12 +115,12 @@ impl DeployLock {
 
     /// Whether the Lease existed before this apply took the lock: an
     /// apply has held it here before.
-    pub fn lease_existed(&self) -> bool {
+    pub(crate) fn lease_existed(&self) -> bool {
         self.lease_existed
     }
 
     /// The Lease, for plans and messages.
-    pub fn lease(&self) -> ObjectRef {
+    pub(crate) fn lease(&self) -> ObjectRef {
         self.place.id()
     }
 
@@ -146,7 +146,7 @@ impl DeployLock {
     /// apply uses).
     ///
     /// [`before_plan`]: DeployLock::before_plan
-    pub async fn before_first_write(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn before_first_write(&mut self) -> anyhow::Result<()> {
         if !matches!(self.state, State::Deferred) || self.destroying {
             return Ok(());
         }
@@ -228,7 +228,7 @@ impl DeployLock {
     /// Runs `work` (apply's writes and rollout wait) while the lock is
     /// held. If the lock is lost first, `work` is stopped where it stands,
     /// so it never writes alongside another apply.
-    pub async fn guard<T>(
+    pub(crate) async fn guard<T>(
         &mut self,
         work: impl Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
@@ -249,7 +249,7 @@ impl DeployLock {
     }
 
     /// Gives the lock up (when apply ends, also on error).
-    pub async fn release(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn release(mut self) -> anyhow::Result<()> {
         match std::mem::replace(&mut self.state, State::Released) {
             State::Held(held) => held.release().await,
             State::Deferred | State::Released => Ok(()),
@@ -258,7 +258,7 @@ impl DeployLock {
 
     /// Gives the lock up by deleting its Lease: a destroy, done with it.
     /// Whether it held the Lease (and so deleted it).
-    pub async fn release_by_deleting(&mut self) -> anyhow::Result<bool> {
+    pub(crate) async fn release_by_deleting(&mut self) -> anyhow::Result<bool> {
         match std::mem::replace(&mut self.state, State::Released) {
             State::Held(held) => held.delete().await.map(|()| true),
             State::Deferred | State::Released => Ok(false),

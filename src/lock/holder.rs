@@ -72,7 +72,7 @@ pub(super) fn human(duration: Duration) -> String {
 }
 
 /// Who holds the Lease, if anyone, as read at server time `now`.
-pub fn holder_of(lease: &Lease, now: Timestamp) -> Option<Holder> {
+pub(crate) fn holder_of(lease: &Lease, now: Timestamp) -> Option<Holder> {
     let observed = Observed::of(lease);
     let identity = observed.identity.clone()?;
     let spec = lease.spec.as_ref()?;

@@ -6,7 +6,7 @@ use crate::env_vars::EnvVars;
 
 /// Who takes the lock, as the Lease records it.
 #[derive(Debug, Clone)]
-pub struct Claimant {
+pub(crate) struct Claimant {
     /// The CI run (its URL, with the attempt), else `user@host`.
     pub who: String,
     /// The CI job, the machine and the process: `job deploy on runner-3 pid 4242`.
@@ -20,7 +20,7 @@ pub struct Claimant {
 
 impl Claimant {
     /// This process, from its environment.
-    pub fn from_environment() -> Claimant {
+    pub(crate) fn from_environment() -> Claimant {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let host = crate::process::hostname();
         let pid = std::process::id();

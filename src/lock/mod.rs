@@ -58,32 +58,27 @@ mod unlock;
 
 use std::time::Duration;
 
-pub use decision::{Decision, Observed, decide};
-pub use deploy_lock::DeployLock;
-pub use holder::{Holder, holder_of};
-pub use identity::Claimant;
-pub use record::{HOLDER_ANNOTATION, HOST_ANNOTATION, PROCESS_ANNOTATION};
-pub use renewal::Held;
-pub use take::{Busy, Event};
-pub use unlock::{Standing, remove, standing};
+pub(crate) use deploy_lock::DeployLock;
+pub(crate) use holder::Holder;
+pub(crate) use unlock::{remove, standing};
 
 /// How long a lock outlives a holder that stopped renewing it.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// Added to a Lease's duration before it counts as expired: the error of
 /// estimating the server's clock (see the module comment).
-pub const SKEW_ALLOWANCE: Duration = Duration::from_secs(2);
+pub(crate) const SKEW_ALLOWANCE: Duration = Duration::from_secs(2);
 
 /// 409s in a row while writing the Lease before giving up: each means
 /// another apply wrote the Lease between a read and a write.
 const MAX_CONFLICTS: u32 = 10;
 
-pub fn lease_name(fleet: &str) -> String {
+pub(crate) fn lease_name(fleet: &str) -> String {
     format!("fleet-{fleet}")
 }
 
 /// How apply takes the lock.
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub(crate) struct Options {
     /// Lease duration: how long the lock outlives a holder that died.
     pub ttl: Duration,
     /// How long to wait for another holder; zero fails at once.

@@ -13,12 +13,12 @@ use super::identity::Claimant;
 use crate::ownership;
 
 /// Who holds the lock, for people: the CI run, or `user@host`.
-pub const HOLDER_ANNOTATION: &str = "fleet.agent.ceo/lock-holder";
+pub(crate) const HOLDER_ANNOTATION: &str = "fleet.agent.ceo/lock-holder";
 /// Where it runs: the CI job, the machine and the process.
-pub const HOST_ANNOTATION: &str = "fleet.agent.ceo/lock-host";
+pub(crate) const HOST_ANNOTATION: &str = "fleet.agent.ceo/lock-host";
 /// The holding process, for machines: see [`crate::process`]. An apply on
 /// the same machine takes over at once the lock of one that has ended.
-pub const PROCESS_ANNOTATION: &str = "fleet.agent.ceo/lock-process";
+pub(crate) const PROCESS_ANNOTATION: &str = "fleet.agent.ceo/lock-process";
 
 /// `lease` claimed by `claimant` at server time `now`: holder, times,
 /// duration and the annotations people read.

@@ -16,7 +16,7 @@ use super::identity::Claimant;
 use super::lease::{Place, status_code, write_params};
 
 /// The lock, held: renewed in the background until released.
-pub struct Held {
+pub(crate) struct Held {
     place: Place,
     identity: String,
     /// Set, with the reason, when the lock was lost.

@@ -22,8 +22,8 @@ use crate::client::retry;
 const POLL: Duration = Duration::from_secs(1);
 
 /// The lock could not be taken: another apply holds it.
-#[derive(Debug)]
-pub struct Busy {
+#[derive(Debug, thiserror::Error)]
+pub(crate) struct Busy {
     pub lease: String,
     pub holder: Holder,
     /// How long this apply waited (`--lock-timeout`).
@@ -54,10 +54,8 @@ impl fmt::Display for Busy {
     }
 }
 
-impl std::error::Error for Busy {}
-
 /// What happened while taking the lock, for the caller to report.
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// Another apply holds it; waiting (up to `--lock-timeout`).
     Waiting(&'a Holder, Duration),
     /// Taken over from a holder that stopped renewing it.

@@ -10,7 +10,7 @@ use super::record::emptied;
 use crate::client::kube::Cluster;
 
 /// The lock as it stands, for `plan` and `unlock`.
-pub struct Standing {
+pub(crate) struct Standing {
     /// Who holds it; `None` when nobody does (or there is no Lease yet).
     pub holder: Option<Holder>,
     pub lease: String,
@@ -20,13 +20,17 @@ pub struct Standing {
 
 impl Standing {
     /// Whether the Lease exists (held or not).
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.read.is_some()
     }
 }
 
 /// Reads the lock without taking it.
-pub async fn standing(cluster: &Cluster, fleet: &str, namespace: &str) -> anyhow::Result<Standing> {
+pub(crate) async fn standing(
+    cluster: &Cluster,
+    fleet: &str,
+    namespace: &str,
+) -> anyhow::Result<Standing> {
     let place = Place::new(cluster, fleet, namespace);
     let (lease, clock) = place.read().await.map_err(place.explained("reading"))?;
     Ok(Standing {
@@ -39,7 +43,7 @@ pub async fn standing(cluster: &Cluster, fleet: &str, namespace: &str) -> anyhow
 
 /// Empties the Lease as it was read in `standing`: if it changed since (a
 /// renewal, another holder), nothing is changed.
-pub async fn remove(standing: Standing) -> anyhow::Result<()> {
+pub(crate) async fn remove(standing: Standing) -> anyhow::Result<()> {
     let Standing { read, place, .. } = standing;
     let params = write_params();
     let Some(lease) = read else {

@@ -15,7 +15,7 @@ use crate::plan::fit;
 
 /// The annotation the deployment controller puts on a Deployment and on its
 /// ReplicaSet of the same revision: it names the newest ReplicaSet.
-pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+pub(crate) const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 /// Container waiting reasons that do not pass by waiting longer.
 const STUCK_CONTAINER_REASONS: &[&str] = &[
@@ -29,7 +29,7 @@ const STUCK_CONTAINER_REASONS: &[&str] = &[
 
 /// Replica counts as the Deployment reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub desired: i32,
     pub ready: i32,
     pub updated: i32,
@@ -37,7 +37,7 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rollout {
+pub(crate) enum Rollout {
     /// Still going; `detail` says how far, or on what it waits.
     Progressing {
         counts: Counts,
@@ -54,7 +54,7 @@ pub enum Rollout {
 }
 
 impl Rollout {
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         match self {
             Rollout::Progressing { counts, .. }
             | Rollout::RolledOut { counts }
@@ -65,7 +65,7 @@ impl Rollout {
 
 /// Why a rollout cannot finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The pod it shows on, when it is a pod's problem.
     pub pod: Option<String>,
     /// Kubernetes' own word for it: `Unschedulable`, `ImagePullBackOff`,
@@ -84,7 +84,7 @@ pub struct Failure {
 /// no node could hold it, judged from the nodes or, without them, from the
 /// scheduler's own reasons. Otherwise it waits for room (as every surge pod
 /// of a rolling update on a full cluster does), and its reason is progress.
-pub fn classify(
+pub(super) fn classify(
     deployment: &Deployment,
     replica_sets: &[&ReplicaSet],
     pods: &[&Pod],

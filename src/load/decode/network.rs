@@ -366,7 +366,7 @@ pub(super) fn parse_cidr(s: &str) -> Option<Block> {
 fn moved_namespace(
     r: &mut Reader,
     peer: &Node,
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
     fleet_ns: FleetNamespace<'_>,
 ) {
     let Some((from, to)) = fleet_ns.moved else {

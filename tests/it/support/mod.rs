@@ -19,14 +19,14 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 /// The admin context of the kubeconfig that `scripts/controlplane` writes.
-pub const ADMIN_CONTEXT: &str = "fleet-local";
+pub(crate) const ADMIN_CONTEXT: &str = "fleet-local";
 /// A user that may act only inside [`RESTRICTED_NAMESPACE`].
-pub const RESTRICTED_CONTEXT: &str = "fleet-restricted";
-pub const RESTRICTED_NAMESPACE: &str = "fleet-restricted";
+pub(crate) const RESTRICTED_CONTEXT: &str = "fleet-restricted";
+pub(crate) const RESTRICTED_NAMESPACE: &str = "fleet-restricted";
 
 /// Where the running control plane can be reached.
 #[derive(Debug)]
-pub struct ControlPlane {
+pub(crate) struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub nats_url: String,
     /// nats-server of the oldest supported line (2.10).
@@ -41,17 +41,17 @@ pub struct ControlPlane {
 
 /// The monitoring port of the control plane's nats-server, as KEDA reaches
 /// it (`scripts/controlplane env` prints it).
-pub fn nats_monitoring() -> String {
+pub(crate) fn nats_monitoring() -> String {
     std::env::var("FLEET_NATS_MONITOR").unwrap_or_else(|_| "127.0.0.1:18222".into())
 }
 
 /// The monitoring port of the NATS cluster's first server: every server of
 /// the cluster serves it on the same port, at its own loopback address.
-pub fn nats_cluster_monitoring() -> String {
+pub(crate) fn nats_cluster_monitoring() -> String {
     std::env::var("FLEET_NATS_CLUSTER_MONITOR").unwrap_or_else(|_| "127.0.0.2:18231".into())
 }
 
-pub fn repo_root() -> &'static Path {
+pub(crate) fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -60,7 +60,7 @@ fn script() -> PathBuf {
 }
 
 /// The control plane, started once per test binary if it is not running.
-pub fn control_plane() -> &'static ControlPlane {
+pub(crate) fn control_plane() -> &'static ControlPlane {
     static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
     CONTROL_PLANE.get_or_init(|| {
         let running = Command::new("bash")
@@ -108,7 +108,7 @@ pub fn control_plane() -> &'static ControlPlane {
 
 impl ControlPlane {
     /// A kube client acting as the user of `context`.
-    pub async fn kube_client(&self, context: &str) -> Client {
+    pub(crate) async fn kube_client(&self, context: &str) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .expect("reading the control plane's kubeconfig");
         let options = KubeConfigOptions {
@@ -121,7 +121,7 @@ impl ControlPlane {
         Client::try_from(config).expect("building a kube client")
     }
 
-    pub async fn nats(&self) -> async_nats::Client {
+    pub(crate) async fn nats(&self) -> async_nats::Client {
         async_nats::connect(&self.nats_url)
             .await
             .unwrap_or_else(|err| {
@@ -134,7 +134,7 @@ impl ControlPlane {
 
     /// `kubectl ARGS -f -` as the admin, with `manifest` on stdin; panics
     /// with what kubectl said if it fails.
-    pub fn kubectl_stdin(&self, args: &[&str], manifest: &str) {
+    pub(crate) fn kubectl_stdin(&self, args: &[&str], manifest: &str) {
         let mut child = self
             .kubectl()
             .args(args)
@@ -159,7 +159,7 @@ impl ControlPlane {
     }
 
     /// kubectl for this control plane, as the admin.
-    pub fn kubectl(&self) -> Command {
+    pub(crate) fn kubectl(&self) -> Command {
         let mut command = Command::new(self.bin_dir.join("kubectl"));
         command
             .arg("--kubeconfig")
@@ -172,7 +172,7 @@ impl ControlPlane {
 
 /// One test's slice of the control plane: a namespace and a stream-name
 /// prefix of its own. Both are removed when it is dropped.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub control_plane: &'static ControlPlane,
     pub kube: Client,
     pub nats: async_nats::Client,
@@ -184,7 +184,7 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    pub async fn new(test: &str) -> TestEnv {
+    pub(crate) async fn new(test: &str) -> TestEnv {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let control_plane = control_plane();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -226,7 +226,7 @@ impl TestEnv {
     }
 
     /// Nothing was applied for `fleet`: its namespace was never created.
-    pub async fn assert_nothing_applied(&self, fleet: &FleetDir) {
+    pub(crate) async fn assert_nothing_applied(&self, fleet: &FleetDir) {
         let namespaces: Api<Namespace> = Api::all(self.kube.clone());
         assert!(
             namespaces
@@ -238,7 +238,7 @@ impl TestEnv {
         );
     }
 
-    pub fn api<K>(&self) -> Api<K>
+    pub(crate) fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         <K as kube::Resource>::DynamicType: Default,
@@ -285,7 +285,7 @@ async fn delete_streams_with_prefix(jetstream: &async_nats::jetstream::Context, 
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -304,14 +304,14 @@ where
 
 /// A fleet definition in a directory of its own, and the `fleet` binary run
 /// on it against the local control plane, as a user would.
-pub struct FleetDir {
+pub(crate) struct FleetDir {
     pub dir: tempfile::TempDir,
     pub namespace: String,
 }
 
 /// What one run of `fleet` printed and how it exited.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -330,7 +330,7 @@ impl From<std::process::Output> for Run {
 impl FleetDir {
     /// The repository's example fleet, deployed into `namespace` on the
     /// local control plane through `environments/test.toml`.
-    pub fn example(namespace: &str) -> FleetDir {
+    pub(crate) fn example(namespace: &str) -> FleetDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("config")).unwrap();
         for file in std::fs::read_dir(repo_root().join("config")).unwrap() {
@@ -352,13 +352,13 @@ impl FleetDir {
 
     /// A fleet from the given fleet.toml text (its `agent-tasks` stream
     /// renamed as in [`FleetDir::example`]).
-    pub fn with_definition(namespace: &str, fleet_toml: &str) -> FleetDir {
+    pub(crate) fn with_definition(namespace: &str, fleet_toml: &str) -> FleetDir {
         let fleet = Self::example(namespace);
         fleet.set_definition(fleet_toml);
         fleet
     }
 
-    pub fn set_definition(&self, fleet_toml: &str) {
+    pub(crate) fn set_definition(&self, fleet_toml: &str) {
         std::fs::write(
             self.dir.path().join("fleet.toml"),
             Self::private_streams(&self.namespace, fleet_toml),
@@ -374,23 +374,23 @@ impl FleetDir {
     }
 
     /// The name the example's `agent-tasks` stream has in this fleet.
-    pub fn stream(&self) -> String {
+    pub(crate) fn stream(&self) -> String {
         format!("{}-agent-tasks", self.namespace)
     }
 
     /// The subject prefix of this fleet's tasks, e.g. `<namespace>.tasks`.
-    pub fn task_subject(&self, role: &str) -> String {
+    pub(crate) fn task_subject(&self, role: &str) -> String {
         format!("{}.tasks.{role}.new", self.namespace)
     }
 
     /// Writes `environments/test.toml`: the test's namespace and context,
     /// then `extra`.
-    pub fn set_environment(&self, extra: &str) {
+    pub(crate) fn set_environment(&self, extra: &str) {
         self.set_environment_with_nats(&control_plane().nats_url, extra);
     }
 
     /// [`FleetDir::set_environment`] with another NATS server.
-    pub fn set_environment_with_nats(&self, nats_url: &str, extra: &str) {
+    pub(crate) fn set_environment_with_nats(&self, nats_url: &str, extra: &str) {
         let environments = self.dir.path().join("environments");
         std::fs::create_dir_all(&environments).unwrap();
         let text = format!(
@@ -401,7 +401,7 @@ impl FleetDir {
     }
 
     /// Runs `fleet ARGS --env test` in the fleet's directory.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().expect("running fleet");
         Run {
             code: output.status.code().unwrap_or(-1),
@@ -413,7 +413,7 @@ impl FleetDir {
 
 impl FleetDir {
     /// `fleet ARGS --env test` in the fleet's directory, to run or spawn.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fleet"));
         command
             .args(args)
@@ -430,19 +430,19 @@ impl FleetDir {
 
     /// The example fleet for `env`, deployed into `<env namespace>-f` so that
     /// fleet creates (and owns) its namespace.
-    pub fn for_test(env: &TestEnv) -> FleetDir {
+    pub(crate) fn for_test(env: &TestEnv) -> FleetDir {
         FleetDir::example(&format!("{}-f", env.namespace))
     }
 
     /// `fleet apply --auto-approve` with `extra` flags.
-    pub fn apply(&self, extra: &[&str]) -> Run {
+    pub(crate) fn apply(&self, extra: &[&str]) -> Run {
         let mut args = vec!["apply", "--auto-approve", "--timeout", "90s"];
         args.extend_from_slice(extra);
         self.run(&args)
     }
 
     /// The plan is empty: what an apply leaves behind.
-    pub fn assert_plan_empty(&self) {
+    pub(crate) fn assert_plan_empty(&self) {
         let plan = self.run(&["plan", "--detailed-exitcode"]);
         assert_eq!(
             plan.code, 0,
@@ -454,7 +454,7 @@ impl FleetDir {
 }
 
 impl Run {
-    pub fn assert_ok(&self, what: &str) {
+    pub(crate) fn assert_ok(&self, what: &str) {
         assert_eq!(
             self.code, 0,
             "{what} failed:\nstdout:\n{}\nstderr:\n{}",
@@ -480,7 +480,7 @@ impl Drop for FleetDir {
 
 /// Makes `name` an older rendering with another selector, as fleet itself
 /// applied it: the next plan must replace it (the selector is immutable).
-pub async fn with_old_selector(
+pub(crate) async fn with_old_selector(
     deployments: &Api<k8s_openapi::api::apps::v1::Deployment>,
     name: &str,
 ) {
@@ -529,7 +529,7 @@ pub async fn with_old_selector(
 /// user's name, signed by the control plane's CA (the API server trusts
 /// every certificate it signs), and a kubeconfig with one context for it.
 /// The user holds no rights until a test binds some.
-pub struct X509User {
+pub(crate) struct X509User {
     pub name: String,
     /// A kubeconfig holding only this user's context, named as the user.
     pub kubeconfig: PathBuf,
@@ -537,7 +537,7 @@ pub struct X509User {
 }
 
 impl X509User {
-    pub fn new(name: &str) -> X509User {
+    pub(crate) fn new(name: &str) -> X509User {
         let admin = Kubeconfig::read_from(&control_plane().kubeconfig)
             .expect("reading the control plane's kubeconfig");
         let cluster = admin.clusters[0]
@@ -642,7 +642,7 @@ impl X509User {
 
     /// Whether the API server lets this user do `verb` on `resource` in
     /// `namespace` (asked by the admin, impersonating the user).
-    pub fn can(&self, verb: &str, resource: &str, namespace: &str) -> bool {
+    pub(crate) fn can(&self, verb: &str, resource: &str, namespace: &str) -> bool {
         let output = control_plane()
             .kubectl()
             .args([
@@ -655,7 +655,7 @@ impl X509User {
 }
 
 /// `kubectl apply -f -` of `yaml`, as the admin.
-pub fn kubectl_apply(yaml: &str) {
+pub(crate) fn kubectl_apply(yaml: &str) {
     let mut kubectl = control_plane().kubectl();
     kubectl
         .args(["apply", "-f", "-"])
@@ -679,7 +679,7 @@ pub fn kubectl_apply(yaml: &str) {
 
 impl FleetDir {
     /// `fleet ARGS --env test` as `user`: its kubeconfig and context.
-    pub fn run_as(&self, user: &X509User, args: &[&str]) -> Run {
+    pub(crate) fn run_as(&self, user: &X509User, args: &[&str]) -> Run {
         let output = self
             .command(args)
             .args(["--context", &user.name])
@@ -696,7 +696,7 @@ impl FleetDir {
 
 /// A nats-server of the pinned version that a test starts with options of
 /// its own (authentication, for one) on a free port; stopped when dropped.
-pub struct NatsServer {
+pub(crate) struct NatsServer {
     child: std::process::Child,
     pub url: String,
     pub port: u16,
@@ -704,7 +704,7 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    pub async fn start(args: &[&str]) -> NatsServer {
+    pub(crate) async fn start(args: &[&str]) -> NatsServer {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -748,7 +748,7 @@ impl Drop for NatsServer {
 /// The Prometheus operator's ServiceMonitor CRD, as its pinned release ships
 /// it: `scripts/controlplane crds` fetches it from the operator's Go module
 /// (once; later calls reuse the copy in `target/controlplane/crds`).
-pub fn service_monitor_crd_file(control_plane: &ControlPlane) -> PathBuf {
+pub(crate) fn service_monitor_crd_file(control_plane: &ControlPlane) -> PathBuf {
     static FETCHED: OnceLock<()> = OnceLock::new();
     FETCHED.get_or_init(|| {
         let status = Command::new("bash")
@@ -771,7 +771,7 @@ pub fn service_monitor_crd_file(control_plane: &ControlPlane) -> PathBuf {
 /// Installs the Prometheus operator's real ServiceMonitor CRD (of the version
 /// `scripts/controlplane` pins) and waits until it is established. Server-side
 /// apply: the CRD is too large for kubectl's last-applied annotation.
-pub fn install_service_monitor_crd(control_plane: &ControlPlane) {
+pub(crate) fn install_service_monitor_crd(control_plane: &ControlPlane) {
     let file = service_monitor_crd_file(control_plane);
     let output = control_plane
         .kubectl()
@@ -806,7 +806,7 @@ pub fn install_service_monitor_crd(control_plane: &ControlPlane) {
 /// schema drops unknown fields silently; for built-in types unknown fields
 /// are dropped with a warning). Scalar values may differ (the server
 /// normalises quantities); a `null` sent may be absent.
-pub fn pruned_fields(sent: &serde_json::Value, stored: &serde_json::Value) -> Vec<String> {
+pub(crate) fn pruned_fields(sent: &serde_json::Value, stored: &serde_json::Value) -> Vec<String> {
     fn walk(
         path: &str,
         sent: &serde_json::Value,
@@ -844,7 +844,7 @@ pub fn pruned_fields(sent: &serde_json::Value, stored: &serde_json::Value) -> Ve
 }
 
 /// Removes the ServiceMonitor CRD, as a cluster without the Prometheus operator.
-pub fn remove_service_monitor_crd(control_plane: &ControlPlane) {
+pub(crate) fn remove_service_monitor_crd(control_plane: &ControlPlane) {
     let status = control_plane
         .kubectl()
         .args([
@@ -862,11 +862,11 @@ pub fn remove_service_monitor_crd(control_plane: &ControlPlane) {
 
 /// The PriorityClass that tests/fixtures/every-pod-key.toml names: cluster
 /// wide, so it is applied (idempotently) and left for the next test.
-pub const TEST_PRIORITY_CLASS: &str = "fleet-test-agents";
+pub(crate) const TEST_PRIORITY_CLASS: &str = "fleet-test-agents";
 
 /// The default priority, and never preempting: a test's pods must not push
 /// out the pods of other tests sharing the control plane.
-pub fn apply_test_priority_class() {
+pub(crate) fn apply_test_priority_class() {
     kubectl_apply(&format!(
         "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: {TEST_PRIORITY_CLASS}\n  labels: {{ fleet.test/priority-class: \"true\" }}\nvalue: 0\npreemptionPolicy: Never\ndescription: for fleet's tests\n"
     ));
@@ -874,17 +874,17 @@ pub fn apply_test_priority_class() {
 
 /// tests/fixtures/every-pod-key.toml, the fleet that uses every pod,
 /// placement, availability, scaling and namespace key.
-pub fn every_pod_key_fleet() -> String {
+pub(crate) fn every_pod_key_fleet() -> String {
     std::fs::read_to_string(repo_root().join("tests/fixtures/every-pod-key.toml")).unwrap()
 }
 
 /// A small, seeded random number generator (xorshift), so a failing run can
 /// be replayed: the seed comes from the environment variable `var`, or the
 /// clock (print it).
-pub struct Random(u64);
+pub(crate) struct Random(u64);
 
 impl Random {
-    pub fn from_env(var: &str) -> (Random, u64) {
+    pub(crate) fn from_env(var: &str) -> (Random, u64) {
         let seed = std::env::var(var)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -906,12 +906,12 @@ impl Random {
     }
 
     /// Uniform in [0, max).
-    pub fn below(&mut self, max: u64) -> u64 {
+    pub(crate) fn below(&mut self, max: u64) -> u64 {
         self.next() % max.max(1)
     }
 
     /// One of `items`.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 }
@@ -919,7 +919,7 @@ impl Random {
 impl FleetDir {
     /// `kubectl -n <the fleet's namespace> ARGS` as the admin; its stdout,
     /// or a panic with what kubectl said.
-    pub fn kubectl(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> String {
         let output = control_plane()
             .kubectl()
             .args(["-n", &self.namespace])
@@ -937,7 +937,7 @@ impl FleetDir {
 
 /// Starts `command` with stdout and stderr piped, stdout's lines sent over
 /// the channel returned as they come: a test can act at a given line.
-pub fn spawn_reading(
+pub(crate) fn spawn_reading(
     mut command: Command,
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead as _;
@@ -964,7 +964,7 @@ pub fn spawn_reading(
 /// Waits for a child started by [`spawn_reading`] to end (within `limit`:
 /// fleet never hangs) and returns all it printed, after `stdout`, what was
 /// read of it already.
-pub fn finish_reading(
+pub(crate) fn finish_reading(
     mut child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     mut stdout: String,
@@ -996,7 +996,7 @@ pub fn finish_reading(
 /// `agents` with a signing key, preloaded into a full resolver. Every JWT
 /// is made by fleet's own `credentials::encode`, and every user by
 /// `credentials::mint_user`.
-pub struct OperatorNats {
+pub(crate) struct OperatorNats {
     pub server: NatsServer,
     pub operator: nkeys::KeyPair,
     pub system: nkeys::KeyPair,
@@ -1010,7 +1010,7 @@ pub struct OperatorNats {
 }
 
 impl OperatorNats {
-    pub async fn start() -> OperatorNats {
+    pub(crate) async fn start() -> OperatorNats {
         use fleet::credentials::{Permissions, encode, mint_user};
         use serde_json::json;
         let now = std::time::SystemTime::now()
@@ -1098,7 +1098,7 @@ impl OperatorNats {
     }
 
     /// A client of `agents` with every right.
-    pub async fn admin(&self) -> async_nats::Client {
+    pub(crate) async fn admin(&self) -> async_nats::Client {
         async_nats::ConnectOptions::with_credentials_file(&self.admin_creds)
             .await
             .unwrap()
@@ -1108,7 +1108,7 @@ impl OperatorNats {
     }
 
     /// Writes `creds` (a creds file's text) beside the server's files.
-    pub fn creds_file(&self, name: &str, creds: &str) -> PathBuf {
+    pub(crate) fn creds_file(&self, name: &str, creds: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.creds"));
         std::fs::write(&path, creds).unwrap();
         path

@@ -219,7 +219,7 @@ pub(super) fn decode_agent(
     let messaging = decode_messaging(r, t, cx.streams);
     let labels = r.string_map(t, "labels").unwrap_or_default();
     let annotations = r.string_map(t, "annotations").unwrap_or_default();
-    let patches = super::patch::decode_patches(r, t, &what);
+    let patches = patch::decode_patches(r, t, &what);
     let tier = r
         .string(t, "tier")
         .and_then(|tier| dns_label(r, &tier, "tier", 63));
