@@ -78,19 +78,9 @@ fn modules_named(text: &str) -> Vec<&'static str> {
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {
         rest = &rest[at + "crate::".len()..];
-        let words: Vec<&str> = match rest.strip_prefix('{') {
-            Some(group) => group
-                .split('}')
-                .next()
-                .unwrap_or_default()
-                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .map(|path| path.split("::").next().unwrap_or_default())
-                .collect(),
-            None => vec![
-                rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .next()
-                    .unwrap_or_default(),
-            ],
+        let words = match rest.strip_prefix('{') {
+            Some(group) => group_heads(group),
+            None => vec![first_word(rest)],
         };
         named.extend(
             words
@@ -99,6 +89,30 @@ fn modules_named(text: &str) -> Vec<&'static str> {
         );
     }
     named
+}
+
+/// The identifier `text` starts with.
+fn first_word(text: &str) -> &str {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or_default()
+}
+
+/// The first segment of each path in a use group (`a::{b, c}, d}` gives
+/// `a` and `d`), up to the brace that closes it.
+fn group_heads(group: &str) -> Vec<&str> {
+    let mut heads = vec![first_word(group.trim_start())];
+    let mut depth = 0;
+    for (at, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => heads.push(first_word(group[at + 1..].trim_start())),
+            _ => {}
+        }
+    }
+    heads
 }
 
 #[test]
@@ -150,4 +164,6 @@ fn every_module_has_its_place() {
 fn a_forward_use_is_found() {
     let text = "//! crate::plan in a comment\nuse crate::{model, plan::Plan};\nfn f() { crate::apply::x(); }\n#[cfg(test)]\nuse crate::deploy;";
     assert_eq!(modules_named(text), ["model", "plan", "apply"]);
+    let nested = "use crate::{\n    live::{self, LiveState},\n    report,\n};";
+    assert_eq!(modules_named(nested), ["live", "report"]);
 }

@@ -556,17 +556,17 @@ pub fn now() -> String {
 
 /// A saved plan is applied only where and from what it was made: the same
 /// cluster (not only the same context name) and the same commit.
-pub fn check_saved(saved: &Provenance, fresh: &Provenance) -> Result<(), String> {
+pub fn check_saved(saved: &Provenance, fresh: &Provenance) -> anyhow::Result<()> {
     match (&saved.cluster, &fresh.cluster) {
         (Some(saved), Some(fresh)) if !saved.same_cluster(fresh) => {
-            return Err(format!(
+            anyhow::bail!(
                 "was made for {}, but the kube context now reaches {}",
                 saved.describe(),
                 fresh.describe()
-            ));
+            );
         }
         (None, _) => {
-            return Err("records no cluster identity (it was made by an older fleet)".to_string());
+            anyhow::bail!("records no cluster identity (it was made by an older fleet)");
         }
         _ => {}
     }
@@ -576,11 +576,11 @@ pub fn check_saved(saved: &Provenance, fresh: &Provenance) -> Result<(), String>
             Some(c) => format!("commit {}", short(&c)),
             None => "outside git".to_string(),
         };
-        return Err(format!(
+        anyhow::bail!(
             "was made from the definition at {}, and the definition is at {} now",
             describe(commit(saved)),
             describe(commit(fresh))
-        ));
+        );
     }
     Ok(())
 }
@@ -784,18 +784,23 @@ mod tests {
             ..Provenance::default()
         };
         let a = plan("aaaa", cluster(Some("uid-1"), "https://x"));
-        assert_eq!(check_saved(&a, &a.clone()), Ok(()));
+        assert!(check_saved(&a, &a.clone()).is_ok());
         // Same context and server, another cluster.
         let other = plan("aaaa", cluster(Some("uid-2"), "https://x"));
-        assert!(check_saved(&a, &other).unwrap_err().contains("uid-1"));
+        assert!(
+            check_saved(&a, &other)
+                .unwrap_err()
+                .to_string()
+                .contains("uid-1")
+        );
         // The UID unreadable on one side: the server decides.
         let unread = plan("aaaa", cluster(None, "https://x"));
-        assert_eq!(check_saved(&a, &unread), Ok(()));
+        assert!(check_saved(&a, &unread).is_ok());
         let elsewhere = plan("aaaa", cluster(None, "https://y"));
         assert!(check_saved(&a, &elsewhere).is_err());
         // Another commit.
         let later = plan("bbbb", cluster(Some("uid-1"), "https://x"));
-        let err = check_saved(&a, &later).unwrap_err();
+        let err = check_saved(&a, &later).unwrap_err().to_string();
         assert!(
             err.contains("commit aaaa") && err.contains("commit bbbb"),
             "{err}"

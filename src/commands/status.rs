@@ -28,8 +28,7 @@ pub(super) async fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
             .iter()
             .map(|agent| (agent.role.clone(), selection::agent_labels(agent)))
             .collect();
-        let targeting = selection::resolve(&selection, &defined, &Default::default())
-            .map_err(|why| anyhow::anyhow!(why))?;
+        let targeting = selection::resolve(&selection, &defined, &Default::default())?;
         fleet
             .agents
             .retain(|agent| targeting.agents.contains(&agent.role));

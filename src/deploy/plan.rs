@@ -479,7 +479,7 @@ fn targeted_agents(
         .map(str::to_string)
         .collect();
     plan::selection::resolve(selection, &defined, &removed)
-        .map_err(|why| anyhow::anyhow!("{why}; nothing was changed"))
+        .map_err(|why| anyhow::anyhow!("{why:#}; nothing was changed"))
 }
 
 /// The agent each object, stream or consumer belongs to, by the role label

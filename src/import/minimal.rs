@@ -28,7 +28,7 @@ impl ConfigFiles for NoFiles {
 
 /// What `document` renders (Kubernetes objects and JetStream), or the
 /// loader's diagnostics when it does not load.
-pub(crate) fn rendered(document: &Document) -> Result<render::Rendered, String> {
+pub(crate) fn rendered(document: &Document) -> anyhow::Result<render::Rendered> {
     let text = document.to_toml();
     let loaded = match &document.base {
         None => load::load_str(Path::new("fleet.toml"), &text, None, None, &NoFiles),
@@ -57,13 +57,13 @@ pub(crate) fn rendered(document: &Document) -> Result<render::Rendered, String> 
             .iter()
             .map(|d| d.message.clone())
             .collect();
-        return Err(problems.join("; "));
+        anyhow::bail!("{}", problems.join("; "));
     };
     Ok(render::render(&fleet))
 }
 
 /// What `document` renders, quantities by value, for comparing.
-fn compared(document: &Document) -> Result<Value, String> {
+fn compared(document: &Document) -> anyhow::Result<Value> {
     let mut rendered =
         serde_json::to_value(rendered(document)?).expect("rendered objects serialise");
     canonical(&mut rendered, Place::default());
@@ -100,7 +100,7 @@ fn alone(document: &Document, agent: &AgentTable) -> Document {
 
 /// The agent with the fewest keys that render as its `keys` do, with the
 /// profile (if any) that allowed it. `Err` when its keys do not load.
-pub(crate) fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTable, String> {
+pub(crate) fn minimal(document: &Document, agent: &AgentTable) -> anyhow::Result<AgentTable> {
     let reference = compared(&alone(document, agent))?;
     let same = |candidate: &AgentTable| {
         compared(&alone(document, candidate)).is_ok_and(|r| r == reference)
@@ -127,7 +127,7 @@ pub(crate) fn minimal(document: &Document, agent: &AgentTable) -> Result<AgentTa
 }
 
 /// The streams with the fewest keys that render the same.
-pub(crate) fn minimal_streams(mut document: Document) -> Result<Document, String> {
+pub(crate) fn minimal_streams(mut document: Document) -> anyhow::Result<Document> {
     let reference = compared(&document)?;
     for at in 0..document.streams.len() {
         for leaf in leaves(&document.streams[at].1) {

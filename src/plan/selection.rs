@@ -113,7 +113,7 @@ pub fn resolve(
     selection: &Selection,
     defined: &BTreeMap<String, BTreeMap<String, String>>,
     removed: &BTreeSet<String>,
-) -> Result<Targeting, String> {
+) -> anyhow::Result<Targeting> {
     let known = |role: &String| defined.contains_key(role) || removed.contains(role);
     if let Some(unknown) = selection
         .agents
@@ -124,10 +124,10 @@ pub fn resolve(
         let mut roles: Vec<&str> = defined.keys().map(String::as_str).collect();
         roles.extend(removed.iter().map(|r| r.as_str()));
         roles.sort();
-        return Err(format!(
+        anyhow::bail!(
             "there is no agent `{unknown}` in the definition or in the cluster (agents: {})",
             roles.join(", ")
-        ));
+        );
     }
     let mut agents = Vec::new();
     let mut left_out = Vec::new();
@@ -150,7 +150,7 @@ pub fn resolve(
     agents.sort();
     left_out.sort();
     if agents.is_empty() {
-        return Err(format!("{} selects no agent", selection.flags()));
+        anyhow::bail!("{} selects no agent", selection.flags());
     }
     Ok(Targeting {
         selection: selection.clone(),
@@ -310,11 +310,11 @@ mod tests {
         let none = BTreeSet::new();
         let err = resolve(&selection(&["devop"], &[], &[]), &fleet(), &none).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "there is no agent `devop` in the definition or in the cluster (agents: devops, observer, reviewer)"
         );
         let err = resolve(&selection(&[], &[], &["tier=nope"]), &fleet(), &none).unwrap_err();
-        assert_eq!(err, "--select tier=nope selects no agent");
+        assert_eq!(err.to_string(), "--select tier=nope selects no agent");
         assert!(parse_select("tier").is_err());
         assert!(parse_select("=x").is_err());
         assert_eq!(parse_select("a/b=c=d").unwrap(), "a/b=c=d");
