@@ -68,12 +68,7 @@ fn files_of(src: &Path, module: &str) -> Vec<PathBuf> {
 /// The fleet modules a file's code names (`crate::x`, `use crate::{x, ..}`),
 /// leaving out comments and its tests.
 fn modules_named(text: &str) -> Vec<&'static str> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-    let code: String = code
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code = code_outside_tests(text);
     let mut named = Vec::new();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("crate::") {
@@ -89,6 +84,38 @@ fn modules_named(text: &str) -> Vec<&'static str> {
         );
     }
     named
+}
+
+/// `text` less comment lines and each item under `#[cfg(test)]` (a
+/// `mod testing;` line, or a `mod tests { .. }` block to its closing brace):
+/// tests may use anything, and code after them is still checked.
+fn code_outside_tests(text: &str) -> String {
+    let mut code = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        if line.trim() != "#[cfg(test)]" {
+            code.push(line);
+            continue;
+        }
+        // Skip the item: attributes, then lines until it ends with `;` or
+        // its braces close.
+        let mut depth = 0i32;
+        for line in lines.by_ref() {
+            let opened = line.contains('{');
+            depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+            let attribute = line.trim_start().starts_with("#[");
+            if !attribute
+                && depth <= 0
+                && (opened || line.contains('}') || line.trim_end().ends_with(';'))
+            {
+                break;
+            }
+        }
+    }
+    code.join("\n")
 }
 
 /// The identifier `text` starts with.
@@ -166,4 +193,6 @@ fn a_forward_use_is_found() {
     assert_eq!(modules_named(text), ["model", "plan", "apply"]);
     let nested = "use crate::{\n    live::{self, LiveState},\n    report,\n};";
     assert_eq!(modules_named(nested), ["live", "report"]);
+    let after_tests = "#[cfg(test)]\nmod testing;\nuse crate::live;\n#[cfg(test)]\n#[allow(dead_code)]\nfn f() {\n    crate::plan::x();\n}\nuse crate::apply;\n#[cfg(test)]\nmod tests {\n    use crate::deploy;\n    fn g() {}\n}\nfn h() { crate::report::y(); }";
+    assert_eq!(modules_named(after_tests), ["live", "apply", "report"]);
 }
