@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Action, Blocked, Change, Drift, Target};
-use crate::live::jetstream::{Account, LiveJetStream, LiveStream, is_owned};
+use crate::live::jetstream::{Account, LiveConsumer, LiveJetStream, LiveStream, is_owned};
 use crate::ownership;
 use crate::redact::Body;
 use crate::render::Wave;
@@ -279,18 +279,7 @@ pub fn plan(
                 }
                 changes.push(change);
                 for (consumer_name, consumer) in own {
-                    let mut change = new_change(
-                        Target::Consumer {
-                            stream: name.clone(),
-                            name: consumer_name.clone(),
-                        },
-                        Action::Delete,
-                        None,
-                        None,
-                    );
-                    change.reason = Some(pending(consumer.pending));
-                    change.loses_data = consumer.pending != Some(0);
-                    changes.push(change);
+                    changes.push(consumer_delete(name, consumer_name, consumer));
                 }
                 continue;
             }
@@ -302,17 +291,7 @@ pub fn plan(
             if is_owned(&consumer.config, owner)
                 && !desired_consumers.contains(&(name.as_str(), consumer_name.as_str()))
             {
-                let mut change = new_change(
-                    Target::Consumer {
-                        stream: name.clone(),
-                        name: consumer_name.clone(),
-                    },
-                    Action::Delete,
-                    None,
-                    None,
-                );
-                change.reason = Some(pending(consumer.pending));
-                change.loses_data = consumer.pending != Some(0);
+                let mut change = consumer_delete(name, consumer_name, consumer);
                 change.drift = inventory_unchanged.then(Drift::default);
                 changes.push(change);
             }
@@ -543,6 +522,23 @@ fn new_change(
         desired: desired.map(Body::new),
         ..Change::new(target, action, Wave::JetStream)
     }
+}
+
+/// Deleting a consumer: it loses the messages it has pending, or may, when
+/// the server did not say how many.
+fn consumer_delete(stream: &str, name: &str, consumer: &LiveConsumer) -> Change {
+    let mut change = new_change(
+        Target::Consumer {
+            stream: stream.to_string(),
+            name: name.to_string(),
+        },
+        Action::Delete,
+        None,
+        None,
+    );
+    change.reason = Some(pending(consumer.pending));
+    change.loses_data = consumer.pending != Some(0);
+    change
 }
 
 fn unowned(target: Target) -> Change {

@@ -701,33 +701,24 @@ impl<'a> Renderer<'a> {
                 ..MetricSpec::default()
             });
         }
-        if let Some(utilization) = autoscaling.memory_utilization {
-            metrics.push(MetricSpec {
-                type_: "Resource".into(),
-                resource: Some(ResourceMetricSource {
-                    name: "memory".into(),
-                    target: MetricTarget {
-                        type_: "Utilization".into(),
-                        average_utilization: Some(utilization as i32),
-                        ..MetricTarget::default()
-                    },
-                }),
-                ..MetricSpec::default()
-            });
-        }
-        if let Some(utilization) = autoscaling.cpu_utilization {
-            metrics.push(MetricSpec {
-                type_: "Resource".into(),
-                resource: Some(ResourceMetricSource {
-                    name: "cpu".into(),
-                    target: MetricTarget {
-                        type_: "Utilization".into(),
-                        average_utilization: Some(utilization as i32),
-                        ..MetricTarget::default()
-                    },
-                }),
-                ..MetricSpec::default()
-            });
+        for (resource, utilization) in [
+            ("memory", autoscaling.memory_utilization),
+            ("cpu", autoscaling.cpu_utilization),
+        ] {
+            if let Some(utilization) = utilization {
+                metrics.push(MetricSpec {
+                    type_: "Resource".into(),
+                    resource: Some(ResourceMetricSource {
+                        name: resource.into(),
+                        target: MetricTarget {
+                            type_: "Utilization".into(),
+                            average_utilization: Some(utilization as i32),
+                            ..MetricTarget::default()
+                        },
+                    }),
+                    ..MetricSpec::default()
+                });
+            }
         }
         let hpa = HorizontalPodAutoscaler {
             metadata: self.agent_meta(agent, autoscaler_name(&agent.role)),
